@@ -1,0 +1,70 @@
+"""POST /login/v2 and POST /newaccountopening/v2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from passgate.api.deps import IntegrationAuth, RegistryDep
+from passgate.api.errors import ApiProblem
+from passgate.api.schemas_decisions import AccountOpeningRequest, DecisionResponse, LoginRequest
+from passgate.auth.models import Client
+from passgate.bootstrap import Registry
+from passgate.db import transaction
+
+router = APIRouter(tags=["decisions"])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": DecisionResponse},
+    400: {"description": "invalid body; `errors[].field` names each bad field"},
+    401: {"description": "missing or invalid bearer token"},
+}
+
+
+def _decide(
+    registry: Registry, client_id: str, event_type: str, body: dict[str, Any], decision_id: str
+) -> Any:
+    with transaction(registry.sessions) as session:
+        client = session.get(Client, client_id)
+        if client is None:
+            raise ApiProblem(401, "Unauthorized", "unknown client", slug="unauthorized")
+        return registry.decisions.decide(
+            session, client_id, client.sandbox, event_type, body, decision_id, registry.clock.now()
+        )
+
+
+async def _handle(
+    request: Request, registry: Registry, client_id: str, event_type: str, body: Any
+) -> JSONResponse:
+    decision_id: str = request.scope["state"]["correlation_id"]
+    payload = body.model_dump(mode="json", exclude_none=True)
+    result = await run_in_threadpool(_decide, registry, client_id, event_type, payload, decision_id)
+    registry.metrics.decisions.labels(event_type, result["decision"]).inc()
+    return JSONResponse(result)
+
+
+@router.post(
+    "/login/v2",
+    summary="Decide on a login (after the password was accepted)",
+    response_model=None,
+    responses=_RESPONSES,
+)
+async def login(
+    body: LoginRequest, request: Request, registry: RegistryDep, auth: IntegrationAuth
+) -> JSONResponse:
+    return await _handle(request, registry, auth.client_id, "LOGIN", body)
+
+
+@router.post(
+    "/newaccountopening/v2",
+    summary="Decide on a new account opening",
+    response_model=None,
+    responses=_RESPONSES,
+)
+async def new_account_opening(
+    body: AccountOpeningRequest, request: Request, registry: RegistryDep, auth: IntegrationAuth
+) -> JSONResponse:
+    return await _handle(request, registry, auth.client_id, "NEW_ACCOUNT_OPENING", body)

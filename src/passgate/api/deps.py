@@ -1,0 +1,62 @@
+"""Annotated dependencies: the registry, a unit of work, and the authenticated client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from passgate.auth.exceptions import InsufficientScope, InvalidToken
+from passgate.auth.services import ADMIN_SCOPE, INTEGRATION_SCOPE
+from passgate.bootstrap import Registry
+
+
+def get_registry(request: Request) -> Registry:
+    return request.app.state.registry  # type: ignore[no-any-return]
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+def get_session(registry: RegistryDep) -> Iterator[Session]:
+    """A session inside one transaction: committed when the route returns, rolled back on error."""
+    with registry.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    client_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+
+def _principal(request: Request, registry: Registry, needed: str) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("a bearer token is required (POST /oauth2/token)")
+    claims = registry.tokens.verify(token.strip(), registry.clock.now())
+    if not registry.key_status.is_active(claims.key_id, claims.client_id):
+        raise InvalidToken("the API key behind this token was revoked")
+    if needed not in claims.scopes:
+        raise InsufficientScope(needed)
+    return Principal(claims.client_id, claims.key_id, claims.scopes)
+
+
+async def integration_principal(request: Request) -> Principal:
+    return _principal(request, get_registry(request), INTEGRATION_SCOPE)
+
+
+async def admin_principal(request: Request) -> Principal:
+    return _principal(request, get_registry(request), ADMIN_SCOPE)
+
+
+IntegrationAuth = Annotated[Principal, Depends(integration_principal)]
+AdminAuth = Annotated[Principal, Depends(admin_principal)]

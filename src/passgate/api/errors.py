@@ -1,0 +1,241 @@
+"""The one place where exceptions become HTTP answers: RFC 9457 problem documents, never a trace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from passgate.auth.exceptions import (
+    InsufficientScope,
+    InvalidClient,
+    InvalidScope,
+    InvalidToken,
+    NotFound,
+    TooManyKeys,
+)
+from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
+
+log = logging.getLogger("passgate.api")
+PROBLEM = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """Raised by routes for answers that need no domain exception of their own."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[dict[str, str]] | None = None,
+        slug: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.slug = slug or title.lower().replace(" ", "-")
+        self.headers = headers
+        self.extra = extra or {}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:passgate:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+_UNION_TAGS = {"str", "bool", "int", "float", "constrained-str", "list", "dict", "none", "literal"}
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith("function-") or "[" in part)
+
+
+def field_path(loc: Sequence[Any], strip_tag: bool = False) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    if strip_tag and len(parts) > 1 and _is_tag(parts[-1]):
+        parts.pop()
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "body"
+
+
+_PATTERN_MESSAGES = {
+    "^[^-]+$": "must not contain '-'",
+    "^[A-Za-z0-9_-]{1,32}$": "must be 1 to 32 characters of A-Z, a-z, 0-9, '_' and '-'",
+}
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid"))
+    if err.get("type") == "string_pattern_mismatch":
+        pattern = str((err.get("ctx") or {}).get("pattern", ""))
+        return _PATTERN_MESSAGES.get(pattern, msg)
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    if err.get("type") == "model_attributes_type" or err.get("type") == "dict_type":
+        return "must be a JSON object"
+    return msg
+
+
+def validation_errors(raw: Sequence[Any]) -> list[dict[str, str]]:
+    """One entry per field; for union-typed fields the most specific complaint wins over 'wrong type'."""
+    # Pydantic reports a union-typed value once per member, each loc ending in the member's tag
+    # ("str", "int", ...); such a group is one field. A lone error ending in a tag-like name is a field.
+    prefixes: dict[tuple[Any, ...], int] = {}
+    for err in raw:
+        loc = tuple(err.get("loc", ()))
+        if loc and _is_tag(loc[-1]):
+            prefixes[loc[:-1]] = prefixes.get(loc[:-1], 0) + 1
+    by_field: dict[str, dict[str, Any]] = {}
+    for err in raw:
+        loc = tuple(err.get("loc", ()))
+        path = field_path(loc, strip_tag=prefixes.get(loc[:-1], 0) > 1)
+        kind = str(err.get("type", ""))
+        current = by_field.get(path)
+        generic = kind.endswith("_type") or kind.endswith("_parsing")
+        if current is None or (current["generic"] and not generic):
+            by_field[path] = {"generic": generic, "message": _message(err)}
+    return [{"field": f, "message": v["message"]} for f, v in by_field.items()]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc.errors())
+        names = ", ".join(e["field"] for e in errors[:5])
+        return problem(400, "Invalid request", f"invalid value for {names}", slug="validation", errors=errors)
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(_: Request, exc: ApiProblem) -> JSONResponse:
+        return problem(
+            exc.status,
+            exc.title,
+            exc.detail,
+            slug=exc.slug,
+            errors=exc.errors,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+
+    @app.exception_handler(InvalidClient)
+    async def _invalid_client(_: Request, exc: InvalidClient) -> JSONResponse:
+        return problem(
+            401,
+            "Invalid client",
+            "unknown client id or wrong secret",
+            slug="invalid-client",
+            headers={"WWW-Authenticate": 'Basic realm="passgate"'},
+            extra={"error": "invalid_client"},
+        )
+
+    @app.exception_handler(InvalidScope)
+    async def _invalid_scope(_: Request, exc: InvalidScope) -> JSONResponse:
+        return problem(
+            400,
+            "Invalid scope",
+            str(exc),
+            slug="invalid-scope",
+            errors=[{"field": "scope", "message": str(exc)}],
+            extra={"error": "invalid_scope"},
+        )
+
+    @app.exception_handler(InvalidToken)
+    async def _invalid_token(_: Request, exc: InvalidToken) -> JSONResponse:
+        return problem(
+            401,
+            "Unauthorized",
+            str(exc) or "a valid bearer token is required",
+            slug="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+    @app.exception_handler(InsufficientScope)
+    async def _insufficient_scope(_: Request, exc: InsufficientScope) -> JSONResponse:
+        return problem(
+            403,
+            "Forbidden",
+            str(exc),
+            slug="insufficient-scope",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{exc.needed}"'},
+        )
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(TooManyKeys)
+    async def _too_many_keys(_: Request, exc: TooManyKeys) -> JSONResponse:
+        return problem(409, "Too many keys", str(exc), slug="too-many-keys")
+
+    @app.exception_handler(InvalidPolicySet)
+    async def _invalid_set(_: Request, exc: InvalidPolicySet) -> JSONResponse:
+        return problem(
+            422,
+            "Invalid policy set",
+            str(exc),
+            slug="invalid-policy-set",
+            errors=[{"field": exc.location, "message": exc.message}],
+        )
+
+    @app.exception_handler(NoActiveVersion)
+    async def _no_version(_: Request, exc: NoActiveVersion) -> JSONResponse:
+        return problem(409, "No active policy set", str(exc), slug="no-active-version")
+
+    @app.exception_handler(VersionNotFound)
+    async def _no_such_version(_: Request, exc: VersionNotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+        title = titles.get(exc.status_code, "Error")
+        return problem(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            slug=title.lower().replace(" ", "-"),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return problem(
+            500, "Internal error", "an unexpected error occurred; it has been logged", slug="internal"
+        )

@@ -1,0 +1,44 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from passgate.api.deps import RegistryDep
+from passgate.api.errors import ApiProblem
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the database answers")
+async def readyz(registry: RegistryDep) -> JSONResponse:
+    def ping() -> None:
+        with registry.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except Exception:
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request, registry: RegistryDep) -> Response:
+    expected = registry.settings.metrics_token
+    if expected:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiProblem(401, "Unauthorized", "metrics need PASSGATE_METRICS_TOKEN", slug="unauthorized")
+    return Response(generate_latest(registry.metrics.registry), media_type=CONTENT_TYPE_LATEST)

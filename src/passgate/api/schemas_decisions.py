@@ -1,0 +1,248 @@
+"""Request and response bodies of POST /login/v2 and /newaccountopening/v2 (Kount 360 wire format)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+CustomValue = Annotated[StrictStr, Field(max_length=256)] | StrictBool | StrictInt | StrictFloat
+TemplateValues = dict[Annotated[str, Field(max_length=64)], Annotated[StrictStr, Field(max_length=256)]]
+
+
+class _In(BaseModel):
+    # Unknown attributes are ignored so integrations sending Kount fields Passgate does not use still work.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class Name(_In):
+    first: StrictStr | None = Field(default=None, max_length=256)
+    last: StrictStr | None = Field(default=None, max_length=256)
+    preferred: StrictStr | None = Field(default=None, max_length=256)
+
+
+class Address(_In):
+    addressType: StrictStr | None = Field(default=None, max_length=64)
+    line1: StrictStr | None = Field(default=None, max_length=256)
+    line2: StrictStr | None = Field(default=None, max_length=256)
+    city: StrictStr | None = Field(default=None, max_length=256)
+    region: StrictStr | None = Field(default=None, max_length=256)
+    postalCode: StrictStr | None = Field(default=None, max_length=32)
+    countryCode: StrictStr | None = Field(default=None, max_length=2)
+
+
+class Person(_In):
+    name: Name | None = None
+    emailAddress: StrictStr | None = Field(default=None, max_length=254, examples=["jo@example.com"])
+    phoneNumber: StrictStr | None = Field(default=None, max_length=16, examples=["+15551234567"])
+    addresses: list[Address] = Field(default_factory=list, max_length=10)
+
+    @field_validator("emailAddress")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return validate_email(v, check_deliverability=False, allow_smtputf8=True).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"not a valid email address: {exc}") from None
+
+    @field_validator("phoneNumber")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is not None and not E164.match(v):
+            raise ValueError("phone number must be in E.164 form, e.g. +15551234567")
+        return v
+
+
+class Account(_In):
+    id: StrictStr = Field(min_length=1, max_length=256, examples=["acct-1001"])
+    username: StrictStr = Field(min_length=1, max_length=256, examples=["jo"])
+    type: StrictStr | None = Field(default=None, max_length=64)
+    creationDateTime: datetime | None = None
+    userPassword: StrictStr | None = Field(
+        default=None, max_length=1024, description="a hash of the password; used for signals, never stored"
+    )
+    accountIsActive: StrictBool | None = None
+
+
+class LoginStrategy(_In):
+    mfaTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
+    mfaTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
+    bindToDevice: StrictBool = False
+
+
+class AccountOpeningStrategy(_In):
+    verificationTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
+    verificationTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
+    verificationTargetUrl: StrictStr | None = Field(default=None, max_length=2048)
+    bindToDevice: StrictBool = False
+
+    @field_validator("verificationTargetUrl")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", v):
+            raise ValueError("must be an absolute http(s) URL")
+        return v
+
+
+class _Decisionable(_In):
+    inquiryId: StrictStr = Field(
+        min_length=1, max_length=256, pattern=r"^[^-]+$", description="your id for this inquiry; no '-'"
+    )
+    channel: StrictStr | None = Field(default=None, max_length=64, examples=["WEB"])
+    deviceSessionId: StrictStr = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", examples=["a1b2c3d4e5"])
+    userIp: StrictStr | None = Field(default=None, max_length=45, examples=["203.0.113.7"])
+    person: Person | None = None
+    account: Account | None = None
+    customFields: dict[str, CustomValue] = Field(default_factory=dict, max_length=100)
+    preferredLanguageCode: StrictStr | None = Field(
+        default=None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", description="extension: message locale"
+    )
+
+    @field_validator("userIp")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError("not an IPv4 or IPv6 address") from None
+
+    @field_validator("customFields")
+    @classmethod
+    def _custom_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            if not CUSTOM_KEY.match(k):
+                raise ValueError(f"custom field name {k!r} must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        return v
+
+
+LOGIN_EXAMPLE: dict[str, Any] = {
+    "inquiryId": "inq0001",
+    "channel": "WEB",
+    "deviceSessionId": "ds0001abc",
+    "userIp": "203.0.113.7",
+    "loginUrl": "https://shop.example.com/login",
+    "person": {"name": {"first": "Jo", "last": "Doe"}, "emailAddress": "jo@example.com"},
+    "account": {"id": "acct-1001", "username": "jo", "type": "PRO"},
+    "strategy": {"mfaTemplateName": "email-link"},
+    "customFields": {"loyaltyTier": "gold", "cartValue": 120.5},
+}
+
+
+class LoginRequest(_Decisionable):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [LOGIN_EXAMPLE]})
+
+    loginUrl: StrictStr | None = Field(default=None, max_length=2048)
+    strategy: LoginStrategy | None = None
+
+
+class AccountOpeningRequest(_Decisionable):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "inquiryId": "inq0002",
+                    "deviceSessionId": "ds0002abc",
+                    "accountCreationUrl": "https://shop.example.com/signup",
+                    "person": {"emailAddress": "new@example.com", "phoneNumber": "+15551234567"},
+                    "account": {"id": "acct-2002", "username": "newbie"},
+                    "strategy": {
+                        "verificationTemplateName": "sms-code",
+                        "verificationTargetUrl": "https://shop.example.com/welcome",
+                    },
+                }
+            ]
+        },
+    )
+
+    accountCreationUrl: StrictStr | None = Field(default=None, max_length=2048)
+    strategy: AccountOpeningStrategy | None = None
+
+
+class TagWeight(BaseModel):
+    name: str
+    weight: int
+
+
+class SetRef(BaseModel):
+    name: str
+    versionName: str
+
+
+class ChallengeInfo(BaseModel):
+    ID: str | None = None
+    type: str | None = None
+    channel: str | None = None
+    status: str | None = None
+    expiresAt: datetime | None = None
+    sendAttempts: int = 0
+    verificationAttempts: int = 0
+    matchNumber: str | None = None
+    error: str | None = None
+
+
+class DecisionResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "decision": "CHALLENGE",
+                    "guidance": "CHALLENGE",
+                    "inquiryId": "inq0001",
+                    "deviceSessionId": "ds0001abc",
+                    "deviceId": "5f1c0d2e9b7a4c3d8e6f1a2b3c4d5e6f",
+                    "tags": ["NEW_DEVICE"],
+                    "userSegment": "default",
+                    "set": {"name": "login", "versionName": "v1"},
+                    "tagWeights": [{"name": "NEW_DEVICE", "weight": 10}],
+                    "person": {"emailAddress": "jo@example.com"},
+                    "strategy": {"mfaTemplateName": "email-link"},
+                    "mfa": {
+                        "ID": "0b6f3c1e-2a4d-4e5f-8a9b-0c1d2e3f4a5b",
+                        "type": "NONCE_OTH",
+                        "channel": "EMAIL",
+                        "status": "UNKNOWN",
+                        "expiresAt": "2026-11-29T10:10:00Z",
+                        "sendAttempts": 1,
+                        "verificationAttempts": 0,
+                        "error": None,
+                    },
+                }
+            ]
+        }
+    )
+
+    decision: str
+    guidance: str
+    inquiryId: str
+    deviceSessionId: str
+    deviceId: str
+    tags: list[str]
+    userSegment: str
+    set: SetRef
+    tagWeights: list[TagWeight]
+    person: dict[str, Any] | None = None
+    strategy: dict[str, Any] | None = None
+    mfa: ChallengeInfo | None = None
+    verification: ChallengeInfo | None = None

@@ -1,0 +1,1 @@
+"""Clients (tenants), API keys and OAuth2 client-credentials tokens."""

@@ -1,0 +1,165 @@
+"""Clients, API keys and the token grant."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from threading import Lock
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from passgate.auth.exceptions import InvalidClient, InvalidScope, NotFound, TooManyKeys
+from passgate.auth.models import ApiKey, Client
+from passgate.auth.tokens import TokenService
+from passgate.ids import new_client_id, new_key_id, new_uuid
+
+MAX_ACTIVE_KEYS = 2
+INTEGRATION_SCOPE = "k1_integration_api"
+ADMIN_SCOPE = "admin"
+KNOWN_SCOPES = (INTEGRATION_SCOPE, ADMIN_SCOPE)
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+def create_client(session: Session, name: str, country: str, sandbox: bool, now: datetime) -> Client:
+    from passgate.policy.services import install_default_sets
+
+    client = Client(id=new_client_id(), name=name, country=country.upper(), sandbox=sandbox, created_at=now)
+    session.add(client)
+    session.flush()
+    install_default_sets(session, client.id, now)
+    return client
+
+
+def get_client(session: Session, client_id: str) -> Client:
+    client = session.get(Client, client_id)
+    if client is None:
+        raise NotFound("client", client_id)
+    return client
+
+
+def create_api_key(
+    session: Session, client_id: str, scopes: list[str], now: datetime, name: str | None = None
+) -> CreatedKey:
+    get_client(session, client_id)
+    for s in scopes:
+        if s not in KNOWN_SCOPES:
+            raise InvalidScope(s)
+    # Lock the client row so two concurrent creations cannot both pass the limit check.
+    session.execute(select(Client.id).where(Client.id == client_id).with_for_update())
+    active = session.scalars(
+        select(ApiKey).where(ApiKey.client_id == client_id, ApiKey.revoked_at.is_(None))
+    ).all()
+    if len(active) >= MAX_ACTIVE_KEYS:
+        raise TooManyKeys(MAX_ACTIVE_KEYS)
+    secret = "pgk_" + secrets.token_urlsafe(32)
+    all_scopes = sorted({INTEGRATION_SCOPE, *scopes})
+    key = ApiKey(
+        id=new_key_id(),
+        client_id=client_id,
+        key_hash=hash_key(secret),
+        prefix=secret[:10],
+        scopes=" ".join(all_scopes),
+        name=name,
+        created_at=now,
+    )
+    session.add(key)
+    session.flush()
+    return CreatedKey(key=key, secret=secret)
+
+
+def list_api_keys(session: Session, client_id: str) -> list[ApiKey]:
+    return list(
+        session.scalars(select(ApiKey).where(ApiKey.client_id == client_id).order_by(ApiKey.created_at))
+    )
+
+
+def revoke_api_key(session: Session, client_id: str, key_id: str, now: datetime) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.client_id != client_id:
+        raise NotFound("API key", key_id)
+    if key.revoked_at is None:
+        key.revoked_at = now
+    return key
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    scope: str
+
+
+def grant_client_credentials(
+    session: Session,
+    tokens: TokenService,
+    client_id: str,
+    secret: str,
+    requested_scope: str | None,
+    now: datetime,
+) -> IssuedToken:
+    keys = session.scalars(
+        select(ApiKey).where(ApiKey.client_id == client_id, ApiKey.revoked_at.is_(None))
+    ).all()
+    presented = hash_key(secret)
+    match = None
+    for k in keys:
+        # Compare every candidate so the time taken does not reveal which one matched.
+        if hmac.compare_digest(k.key_hash, presented):
+            match = k
+    if match is None:
+        raise InvalidClient("unknown client or wrong secret")
+    granted = set(match.scopes.split())
+    wanted = (requested_scope or INTEGRATION_SCOPE).split()
+    for s in wanted:
+        if s not in granted:
+            raise InvalidScope(s)
+    session.execute(update(ApiKey).where(ApiKey.id == match.id).values(last_used_at=now))
+    token = tokens.issue(client_id, match.id, wanted, now, new_uuid())
+    return IssuedToken(token, tokens.ttl_seconds, " ".join(wanted))
+
+
+class KeyStatusCache:
+    """Whether a key is still active, remembered for a few seconds to keep a query off every request.
+
+    Revoking a key therefore takes effect within `ttl` seconds on every API process.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], ttl: float) -> None:
+        self._factory = factory
+        self._ttl = ttl
+        self._seen: dict[str, tuple[float, bool]] = {}
+        self._lock = Lock()
+
+    def is_active(self, key_id: str, client_id: str) -> bool:
+        now = time.monotonic()
+        hit = self._seen.get(key_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self._factory() as session:
+            row = session.execute(
+                select(ApiKey.revoked_at, ApiKey.client_id).where(ApiKey.id == key_id)
+            ).first()
+        active = row is not None and row.revoked_at is None and row.client_id == client_id
+        with self._lock:
+            if len(self._seen) > 50_000:
+                self._seen.clear()
+            self._seen[key_id] = (now + self._ttl, active)
+        return active
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            self._seen.pop(key_id, None)

@@ -1,0 +1,226 @@
+"""The `passgate` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from passgate.config import Settings
+
+EPILOG = """\
+environment: PASSGATE_DATABASE_URL (default sqlite:///./passgate.db), PASSGATE_PUBLIC_URL, PASSGATE_SMTP_URL,
+PASSGATE_SMS_PROVIDER, PASSGATE_REDIS_URL, PASSGATE_SECRET_KEYS, ... (see README.md, "Configuration").
+"""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's message names the variable at fault
+        raise SystemExit(f"passgate: invalid configuration: {exc}") from None
+
+
+def _out(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data))
+    else:
+        print(human)
+
+
+def _engine_migrated(settings: Settings) -> Any:
+    from passgate.db import make_engine
+    from passgate.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    engine = _engine_migrated(settings)
+    engine.dispose()
+    _out(args, {"status": "ok"}, f"database is up to date ({_redact(settings.database_url)})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from passgate.main import create_app
+    from passgate.observability import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    _engine_migrated(settings).dispose()
+    settings.secret_key_list  # noqa: B018  (fail now, not on the first request, when secrets are missing)
+    app = create_app(settings)
+    print(
+        f"Passgate serving on http://{args.host}:{args.port}  (API docs: /docs"
+        + (", dev inbox: /dev/inbox" if settings.dev_inbox_enabled else "")
+        + f"; database: {_redact(settings.database_url)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True)
+    return 0
+
+
+def cmd_client_create(args: argparse.Namespace) -> int:
+    from passgate.auth.services import create_client
+    from passgate.clock import SystemClock
+    from passgate.db import make_sessionmaker, transaction
+
+    country = args.country.upper()
+    if len(country) != 2 or not country.isalpha():
+        raise SystemExit("passgate: --country takes a two-letter ISO 3166 code, e.g. US")
+    settings = _settings()
+    engine = _engine_migrated(settings)
+    with transaction(make_sessionmaker(engine)) as session:
+        client = create_client(session, args.name, country, args.sandbox, SystemClock().now())
+        cid = client.id
+    engine.dispose()
+    _out(
+        args,
+        {"clientId": cid, "name": args.name, "country": country, "sandbox": args.sandbox},
+        f"Created client {args.name!r}: clientId {cid}\n"
+        f"Next: passgate apikey create --client {cid} [--scope admin]",
+    )
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    from passgate.auth.exceptions import NotFound, TooManyKeys
+    from passgate.auth.services import create_api_key
+    from passgate.clock import SystemClock
+    from passgate.db import make_sessionmaker, transaction
+
+    settings = _settings()
+    engine = _engine_migrated(settings)
+    scopes = ["admin"] if args.scope == "admin" else []
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            created = create_api_key(session, args.client, scopes, SystemClock().now(), name=args.name)
+            secret, key_id, granted = created.secret, created.key.id, created.key.scopes.split()
+    except NotFound:
+        raise SystemExit(
+            f"passgate: no client {args.client!r} (create one with: passgate client create)"
+        ) from None
+    except TooManyKeys as exc:
+        raise SystemExit(f"passgate: {exc}") from None
+    finally:
+        engine.dispose()
+    _out(
+        args,
+        {"apiKey": secret, "keyId": key_id, "clientId": args.client, "scopes": granted},
+        f"API key (shown once, store it now): {secret}\nkey id: {key_id}; scopes: {' '.join(granted)}",
+    )
+    return 0
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="passgate",
+        description="Passgate: login and account-opening decisions with email/SMS verification.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str, desc: str, json_flag: bool = True
+    ) -> Any:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=desc,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+        p.set_defaults(func=fn)
+        return p
+
+    p = add(
+        "serve",
+        cmd_serve,
+        "run the API (and, by default, the workers) in one process",
+        "Apply migrations, then serve the API. With PASSGATE_WORKERS_IN_PROCESS=true (the default) the\n"
+        "message and webhook workers run inside this process too.",
+        json_flag=False,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+
+    add(
+        "migrate",
+        cmd_migrate,
+        "create or upgrade the database schema",
+        "Apply every pending migration to PASSGATE_DATABASE_URL.",
+    )
+
+    client = sub.add_parser(
+        "client", help="manage clients (tenants)", description="Manage clients (tenants)."
+    )
+    csub = client.add_subparsers(dest="client_command", metavar="ACTION")
+    csub.required = True
+    p = csub.add_parser(
+        "create",
+        help="create a client with the default policy sets",
+        description="Create a client (a business using Passgate) with published default policy\n"
+        "sets: allow known devices, challenge new ones.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: passgate client create --name 'Acme Shop' --country GB --json",
+    )
+    p.add_argument("--name", required=True, help="the business's name, shown in messages by default")
+    p.add_argument(
+        "--country", default="US", help="home country (ISO 3166 alpha-2); SMS goes only there by default"
+    )
+    p.add_argument(
+        "--sandbox", action="store_true", help="test client: magic destinations, nothing sent outside"
+    )
+    p.add_argument("--json", action="store_true", help='print {"clientId": …}')
+    p.set_defaults(func=cmd_client_create)
+
+    apikey = sub.add_parser("apikey", help="manage API keys", description="Manage API keys.")
+    asub = apikey.add_subparsers(dest="apikey_command", metavar="ACTION")
+    asub.required = True
+    p = asub.add_parser(
+        "create",
+        help="create an API key (shown once)",
+        description="Create an API key for a client. A client has at most 2 active keys.",
+        epilog="example: passgate apikey create --client cl_0123abcd --scope admin --json",
+    )
+    p.add_argument("--client", required=True, help="the client id (from `passgate client create`)")
+    p.add_argument(
+        "--scope",
+        choices=["k1_integration_api", "admin"],
+        default="k1_integration_api",
+        help="admin also allows the management API (default k1_integration_api)",
+    )
+    p.add_argument("--name", default=None, help="a label to recognise the key by")
+    p.add_argument("--json", action="store_true", help='print {"apiKey": …}')
+    p.set_defaults(func=cmd_apikey_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

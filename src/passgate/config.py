@@ -1,0 +1,76 @@
+"""Settings read from PASSGATE_* environment variables (DESIGN §7)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PASSGATE_", extra="ignore")
+
+    database_url: str = "sqlite:///./passgate.db"
+    public_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("./.passgate")
+    # "production" hides dev-only surfaces (the dev inbox) and refuses generated secrets.
+    environment: Literal["development", "production"] = "development"
+
+    smtp_url: str | None = None
+    mail_from: str = "Passgate <no-reply@passgate.localhost>"
+    sms_provider: Literal["dev", "twilio", "http"] | None = None
+    sms_http_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+
+    redis_url: str | None = None
+    # Comma-separated, newest first. Old keys still verify hashes and tokens made with them.
+    secret_keys: str | None = None
+    webhook_allow_private: bool = False
+    workers_in_process: bool = True
+
+    token_ttl_seconds: int = 1200
+    metrics_token: str | None = None
+    log_level: str = "INFO"
+    # Seconds the API process trusts its cached view of an API key's revocation state.
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @cached_property
+    def secret_key_list(self) -> list[bytes]:
+        """The keyed-hash and signing secrets, newest first."""
+        if self.secret_keys:
+            keys = [k.strip() for k in self.secret_keys.split(",") if k.strip()]
+            if any(len(k) < 32 for k in keys):
+                raise ValueError("PASSGATE_SECRET_KEYS: every key must be at least 32 characters")
+            return [k.encode() for k in keys]
+        if self.environment == "production":
+            raise ValueError("PASSGATE_SECRET_KEYS must be set in production")
+        return [self._dev_secret_key().encode()]
+
+    def _dev_secret_key(self) -> str:
+        # Generated once into the data folder so restarts keep hashes and tokens valid.
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key
+
+    @property
+    def dev_inbox_enabled(self) -> bool:
+        return (
+            self.environment != "production" and self.smtp_url is None and self.sms_provider in (None, "dev")
+        )

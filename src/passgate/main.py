@@ -1,0 +1,57 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from passgate import __version__
+from passgate.api import auth, decisions, errors, manage_keys, manage_policy, ops
+from passgate.bootstrap import Registry, build_registry
+from passgate.config import Settings
+from passgate.observability import RequestContextMiddleware
+
+DESCRIPTION = """
+Passgate decides whether a login or a new account opening is **allowed**, **challenged** or
+**blocked**, and on a challenge proves that the person controls the email address or phone number given.
+
+The API follows the Kount 360 Account Protection APIs: get a token at `POST /oauth2/token` with your
+client id and API key (HTTP Basic), then call `POST /login/v2` or `POST /newaccountopening/v2` with
+`Authorization: Bearer …`.
+Errors are RFC 9457 problem documents whose `errors[].field` names each bad field.
+"""
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    settings = settings or (registry.settings if registry else Settings())
+    owned = registry is None
+    reg = registry or build_registry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in reg.extras.get("startup", []):
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(reg.extras.get("shutdown", [])):
+                await hook(app)
+            if owned:
+                reg.close()
+
+    app = FastAPI(
+        title="Passgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.registry = reg
+    errors.install(app)
+    for module in (auth, decisions, manage_policy, manage_keys, ops):
+        app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
+    return app

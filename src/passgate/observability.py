@@ -1,0 +1,155 @@
+"""Structured JSON logs with the correlation id, Prometheus metrics and the ASGI middleware feeding both.
+
+Access logs name the route template (`/v/{token}`), never the raw path, so no link token reaches a log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        cid = correlation_id.get()
+        if cid:
+            out["correlationId"] = cid
+        for k, v in record.__dict__.items():
+            if k not in _RESERVED and not k.startswith("_"):
+                out[k] = v
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's access log prints raw paths (which may hold link tokens); ours logs route templates.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+class Metrics:
+    """Prometheus collectors on a registry of their own (one per app, so tests do not collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "passgate_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "passgate_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "passgate_decisions_total",
+            "Decisions by event type and outcome",
+            ["event_type", "decision"],
+            registry=self.registry,
+        )
+        self.challenges = Counter(
+            "passgate_challenges_total",
+            "Challenges started by channel and type",
+            ["channel", "type"],
+            registry=self.registry,
+        )
+        self.status_changes = Counter(
+            "passgate_mfa_status_changes_total",
+            "MFA session status changes",
+            ["status"],
+            registry=self.registry,
+        )
+        self.messages = Counter(
+            "passgate_messages_total",
+            "Message send attempts by channel and result",
+            ["channel", "result"],
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "passgate_webhook_deliveries_total",
+            "Webhook delivery attempts by result",
+            ["result"],
+            registry=self.registry,
+        )
+
+
+class RequestContextMiddleware:
+    """Gives every request a correlation id (echoed as x-correlation-id), times it and logs it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = logging.getLogger("passgate.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = str(uuid.uuid4())
+        scope.setdefault("state", {})["correlation_id"] = cid
+        token = correlation_id.set(cid)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # A route may have replaced the id (decision endpoints use the decision's id).
+                final = scope["state"].get("correlation_id", cid)
+                headers = list(message.get("headers", []))
+                headers.append((b"x-correlation-id", final.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(elapsed)
+            if self.log.isEnabledFor(logging.INFO):
+                self.log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                        "correlationId": scope["state"].get("correlation_id", cid),
+                    },
+                )
+            correlation_id.reset(token)

@@ -1,0 +1,1 @@
+"""Policy sets, segments, policies and conditions; the decision engine."""

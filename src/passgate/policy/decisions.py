@@ -1,0 +1,138 @@
+"""The decision use case: evaluate the active set, store the decision, start a challenge if needed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from passgate.db import upsert
+from passgate.policy.engine import Outcome, evaluate
+from passgate.policy.models import Decision, Device
+from passgate.policy.services import CompiledSetCache, active_version_id
+from passgate.policy.signals import device_facts, request_facts
+
+EVENT_PATHS = {"LOGIN": "mfa", "NEW_ACCOUNT_OPENING": "verification"}
+
+
+@dataclass
+class DecisionContext:
+    decision_id: str
+    client_id: str
+    sandbox: bool
+    event_type: str
+    body: dict[str, Any]
+    outcome: Outcome
+    now: datetime
+
+
+class ChallengeStarter(Protocol):
+    """Starts an MFA/verification session for a CHALLENGE; returns the `mfa`/`verification` object
+    and the attributes it used (echoed in the response)."""
+
+    def __call__(
+        self, session: Session, ctx: DecisionContext
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None: ...
+
+
+def device_id(client_id: str, device_session_id: str) -> str:
+    return hashlib.sha256(f"{client_id}\x00{device_session_id}".encode()).hexdigest()[:32]
+
+
+def mark_device_seen(
+    session: Session, client_id: str, account_id: str, device_session_id: str, now: datetime
+) -> None:
+    upsert(
+        session,
+        Device.__table__,
+        {
+            "client_id": client_id,
+            "account_id": account_id,
+            "device_session_id": device_session_id,
+            "seen": True,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        },
+        ["client_id", "account_id", "device_session_id"],
+        {"seen": True, "last_seen_at": now},
+    )
+
+
+class DecisionService:
+    def __init__(self, cache: CompiledSetCache, start_challenge: ChallengeStarter | None = None) -> None:
+        self.cache = cache
+        self.start_challenge = start_challenge
+
+    def decide(
+        self,
+        session: Session,
+        client_id: str,
+        sandbox: bool,
+        event_type: str,
+        body: dict[str, Any],
+        decision_id: str,
+        now: datetime,
+        on_stored: Callable[[DecisionContext], None] | None = None,
+    ) -> dict[str, Any]:
+        compiled = self.cache.get(session, active_version_id(session, client_id, event_type))
+        facts = request_facts(event_type, body)
+        account_id = (body.get("account") or {}).get("id")
+        dsid = body["deviceSessionId"]
+        device = None
+        if compiled.needs("device") or compiled.needs("*"):
+            device = device_facts(session, client_id, account_id, dsid)
+            facts["device"] = device
+        outcome = evaluate(compiled, facts)
+
+        stored = dict(body)
+        if isinstance(stored.get("account"), dict):
+            stored["account"] = {k: v for k, v in stored["account"].items() if k != "userPassword"}
+        session.execute(
+            insert(Decision).values(
+                id=decision_id,
+                client_id=client_id,
+                event_type=event_type,
+                inquiry_id=body["inquiryId"],
+                device_session_id=dsid,
+                account_id=account_id,
+                decision=outcome.decision,
+                segment=outcome.segment,
+                set_version=compiled.version_name,
+                tags=outcome.tags,
+                request=stored,
+                created_at=now,
+            )
+        )
+        if (
+            outcome.decision == "ALLOW"
+            and account_id is not None
+            and not (device and device["seenForAccount"])
+        ):
+            mark_device_seen(session, client_id, account_id, dsid, now)
+
+        response: dict[str, Any] = {
+            "decision": outcome.decision,
+            "guidance": outcome.decision,
+            "inquiryId": body["inquiryId"],
+            "deviceSessionId": dsid,
+            "deviceId": device_id(client_id, dsid),
+            "tags": outcome.tags,
+            "userSegment": outcome.segment,
+            "set": {"name": compiled.name, "versionName": compiled.version_name},
+            "tagWeights": outcome.tag_weights,
+        }
+        ctx = DecisionContext(decision_id, client_id, sandbox, event_type, body, outcome, now)
+        if outcome.decision == "CHALLENGE" and outcome.mfa_enabled and self.start_challenge is not None:
+            started = self.start_challenge(session, ctx)
+            if started is not None:
+                challenge, echoed = started
+                response[EVENT_PATHS[event_type]] = challenge
+                response.update(echoed)
+        if on_stored is not None:
+            on_stored(ctx)
+        return response

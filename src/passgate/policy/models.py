@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from passgate.db import Base, JSONType, UTCDateTime
+
+
+class PolicySet(Base):
+    """One per client and event type: the editable draft and a pointer to the active version."""
+
+    __tablename__ = "policy_sets"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    draft: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    draft_updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    active_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    next_version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PolicySetVersion(Base):
+    """A published version: written once, never updated."""
+
+    __tablename__ = "policy_set_versions"
+    __table_args__ = (UniqueConstraint("client_id", "event_type", "version_name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(32))
+    version_name: Mapped[str] = mapped_column(String(32))
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    restored_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_client_created", "client_id", "created_at"),
+        Index("ix_decisions_client_inquiry", "client_id", "inquiry_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(32))
+    inquiry_id: Mapped[str] = mapped_column(String(256))
+    device_session_id: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    segment: Mapped[str] = mapped_column(String(80))
+    set_version: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[list[Any]] = mapped_column(JSONType)
+    # The request as received, less account.userPassword (never stored).
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Device(Base):
+    """A (account, deviceSessionId) pair this client has seen, with its trust state."""
+
+    __tablename__ = "devices"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    device_session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seen: Mapped[bool] = mapped_column(default=False)
+    trust_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # TRUSTED | BANNED
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import base64
+
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from passgate.bootstrap import Registry
+from passgate.clock import FrozenClock
+from tests.factories import Tenant, get_token, login_body, make_tenant
+
+
+def test_token_is_a_jwt_verifiable_with_the_published_jwks(http: TestClient, tenant: Tenant) -> None:
+    r = http.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(tenant.client_id, tenant.api_key)
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 1200
+    assert body["scope"] == "k1_integration_api"
+    assert r.headers["cache-control"] == "no-store"
+    keys = KeySet.import_key_set(http.get("/.well-known/jwks.json").json())
+    token = jwt.decode(body["access_token"], keys, algorithms=["ES256"])
+    assert token.claims["sub"] == tenant.client_id
+    assert token.header["alg"] == "ES256"
+
+
+def test_wrong_secret_and_unknown_client_are_refused_alike(http: TestClient, tenant: Tenant) -> None:
+    for creds in (
+        (tenant.client_id, tenant.api_key + "x"),
+        ("cl_nobody", tenant.api_key),
+        (tenant.client_id, ""),
+    ):
+        r = http.post("/oauth2/token", data={"grant_type": "client_credentials"}, auth=creds)
+        assert r.status_code == 401
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["error"] == "invalid_client"
+        assert tenant.api_key not in r.text
+
+
+def test_token_request_validation(http: TestClient, tenant: Tenant) -> None:
+    r = http.post("/oauth2/token", data={"grant_type": "password"}, auth=(tenant.client_id, tenant.api_key))
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "grant_type"
+    r = http.post(
+        "/oauth2/token", json={"grant_type": "client_credentials"}, auth=(tenant.client_id, tenant.api_key)
+    )
+    assert r.status_code == 400
+    r = http.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+    )
+    assert r.status_code == 401
+    r = http.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic %%%"}
+    )
+    assert r.status_code == 401
+
+
+def test_scope_rules(http: TestClient, registry: Registry) -> None:
+    plain = make_tenant(http, registry, admin=False)
+    r = http.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "scope": "admin"},
+        auth=(plain.client_id, plain.api_key),
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_scope"
+    assert r.json()["errors"][0]["field"] == "scope"
+    # An integration token cannot use the management API ...
+    r = http.get("/manage/v1/policy-sets/LOGIN", headers=plain.headers)
+    assert r.status_code == 403
+    # ... and an admin-only token cannot post decisions.
+    admin = make_tenant(http, registry, admin=True)
+    r = http.post("/login/v2", json=login_body(), headers=admin.admin_headers)
+    assert r.status_code == 403
+    both = get_token(http, admin.client_id, admin.api_key, "k1_integration_api admin")
+    assert (
+        http.post("/login/v2", json=login_body(), headers={"Authorization": f"Bearer {both}"}).status_code
+        == 200
+    )
+
+
+def test_token_expires(http: TestClient, tenant: Tenant, clock: FrozenClock) -> None:
+    assert http.post("/login/v2", json=login_body(), headers=tenant.headers).status_code == 200
+    clock.advance(1199)
+    assert http.post("/login/v2", json=login_body(), headers=tenant.headers).status_code == 200
+    clock.advance(1)
+    r = http.post("/login/v2", json=login_body(), headers=tenant.headers)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_missing_or_garbage_bearer(http: TestClient) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer abc.def.ghi"},
+        {"Authorization": "Basic x"},
+    ):
+        r = http.post("/login/v2", json=login_body(), headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["status"] == 401
+
+
+def test_at_most_two_active_keys_and_revocation(http: TestClient, tenant: Tenant) -> None:
+    r = http.post("/manage/v1/api-keys", json={"name": "second"}, headers=tenant.admin_headers)
+    assert r.status_code == 201
+    second = r.json()
+    assert second["apiKey"].startswith("pgk_")
+    r = http.post("/manage/v1/api-keys", json={"name": "third"}, headers=tenant.admin_headers)
+    assert r.status_code == 409
+    listed = http.get("/manage/v1/api-keys", headers=tenant.admin_headers).json()["items"]
+    assert len(listed) == 2
+    assert all("apiKey" not in k and second["apiKey"] not in str(k) for k in listed)
+
+    second_token = get_token(http, tenant.client_id, second["apiKey"])
+    assert (
+        http.post(
+            "/login/v2", json=login_body(), headers={"Authorization": f"Bearer {second_token}"}
+        ).status_code
+        == 200
+    )
+    r = http.delete(f"/manage/v1/api-keys/{second['id']}", headers=tenant.admin_headers)
+    assert r.status_code == 200 and r.json()["active"] is False
+    # Tokens issued with the revoked key stop working, and it cannot get new ones.
+    r = http.post("/login/v2", json=login_body(), headers={"Authorization": f"Bearer {second_token}"})
+    assert r.status_code == 401
+    r = http.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(tenant.client_id, second["apiKey"])
+    )
+    assert r.status_code == 401
+    # The slot is free again.
+    assert http.post("/manage/v1/api-keys", json={}, headers=tenant.admin_headers).status_code == 201
+
+
+def test_keys_are_stored_only_as_hashes(http: TestClient, tenant: Tenant, registry: Registry) -> None:
+    from sqlalchemy import select
+
+    from passgate.auth.models import ApiKey
+
+    with registry.sessions() as s:
+        rows = s.scalars(select(ApiKey).where(ApiKey.client_id == tenant.client_id)).all()
+    assert rows and all(tenant.api_key not in (r.key_hash + r.prefix + r.scopes) for r in rows)
+
+
+def test_client_cannot_revoke_another_clients_key(
+    http: TestClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    r = http.delete(f"/manage/v1/api-keys/{tenant.key_id}", headers=other_tenant.admin_headers)
+    assert r.status_code == 404
+    assert http.post("/login/v2", json=login_body(), headers=tenant.headers).status_code == 200

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.factories import Tenant, login_body, publish
+
+
+def cond(field: str, op: str, value: Any) -> dict[str, Any]:
+    return {"field": field, "operator": op, "value": value}
+
+
+RISK_SET = {
+    "name": "risk",
+    "segments": [
+        {
+            "name": "staff",
+            "conditions": [cond("person.emailAddress", "endsWith", "@staff.example.com")],
+            "policies": [],
+        },
+        {"name": "default", "mfaEnabled": True, "policies": ["block-red", "challenge-big-cart", "vip-tag"]},
+    ],
+    "policies": [
+        {
+            "name": "block-red",
+            "conditions": [cond("customFields.riskTier", "equals", "red")],
+            "outcome": "BLOCK",
+            "tags": [{"name": "RISK_RED", "weight": 50}],
+        },
+        {
+            "name": "challenge-big-cart",
+            "conditions": [cond("customFields.cart", "gt", 1000)],
+            "outcome": "CHALLENGE",
+            "tags": [{"name": "BIG_CART", "weight": 20}],
+        },
+        {
+            "name": "vip-tag",
+            "cel": "has(customFields.vip) && customFields.vip == true",
+            "outcome": "NO_CHANGE",
+            "tags": [{"name": "VIP", "weight": -5}],
+        },
+    ],
+}
+
+
+def decide(http: TestClient, tenant: Tenant, **kw: Any) -> dict[str, Any]:
+    r = http.post("/login/v2", json=login_body(**kw), headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_published_set_decides(http: TestClient, tenant: Tenant) -> None:
+    v = publish(http, tenant, RISK_SET)
+    assert v["versionName"] == "v2"
+    assert decide(http, tenant)["decision"] == "ALLOW"
+    big = decide(http, tenant, customFields={"cart": 5000, "vip": True})
+    assert big["decision"] == "CHALLENGE"
+    assert big["tagWeights"] == [{"name": "BIG_CART", "weight": 20}, {"name": "VIP", "weight": -5}]
+    both = decide(http, tenant, customFields={"cart": 5000, "riskTier": "red"})
+    assert both["decision"] == "BLOCK"
+    assert both["tags"] == ["RISK_RED", "BIG_CART"]
+    staff = decide(
+        http, tenant, person={"emailAddress": "ann@staff.example.com"}, customFields={"riskTier": "red"}
+    )
+    assert (staff["decision"], staff["userSegment"]) == ("ALLOW", "staff")
+
+
+def test_published_version_never_changes_with_the_draft(http: TestClient, tenant: Tenant) -> None:
+    publish(http, tenant, RISK_SET)
+    active = http.get("/manage/v1/policy-sets/LOGIN", headers=tenant.admin_headers).json()
+    changed = {**RISK_SET, "policies": [{**p, "outcome": "BLOCK"} for p in RISK_SET["policies"]]}
+    r = http.put("/manage/v1/policy-sets/LOGIN/draft", json=changed, headers=tenant.admin_headers)
+    assert r.status_code == 200
+    assert http.get("/manage/v1/policy-sets/LOGIN", headers=tenant.admin_headers).json() == active
+    assert decide(http, tenant, customFields={"cart": 5000})["decision"] == "CHALLENGE"
+    draft = http.get("/manage/v1/policy-sets/LOGIN/draft", headers=tenant.admin_headers).json()["document"]
+    assert [p["outcome"] for p in draft["policies"]] == ["BLOCK", "BLOCK", "BLOCK"]
+    assert [p["outcome"] for p in active["document"]["policies"]] == ["BLOCK", "CHALLENGE", "NO_CHANGE"]
+
+
+def test_invalid_draft_is_refused_with_the_location(http: TestClient, tenant: Tenant) -> None:
+    bad = {
+        **RISK_SET,
+        "policies": [*RISK_SET["policies"][:2], {"name": "x", "cel": "customFields.(", "outcome": "BLOCK"}],
+    }
+    r = http.put("/manage/v1/policy-sets/LOGIN/draft", json=bad, headers=tenant.admin_headers)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "policies[2].cel"
+    r = http.put(
+        "/manage/v1/policy-sets/LOGIN/draft", json={"name": "x", "segments": []}, headers=tenant.admin_headers
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "segments"
+    r = http.put(
+        "/manage/v1/policy-sets/LOGIN/draft",
+        json={
+            "name": "x",
+            "segments": [{"name": "d", "policies": []}],
+            "policies": [{"name": "p", "outcome": "MAYBE"}],
+        },
+        headers=tenant.admin_headers,
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "policies[0].outcome"
+    # The draft kept its earlier content.
+    assert (
+        http.get("/manage/v1/policy-sets/LOGIN/draft", headers=tenant.admin_headers).json()["document"][
+            "name"
+        ]
+        == "login"
+    )
+
+
+def test_tenants_cannot_see_or_change_each_others_sets(
+    http: TestClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    publish(http, tenant, RISK_SET)
+    theirs = http.get("/manage/v1/policy-sets/LOGIN", headers=other_tenant.admin_headers).json()
+    assert theirs["document"]["name"] == "login" and theirs["versionName"] == "v1"
+    publish(
+        http,
+        other_tenant,
+        {
+            "name": "other",
+            "segments": [{"name": "d", "policies": ["all"]}],
+            "policies": [{"name": "all", "outcome": "BLOCK"}],
+        },
+    )
+    mine = http.get("/manage/v1/policy-sets/LOGIN", headers=tenant.admin_headers).json()
+    assert mine["document"]["name"] == "risk" and mine["versionName"] == "v2"
+    assert decide(http, tenant)["decision"] == "ALLOW"
+    assert decide(http, other_tenant)["decision"] == "BLOCK"
