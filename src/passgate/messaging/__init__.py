@@ -1,0 +1,1 @@
+"""Messaging: templates, senders, and the queue of messages to send."""
