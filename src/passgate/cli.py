@@ -69,6 +69,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from passgate.bootstrap import build_registry
+    from passgate.observability import configure_logging
+    from passgate.worker import Worker
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    _engine_migrated(settings).dispose()
+    registry = build_registry(settings)
+    worker = Worker(registry, poll_interval=args.poll)
+    print(
+        f"Passgate worker {registry.dispatcher.worker_id} running (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        registry.close()
+    return 0
+
+
 def cmd_client_create(args: argparse.Namespace) -> int:
     from passgate.auth.services import create_client
     from passgate.clock import SystemClock

@@ -22,12 +22,18 @@ class Settings(BaseSettings):
 
     smtp_url: str | None = None
     mail_from: str = "Passgate <no-reply@passgate.localhost>"
-    sms_provider: Literal["dev", "twilio", "http"] | None = None
+    # One provider, or several in order of preference: "twilio,http" fails over to the gateway.
+    sms_provider: str | None = None
     sms_http_url: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
+    sms_from: str = "Passgate"
+    # Seconds between tries of a message that failed for a passing reason; tests shorten it.
+    message_retry_seconds: str = "2,5,15,30,60,120,300"
+    # How long a worker owns a message it claimed; a worker that dies mid-send is taken over after this.
+    message_lock_seconds: int = Field(default=60, ge=1)
 
     redis_url: str | None = None
     # Comma-separated, newest first. Old keys still verify hashes and tokens made with them.
@@ -68,6 +74,10 @@ class Settings(BaseSettings):
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+    @property
+    def retry_schedule(self) -> tuple[float, ...]:
+        return tuple(float(x) for x in self.message_retry_seconds.split(",") if x.strip())
 
     @property
     def dev_inbox_enabled(self) -> bool:

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from passgate import __version__
-from passgate.api import auth, decisions, errors, manage_keys, manage_policy, ops
+from passgate.api import (
+    auth,
+    decisions,
+    dev,
+    errors,
+    links,
+    manage_keys,
+    manage_policy,
+    manage_settings,
+    mfa,
+    ops,
+    providers,
+)
 from passgate.bootstrap import Registry, build_registry
 from passgate.config import Settings
 from passgate.observability import RequestContextMiddleware
+from passgate.worker import Worker
 
 DESCRIPTION = """
 Passgate decides whether a login or a new account opening is **allowed**, **challenged** or
@@ -31,11 +45,23 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_task = None
+        if reg.settings.workers_in_process:
+            worker = Worker(reg)
+            reg.notifier.callbacks.append(worker.wake)
+            worker_task = asyncio.create_task(worker.run(), name="passgate-worker")
+            app.state.worker = worker
         for hook in reg.extras.get("startup", []):
             await hook(app)
         try:
             yield
         finally:
+            if worker_task is not None:
+                app.state.worker.stop()
+                try:
+                    await asyncio.wait_for(worker_task, timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    worker_task.cancel()
             for hook in reversed(reg.extras.get("shutdown", [])):
                 await hook(app)
             if owned:
@@ -51,7 +77,18 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     )
     app.state.registry = reg
     errors.install(app)
-    for module in (auth, decisions, manage_policy, manage_keys, ops):
+    for module in (
+        auth,
+        decisions,
+        mfa,
+        links,
+        providers,
+        dev,
+        manage_policy,
+        manage_keys,
+        manage_settings,
+        ops,
+    ):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app

@@ -19,6 +19,14 @@ from passgate.auth.exceptions import (
     NotFound,
     TooManyKeys,
 )
+from passgate.mfa.exceptions import (
+    SendLimitReached,
+    SendRateLimited,
+    SessionClosed,
+    SessionNotFound,
+    Throttled,
+    WrongMethod,
+)
 from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
 
 log = logging.getLogger("passgate.api")
@@ -220,6 +228,42 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(VersionNotFound)
     async def _no_such_version(_: Request, exc: VersionNotFound) -> JSONResponse:
         return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(SessionNotFound)
+    async def _no_session(_: Request, exc: SessionNotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(SessionClosed)
+    async def _closed(_: Request, exc: SessionClosed) -> JSONResponse:
+        extra: dict[str, Any] = {"sessionStatus": exc.status}
+        if exc.reason:
+            extra["terminationReason"] = exc.reason
+        return problem(409, "Session closed", str(exc), slug="session-closed", extra=extra)
+
+    @app.exception_handler(WrongMethod)
+    async def _wrong_method(_: Request, exc: WrongMethod) -> JSONResponse:
+        return problem(409, "Wrong verification method", str(exc), slug="wrong-method")
+
+    @app.exception_handler(SendLimitReached)
+    async def _sends(_: Request, exc: SendLimitReached) -> JSONResponse:
+        return problem(429, "Send limit reached", str(exc), slug="send-limit")
+
+    @app.exception_handler(SendRateLimited)
+    async def _send_rate(_: Request, exc: SendRateLimited) -> JSONResponse:
+        return problem(
+            429, "Rate limited", str(exc), slug="rate-limited", headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    @app.exception_handler(Throttled)
+    async def _throttled(_: Request, exc: Throttled) -> JSONResponse:
+        return problem(
+            429,
+            "Too many failed attempts",
+            str(exc),
+            slug="throttled",
+            headers={"Retry-After": str(exc.retry_after)},
+            extra={"locked": exc.locked},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

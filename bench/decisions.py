@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Decision throughput: POST /login/v2 against a bare endpoint of the same stack, in the same run.
+
+What it does, in one command:
+
+1. a throw-away workspace (temp folder, SQLite file, random secret keys, workers in process) with a
+   client and an admin API key made by the `passgate` CLI;
+2. `passgate serve` (one process, as production runs it) and bench/bare_app.py (the same FastAPI +
+   middleware + error handlers, a constant answer), both under uvicorn with uvloop and httptools;
+3. the device `benchdev1` made known for account `bench-acct` (an ALLOW under a temporary allow-all
+   set marks it seen), the default set published again (v3), one login checked to be ALLOW under v3;
+4. load from bench/loadgen.py, a separate process, at the same concurrency and duration:
+   bare -> decisions -> bare (the two bare runs are averaged to cancel drift on a shared machine);
+   every login has its own inquiryId (`inq<n>`) and must answer 200 with decision ALLOW;
+5. a table with requests/s, p50 and p99 of each, the ratio decisions/bare against the target;
+   the full result in bench/results/decisions-latest.json.
+
+Everything started is stopped, and the temp folder removed, on success, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from _common import (
+    BenchError,
+    Workspace,
+    expect_status,
+    get_token,
+    http_client,
+    interrupt_guard,
+    progress,
+    run_loadgen,
+    table,
+    write_result,
+)
+
+NAME = "decisions"
+TARGET_RATIO = 0.5
+ACCOUNT_ID = "bench-acct"
+DEVICE = "benchdev1"
+EXPECTED_VERSION = "v3"  # v1 from `client create`, v2 the allow-all set, v3 the default again
+ALLOW_ALL = {"name": "allow-all", "segments": [{"name": "default", "policies": []}], "policies": []}
+
+
+def login_body(inquiry_id: str) -> dict[str, Any]:
+    """A realistic login: person with name and email, account, device, IP, a few custom fields."""
+    return {
+        "inquiryId": inquiry_id,
+        "channel": "WEB",
+        "deviceSessionId": DEVICE,
+        "userIp": "203.0.113.7",
+        "loginUrl": "https://shop.example.com/login",
+        "person": {"name": {"first": "Jo", "last": "Doe"}, "emailAddress": "jo@example.com"},
+        "account": {"id": ACCOUNT_ID, "username": "jo", "type": "PRO"},
+        "strategy": {"mfaTemplateName": "email-link"},
+        "customFields": {"loyaltyTier": "gold", "cartValue": 120.5, "returningCustomer": True, "visits": 42},
+    }
+
+
+def login_template() -> bytes:
+    """The same body as bytes with `{n}` where the per-request counter goes."""
+    raw = json.dumps(login_body("inq__N__"), separators=(",", ":"))
+    return raw.replace("__N__", "{n}").encode()
+
+
+def prepare_known_device(base_url: str, token: str) -> dict[str, Any]:
+    """Makes the bench device known under the default set; returns the checked ALLOW decision."""
+    from passgate.policy.schemas import default_document
+
+    with http_client(base_url, token) as http:
+        sets = "/manage/v1/policy-sets/LOGIN"
+        progress("policy: publishing a temporary allow-all LOGIN set")
+        expect_status(http.put(f"{sets}/draft", json=ALLOW_ALL), 200)
+        expect_status(http.post(f"{sets}/publish"), 201)
+        first = expect_status(http.post("/login/v2", json=login_body("setup1")), 200)
+        if first.get("decision") != "ALLOW":
+            raise BenchError(f"under the allow-all set the first login answered {first}")
+        progress("policy: device seen; publishing the default set again")
+        expect_status(http.put(f"{sets}/draft", json=default_document("LOGIN")), 200)
+        published = expect_status(http.post(f"{sets}/publish"), 201)
+        check = expect_status(http.post("/login/v2", json=login_body("setup2")), 200)
+    version = check.get("set", {}).get("versionName")
+    if check.get("decision") != "ALLOW" or version != EXPECTED_VERSION:
+        raise BenchError(
+            f"expected decision ALLOW under the default set {EXPECTED_VERSION}, got decision "
+            f"{check.get('decision')!r} under {version!r} "
+            f"(published {published.get('versionName')!r}): {check}"
+        )
+    progress(f"policy: login answers ALLOW under the default set {version}")
+    return dict(check)
+
+
+def sample_decisions(base_url: str, token: str, count: int = 5) -> list[dict[str, Any]]:
+    """A few logins sent one by one after the load, each checked for 200 and ALLOW."""
+    out = []
+    with http_client(base_url, token) as http:
+        for i in range(count):
+            answer = expect_status(http.post("/login/v2", json=login_body(f"sample{i}")), 200)
+            if answer.get("decision") != "ALLOW":
+                raise BenchError(f"sampled login {i} answered {answer}")
+            out.append(answer)
+    return out
+
+
+def check_run(label: str, result: dict[str, Any], problems: list[str]) -> None:
+    if result["requests"] == 0:
+        problems.append(f"{label}: no request completed in the measured window")
+    if result["non_2xx"]:
+        problems.append(f"{label}: {result['non_2xx']} non-2xx answers {result['status']}")
+    if result["error_count"]:
+        problems.append(f"{label}: {result['error_count']} errors {result['errors']}")
+    if result.get("expect_mismatches"):
+        samples = result.get("mismatch_samples", [])
+        problems.append(f"{label}: {result['expect_mismatches']} answers were not ALLOW, e.g. {samples[:1]}")
+
+
+def fmt_rps(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def fmt_ms(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench/decisions.py",
+        description="Measure POST /login/v2 throughput and latency against a bare endpoint of the same "
+        "stack (FastAPI + Passgate's middleware and error handlers, uvicorn/uvloop/httptools), in the "
+        f"same run, and report the ratio decisions/bare (target >= {TARGET_RATIO}).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="The machine is shared and noisy: compare the ratio, not the absolute rates, between runs.",
+    )
+    p.add_argument("-d", "--duration", type=float, default=10.0, help="measured seconds per load run")
+    p.add_argument("-c", "--concurrency", type=int, default=32, help="connections kept busy by the loadgen")
+    p.add_argument("-w", "--warmup", type=float, default=2.0, help="seconds of load before each measurement")
+    p.add_argument(
+        "--fail-below",
+        action="store_true",
+        help=f"exit with status 2 when the ratio is below {TARGET_RATIO} (default: report BELOW, exit 0)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60 or not 0 < args.concurrency <= 1024:
+        raise SystemExit("decisions.py: --duration in (0, 600], --warmup in [0, 60], --concurrency 1..1024")
+    try:
+        with interrupt_guard(), Workspace(NAME) as ws:
+            return run(args, ws)
+    except KeyboardInterrupt:
+        progress("interrupted; servers stopped, workspace removed")
+        return 130
+    except BenchError as exc:
+        progress(f"FAILED: {exc}")
+        write_result(NAME, {"benchmark": NAME, "verdict": "FAIL", "summary": f"FAIL: {exc}"[:300]})
+        return 1
+
+
+def run(args: argparse.Namespace, ws: Workspace) -> int:
+    progress(f"workspace {ws.dir}")
+    progress("creating a client and an admin API key (passgate CLI)")
+    client_id, api_key = ws.create_client("Bench")
+
+    progress("starting passgate serve and the bare app")
+    passgate = ws.start_passgate()
+    bare = ws.start_bare()
+    passgate.wait_healthy()
+    bare.wait_healthy()
+    progress(f"passgate on {passgate.base_url}, bare app on {bare.base_url}")
+
+    token = get_token(passgate.base_url, client_id, api_key)
+    prepare_known_device(passgate.base_url, token)
+
+    template = login_template()
+    load = {
+        "concurrency": args.concurrency,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "method": "POST",
+        "body_template": template,
+        "workdir": ws.dir,
+    }
+    per_run = args.warmup + args.duration
+    runs: dict[str, dict[str, Any]] = {}
+    plan = [("bare_1", "bare endpoint"), ("decisions", "POST /login/v2"), ("bare_2", "bare endpoint")]
+    counter = 0
+    for i, (key, label) in enumerate(plan, 1):
+        progress(
+            f"run {i}/{len(plan)}: {label}: warming up {args.warmup:g} s, then {args.duration:g} s "
+            f"at concurrency {args.concurrency} (~{per_run:.0f} s)"
+        )
+        if key == "decisions":
+            result = run_loadgen(
+                passgate.base_url + "/login/v2",
+                headers=[f"Authorization: Bearer {token}"],
+                expect='"decision":"ALLOW"',
+                start=counter,
+                **load,  # type: ignore[arg-type]
+            )
+        else:
+            result = run_loadgen(bare.base_url + "/bare", start=counter, **load)  # type: ignore[arg-type]
+        counter += result["requests_sent"]
+        runs[key] = result
+        lat = result["latency_ms"]
+        progress(
+            f"    {fmt_rps(result['rps'])} req/s, p50 {fmt_ms(lat['p50'])} ms, p99 {fmt_ms(lat['p99'])} ms, "
+            f"status {result['status']}, errors {result['error_count']}"
+        )
+
+    progress("sampling 5 logins one by one")
+    samples = sample_decisions(passgate.base_url, token)
+
+    problems: list[str] = []
+    for key, _ in plan:
+        check_run(key, runs[key], problems)
+
+    b1, b2, dec = runs["bare_1"], runs["bare_2"], runs["decisions"]
+    bare_rps = (b1["rps"] + b2["rps"]) / 2
+    bare_p50 = (b1["latency_ms"]["p50"] + b2["latency_ms"]["p50"]) / 2
+    bare_p99 = (b1["latency_ms"]["p99"] + b2["latency_ms"]["p99"]) / 2
+    ratio = dec["rps"] / bare_rps if bare_rps else 0.0
+    drift = abs(b1["rps"] - b2["rps"]) / bare_rps if bare_rps else 0.0
+    verdict = "FAIL" if problems else ("PASS" if ratio >= TARGET_RATIO else "BELOW")
+
+    def row(label: str, rps: float, p50: float, p99: float) -> list[str]:
+        return [label, fmt_rps(rps), fmt_ms(p50), fmt_ms(p99)]
+
+    def row_of(label: str, r: dict[str, Any]) -> list[str]:
+        return row(label, r["rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])
+
+    rows = [
+        row_of("bare endpoint (run 1)", b1),
+        row_of("POST /login/v2", dec),
+        row_of("bare endpoint (run 2)", b2),
+        row("bare endpoint (mean)", bare_rps, bare_p50, bare_p99),
+    ]
+    print()
+    print(f"Decisions vs bare endpoint: concurrency {args.concurrency}, {args.duration:g} s per run")
+    print(table(["", "requests/s", "p50 ms", "p99 ms"], rows))
+    print()
+    print(f"ratio decisions/bare: {ratio:.3f}   target >= {TARGET_RATIO}   {verdict}")
+    noisy = "  (noisy machine: rerun)" if drift > 0.15 else ""
+    print(f"bare drift between its two runs: {drift:.1%}{noisy}")
+    for p in problems:
+        print(f"problem: {p}")
+
+    summary = (
+        f"{verdict}: decisions {dec['rps']:.0f} req/s vs bare {bare_rps:.0f} req/s, ratio {ratio:.3f} "
+        f"(target >= {TARGET_RATIO}); decision p50 {dec['latency_ms']['p50']:.1f} ms, "
+        f"p99 {dec['latency_ms']['p99']:.1f} ms"
+    )
+    path = write_result(
+        NAME,
+        {
+            "benchmark": NAME,
+            "verdict": verdict,
+            "summary": summary,
+            "ratio": round(ratio, 4),
+            "target_ratio": TARGET_RATIO,
+            "bare_rps_mean": round(bare_rps, 1),
+            "bare_drift": round(drift, 4),
+            "settings": {
+                "concurrency": args.concurrency,
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+            },
+            "runs": runs,
+            "problems": problems,
+            "sampled_decisions": samples,
+            "python": sys.version.split()[0],
+        },
+    )
+    progress(f"result written to {path}")
+    if problems:
+        return 1
+    if verdict == "BELOW" and args.fail_below:
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

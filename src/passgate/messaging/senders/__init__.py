@@ -1,0 +1,1 @@
+"""Message senders behind two small protocols: email and SMS."""

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    message_id: str
+    to: str
+    from_addr: str
+    subject: str
+    text: str
+    html: str
+    client_id: str
+    # Only the dev inbox shows these; real senders ignore them.
+    link: str | None = None
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    message_id: str
+    to: str
+    body: str
+    client_id: str
+    link: str | None = None
+    code: str | None = None
+
+
+class SendError(Exception):
+    """Base of what a sender raises; adapters translate library and provider errors into these."""
+
+    retryable = False
+    authorization = False
+
+
+class TemporarySendError(SendError):
+    retryable = True
+
+
+class PermanentSendError(SendError):
+    """The provider refused this message for good (bad address, 5xx SMTP reply): the session is INVALID."""
+
+
+class ProviderAuthorizationError(SendError):
+    """The provider refused our credentials: FAILED_AUTHORIZATION, and an operator must act."""
+
+    authorization = True
+
+
+class EmailSender(Protocol):
+    name: str
+
+    async def send_email(self, message: OutgoingEmail) -> str:
+        """Send; return the provider's message id."""
+        ...
+
+
+class SmsSender(Protocol):
+    name: str
+
+    async def send_sms(self, message: OutgoingSms) -> str: ...

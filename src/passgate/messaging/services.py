@@ -1,0 +1,311 @@
+"""The outbox dispatcher: claim due messages, render, send, record every attempt, retry or give up loudly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from passgate.clock import Clock
+from passgate.db import transaction
+from passgate.keyring import KeyRing
+from passgate.messaging.models import Message, MessageAttempt
+from passgate.messaging.senders.base import (
+    EmailSender,
+    OutgoingEmail,
+    OutgoingSms,
+    SendError,
+    SmsSender,
+    TemporarySendError,
+)
+from passgate.messaging.sources import TemplateSource
+from passgate.messaging.states import RETRY_SCHEDULE, DeliveryStatus, MessageStatus
+from passgate.messaging.templates import (
+    Brand,
+    MessageTemplate,
+    PersonName,
+    RenderContext,
+    TemplateRenderError,
+    render,
+)
+from passgate.mfa.models import MfaSession
+from passgate.mfa.services import MfaService
+from passgate.mfa.states import is_terminal
+from passgate.observability import Metrics
+
+log = logging.getLogger("passgate.worker")
+LOCK_SECONDS = 60
+
+
+@dataclass
+class Claimed:
+    message_id: str
+    client_id: str
+    channel: str
+    destination: str
+    attempt: int
+    secret: str | None
+    template: MessageTemplate | None
+    brand: Brand
+    locale: str
+    context: dict[str, Any]
+    ttl_minutes: int
+    mfa_type: str | None
+    sandbox: bool
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        keyring: KeyRing,
+        templates: TemplateSource,
+        mfa: MfaService,
+        email_sender: EmailSender,
+        sms_sender: SmsSender,
+        public_url: str,
+        mail_from: str,
+        metrics: Metrics,
+        worker_id: str,
+        sandbox_sender: Any,
+        retry_schedule: tuple[float, ...] = RETRY_SCHEDULE,
+        lock_seconds: int = LOCK_SECONDS,
+    ) -> None:
+        self.lock_seconds = lock_seconds
+        # Sandbox clients' messages never leave the machine: they go to the dev inbox whatever is configured.
+        self.sandbox_sender = sandbox_sender
+        self.sessions = sessions
+        self.clock = clock
+        self.keyring = keyring
+        self.templates = templates
+        self.mfa = mfa
+        self.email_sender = email_sender
+        self.sms_sender = sms_sender
+        self.public_url = public_url
+        self.host = urlsplit(public_url).hostname or "localhost"
+        self.mail_from = mail_from
+        self.metrics = metrics
+        self.worker_id = worker_id
+        self.retry_schedule = retry_schedule
+
+    # -- claiming (one short transaction) --------------------------------------------------------------
+
+    def claim(self, limit: int = 20) -> list[Claimed]:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            due = session.scalars(
+                select(Message)
+                .where(
+                    or_(
+                        (Message.status == MessageStatus.QUEUED) & (Message.next_attempt_at <= now),
+                        # A worker that died mid-send leaves SENDING with an expired lock: take it over.
+                        (Message.status == MessageStatus.SENDING) & (Message.locked_until < now),
+                    )
+                )
+                .order_by(Message.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            claimed: list[Claimed] = []
+            for m in due:
+                mfa = session.get(MfaSession, m.session_id) if m.session_id else None
+                if mfa is not None and is_terminal(mfa.status):
+                    m.status = MessageStatus.FAILED
+                    m.last_error = f"not sent: session {mfa.status}"
+                    m.sealed_secret = None
+                    m.locked_until = None
+                    self.mfa.message_skipped(session, m)
+                    continue
+                m.status = MessageStatus.SENDING
+                m.attempts += 1
+                m.locked_until = now + timedelta(seconds=self.lock_seconds)
+                m.locked_by = self.worker_id
+                claimed.append(self._prepare(session, m, mfa))
+            return claimed
+
+    def _prepare(self, session: Session, m: Message, mfa: MfaSession | None) -> Claimed:
+        secret = None
+        if m.sealed_secret:
+            try:
+                secret = self.keyring.unseal(m.sealed_secret, m.id)
+            except ValueError:
+                secret = None  # the key is gone: the send fails permanently below
+        ctx = mfa.render_context if mfa else {}
+        return Claimed(
+            message_id=m.id,
+            client_id=m.client_id,
+            channel=m.channel,
+            destination=m.destination,
+            attempt=m.attempts,
+            secret=secret,
+            template=self.templates.get(session, m.client_id, m.template_name),
+            brand=self.templates.brand(session, m.client_id),
+            locale=m.locale,
+            context=dict(ctx or {}),
+            ttl_minutes=max(1, (mfa.ttl_seconds if mfa else 600) // 60),
+            mfa_type=mfa.type if mfa else None,
+            sandbox=bool(mfa and mfa.sandbox),
+        )
+
+    # -- sending ---------------------------------------------------------------------------------------
+
+    async def run_once(self, limit: int = 20) -> int:
+        claimed = await asyncio.to_thread(self.claim, limit)
+        if claimed:
+            await asyncio.gather(*(self._send_one(c) for c in claimed))
+        return len(claimed)
+
+    def _render(self, c: Claimed) -> tuple[OutgoingEmail | OutgoingSms, str | None, str | None]:
+        if c.template is None:
+            raise SendError("the message's template no longer exists")
+        if c.secret is None:
+            raise SendError("the message's secret cannot be read (secret keys rotated away?)")
+        link = f"{self.public_url}/v/{c.secret}" if c.mfa_type == "NONCE_OTH" else None
+        code = c.secret if c.mfa_type == "OTP" else None
+        person = c.context.get("person") or {}
+        context = RenderContext(
+            brand=c.brand,
+            host=self.host,
+            expires_in_minutes=c.ttl_minutes,
+            link=link,
+            code=code,
+            person=PersonName(**{k: person.get(k) for k in ("first", "last", "preferred")}),
+            values=c.context.get("values") or {},
+        )
+        rendered = render(c.template, c.locale, context)
+        if c.channel == "EMAIL":
+            sender_name = c.brand.sender_name or c.brand.company_name
+            address = self.mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
+            return (
+                OutgoingEmail(
+                    message_id=c.message_id,
+                    to=c.destination,
+                    from_addr=f'"{sender_name}" <{address}>',
+                    subject=rendered.subject or "",
+                    text=rendered.text or "",
+                    html=rendered.html or "",
+                    client_id=c.client_id,
+                    link=link,
+                    code=code,
+                ),
+                link,
+                code,
+            )
+        return (
+            OutgoingSms(
+                message_id=c.message_id,
+                to=c.destination,
+                body=rendered.sms or "",
+                client_id=c.client_id,
+                link=link,
+                code=code,
+            ),
+            link,
+            code,
+        )
+
+    async def _send_one(self, c: Claimed) -> None:
+        started = self.clock.now()
+        email_sender = self.sandbox_sender if c.sandbox else self.email_sender
+        sms_sender = self.sandbox_sender if c.sandbox else self.sms_sender
+        provider = email_sender.name if c.channel == "EMAIL" else sms_sender.name
+        try:
+            try:
+                outgoing, _, _ = self._render(c)
+            except TemplateRenderError as exc:
+                raise SendError(f"template failed to render: {exc}") from exc
+            if isinstance(outgoing, OutgoingEmail):
+                provider_id = await email_sender.send_email(outgoing)
+            else:
+                provider_id = await sms_sender.send_sms(outgoing)
+                provider = getattr(sms_sender, "last_used", provider)
+        except SendError as exc:
+            self.metrics.messages.labels(c.channel, "retry" if exc.retryable else "failed").inc()
+            await asyncio.to_thread(self._record_failure, c, provider, exc, started)
+            return
+        except Exception as exc:  # an adapter bug must not kill the worker; retry it like a transient fault
+            log.exception("sender raised unexpectedly", extra={"messageId": c.message_id})
+            await asyncio.to_thread(
+                self._record_failure, c, provider, TemporarySendError(type(exc).__name__), started
+            )
+            return
+        self.metrics.messages.labels(c.channel, "sent").inc()
+        await asyncio.to_thread(self._record_success, c, provider, provider_id, started)
+
+    def _record_success(self, c: Claimed, provider: str, provider_id: str, started: datetime) -> None:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            result = session.execute(
+                update(Message)
+                .where(Message.id == c.message_id, Message.status == MessageStatus.SENDING)
+                .values(
+                    status=MessageStatus.SENT,
+                    delivery_status=DeliveryStatus.SENT,
+                    sent_at=now,
+                    provider=provider,
+                    provider_message_id=provider_id[:128],
+                    sealed_secret=None,
+                    locked_until=None,
+                    last_error=None,
+                )
+            )
+            session.add(
+                MessageAttempt(
+                    message_id=c.message_id,
+                    attempt=c.attempt,
+                    provider=provider,
+                    result="sent",
+                    started_at=started,
+                    finished_at=now,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return  # another worker already recorded this message (it was re-claimed after a stall)
+            message = session.get(Message, c.message_id)
+            assert message is not None
+            self.mfa.message_sent(session, message, provider, now)
+
+    def _record_failure(self, c: Claimed, provider: str, exc: SendError, started: datetime) -> None:
+        now = self.clock.now()
+        reason = str(exc)[:500] or type(exc).__name__
+        give_up = not exc.retryable or c.attempt > len(self.retry_schedule)
+        with transaction(self.sessions) as session:
+            message = session.get(Message, c.message_id)
+            if message is None or message.status != MessageStatus.SENDING:
+                return
+            session.add(
+                MessageAttempt(
+                    message_id=c.message_id,
+                    attempt=c.attempt,
+                    provider=provider,
+                    result="failed" if give_up else "retry",
+                    error=reason,
+                    started_at=started,
+                    finished_at=now,
+                )
+            )
+            message.last_error = reason
+            message.locked_until = None
+            message.provider = provider
+            if give_up:
+                message.status = MessageStatus.FAILED
+                message.delivery_status = DeliveryStatus.UNDELIVERED
+                message.sealed_secret = None
+                log.warning("message failed for good", extra={"messageId": c.message_id, "reason": reason})
+                self.mfa.message_failed(session, message, exc.authorization, reason, now)
+            else:
+                delay = self.retry_schedule[c.attempt - 1]
+                message.status = MessageStatus.QUEUED
+                message.next_attempt_at = now + timedelta(seconds=delay * random.uniform(1.0, 1.25))
+                log.info(
+                    "message will be retried",
+                    extra={"messageId": c.message_id, "reason": reason, "inSeconds": delay},
+                )

@@ -1,0 +1,1 @@
+"""MFA and verification sessions: codes, one-time links, attempts, resends and their lifecycle."""

@@ -1,0 +1,76 @@
+"""Destinations (pure): email and phone checks, the SMS pumping rules, masking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneNumberType
+
+SANDBOX_PHONE = "+15005550006"
+SANDBOX_EMAIL_DOMAIN = "example.test"
+
+_REFUSED_TYPES = {
+    PhoneNumberType.PREMIUM_RATE: "premium-rate numbers are refused",
+    PhoneNumberType.SHARED_COST: "shared-cost numbers are refused",
+}
+
+
+@dataclass(frozen=True)
+class DestinationCheck:
+    ok: bool
+    value: str = ""
+    reason: str = ""
+    country: str | None = None
+
+
+def is_sandbox_destination(channel: str, value: str) -> bool:
+    if channel == "SMS":
+        return value == SANDBOX_PHONE
+    return value.lower().endswith("@" + SANDBOX_EMAIL_DOMAIN)
+
+
+def check_email(value: str | None) -> DestinationCheck:
+    if not value:
+        return DestinationCheck(False, reason="no email address")
+    try:
+        normalised = validate_email(value, check_deliverability=False, allow_smtputf8=True).normalized
+    except EmailNotValidError as exc:
+        return DestinationCheck(False, reason=f"invalid email address: {exc}")
+    return DestinationCheck(True, normalised)
+
+
+def check_phone(value: str | None, allowed_countries: list[str], reject_voip: bool) -> DestinationCheck:
+    """E.164 number that is valid, in an allowed country, and not of a type used for SMS pumping."""
+    if not value:
+        return DestinationCheck(False, reason="no phone number")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return DestinationCheck(False, reason="not a phone number")
+    if not phonenumbers.is_valid_number(number):
+        return DestinationCheck(False, reason="not a valid phone number")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    region = phonenumbers.region_code_for_number(number)
+    if region not in allowed_countries:
+        return DestinationCheck(False, e164, f"SMS to {region} is not allowed for this client", region)
+    ntype = phonenumbers.number_type(number)
+    if ntype in _REFUSED_TYPES:
+        return DestinationCheck(False, e164, _REFUSED_TYPES[ntype], region)
+    if reject_voip and ntype == PhoneNumberType.VOIP:
+        return DestinationCheck(False, e164, "VoIP numbers are refused by this client's settings", region)
+    return DestinationCheck(True, e164, country=region)
+
+
+def phone_prefix(e164: str) -> str:
+    """The number less its last four digits: the unit SMS-pumping rings rotate through."""
+    return e164[:-4] if len(e164) > 8 else e164
+
+
+def mask(channel: str, value: str) -> str:
+    if channel == "SMS":
+        return value[:3] + "•" * max(0, len(value) - 5) + value[-2:]
+    local, _, domain = value.partition("@")
+    shown = local[:1] if len(local) <= 3 else local[:2]
+    return f"{shown}{'•' * max(1, len(local) - len(shown))}@{domain}"

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+
+class MfaError(Exception):
+    pass
+
+
+class SessionNotFound(MfaError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"MFA session {session_id} not found")
+        self.session_id = session_id
+
+
+class SessionClosed(MfaError):
+    """The session is in a terminal status; nothing more can happen to it."""
+
+    def __init__(self, status: str, reason: str | None = None) -> None:
+        super().__init__(f"the session is {status}" + (f" ({reason})" if reason else ""))
+        self.status = status
+        self.reason = reason
+
+
+class WrongMethod(MfaError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class SendLimitReached(MfaError):
+    def __init__(self, max_sends: int) -> None:
+        super().__init__(f"this session has used all of its {max_sends} sends")
+        self.max_sends = max_sends
+
+
+class Throttled(MfaError):
+    """Too many consecutive failures for this destination or account: wait, or it is locked."""
+
+    def __init__(self, retry_after: int, locked: bool = False) -> None:
+        msg = "too many failed attempts; " + (
+            "this destination is locked until an operator clears it"
+            if locked
+            else f"retry in {retry_after} s"
+        )
+        super().__init__(msg)
+        self.retry_after = retry_after
+        self.locked = locked
+
+
+class SendRateLimited(MfaError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many messages to this destination; retry in {retry_after} s")
+        self.retry_after = retry_after

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from passgate.db import Base, JSONType, UTCDateTime
+
+
+class MfaSession(Base):
+    """One challenge: a login MFA (`mfa`) or an account-opening verification (`verification`)."""
+
+    __tablename__ = "mfa_sessions"
+    __table_args__ = (
+        Index("ix_mfa_sessions_client_created", "client_id", "created_at"),
+        Index("ix_mfa_sessions_open_expiry", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    decision_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(16))  # NONCE_OTH | OTP
+    channel: Mapped[str] = mapped_column(String(8))  # EMAIL | SMS
+    template_name: Mapped[str] = mapped_column(String(100))
+    locale: Mapped[str] = mapped_column(String(16))
+    # The address is needed to resend; it is shown masked and never logged.
+    destination: Mapped[str] = mapped_column(String(254))
+    destination_hash: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    device_session_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    termination_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    delivery_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    send_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    verification_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_sends: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    code_length: Mapped[int] = mapped_column(Integer, default=6)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    target_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    bind_to_device: Mapped[bool] = mapped_column(Boolean, default=False)
+    match_number: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    render_context: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Per-session order of status events, so webhook receivers can sort MESSAGE_SENT before VERIFIED.
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MfaSecret(Base):
+    """A code or link token, only as a keyed hash. Pending until the provider accepted its message."""
+
+    __tablename__ = "mfa_secrets"
+    __table_args__ = (
+        Index("ix_mfa_secrets_session", "session_id"),
+        Index("ix_mfa_secrets_hash", "secret_hash"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("mfa_sessions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # CODE | LINK
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(8))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MfaEvent(Base):
+    """The session's timeline: sends, delivery reports, link opens, attempts, status changes. Never a code."""
+
+    __tablename__ = "mfa_events"
+    __table_args__ = (Index("ix_mfa_events_session", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("mfa_sessions.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FailureCounter(Base):
+    """Consecutive verification failures per destination and per account (NIST SP 800-63B throttling)."""
+
+    __tablename__ = "mfa_failure_counters"
+
+    client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # destination | account
+    subject_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClientSettings(Base):
+    """Per-client MFA settings; a null column means the documented default."""
+
+    __tablename__ = "client_settings"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    link_ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    otp_ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    otp_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_verify_attempts: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_sends: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sms_allowed_countries: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    reject_voip: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

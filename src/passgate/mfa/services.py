@@ -1,0 +1,749 @@
+"""MFA sessions: start a challenge, verify, resend, cancel, confirm or deny a link, expire.
+
+Every state change and its outbox rows are written in the caller's transaction; nothing is sent here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from passgate.auth.models import Client
+from passgate.clock import Clock
+from passgate.db import upsert
+from passgate.ids import new_uuid
+from passgate.keyring import KeyRing
+from passgate.messaging.models import Message
+from passgate.messaging.sources import TemplateSource
+from passgate.messaging.states import DeliveryStatus, MessageStatus
+from passgate.messaging.templates import choose_locale
+from passgate.mfa import secrets as mfa_secrets
+from passgate.mfa.destinations import check_email, check_phone, is_sandbox_destination, mask, phone_prefix
+from passgate.mfa.exceptions import (
+    SendLimitReached,
+    SendRateLimited,
+    SessionClosed,
+    SessionNotFound,
+    Throttled,
+    WrongMethod,
+)
+from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
+from passgate.mfa.states import OPEN, Status, TerminationReason, check_move, is_terminal
+from passgate.policy.decisions import DecisionContext
+from passgate.policy.models import Device
+from passgate.ratelimit import RateLimiter
+
+log = logging.getLogger("passgate.mfa")
+
+# Send limits per destination and per SMS prefix (the number less its last 4 digits).
+DESTINATION_SEND_RATES = "5/10 minutes;20/day"
+PREFIX_SEND_RATES = "30/hour"
+# Consecutive failures per person (destination, account) before waiting, and before locking.
+THROTTLE_AFTER = 10
+LOCK_AFTER = 100
+FIRST_WAIT_SECONDS = 30
+MAX_WAIT_SECONDS = 3600
+VALID_CODES = 3  # the last three codes issued stay valid (resend does not break a code in flight)
+PREFETCH_WINDOW_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class MfaConfig:
+    otp_ttl: int = 600
+    sms_link_ttl: int = 600
+    login_email_link_ttl: int = 600
+    opening_email_link_ttl: int = 86400
+    otp_length: int = 6
+    max_attempts: int = 5
+    max_sends: int = 3
+    sms_allowed_countries: tuple[str, ...] = ()
+    reject_voip: bool = False
+
+    def ttl(self, channel: str, mfa_type: str, event_type: str) -> int:
+        if mfa_type == "OTP":
+            return self.otp_ttl
+        if channel == "SMS":
+            return self.sms_link_ttl
+        return self.login_email_link_ttl if event_type == "LOGIN" else self.opening_email_link_ttl
+
+
+def resolve_config(session: Session, client: Client) -> MfaConfig:
+    s = session.get(ClientSettings, client.id)
+    base = MfaConfig(sms_allowed_countries=(client.country,))
+    if s is None:
+        return base
+    link = s.link_ttl_seconds
+    return MfaConfig(
+        otp_ttl=s.otp_ttl_seconds or base.otp_ttl,
+        sms_link_ttl=link or base.sms_link_ttl,
+        login_email_link_ttl=link or base.login_email_link_ttl,
+        opening_email_link_ttl=link or base.opening_email_link_ttl,
+        otp_length=s.otp_length or base.otp_length,
+        max_attempts=s.max_verify_attempts or base.max_attempts,
+        max_sends=s.max_sends or base.max_sends,
+        sms_allowed_countries=tuple(s.sms_allowed_countries)
+        if s.sms_allowed_countries
+        else base.sms_allowed_countries,
+        reject_voip=bool(s.reject_voip),
+    )
+
+
+class StatusListener(Protocol):
+    """Called inside the transaction of every status change (webhooks write their outbox rows here)."""
+
+    def __call__(
+        self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime
+    ) -> None: ...
+
+
+@dataclass
+class MfaService:
+    keyring: KeyRing
+    clock: Clock
+    limiter: RateLimiter
+    templates: TemplateSource
+    public_url: str
+    listeners: list[StatusListener] = field(default_factory=list)
+
+    # -- creation ------------------------------------------------------------------------------------
+
+    def start_challenge(
+        self, session: Session, ctx: DecisionContext
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        body = ctx.body
+        login = ctx.event_type == "LOGIN"
+        strategy = body.get("strategy") or {}
+        name_key = "mfaTemplateName" if login else "verificationTemplateName"
+        values_key = "mfaTemplateValues" if login else "verificationTemplateValues"
+        person = body.get("person") or {}
+        name = strategy.get(name_key)
+        if not name:
+            return _error("NOT_ENOUGH_INFO"), {}
+        template = self.templates.get(session, ctx.client_id, name)
+        if template is None:
+            return _error("TEMPLATE_NOT_FOUND"), {"strategy": {name_key: name}}
+        channel = template.channel
+        mfa_type = "NONCE_OTH" if template.kind == "OTH" else "OTP"
+        echo_key = "emailAddress" if channel == "EMAIL" else "phoneNumber"
+        raw_destination = person.get(echo_key)
+        echoed: dict[str, Any] = {"strategy": {name_key: name}}
+        if not raw_destination:
+            return _error("NOT_ENOUGH_INFO", mfa_type, channel), echoed
+        echoed["person"] = {echo_key: raw_destination}
+        client = session.get(Client, ctx.client_id)
+        assert client is not None
+        config = resolve_config(session, client)
+
+        magic = is_sandbox_destination(channel, raw_destination)
+        if magic and not client.sandbox:
+            return _error("INVALID_DESTINATION", mfa_type, channel), echoed
+        if channel == "EMAIL":
+            check = check_email(raw_destination)
+        elif magic:
+            check = check_phone(raw_destination, ["US"], False)
+        else:
+            check = check_phone(raw_destination, list(config.sms_allowed_countries), config.reject_voip)
+        if not check.ok:
+            log.info("challenge refused: %s", check.reason, extra={"channel": channel})
+            return _error("INVALID_DESTINATION", mfa_type, channel), echoed
+        destination = check.value
+        echoed["person"] = {echo_key: destination}
+        dest_hash = self.keyring.keyed_hash("destination", destination)
+
+        if not client.sandbox:
+            if self._locked(session, ctx.client_id, [("destination", dest_hash)]):
+                return _error("RATE_LIMITED", mfa_type, channel), echoed
+            if not self._send_allowed(channel, destination, dest_hash):
+                return _error("RATE_LIMITED", mfa_type, channel), echoed
+
+        now = ctx.now
+        ttl = config.ttl(channel, mfa_type, ctx.event_type)
+        account_id = (body.get("account") or {}).get("id")
+        bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
+        match_number = mfa_secrets.new_match_numbers()[0] if bind else None
+        locale = choose_locale(
+            list(template.locales),
+            template.default_locale,
+            body.get("preferredLanguageCode"),
+            destination if channel == "SMS" else None,
+        )
+        name_parts = person.get("name") or {}
+        mfa = MfaSession(
+            id=new_uuid(),
+            client_id=ctx.client_id,
+            decision_id=ctx.decision_id,
+            event_type=ctx.event_type,
+            type=mfa_type,
+            channel=channel,
+            template_name=name,
+            locale=locale,
+            destination=destination,
+            destination_hash=dest_hash,
+            account_id=account_id,
+            device_session_id=body.get("deviceSessionId"),
+            status=Status.UNKNOWN,
+            delivery_status=DeliveryStatus.QUEUED,
+            send_attempts=0,
+            verification_attempts=0,
+            max_sends=config.max_sends,
+            max_attempts=config.max_attempts,
+            ttl_seconds=ttl,
+            code_length=config.otp_length,
+            expires_at=now + timedelta(seconds=ttl),
+            created_at=now,
+            updated_at=now,
+            target_url=strategy.get("verificationTargetUrl"),
+            bind_to_device=bind,
+            match_number=match_number,
+            sandbox=client.sandbox,
+            render_context={
+                "values": dict(strategy.get(values_key) or {}),
+                "person": {k: name_parts.get(k) for k in ("first", "last", "preferred")},
+            },
+            sequence=0,
+        )
+        session.add(mfa)
+        session.flush()  # the session row first: events and secrets reference it
+        self._event(
+            session,
+            mfa,
+            "CREATED",
+            "api",
+            {
+                "decisionId": ctx.decision_id,
+                "templateName": name,
+                "locale": locale,
+                "sandbox": client.sandbox,
+            },
+        )
+        self._status_changed(session, mfa, None, Status.UNKNOWN, now)
+        self._queue_send(session, mfa, now)
+        challenge = self.challenge_view(mfa)
+        return challenge, echoed
+
+    def _send_allowed(self, channel: str, destination: str, dest_hash: str) -> bool:
+        if not self.limiter.hit("send:destination", dest_hash, DESTINATION_SEND_RATES).allowed:
+            return False
+        if channel == "SMS":
+            return self.limiter.hit("send:prefix", phone_prefix(destination), PREFIX_SEND_RATES).allowed
+        return True
+
+    def _queue_send(self, session: Session, mfa: MfaSession, now: datetime) -> None:
+        """A new code or token (pending until its message is accepted) and its outbox row."""
+        if mfa.type == "OTP":
+            value = (
+                mfa_secrets.sandbox_code(mfa.code_length)
+                if mfa.sandbox and is_sandbox_destination(mfa.channel, mfa.destination)
+                else mfa_secrets.new_code(mfa.code_length)
+            )
+            kind, purpose = "CODE", mfa_secrets.CODE_PURPOSE
+        else:
+            value = mfa_secrets.new_link_token()
+            kind, purpose = "LINK", mfa_secrets.LINK_PURPOSE
+        secret = MfaSecret(
+            id=new_uuid(),
+            session_id=mfa.id,
+            kind=kind,
+            secret_hash=self.keyring.keyed_hash(purpose, value),
+            key_id=self.keyring.current_hash_key_id,
+            active=False,
+            created_at=now,
+            expires_at=now + timedelta(seconds=mfa.ttl_seconds),
+        )
+        message_id = new_uuid()
+        message = Message(
+            id=message_id,
+            client_id=mfa.client_id,
+            session_id=mfa.id,
+            secret_id=secret.id,
+            channel=mfa.channel,
+            destination=mfa.destination,
+            template_name=mfa.template_name,
+            locale=mfa.locale,
+            purpose="challenge",
+            sealed_secret=self.keyring.seal(value, message_id),
+            status=MessageStatus.QUEUED,
+            delivery_status=DeliveryStatus.QUEUED,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add_all([secret, message])
+        mfa.send_attempts += 1
+        mfa.delivery_status = DeliveryStatus.QUEUED
+        self._event(
+            session, mfa, "MESSAGE_QUEUED", "api", {"messageId": message_id, "send": mfa.send_attempts}
+        )
+        # Read after commit to wake an in-process worker (see bootstrap.WorkNotifier).
+        session.info["work_queued"] = True
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def load(self, session: Session, client_id: str, session_id: str, lock: bool = False) -> MfaSession:
+        stmt = select(MfaSession).where(MfaSession.id == session_id, MfaSession.client_id == client_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        mfa = session.scalars(stmt).first()
+        if mfa is None:
+            raise SessionNotFound(session_id)
+        return mfa
+
+    def challenge_view(self, mfa: MfaSession) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ID": mfa.id,
+            "type": mfa.type,
+            "channel": mfa.channel,
+            "status": mfa.status,
+            "expiresAt": _iso(mfa.expires_at),
+            "sendAttempts": mfa.send_attempts,
+            "verificationAttempts": mfa.verification_attempts,
+            "error": None,
+        }
+        if mfa.match_number:
+            out["matchNumber"] = mfa.match_number
+        return out
+
+    def session_view(self, mfa: MfaSession) -> dict[str, Any]:
+        return {
+            **self.challenge_view(mfa),
+            "eventType": mfa.event_type,
+            "templateName": mfa.template_name,
+            "locale": mfa.locale,
+            "destination": mask(mfa.channel, mfa.destination),
+            "deliveryStatus": mfa.delivery_status,
+            "terminationReason": mfa.termination_reason,
+            "remainingAttempts": max(0, mfa.max_attempts - mfa.verification_attempts),
+            "maxSends": mfa.max_sends,
+            "accountId": mfa.account_id,
+            "decisionId": mfa.decision_id,
+            "createdAt": _iso(mfa.created_at),
+            "updatedAt": _iso(mfa.updated_at),
+            "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
+            "sandbox": mfa.sandbox,
+        }
+
+    def timeline(self, session: Session, client_id: str, session_id: str) -> list[dict[str, Any]]:
+        self.load(session, client_id, session_id)
+        rows = session.scalars(
+            select(MfaEvent).where(MfaEvent.session_id == session_id).order_by(MfaEvent.id)
+        ).all()
+        return [{"type": e.type, "at": _iso(e.created_at), "source": e.source, "data": e.data} for e in rows]
+
+    # -- state changes -------------------------------------------------------------------------------
+
+    def _open_or_raise(self, session: Session, mfa: MfaSession, now: datetime) -> None:
+        if is_terminal(mfa.status):
+            raise SessionClosed(mfa.status, mfa.termination_reason)
+        if now >= mfa.expires_at:
+            # Raising rolls this transaction back; the sweeper records the expiry within a second.
+            raise SessionClosed(Status.TERMINATED.value, TerminationReason.EXPIRED.value)
+
+    def verify_code(self, session: Session, client_id: str, session_id: str, code: str) -> dict[str, Any]:
+        now = self.clock.now()
+        mfa = self.load(session, client_id, session_id, lock=True)
+        if mfa.type != "OTP":
+            raise WrongMethod("this session is verified through its link, not a code")
+        if is_terminal(mfa.status):
+            raise SessionClosed(mfa.status, mfa.termination_reason)
+        if now >= mfa.expires_at:
+            self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
+            return {"status": mfa.status, "terminationReason": mfa.termination_reason}
+        subjects = self._subjects(mfa)
+        if not mfa.sandbox:
+            self._check_throttle(session, mfa.client_id, subjects, now)
+        # Count the attempt before checking the code, so no answer escapes the budget.
+        mfa.verification_attempts += 1
+        presented = mfa_secrets.normalise_code(code)
+        candidates = session.scalars(
+            select(MfaSecret)
+            .where(MfaSecret.session_id == mfa.id, MfaSecret.kind == "CODE", MfaSecret.active.is_(True))
+            .order_by(MfaSecret.activated_at.desc())
+            .limit(VALID_CODES)
+        ).all()
+        matched = False
+        for secret in candidates:
+            # Check every candidate (no early exit) so timing does not tell which code matched.
+            ok = self.keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret.secret_hash, secret.key_id)
+            matched = matched or (ok and secret.expires_at > now)
+        self._event(
+            session, mfa, "VERIFY_ATTEMPT", "api", {"attempt": mfa.verification_attempts, "ok": matched}
+        )
+        if matched:
+            self._verify(session, mfa, now, "api")
+            return {"status": Status.VERIFIED.value}
+        return self._failed_attempt(session, mfa, subjects, now, "api")
+
+    def _failed_attempt(
+        self, session: Session, mfa: MfaSession, subjects: list[tuple[str, str]], now: datetime, source: str
+    ) -> dict[str, Any]:
+        if not mfa.sandbox:
+            self._record_failure(session, mfa.client_id, subjects, now)
+        remaining = mfa.max_attempts - mfa.verification_attempts
+        if remaining <= 0:
+            self._terminate(session, mfa, TerminationReason.MAX_ATTEMPTS, now, source)
+            return {"status": mfa.status, "terminationReason": mfa.termination_reason, "remainingAttempts": 0}
+        self._move(session, mfa, Status.VERIFICATION_ATTEMPT_FAILED, now, source)
+        return {"status": mfa.status, "remainingAttempts": remaining}
+
+    def _verify(self, session: Session, mfa: MfaSession, now: datetime, source: str) -> None:
+        # The atomic consume: only one concurrent answer can move an open session to VERIFIED.
+        result = session.execute(
+            update(MfaSession)
+            .where(MfaSession.id == mfa.id, MfaSession.status.in_([s.value for s in OPEN]))
+            .values(status=Status.VERIFIED.value, verified_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.refresh(mfa)
+            raise SessionClosed(mfa.status, mfa.termination_reason)
+        old = mfa.status
+        session.refresh(mfa)
+        self._event(session, mfa, "STATUS_CHANGED", source, {"from": old, "to": Status.VERIFIED.value})
+        self._notify(session, mfa, old, Status.VERIFIED, now)
+        if not mfa.sandbox:
+            self._clear_failures(session, mfa.client_id, self._subjects(mfa), now)
+        if mfa.account_id and mfa.device_session_id:
+            self._trust_device(session, mfa, now)
+
+    def _trust_device(self, session: Session, mfa: MfaSession, now: datetime) -> None:
+        assert mfa.account_id is not None and mfa.device_session_id is not None
+        existing = session.get(Device, (mfa.client_id, mfa.account_id, mfa.device_session_id))
+        if existing is not None and existing.trust_state == "BANNED":
+            return
+        upsert(
+            session,
+            Device.__table__,
+            {
+                "client_id": mfa.client_id,
+                "account_id": mfa.account_id,
+                "device_session_id": mfa.device_session_id,
+                "seen": True,
+                "trust_state": "TRUSTED",
+                "first_seen_at": now,
+                "last_seen_at": now,
+            },
+            ["client_id", "account_id", "device_session_id"],
+            {"seen": True, "trust_state": "TRUSTED", "last_seen_at": now},
+        )
+        self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
+
+    def resend(self, session: Session, client_id: str, session_id: str) -> dict[str, Any]:
+        now = self.clock.now()
+        mfa = self.load(session, client_id, session_id, lock=True)
+        self._open_or_raise(session, mfa, now)
+        if mfa.send_attempts >= mfa.max_sends:
+            raise SendLimitReached(mfa.max_sends)
+        if not mfa.sandbox:
+            self._check_throttle(session, mfa.client_id, [("destination", mfa.destination_hash)], now)
+            if not self._send_allowed(mfa.channel, mfa.destination, mfa.destination_hash):
+                raise SendRateLimited(60)
+        self._event(session, mfa, "RESEND_REQUESTED", "api", {})
+        self._queue_send(session, mfa, now)
+        mfa.updated_at = now
+        return self.session_view(mfa)
+
+    def cancel(self, session: Session, client_id: str, session_id: str) -> dict[str, Any]:
+        now = self.clock.now()
+        mfa = self.load(session, client_id, session_id, lock=True)
+        if is_terminal(mfa.status):
+            raise SessionClosed(mfa.status, mfa.termination_reason)
+        self._terminate(session, mfa, TerminationReason.CANCELLED, now, "api")
+        return self.session_view(mfa)
+
+    # -- hosted link ---------------------------------------------------------------------------------
+
+    def find_by_token(self, session: Session, token: str, lock: bool = False) -> MfaSession | None:
+        """The open session a live link token belongs to, or None (unknown, expired or used alike)."""
+        if not token or len(token) > 128:
+            return None
+        now = self.clock.now()
+        secret = session.scalars(
+            select(MfaSecret).where(
+                MfaSecret.secret_hash.in_(self.keyring.all_hashes(mfa_secrets.LINK_PURPOSE, token)),
+                MfaSecret.kind == "LINK",
+            )
+        ).first()
+        if secret is None or not secret.active or secret.expires_at <= now:
+            return None
+        if not self.keyring.matches(mfa_secrets.LINK_PURPOSE, token, secret.secret_hash, secret.key_id):
+            return None
+        stmt = select(MfaSession).where(MfaSession.id == secret.session_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        mfa = session.scalars(stmt).first()
+        if mfa is None or is_terminal(mfa.status) or mfa.expires_at <= now:
+            return None
+        # The last three links stay valid; an older one is as dead as an unknown one.
+        recent = session.scalars(
+            select(MfaSecret.id)
+            .where(MfaSecret.session_id == mfa.id, MfaSecret.active.is_(True))
+            .order_by(MfaSecret.activated_at.desc())
+            .limit(VALID_CODES)
+        ).all()
+        return mfa if secret.id in recent else None
+
+    def record_link_open(
+        self,
+        session: Session,
+        mfa: MfaSession,
+        method: str,
+        user_agent: str,
+        ip: str | None,
+        browser_like: bool,
+    ) -> bool:
+        now = self.clock.now()
+        sent = session.scalar(
+            select(Message.sent_at)
+            .where(Message.session_id == mfa.id, Message.sent_at.is_not(None))
+            .order_by(Message.sent_at.desc())
+            .limit(1)
+        )
+        fast = sent is not None and (now - sent).total_seconds() < PREFETCH_WINDOW_SECONDS
+        prefetch = method == "HEAD" or not browser_like or fast
+        self._event(
+            session,
+            mfa,
+            "LINK_OPENED",
+            "link",
+            {"method": method, "userAgent": user_agent[:300], "ip": ip, "prefetch": prefetch},
+        )
+        return prefetch
+
+    def confirm_link(self, session: Session, mfa: MfaSession, chosen_number: str | None) -> dict[str, Any]:
+        now = self.clock.now()
+        self._open_or_raise(session, mfa, now)
+        mfa.verification_attempts += 1
+        subjects = self._subjects(mfa)
+        if mfa.bind_to_device and chosen_number != mfa.match_number:
+            self._event(
+                session,
+                mfa,
+                "VERIFY_ATTEMPT",
+                "link",
+                {"attempt": mfa.verification_attempts, "ok": False, "reason": "number mismatch"},
+            )
+            return self._failed_attempt(session, mfa, subjects, now, "link")
+        self._event(
+            session, mfa, "VERIFY_ATTEMPT", "link", {"attempt": mfa.verification_attempts, "ok": True}
+        )
+        self._verify(session, mfa, now, "link")
+        return {"status": Status.VERIFIED.value}
+
+    def deny_link(self, session: Session, mfa: MfaSession) -> None:
+        now = self.clock.now()
+        self._open_or_raise(session, mfa, now)
+        self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
+
+    # -- worker-side changes -------------------------------------------------------------------------
+
+    def message_sent(self, session: Session, message: Message, provider: str, now: datetime) -> None:
+        if message.session_id is None:
+            return
+        mfa = session.get(MfaSession, message.session_id)
+        if mfa is None:
+            return
+        if message.secret_id:
+            secret = session.get(MfaSecret, message.secret_id)
+            if secret is not None:
+                secret.active = True
+                secret.activated_at = now
+                secret.expires_at = now + timedelta(seconds=mfa.ttl_seconds)
+                if not is_terminal(mfa.status) and secret.expires_at > mfa.expires_at:
+                    mfa.expires_at = secret.expires_at
+        mfa.delivery_status = DeliveryStatus.SENT
+        mfa.updated_at = now
+        self._event(
+            session,
+            mfa,
+            "MESSAGE_SENT",
+            "worker",
+            {"messageId": message.id, "provider": provider, "attempt": message.attempts},
+        )
+        if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
+            self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
+
+    def message_failed(
+        self, session: Session, message: Message, authorization: bool, reason: str, now: datetime
+    ) -> None:
+        if message.session_id is None:
+            return
+        mfa = session.get(MfaSession, message.session_id)
+        if mfa is None:
+            return
+        mfa.delivery_status = DeliveryStatus.UNDELIVERED
+        self._event(
+            session, mfa, "MESSAGE_FAILED", "worker", {"messageId": message.id, "reason": reason[:200]}
+        )
+        if not is_terminal(mfa.status):
+            self._move(
+                session, mfa, Status.FAILED_AUTHORIZATION if authorization else Status.INVALID, now, "worker"
+            )
+
+    def delivery_report(
+        self, session: Session, message: Message, status: DeliveryStatus, source: str
+    ) -> None:
+        now = self.clock.now()
+        message.delivery_status = status
+        if message.session_id is None:
+            return
+        mfa = session.get(MfaSession, message.session_id)
+        if mfa is None:
+            return
+        mfa.delivery_status = status
+        mfa.updated_at = now
+        self._event(
+            session, mfa, "DELIVERY_REPORT", source, {"messageId": message.id, "deliveryStatus": status.value}
+        )
+        if status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.BOUNCED) and not is_terminal(mfa.status):
+            self._move(session, mfa, Status.INVALID, now, source)
+
+    def message_skipped(self, session: Session, message: Message) -> None:
+        """A queued message whose session closed before it went out is not sent."""
+        if message.session_id:
+            mfa = session.get(MfaSession, message.session_id)
+            if mfa is not None:
+                self._event(
+                    session,
+                    mfa,
+                    "MESSAGE_SKIPPED",
+                    "worker",
+                    {"messageId": message.id, "reason": f"session {mfa.status}"},
+                )
+
+    def expire_due(self, session: Session, limit: int = 200) -> int:
+        now = self.clock.now()
+        due = session.scalars(
+            select(MfaSession)
+            .where(MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= now)
+            .order_by(MfaSession.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for mfa in due:
+            self._terminate(session, mfa, TerminationReason.EXPIRED, now, "sweeper")
+        return len(due)
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _move(self, session: Session, mfa: MfaSession, new: Status, now: datetime, source: str) -> None:
+        old = mfa.status
+        check_move(old, new)
+        mfa.status = new.value
+        mfa.updated_at = now
+        self._event(session, mfa, "STATUS_CHANGED", source, {"from": old, "to": new.value})
+        self._notify(session, mfa, old, new, now)
+
+    def _terminate(
+        self, session: Session, mfa: MfaSession, reason: TerminationReason, now: datetime, source: str
+    ) -> None:
+        mfa.termination_reason = reason.value
+        self._move(session, mfa, Status.TERMINATED, now, source)
+
+    def _notify(self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime) -> None:
+        mfa.sequence += 1
+        for listener in self.listeners:
+            listener(session, mfa, old, str(new), now)
+
+    def _status_changed(
+        self, session: Session, mfa: MfaSession, old: str | None, new: Status, now: datetime
+    ) -> None:
+        self._notify(session, mfa, old, new, now)
+
+    def _event(self, session: Session, mfa: MfaSession, kind: str, source: str, data: dict[str, Any]) -> None:
+        session.add(
+            MfaEvent(
+                session_id=mfa.id,
+                client_id=mfa.client_id,
+                type=kind,
+                source=source,
+                data=data,
+                created_at=self.clock.now(),
+            )
+        )
+
+    def _subjects(self, mfa: MfaSession) -> list[tuple[str, str]]:
+        subjects = [("destination", mfa.destination_hash)]
+        if mfa.account_id:
+            subjects.append(("account", self.keyring.keyed_hash("account", mfa.account_id)))
+        return subjects
+
+    def _counters(
+        self, session: Session, client_id: str, subjects: list[tuple[str, str]]
+    ) -> list[FailureCounter]:
+        out = []
+        for scope, subject in subjects:
+            row = session.get(FailureCounter, (client_id, scope, subject))
+            if row is not None:
+                out.append(row)
+        return out
+
+    def _locked(self, session: Session, client_id: str, subjects: list[tuple[str, str]]) -> bool:
+        return any(c.locked for c in self._counters(session, client_id, subjects))
+
+    def _check_throttle(
+        self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
+    ) -> None:
+        for c in self._counters(session, client_id, subjects):
+            if c.locked:
+                raise Throttled(MAX_WAIT_SECONDS, locked=True)
+            if c.next_allowed_at is not None and c.next_allowed_at > now:
+                raise Throttled(max(1, int((c.next_allowed_at - now).total_seconds()) + 1))
+
+    def _record_failure(
+        self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
+    ) -> None:
+        for scope, subject in subjects:
+            row = session.get(FailureCounter, (client_id, scope, subject))
+            if row is None:
+                row = FailureCounter(
+                    client_id=client_id,
+                    scope=scope,
+                    subject_hash=subject,
+                    failures=0,
+                    locked=False,
+                    updated_at=now,
+                )
+                session.add(row)
+            row.failures += 1
+            row.updated_at = now
+            row.next_allowed_at = now + timedelta(seconds=throttle_wait(row.failures))
+            if row.failures >= LOCK_AFTER:
+                row.locked = True
+
+    def _clear_failures(
+        self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
+    ) -> None:
+        for c in self._counters(session, client_id, subjects):
+            c.failures = 0
+            c.locked = False
+            c.next_allowed_at = None
+            c.updated_at = now
+
+
+def throttle_wait(failures: int) -> int:
+    """Seconds to wait after `failures` consecutive failures: none up to 10, then 30 s doubling to 1 h."""
+    if failures < THROTTLE_AFTER:
+        return 0
+    return int(min(MAX_WAIT_SECONDS, FIRST_WAIT_SECONDS * 2 ** (failures - THROTTLE_AFTER)))
+
+
+def _error(code: str, mfa_type: str | None = None, channel: str | None = None) -> dict[str, Any]:
+    return {
+        "ID": None,
+        "type": mfa_type,
+        "channel": channel,
+        "status": None,
+        "expiresAt": None,
+        "sendAttempts": 0,
+        "verificationAttempts": 0,
+        "error": code,
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,1 @@
+"""Server-rendered pages: the hosted confirm page and the dev inbox."""

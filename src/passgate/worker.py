@@ -1,0 +1,70 @@
+"""The worker loop: sends due messages and expires sessions on time. Runs alone (`passgate worker`) or inside
+`passgate serve`. Any number may run: they claim rows with FOR UPDATE SKIP LOCKED on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from passgate.db import transaction
+
+log = logging.getLogger("passgate.worker")
+
+
+class Worker:
+    def __init__(self, registry: object, poll_interval: float = 0.25, sweep_interval: float = 1.0) -> None:
+        from passgate.bootstrap import Registry
+
+        assert isinstance(registry, Registry)
+        self.registry = registry
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.extra_jobs: list[Callable[[], Awaitable[int]]] = []
+
+    def wake(self) -> None:
+        """Thread-safe nudge after a request queued work, so it goes out without waiting for the poll."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        reg = self.registry
+        dispatcher = reg.dispatcher
+        last_sweep = 0.0
+        log.info("worker started", extra={"workerId": dispatcher.worker_id})
+        while not self._stop.is_set():
+            busy = 0
+            try:
+                busy += await dispatcher.run_once()
+                for job in self.extra_jobs:
+                    busy += await job()
+                now = self._loop.time()
+                if now - last_sweep >= self.sweep_interval:
+                    last_sweep = now
+                    busy += await asyncio.to_thread(self._sweep)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker iteration failed; continuing")
+                await asyncio.sleep(1.0)
+            if busy:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+        log.info("worker stopped")
+
+    def _sweep(self) -> int:
+        with transaction(self.registry.sessions) as session:
+            return self.registry.mfa.expire_due(session)

@@ -1,0 +1,194 @@
+"""Real servers on loopback for tests: an SMTP server (aiosmtpd) and a recording HTTP receiver."""
+
+from __future__ import annotations
+
+import email
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> Message:
+        return email.message_from_bytes(self.raw)
+
+    def part(self, content_type: str) -> str:
+        for p in self.message.walk():
+            if p.get_content_type() == content_type:
+                payload = p.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                return payload.decode(p.get_content_charset() or "utf-8")
+        raise AssertionError(f"no {content_type} part")
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if self.sink.reject_rcpt:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.sink.defer_data:
+            return "451 4.3.0 Try again later"
+        self.sink.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        self.sink.arrived.set()
+        return "250 Message accepted"
+
+
+class SmtpSink:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives; can refuse, defer or go down."""
+
+    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.received: list[ReceivedMail] = []
+        self.arrived = threading.Event()
+        self.reject_rcpt = False
+        self.defer_data = False
+        self.credentials = credentials
+        self.auth_seen: list[str] = []
+        self.controller: Controller | None = None
+
+    def _authenticator(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword) and self.credentials:
+            user, pw = data.login.decode(), data.password.decode()
+            if (user, pw) == self.credentials:
+                self.auth_seen.append(user)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def start(self) -> SmtpSink:
+        kwargs: dict[str, Any] = {}
+        if self.credentials:
+            kwargs = {"authenticator": self._authenticator, "auth_require_tls": False, "auth_required": True}
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def url(self) -> str:
+        if self.credentials:
+            return f"smtp://{self.credentials[0]}:{self.credentials[1]}@127.0.0.1:{self.port}"
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMail]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.received
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.body.decode()))
+
+
+@dataclass
+class HttpReceiver:
+    """A real HTTP server recording every request. `responder` decides each answer (status, headers, body)."""
+
+    port: int = field(default_factory=free_port)
+    requests: list[Recorded] = field(default_factory=list)
+    responder: Callable[[Recorded], tuple[int, dict[str, str], bytes]] | None = None
+    server: ThreadingHTTPServer | None = None
+
+    def start(self) -> HttpReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                rec = Recorded(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length),
+                )
+                receiver.requests.append(rec)
+                status, headers, body = (receiver.responder or _ok)(rec)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = _handle
+            do_GET = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _ok(rec: Recorded) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
+
+
+def twilio_responder(rec: Recorded) -> tuple[int, dict[str, str], bytes]:
+    """Answers like Twilio's Messages API: 201 with a message sid."""
+    if rec.path.endswith("/Messages.json"):
+        sid = f"SM{len(rec.body):04d}{abs(hash(rec.body)) % 10**12:012d}"
+        return (
+            201,
+            {"Content-Type": "application/json"},
+            json.dumps({"sid": sid, "status": "queued"}).encode(),
+        )
+    return 404, {}, b""
