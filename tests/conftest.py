@@ -79,8 +79,11 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def registry(settings: Settings, engine: Engine, clock: FrozenClock) -> Registry:
-    return build_registry(settings, clock=clock, engine=engine)
+def registry(settings: Settings, engine: Engine, clock: FrozenClock) -> Iterator[Registry]:
+    yield build_registry(settings, clock=clock, engine=engine)
+    # Work a test left queued must not be picked up by the next test's workers (the queue is global).
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE messages SET status = 'FAILED' WHERE status IN ('QUEUED', 'SENDING')"))
 
 
 @pytest.fixture

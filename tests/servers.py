@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import socket
@@ -55,6 +56,11 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.sink.stall_data:
+            # Hold the sender mid-transaction (to kill it there); what arrives while stalled is not kept.
+            self.sink.stalled.set()
+            await asyncio.sleep(self.sink.stall_data)
+            return "451 4.3.0 Stalled"
         if self.sink.defer_data:
             return "451 4.3.0 Try again later"
         self.sink.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
@@ -71,6 +77,8 @@ class SmtpSink:
         self.arrived = threading.Event()
         self.reject_rcpt = False
         self.defer_data = False
+        self.stall_data = 0.0
+        self.stalled = threading.Event()
         self.credentials = credentials
         self.auth_seen: list[str] = []
         self.controller: Controller | None = None

@@ -196,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
 
+    p = add(
+        "worker",
+        cmd_worker,
+        "run only the delivery workers (any number of them, on any machine)",
+        "Send queued messages and webhook events, and expire sessions on time. Run as many as you like\n"
+        "against PostgreSQL; they share the work (FOR UPDATE SKIP LOCKED). SIGTERM stops it cleanly.",
+        json_flag=False,
+    )
+    p.add_argument(
+        "--poll", type=float, default=0.25, help="seconds between looks for new work (default 0.25)"
+    )
+
     add(
         "migrate",
         cmd_migrate,

@@ -58,7 +58,9 @@ class Person(_In):
         if v is None:
             return v
         try:
-            return validate_email(v, check_deliverability=False, allow_smtputf8=True).normalized
+            return validate_email(
+                v, check_deliverability=False, allow_smtputf8=True, test_environment=True
+            ).normalized
         except EmailNotValidError as exc:
             raise ValueError(f"not a valid email address: {exc}") from None
 

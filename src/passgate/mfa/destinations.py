@@ -35,7 +35,9 @@ def check_email(value: str | None) -> DestinationCheck:
     if not value:
         return DestinationCheck(False, reason="no email address")
     try:
-        normalised = validate_email(value, check_deliverability=False, allow_smtputf8=True).normalized
+        normalised = validate_email(
+            value, check_deliverability=False, allow_smtputf8=True, test_environment=True
+        ).normalized
     except EmailNotValidError as exc:
         return DestinationCheck(False, reason=f"invalid email address: {exc}")
     return DestinationCheck(True, normalised)

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from passgate.bootstrap import Registry
+from passgate.clock import FrozenClock
+from passgate.messaging.models import Message, MessageAttempt
+from tests.conftest import TEST_SECRET
+from tests.factories import Tenant
+from tests.functional.mfa.conftest import challenge, drain, session_of, timeline
+from tests.servers import HttpReceiver, SmtpSink
+
+PHONE = "+12015550123"
+
+
+def attempts(registry: Registry, session_id: str) -> list[MessageAttempt]:
+    with registry.sessions() as s:
+        mid = s.scalars(select(Message.id).where(Message.session_id == session_id)).one()
+        return list(
+            s.scalars(
+                select(MessageAttempt).where(MessageAttempt.message_id == mid).order_by(MessageAttempt.id)
+            )
+        )
+
+
+def test_smtp_down_then_back_is_retried_and_delivered(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    smtp.stop()
+    m = challenge(http, tenant, "email-link", person={"emailAddress": "retry@example.com"})["mfa"]
+    drain(registry)
+    assert session_of(http, tenant, m["ID"])["status"] == "UNKNOWN"
+    clock.advance(3)
+    drain(registry)  # still down: second failure
+    assert [a.result for a in attempts(registry, m["ID"])] == ["retry", "retry"]
+    smtp.start()
+    drain(registry)  # not due yet
+    assert not smtp.received
+    clock.advance(3)
+    drain(registry)
+    assert len(smtp.wait_for(1)) == 1
+    assert [a.result for a in attempts(registry, m["ID"])] == ["retry", "retry", "sent"]
+    assert session_of(http, tenant, m["ID"])["status"] == "MESSAGE_SENT"
+
+
+def test_smtp_permanent_refusal_makes_the_session_invalid(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    smtp.reject_rcpt = True
+    m = challenge(http, tenant, "email-link", person={"emailAddress": "nobody@example.com"})["mfa"]
+    drain(registry)
+    s = session_of(http, tenant, m["ID"])
+    assert (s["status"], s["deliveryStatus"]) == ("INVALID", "UNDELIVERED")
+    assert [a.result for a in attempts(registry, m["ID"])] == ["failed"]
+    assert "550" in (attempts(registry, m["ID"])[0].error or "")
+    assert any(e["type"] == "MESSAGE_FAILED" for e in timeline(http, tenant, m["ID"]))
+
+
+def test_retries_run_out_loudly(
+    http: TestClient, tenant: Tenant, registry: Registry, gateway: HttpReceiver, clock: FrozenClock
+) -> None:
+    gateway.responder = lambda rec: (503, {}, b"busy")
+    m = challenge(http, tenant, "sms-code", person={"phoneNumber": PHONE})["mfa"]
+    for _ in range(5):
+        drain(registry)
+        clock.advance(3)
+    assert [a.result for a in attempts(registry, m["ID"])] == ["retry", "retry", "retry", "failed"]
+    assert session_of(http, tenant, m["ID"])["status"] == "INVALID"
+
+
+def test_smtp_auth_is_used(http: TestClient, tenant: Tenant, registry: Registry) -> None:
+    from passgate.messaging.senders.smtp import SmtpEmailSender
+
+    sink = SmtpSink(credentials=("mailer", "s3cret pass")).start()
+    try:
+        registry.dispatcher.email_sender = SmtpEmailSender(sink.url.replace("s3cret pass", "s3cret%20pass"))
+        challenge(http, tenant, "email-code", person={"emailAddress": "auth@example.com"})
+        drain(registry)
+        assert len(sink.wait_for(1)) == 1
+        assert sink.auth_seen == ["mailer"]
+    finally:
+        sink.stop()
+
+
+def test_twenty_concurrent_right_answers_verify_once(
+    http: TestClient, tenant: Tenant, registry: Registry, gateway: HttpReceiver
+) -> None:
+    import re
+
+    m = challenge(http, tenant, "sms-code", person={"phoneNumber": PHONE})["mfa"]
+    drain(registry)
+    code = re.search(r"#(\d{6})$", gateway.requests[-1].json()["body"]).group(1)  # type: ignore[union-attr]
+    barrier = threading.Barrier(20)
+
+    def go(_: int) -> int:
+        barrier.wait()
+        return http.post(f"/mfa/v2/{m['ID']}/verify", json={"code": code}, headers=tenant.headers).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(go, range(20)))
+    assert codes.count(200) == 1, codes
+    assert codes.count(409) == 19, codes
+    changes = [
+        e
+        for e in timeline(http, tenant, m["ID"])
+        if e["type"] == "STATUS_CHANGED" and e["data"]["to"] == "VERIFIED"
+    ]
+    assert len(changes) == 1
+
+
+def _worker(database_url: str, tmp: Path, smtp_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PASSGATE_DATABASE_URL": database_url,
+        "PASSGATE_SECRET_KEYS": TEST_SECRET,
+        "PASSGATE_SMTP_URL": smtp_url,
+        "PASSGATE_DATA_DIR": str(tmp),
+        "PASSGATE_MESSAGE_LOCK_SECONDS": "2",
+        "PASSGATE_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "passgate.cli", "worker", "--poll", "0.1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_worker_killed_mid_send_loses_nothing(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink, database_url: str, tmp_path: Path
+) -> None:
+    smtp.stall_data = 30.0
+    m = challenge(http, tenant, "email-link", person={"emailAddress": "killed@example.com"})["mfa"]
+    first = _worker(database_url, tmp_path, smtp.url)
+    try:
+        assert smtp.stalled.wait(20), "the worker never reached the SMTP server"
+        first.send_signal(signal.SIGKILL)  # mid-send: the message was claimed, the DATA is in flight
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not smtp.received
+    with registry.sessions() as s:
+        assert s.scalars(select(Message.status).where(Message.session_id == m["ID"])).one() == "SENDING"
+    smtp.stall_data = 0.0
+    second = _worker(database_url, tmp_path, smtp.url)
+    try:
+        deadline = time.monotonic() + 20
+        while not smtp.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(10)
+        except subprocess.TimeoutExpired:
+            second.kill()
+    assert len(smtp.received) == 1
+    assert smtp.received[0].rcpt_tos == ["killed@example.com"]
+    with registry.sessions() as s:
+        msg = s.scalars(select(Message).where(Message.session_id == m["ID"])).one()
+    assert (msg.status, msg.attempts) == ("SENT", 2)
+    assert session_of(http, tenant, m["ID"])["status"] == "MESSAGE_SENT"
