@@ -17,7 +17,8 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    # "heads": features add their tables on branches of their own from the foundation revisions.
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -67,6 +67,8 @@ class DecisionService:
     def __init__(self, cache: CompiledSetCache, start_challenge: ChallengeStarter | None = None) -> None:
         self.cache = cache
         self.start_challenge = start_challenge
+        # Called inside the decision's transaction with the context and the response (webhooks, velocities).
+        self.listeners: list[Callable[[Session, DecisionContext, dict[str, Any]], None]] = []
 
     def decide(
         self,
@@ -135,4 +137,6 @@ class DecisionService:
                 response.update(echoed)
         if on_stored is not None:
             on_stored(ctx)
+        for listener in self.listeners:
+            listener(session, ctx, response)
         return response
