@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,9 @@ class Registry:
     email_sender: EmailSender
     sms_sender: SmsSender
     notifier: WorkNotifier
+    # Extra periodic jobs every worker runs (e.g. webhook deliveries): async callables returning how
+    # many items they handled, so the loop knows whether to look again at once.
+    worker_jobs: list[Callable[[], Awaitable[int]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:

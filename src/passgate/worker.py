@@ -23,7 +23,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.extra_jobs: list[Callable[[], Awaitable[int]]] = []
+        self.extra_jobs: list[Callable[[], Awaitable[int]]] = list(registry.worker_jobs)
 
     def wake(self) -> None:
         """Thread-safe nudge after a request queued work, so it goes out without waiting for the poll."""
