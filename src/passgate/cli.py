@@ -101,6 +101,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from passgate.demo import run_demo
+
+    if args.json:
+        result = run_demo(Path(args.data_dir) if args.data_dir else None, say=lambda _: None)
+        print(json.dumps(result))
+    else:
+        result = run_demo(Path(args.data_dir) if args.data_dir else None)
+    return 0 if result["status"] == "VERIFIED" else 1
+
+
 def cmd_client_create(args: argparse.Namespace) -> int:
     from passgate.auth.services import create_client
     from passgate.clock import SystemClock
@@ -195,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+
+    p = add(
+        "demo",
+        cmd_demo,
+        "run a whole challenge end to end against the dev inbox",
+        "On a fresh data folder: create a client, post a login that is challenged, read the email in the\n"
+        "dev inbox, open and confirm its link, and print each step until the session is VERIFIED.",
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="folder for the demo's database (default: a new temp folder)"
+    )
 
     p = add(
         "worker",
