@@ -12,6 +12,7 @@ Conventions every benchmark follows (bench/run_all.py relies on them):
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -44,6 +45,18 @@ _T0 = time.monotonic()
 def progress(msg: str) -> None:
     """A progress line on stderr, stamped with the seconds since the benchmark started."""
     print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults only where there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or default == [] or default is argparse.SUPPRESS:
+            return action.help or ""
+        if "%(default)" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
 
 
 class BenchError(Exception):
@@ -282,8 +295,11 @@ def run_loadgen(
         method,
         "--quiet",
     ]
-    for h in headers:
-        argv += ["--header", h]
+    if headers:  # through a file, so a bearer token does not show in `ps`
+        path = workdir / f"headers-{secrets.token_hex(4)}.txt"
+        path.touch(mode=0o600)
+        path.write_text("".join(f"{h}\n" for h in headers))
+        argv += ["--headers-file", str(path)]
     if body is not None:
         path = workdir / f"body-{secrets.token_hex(4)}.json"
         path.write_bytes(body)
@@ -326,13 +342,15 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A plain-text table; `align` has one letter per column, l or r (default: first l, others r)."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
 
     def line(r: list[str]) -> str:
-        pairs = enumerate(zip(r, widths, strict=True))
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
+        pairs = zip(r, widths, align, strict=True)
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in pairs).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), sep, *(line(r) for r in cells[1:])])

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from typing import Any
 
 from _common import (
     BenchError,
+    HelpFormatter,
     Workspace,
     expect_status,
     get_token,
@@ -43,6 +45,7 @@ TARGET_RATIO = 0.5
 ACCOUNT_ID = "bench-acct"
 DEVICE = "benchdev1"
 EXPECTED_VERSION = "v3"  # v1 from `client create`, v2 the allow-all set, v3 the default again
+ALLOW_MARK = '"decision":"ALLOW"'  # as Starlette's JSONResponse serialises it
 ALLOW_ALL = {"name": "allow-all", "segments": [{"name": "default", "policies": []}], "policies": []}
 
 
@@ -111,11 +114,15 @@ def check_run(label: str, result: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"{label}: no request completed in the measured window")
     if result["non_2xx"]:
         problems.append(f"{label}: {result['non_2xx']} non-2xx answers {result['status']}")
+    if result.get("warmup_non_2xx"):
+        problems.append(f"{label}: {result['warmup_non_2xx']} non-2xx answers in the warm-up")
     if result["error_count"]:
         problems.append(f"{label}: {result['error_count']} errors {result['errors']}")
     if result.get("expect_mismatches"):
         samples = result.get("mismatch_samples", [])
         problems.append(f"{label}: {result['expect_mismatches']} answers were not ALLOW, e.g. {samples[:1]}")
+    if result.get("warmup_expect_mismatches"):
+        problems.append(f"{label}: {result['warmup_expect_mismatches']} warm-up answers were not ALLOW")
 
 
 def fmt_rps(v: float) -> str:
@@ -132,16 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure POST /login/v2 throughput and latency against a bare endpoint of the same "
         "stack (FastAPI + Passgate's middleware and error handlers, uvicorn/uvloop/httptools), in the "
         f"same run, and report the ratio decisions/bare (target >= {TARGET_RATIO}).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="The machine is shared and noisy: compare the ratio, not the absolute rates, between runs.",
     )
     p.add_argument("-d", "--duration", type=float, default=10.0, help="measured seconds per load run")
     p.add_argument("-c", "--concurrency", type=int, default=32, help="connections kept busy by the loadgen")
     p.add_argument("-w", "--warmup", type=float, default=2.0, help="seconds of load before each measurement")
     p.add_argument(
+        "-r",
+        "--rounds",
+        type=int,
+        default=1,
+        help="decision runs, each between two bare runs (bare, decisions, bare, ...); the ratio is the "
+        "median of the per-round ratios",
+    )
+    p.add_argument(
         "--fail-below",
         action="store_true",
-        help=f"exit with status 2 when the ratio is below {TARGET_RATIO} (default: report BELOW, exit 0)",
+        help=f"exit with status 2 when the ratio is below {TARGET_RATIO} (by default BELOW is reported, "
+        "exit status 0)",
     )
     return p
 
@@ -150,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60 or not 0 < args.concurrency <= 1024:
         raise SystemExit("decisions.py: --duration in (0, 600], --warmup in [0, 60], --concurrency 1..1024")
+    if not 1 <= args.rounds <= 10:
+        raise SystemExit("decisions.py: --rounds 1..10")
     try:
         with interrupt_guard(), Workspace(NAME) as ws:
             return run(args, ws)
@@ -174,58 +192,73 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     bare.wait_healthy()
     progress(f"passgate on {passgate.base_url}, bare app on {bare.base_url}")
 
-    token = get_token(passgate.base_url, client_id, api_key)
-    prepare_known_device(passgate.base_url, token)
+    # Tokens live 20 minutes; each phase asks for a fresh one so long runs stay valid.
+    prepare_known_device(passgate.base_url, get_token(passgate.base_url, client_id, api_key))
 
     template = login_template()
-    load = {
-        "concurrency": args.concurrency,
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "method": "POST",
-        "body_template": template,
-        "workdir": ws.dir,
-    }
-    per_run = args.warmup + args.duration
-    runs: dict[str, dict[str, Any]] = {}
-    plan = [("bare_1", "bare endpoint"), ("decisions", "POST /login/v2"), ("bare_2", "bare endpoint")]
-    counter = 0
-    for i, (key, label) in enumerate(plan, 1):
-        progress(
-            f"run {i}/{len(plan)}: {label}: warming up {args.warmup:g} s, then {args.duration:g} s "
-            f"at concurrency {args.concurrency} (~{per_run:.0f} s)"
+    counter = 0  # the inquiryId counter carries on across runs: every inquiry is distinct
+
+    def drive(label: str, url: str, headers: list[str], expect: str | None) -> dict[str, Any]:
+        nonlocal counter
+        result = run_loadgen(
+            url,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            warmup=args.warmup,
+            method="POST",
+            headers=headers,
+            body_template=template,
+            start=counter,
+            expect=expect,
+            workdir=ws.dir,
         )
-        if key == "decisions":
-            result = run_loadgen(
-                passgate.base_url + "/login/v2",
-                headers=[f"Authorization: Bearer {token}"],
-                expect='"decision":"ALLOW"',
-                start=counter,
-                **load,  # type: ignore[arg-type]
-            )
-        else:
-            result = run_loadgen(bare.base_url + "/bare", start=counter, **load)  # type: ignore[arg-type]
         counter += result["requests_sent"]
-        runs[key] = result
         lat = result["latency_ms"]
         progress(
-            f"    {fmt_rps(result['rps'])} req/s, p50 {fmt_ms(lat['p50'])} ms, p99 {fmt_ms(lat['p99'])} ms, "
-            f"status {result['status']}, errors {result['error_count']}"
+            f"    {label}: {fmt_rps(result['rps'])} req/s, p50 {fmt_ms(lat['p50'])} ms, "
+            f"p99 {fmt_ms(lat['p99'])} ms, status {result['status']}, errors {result['error_count']}"
         )
+        return result
 
-    progress("sampling 5 logins one by one")
-    samples = sample_decisions(passgate.base_url, token)
+    # bare, decisions, bare[, decisions, bare ...]: each decision run sits between two bare runs.
+    plan = ["bare"] + ["decisions", "bare"] * args.rounds
+    bares: list[dict[str, Any]] = []
+    decs: list[dict[str, Any]] = []
+    for i, kind in enumerate(plan, 1):
+        label = "bare endpoint" if kind == "bare" else "POST /login/v2"
+        progress(
+            f"run {i}/{len(plan)}: {label}: {args.warmup:g} s warm-up, then {args.duration:g} s "
+            f"at concurrency {args.concurrency}"
+        )
+        # Both endpoints get the same bytes: body and Authorization header (which /bare ignores).
+        headers = [f"Authorization: Bearer {get_token(passgate.base_url, client_id, api_key)}"]
+        if kind == "decisions":
+            decs.append(drive(label, passgate.base_url + "/login/v2", headers, ALLOW_MARK))
+        else:
+            bares.append(drive(label, bare.base_url + "/bare", headers, None))
+
+    progress("sampling 5 logins one by one (each must be 200 and ALLOW)")
+    samples = sample_decisions(passgate.base_url, get_token(passgate.base_url, client_id, api_key))
 
     problems: list[str] = []
-    for key, _ in plan:
-        check_run(key, runs[key], problems)
+    for n, r in enumerate(bares, 1):
+        check_run(f"bare run {n}", r, problems)
+    for n, r in enumerate(decs, 1):
+        check_run(f"decision run {n}", r, problems)
 
-    b1, b2, dec = runs["bare_1"], runs["bare_2"], runs["decisions"]
-    bare_rps = (b1["rps"] + b2["rps"]) / 2
-    bare_p50 = (b1["latency_ms"]["p50"] + b2["latency_ms"]["p50"]) / 2
-    bare_p99 = (b1["latency_ms"]["p99"] + b2["latency_ms"]["p99"]) / 2
-    ratio = dec["rps"] / bare_rps if bare_rps else 0.0
-    drift = abs(b1["rps"] - b2["rps"]) / bare_rps if bare_rps else 0.0
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    # One ratio per decision run, against the mean of the bare runs either side; the median of them.
+    round_ratios = []
+    for n, dec in enumerate(decs):
+        neighbours = (bares[n]["rps"] + bares[n + 1]["rps"]) / 2
+        round_ratios.append(dec["rps"] / neighbours if neighbours else 0.0)
+    ratio = statistics.median(round_ratios)
+    bare_rps = mean([b["rps"] for b in bares])
+    dec_rps = mean([d["rps"] for d in decs])
+    bare_rates = [b["rps"] for b in bares]
+    drift = (max(bare_rates) - min(bare_rates)) / bare_rps if bare_rps else 0.0
     verdict = "FAIL" if problems else ("PASS" if ratio >= TARGET_RATIO else "BELOW")
 
     def row(label: str, rps: float, p50: float, p99: float) -> list[str]:
@@ -234,26 +267,44 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     def row_of(label: str, r: dict[str, Any]) -> list[str]:
         return row(label, r["rps"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])
 
-    rows = [
-        row_of("bare endpoint (run 1)", b1),
-        row_of("POST /login/v2", dec),
-        row_of("bare endpoint (run 2)", b2),
-        row("bare endpoint (mean)", bare_rps, bare_p50, bare_p99),
-    ]
+    def mean_row(label: str, rs: list[dict[str, Any]]) -> list[str]:
+        lat = [r["latency_ms"] for r in rs]
+        return row(
+            label, mean([r["rps"] for r in rs]), mean([x["p50"] for x in lat]), mean([x["p99"] for x in lat])
+        )
+
+    rows = []
+    for n, b in enumerate(bares):
+        rows.append(row_of(f"bare endpoint (run {n + 1})", b))
+        if n < len(decs):
+            rows.append(row_of(f"POST /login/v2 (run {n + 1})", decs[n]))
+    rows.append(mean_row("bare endpoint (mean)", bares))
+    if len(decs) > 1:
+        rows.append(mean_row("POST /login/v2 (mean)", decs))
     print()
-    print(f"Decisions vs bare endpoint: concurrency {args.concurrency}, {args.duration:g} s per run")
+    print(
+        f"Decisions vs bare endpoint: concurrency {args.concurrency}, {args.duration:g} s per run, "
+        f"{args.rounds} round(s)"
+    )
     print(table(["", "requests/s", "p50 ms", "p99 ms"], rows))
     print()
-    print(f"ratio decisions/bare: {ratio:.3f}   target >= {TARGET_RATIO}   {verdict}")
-    noisy = "  (noisy machine: rerun)" if drift > 0.15 else ""
-    print(f"bare drift between its two runs: {drift:.1%}{noisy}")
+    per_round = (
+        f"  (per round: {', '.join(f'{r:.3f}' for r in round_ratios)}; median)" if len(decs) > 1 else ""
+    )
+    print(f"ratio decisions/bare: {ratio:.3f}   target >= {TARGET_RATIO}   {verdict}{per_round}")
+    noisy = "  (noisy machine: rerun, or use --rounds 3)" if drift > 0.15 else ""
+    print(f"bare drift across its runs: {drift:.1%}{noisy}")
     for p in problems:
         print(f"problem: {p}")
 
+    dec_lat = (
+        decs[0]["latency_ms"]
+        if len(decs) == 1
+        else {k: mean([d["latency_ms"][k] for d in decs]) for k in ("p50", "p99")}
+    )
     summary = (
-        f"{verdict}: decisions {dec['rps']:.0f} req/s vs bare {bare_rps:.0f} req/s, ratio {ratio:.3f} "
-        f"(target >= {TARGET_RATIO}); decision p50 {dec['latency_ms']['p50']:.1f} ms, "
-        f"p99 {dec['latency_ms']['p99']:.1f} ms"
+        f"{verdict}: decisions {dec_rps:.0f} req/s vs bare {bare_rps:.0f} req/s, ratio {ratio:.3f} "
+        f"(target >= {TARGET_RATIO}); decision p50 {dec_lat['p50']:.1f} ms, p99 {dec_lat['p99']:.1f} ms"
     )
     path = write_result(
         NAME,
@@ -262,15 +313,18 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
             "verdict": verdict,
             "summary": summary,
             "ratio": round(ratio, 4),
+            "round_ratios": [round(r, 4) for r in round_ratios],
             "target_ratio": TARGET_RATIO,
+            "decisions_rps_mean": round(dec_rps, 1),
             "bare_rps_mean": round(bare_rps, 1),
             "bare_drift": round(drift, 4),
             "settings": {
                 "concurrency": args.concurrency,
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
+                "rounds": args.rounds,
             },
-            "runs": runs,
+            "runs": {"bare": bares, "decisions": decs},
             "problems": problems,
             "sampled_decisions": samples,
             "python": sys.version.split()[0],

@@ -45,6 +45,18 @@ DEFAULT_MAX_REQUESTS = 5_000_000
 ALLOWED_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1"}
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults only where there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or default == [] or default is argparse.SUPPRESS:
+            return action.help or ""
+        if "%(default)" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 class BadResponse(Exception):
     """The server answered something this client cannot frame."""
 
@@ -156,6 +168,8 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
     mismatches: int = 0
     warmup_requests: int = 0
+    warmup_status: dict[int, int] = field(default_factory=dict)
+    warmup_mismatches: int = 0
     sent: int = 0
     connects: int = 0
     samples: list[str] = field(default_factory=list)
@@ -217,8 +231,11 @@ async def worker(run: Run, slot: int) -> None:
                     stats.mismatches += 1
                     if len(stats.samples) < run.keep_samples:
                         stats.samples.append(body[:500].decode("utf-8", "replace"))
-            elif end < run.measure_start:
+            elif end < run.measure_start:  # warm-up answers are checked too, just not timed
                 stats.warmup_requests += 1
+                stats.warmup_status[status] = stats.warmup_status.get(status, 0) + 1
+                if expect is not None and expect not in body:
+                    stats.warmup_mismatches += 1
             if close:
                 writer.close()
                 reader = writer = None
@@ -310,6 +327,8 @@ def summarise(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "errors": dict(sorted(stats.errors.items())),
         "error_count": sum(stats.errors.values()),
         "warmup_requests": stats.warmup_requests,
+        "warmup_status": {str(k): v for k, v in sorted(stats.warmup_status.items())},
+        "warmup_non_2xx": sum(v for k, v in stats.warmup_status.items() if not 200 <= k < 300),
         "requests_sent": stats.sent,
         "connections_opened": stats.connects,
         "hit_max_requests": stats.sent >= run.max_requests,
@@ -317,6 +336,7 @@ def summarise(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     if run.expect is not None:
         result["expect"] = run.expect.decode("utf-8", "replace")
         result["expect_mismatches"] = stats.mismatches
+        result["warmup_expect_mismatches"] = stats.warmup_mismatches
         if stats.samples:
             result["mismatch_samples"] = stats.samples
     return result
@@ -340,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loadgen.py",
         description="Closed-loop HTTP/1.1 load generator (keep-alive, raw asyncio streams) for 127.0.0.1. "
         "Prints one JSON object with requests/s, latency percentiles (ms), status counts and errors.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: loadgen.py --url http://127.0.0.1:8000/healthz -c 16 -d 5 -w 1",
     )
     p.add_argument("--url", required=True, help="http://127.0.0.1:PORT/path (only 127.0.0.1/localhost)")
@@ -357,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=parse_header,
         help="extra request header 'Name: value' (repeatable)",
+    )
+    p.add_argument(
+        "--headers-file",
+        default=None,
+        help="more headers, one 'Name: value' per line (keeps secrets such as tokens out of `ps`)",
     )
     body = p.add_mutually_exclusive_group()
     body.add_argument("--body", default=None, help="request body (a string)")
@@ -379,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--expect",
         default=None,
-        help="bytes every measured response body must contain; misses are counted as expect_mismatches",
+        help="bytes every response body must contain; misses are counted (expect_mismatches, "
+        "warmup_expect_mismatches)",
     )
     p.add_argument("--keep-samples", type=int, default=3, help="mismatching bodies to include in the result")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio event loop")
@@ -417,6 +443,13 @@ def make_run(args: argparse.Namespace) -> Run:
     elif args.body_template_file:
         with open(args.body_template_file, "rb") as f:
             template = f.read()
+    headers = list(args.header)
+    if args.headers_file:
+        with open(args.headers_file, encoding="utf-8") as f:
+            try:
+                headers += [parse_header(line.rstrip("\r\n")) for line in f if line.strip()]
+            except argparse.ArgumentTypeError as exc:
+                raise SystemExit(f"loadgen: {args.headers_file}: {exc}") from None
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -424,7 +457,7 @@ def make_run(args: argparse.Namespace) -> Run:
         args.method.upper(),
         f"127.0.0.1:{port}",
         target,
-        args.header,
+        headers,
         body,
         template,
         args.placeholder.encode(),
