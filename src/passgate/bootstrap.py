@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.auth.services import KeyStatusCache
+from passgate.auth.services import ClientCache, KeyStatusCache
 from passgate.auth.tokens import TokenService
+from passgate.batching import GroupCommitter
 from passgate.clock import Clock, SystemClock
 from passgate.config import Settings
 from passgate.db import make_engine, make_sessionmaker
@@ -21,11 +22,14 @@ from passgate.keyring import KeyRing
 from passgate.messaging.senders.base import EmailSender, SmsSender
 from passgate.messaging.senders.dev import DevInboxSender
 from passgate.messaging.services import Dispatcher
-from passgate.messaging.sources import BuiltinTemplateSource, TemplateSource
+from passgate.messaging.sources import DatabaseTemplateSource, TemplateSource
 from passgate.mfa.services import MfaService
 from passgate.observability import Metrics
 from passgate.policy.decisions import DecisionService
+from passgate.policy.lists import ListCache
 from passgate.policy.services import CompiledSetCache
+from passgate.policy.signals import SignalSources
+from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
 from passgate.ratelimit import RateLimiter
 
 log = logging.getLogger("passgate")
@@ -65,12 +69,16 @@ class Registry:
     email_sender: EmailSender
     sms_sender: SmsSender
     notifier: WorkNotifier
+    signals: SignalSources
+    committer: GroupCommitter
+    clients: ClientCache
     # Extra periodic jobs every worker runs (e.g. webhook deliveries): async callables returning how
     # many items they handled, so the loop knows whether to look again at once.
     worker_jobs: list[Callable[[], Awaitable[int]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.committer.stop()
         self.engine.dispose()
 
 
@@ -139,9 +147,14 @@ def build_registry(
     event.listen(sessions, "after_soft_rollback", lambda s, _t: notifier.after_rollback(s))
     clock = clock or SystemClock()
     policy_cache = CompiledSetCache()
+    velocity: VelocityStore = (
+        RedisVelocityStore(settings.redis_url) if settings.redis_url else DatabaseVelocityStore()
+    )
+    signals = SignalSources(velocity=velocity, lists=ListCache())
     keyring = KeyRing(settings.secret_key_list)
     limiter = RateLimiter(settings.redis_url)
-    templates = BuiltinTemplateSource()
+    # The client's own templates and branding, falling back to the built-ins and the client's name.
+    templates: TemplateSource = DatabaseTemplateSource()
     metrics = Metrics()
     mfa = MfaService(
         keyring=keyring, clock=clock, limiter=limiter, templates=templates, public_url=settings.public_url
@@ -165,7 +178,7 @@ def build_registry(
         retry_schedule=settings.retry_schedule,
         lock_seconds=settings.message_lock_seconds,
     )
-    return Registry(
+    registry = Registry(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -173,7 +186,7 @@ def build_registry(
         tokens=TokenService(settings.secret_key_list, settings.token_ttl_seconds),
         key_status=KeyStatusCache(sessions, settings.key_cache_seconds),
         policy_cache=policy_cache,
-        decisions=DecisionService(policy_cache, start_challenge=mfa.start_challenge),
+        decisions=DecisionService(policy_cache, start_challenge=mfa.start_challenge, sources=signals),
         metrics=metrics,
         keyring=keyring,
         limiter=limiter,
@@ -183,4 +196,65 @@ def build_registry(
         email_sender=email,
         sms_sender=sms,
         notifier=notifier,
+        signals=signals,
+        committer=GroupCommitter(sessions, inline=engine.dialect.name == "sqlite"),
+        clients=ClientCache(),
     )
+    install_webhooks(registry)
+    return registry
+
+
+def install_webhooks(registry: Registry) -> None:
+    """Webhooks: the outbox listeners on status changes and decisions, and the delivery job every worker
+    runs (`passgate serve` and `passgate worker` alike)."""
+    from datetime import timedelta
+
+    from passgate.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
+    from passgate.webhooks.services import WebhookMetrics, WebhookService
+    from passgate.webhooks.ssrf import check_url
+    from passgate.webhooks.states import parse_schedule
+    from passgate.webhooks.transport import HttpxWebhookTransport
+
+    settings = registry.settings
+    # Plain http goes with private targets: its only realistic use is inside the operator's network.
+    allow = settings.webhook_allow_private
+    metrics = WebhookMetrics(registry.metrics)
+    service = WebhookService(
+        keyring=registry.keyring,
+        clock=registry.clock,
+        check_url=lambda url: check_url(url, allow_private=allow, allow_http=allow),
+        metrics=metrics,
+        key_overlap=timedelta(seconds=settings.webhook_key_overlap_seconds),
+        secret_overlap=timedelta(seconds=settings.webhook_secret_overlap_seconds),
+    )
+    registry.mfa.listeners.append(service.on_mfa_status)
+    registry.decisions.listeners.append(service.on_decision)
+    deliverer = WebhookDeliverer(
+        sessions=registry.sessions,
+        clock=registry.clock,
+        service=service,
+        transport=HttpxWebhookTransport(
+            allow_private=allow,
+            allow_http=allow,
+            timeout=settings.webhook_timeout_seconds,
+            max_connections=settings.webhook_max_in_flight,
+        ),
+        metrics=metrics,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        policy=DeliveryPolicy(
+            retry_schedule=parse_schedule(settings.webhook_retry_seconds),
+            lock_seconds=settings.webhook_lock_seconds,
+            endpoint_concurrency=settings.webhook_endpoint_concurrency,
+            max_in_flight=settings.webhook_max_in_flight,
+            disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
+            retention=timedelta(days=settings.webhook_retention_days),
+        ),
+    )
+    registry.worker_jobs.append(deliverer.run_once)
+    registry.extras["webhooks"] = service
+    registry.extras["webhook_deliverer"] = deliverer
+
+    async def _stop_deliveries(_app: Any) -> None:
+        await deliverer.aclose()
+
+    registry.extras.setdefault("shutdown", []).append(_stop_deliveries)

@@ -166,6 +166,43 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_rotate_key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from passgate.auth.models import Client
+    from passgate.bootstrap import build_registry
+    from passgate.db import transaction
+    from passgate.webhooks.services import WebhookService, public_key_view
+
+    if args.overlap is not None and not 0 <= args.overlap <= 7 * 86400:
+        raise SystemExit("passgate: --overlap takes 0 to 604800 seconds")
+    settings = _settings()
+    _engine_migrated(settings).dispose()
+    registry = build_registry(settings)
+    service = registry.extras["webhooks"]
+    assert isinstance(service, WebhookService)
+    overlap = None if args.overlap is None else timedelta(seconds=args.overlap)
+    try:
+        with transaction(registry.sessions) as session:
+            if session.get(Client, args.client) is None:
+                raise SystemExit(
+                    f"passgate: no client {args.client!r} (create one with: passgate client create)"
+                )
+            keys, used = service.rotate_key(session, args.client, overlap)
+    finally:
+        registry.close()
+    view = {**public_key_view(keys), "overlapSeconds": int(used.total_seconds()), "clientId": args.client}
+    old = ", ".join(f"{k['keyId']} until {k['validUntil']}" for k in view["previous"]) or "none"
+    _out(
+        args,
+        view,
+        f"New webhook signing key {view['keyId']} for client {args.client}; it signs from now on.\n"
+        f"Previous keys stay valid for the overlap ({view['overlapSeconds']} s): {old}.\n"
+        "Receivers: fetch GET /manage/v1/webhooks/public-key and accept every key listed.",
+    )
+    return 0
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -281,6 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="a label to recognise the key by")
     p.add_argument("--json", action="store_true", help='print {"apiKey": …}')
     p.set_defaults(func=cmd_apikey_create)
+
+    webhooks = sub.add_parser("webhooks", help="manage webhooks", description="Manage webhooks.")
+    wsub = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION")
+    wsub.required = True
+    p = wsub.add_parser(
+        "rotate-key",
+        help="sign kount-rsa-pss webhooks with a new RSA key",
+        description="Make a new RSA key sign the client's kount-rsa-pss webhooks from now on. The previous\n"
+        "key stays published and valid for the overlap, so receivers can fetch the new one meanwhile.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: passgate webhooks rotate-key --client cl_0123abcd --overlap 86400 --json",
+    )
+    p.add_argument("--client", required=True, help="the client id")
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="seconds the previous key stays valid (default PASSGATE_WEBHOOK_KEY_OVERLAP_SECONDS, 86400)",
+    )
+    p.add_argument("--json", action="store_true", help='print {"publicKey", "previous", "overlapSeconds"}')
+    p.set_defaults(func=cmd_webhooks_rotate_key)
     return parser
 
 

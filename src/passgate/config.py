@@ -38,7 +38,23 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Comma-separated, newest first. Old keys still verify hashes and tokens made with them.
     secret_keys: str | None = None
+    # Webhooks (docs/webhooks.md). Private, loopback and link-local targets, and plain http, are refused
+    # unless this is true (tests and private deployments only).
     webhook_allow_private: bool = False
+    # Seconds after each failed try (Standard Webhooks schedule); tests shorten it.
+    webhook_retry_seconds: str = "5,300,1800,7200,18000,36000,50400,72000,86400"
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    # How long a worker owns a claimed delivery; keep it above the timeout or slow tries get sent twice.
+    webhook_lock_seconds: int = Field(default=60, ge=1)
+    # Tries in flight per endpoint (across all workers) and per worker process.
+    webhook_endpoint_concurrency: int = Field(default=8, ge=1, le=256)
+    webhook_max_in_flight: int = Field(default=64, ge=1, le=1024)
+    # An endpoint whose every try failed for this long is disabled (shown in the API).
+    webhook_disable_after_seconds: int = Field(default=5 * 86400, ge=1)
+    # How long the old Kount RSA key / standard-webhooks secret stays valid after a rotation.
+    webhook_key_overlap_seconds: int = Field(default=86400, ge=0)
+    webhook_secret_overlap_seconds: int = Field(default=86400, ge=0)
+    webhook_retention_days: int = Field(default=30, ge=1)
     workers_in_process: bool = True
 
     token_ttl_seconds: int = 1200

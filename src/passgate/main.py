@@ -14,10 +14,16 @@ from passgate.api import (
     decisions,
     dev,
     errors,
+    events,
     links,
+    manage_audit,
+    manage_branding,
     manage_keys,
+    manage_lists,
     manage_policy,
     manage_settings,
+    manage_templates,
+    manage_webhooks,
     mfa,
     ops,
     providers,
@@ -46,6 +52,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_task = None
+        reg.committer.start()
         if reg.settings.workers_in_process:
             worker = Worker(reg)
             reg.notifier.callbacks.append(worker.wake)
@@ -56,6 +63,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         try:
             yield
         finally:
+            reg.committer.stop()
             if worker_task is not None:
                 app.state.worker.stop()
                 try:
@@ -87,6 +95,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         manage_policy,
         manage_keys,
         manage_settings,
+        manage_branding,
+        manage_templates,
+        manage_lists,
+        manage_audit,
+        manage_webhooks,
+        events,
         ops,
     ):
         app.include_router(module.router)

@@ -54,6 +54,46 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
 
 
+def _nul_paths(value: Any, path: str) -> list[str]:
+    """Where in a parsed JSON document a NUL character occurs, as field paths (person.name.first, a[2])."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            found += [sub] if "\x00" in str(k) else _nul_paths(v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += _nul_paths(v, f"{path}[{i}]")
+    return found
+
+
+async def _problem(
+    send: Send, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
+) -> None:
+    body: dict[str, Any] = {
+        "type": f"urn:passgate:problem:{title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    raw = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
 class Metrics:
     """Prometheus collectors on a registry of their own (one per app, so tests do not collide)."""
 
@@ -104,13 +144,61 @@ class Metrics:
         )
 
 
+MAX_BODY = 2_000_000
+_JSON_NUL = b"\\u0000"
+
+
 class RequestContextMiddleware:
-    """Gives every request a correlation id (echoed as x-correlation-id), times it and logs it."""
+    """Gives every request a correlation id (echoed as x-correlation-id), times it and logs it; refuses
+    bodies over MAX_BODY bytes and JSON bodies carrying a NUL character (no database stores one)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
         self.log = logging.getLogger("passgate.access")
+
+    async def _checked_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return receive
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive  # the client went away; let the app see it
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                await _problem(send, 413, "Payload too large", f"the body is over {MAX_BODY} bytes")
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        content_type = dict(scope.get("headers", [])).get(b"content-type", b"")
+        if b"json" in content_type and _JSON_NUL in body:
+            try:
+                fields = _nul_paths(json.loads(body), "") or ["body"]
+            except ValueError:
+                fields = ["body"]
+            await _problem(
+                send,
+                400,
+                "Invalid request",
+                "text must not contain a NUL character",
+                [{"field": f, "message": "must not contain a NUL character"} for f in fields[:20]],
+            )
+            return None
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,7 +222,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            replay = await self._checked_body(scope, receive, send_wrapper)
+            if replay is not None:
+                await self.app(scope, replay, send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")

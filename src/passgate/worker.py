@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from passgate.db import transaction
 
@@ -23,6 +24,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_purge: datetime | None = None
         self.extra_jobs: list[Callable[[], Awaitable[int]]] = list(registry.worker_jobs)
 
     def wake(self) -> None:
@@ -67,4 +69,10 @@ class Worker:
 
     def _sweep(self) -> int:
         with transaction(self.registry.sessions) as session:
-            return self.registry.mfa.expire_due(session)
+            expired = self.registry.mfa.expire_due(session)
+        now = self.registry.clock.now()
+        if self._last_purge is None or (now - self._last_purge).total_seconds() >= 60:
+            self._last_purge = now
+            with transaction(self.registry.sessions) as session:
+                self.registry.signals.velocity.purge(session, now)
+        return expired

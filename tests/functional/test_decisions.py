@@ -177,3 +177,37 @@ def test_nothing_half_written_when_a_step_fails(http: TestClient, tenant: Tenant
             select(func.count()).select_from(Decision).where(Decision.client_id == tenant.client_id)
         )
     assert count == 0
+
+
+def test_nul_characters_are_refused_naming_the_field(
+    http: TestClient, tenant: Tenant, registry: Registry
+) -> None:
+    body = login_body(customFields={"note": "a\x00b"}, person={"name": {"first": "J\x00"}})
+    r = http.post("/login/v2", json=body, headers=tenant.headers)
+    assert r.status_code == 400
+    assert {e["field"] for e in r.json()["errors"]} == {"customFields.note", "person.name.first"}
+    r = http.put(
+        "/manage/v1/policy-sets/LOGIN/draft",
+        headers=tenant.admin_headers,
+        json={
+            "name": "x",
+            "segments": [{"name": "d", "policies": []}],
+            "policies": [
+                {
+                    "name": "p",
+                    "outcome": "BLOCK",
+                    "conditions": [{"field": "channel", "operator": "equals", "value": "\x00"}],
+                }
+            ],
+        },
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "policies[0].conditions[0].value"
+
+
+def test_oversized_bodies_are_refused(http: TestClient, tenant: Tenant) -> None:
+    r = http.post(
+        "/login/v2",
+        content=b"{" + b" " * 2_100_000 + b"}",
+        headers={**tenant.headers, "content-type": "application/json"},
+    )
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"

@@ -6,14 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
 from passgate.api.errors import ApiProblem
 from passgate.api.schemas_decisions import AccountOpeningRequest, DecisionResponse, LoginRequest
-from passgate.auth.models import Client
 from passgate.bootstrap import Registry
-from passgate.db import transaction
 
 router = APIRouter(tags=["decisions"])
 
@@ -24,24 +22,22 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _decide(
-    registry: Registry, client_id: str, event_type: str, body: dict[str, Any], decision_id: str
-) -> Any:
-    with transaction(registry.sessions) as session:
-        client = session.get(Client, client_id)
-        if client is None:
-            raise ApiProblem(401, "Unauthorized", "unknown client", slug="unauthorized")
-        return registry.decisions.decide(
-            session, client_id, client.sandbox, event_type, body, decision_id, registry.clock.now()
-        )
-
-
 async def _handle(
     request: Request, registry: Registry, client_id: str, event_type: str, body: Any
 ) -> JSONResponse:
     decision_id: str = request.scope["state"]["correlation_id"]
     payload = body.model_dump(mode="json", exclude_none=True)
-    result = await run_in_threadpool(_decide, registry, client_id, event_type, payload, decision_id)
+
+    def decide(session: Session) -> dict[str, Any]:
+        sandbox = registry.clients.sandbox(session, client_id)
+        if sandbox is None:
+            raise ApiProblem(401, "Unauthorized", "unknown client", slug="unauthorized")
+        return registry.decisions.decide(
+            session, client_id, sandbox, event_type, payload, decision_id, registry.clock.now()
+        )
+
+    # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
+    result = await registry.committer.run(decide)
     registry.metrics.decisions.labels(event_type, result["decision"]).inc()
     return JSONResponse(result)
 

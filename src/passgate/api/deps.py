@@ -14,7 +14,8 @@ from passgate.auth.services import ADMIN_SCOPE, INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
+    # async on purpose: FastAPI would run a plain function in the thread pool, a hop on every request.
     return request.app.state.registry  # type: ignore[no-any-return]
 
 
@@ -51,11 +52,11 @@ def _principal(request: Request, registry: Registry, needed: str) -> Principal:
 
 
 async def integration_principal(request: Request) -> Principal:
-    return _principal(request, get_registry(request), INTEGRATION_SCOPE)
+    return _principal(request, request.app.state.registry, INTEGRATION_SCOPE)
 
 
 async def admin_principal(request: Request) -> Principal:
-    return _principal(request, get_registry(request), ADMIN_SCOPE)
+    return _principal(request, request.app.state.registry, ADMIN_SCOPE)
 
 
 IntegrationAuth = Annotated[Principal, Depends(integration_principal)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,16 @@ from passgate.auth.exceptions import (
     NotFound,
     TooManyKeys,
 )
+from passgate.messaging.exceptions import (
+    BuiltinTemplateReadOnly,
+    InvalidBranding,
+    InvalidTemplate,
+    TemplateExists,
+    TemplateNotFound,
+    TestSendRateLimited,
+    TooManyTemplates,
+    Unprocessable,
+)
 from passgate.mfa.exceptions import (
     SendLimitReached,
     SendRateLimited,
@@ -28,6 +39,15 @@ from passgate.mfa.exceptions import (
     WrongMethod,
 )
 from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
+from passgate.policy.lists import ImportTooLarge, ListExists, ListNotFound
+from passgate.webhooks.exceptions import (
+    EndpointDisabled,
+    EndpointNotFound,
+    EventNotFound,
+    InvalidWebhookUrl,
+    TooManyEndpoints,
+    WrongSignatureScheme,
+)
 
 log = logging.getLogger("passgate.api")
 PROBLEM = "application/problem+json"
@@ -79,6 +99,7 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+_CEL_POSITION = re.compile(r"<input>:(\d+):(\d+)")
 _UNION_TAGS = {"str", "bool", "int", "float", "constrained-str", "list", "dict", "none", "literal"}
 
 
@@ -213,13 +234,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidPolicySet)
     async def _invalid_set(_: Request, exc: InvalidPolicySet) -> JSONResponse:
-        return problem(
-            422,
-            "Invalid policy set",
-            str(exc),
-            slug="invalid-policy-set",
-            errors=[{"field": exc.location, "message": exc.message}],
-        )
+        entry: dict[str, Any] = {"field": exc.location, "message": exc.message}
+        where = _CEL_POSITION.search(exc.message)
+        if where:
+            entry["line"], entry["column"] = int(where.group(1)), int(where.group(2))
+        return problem(422, "Invalid policy set", str(exc), slug="invalid-policy-set", errors=[entry])
 
     @app.exception_handler(NoActiveVersion)
     async def _no_version(_: Request, exc: NoActiveVersion) -> JSONResponse:
@@ -228,6 +247,67 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(VersionNotFound)
     async def _no_such_version(_: Request, exc: VersionNotFound) -> JSONResponse:
         return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(ListNotFound)
+    async def _no_list(_: Request, exc: ListNotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(ListExists)
+    async def _list_exists(_: Request, exc: ListExists) -> JSONResponse:
+        return problem(
+            409, "Conflict", str(exc), slug="conflict", errors=[{"field": "name", "message": str(exc)}]
+        )
+
+    @app.exception_handler(ImportTooLarge)
+    async def _too_large(_: Request, exc: ImportTooLarge) -> JSONResponse:
+        return problem(
+            413,
+            "Payload too large",
+            str(exc),
+            slug="too-large",
+            errors=[{"field": "entries", "message": str(exc)}],
+        )
+
+    @app.exception_handler(TemplateNotFound)
+    async def _no_template(_: Request, exc: TemplateNotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(TemplateExists)
+    async def _template_exists(_: Request, exc: TemplateExists) -> JSONResponse:
+        return problem(
+            409, "Conflict", str(exc), slug="conflict", errors=[{"field": "name", "message": str(exc)}]
+        )
+
+    @app.exception_handler(BuiltinTemplateReadOnly)
+    async def _builtin_read_only(_: Request, exc: BuiltinTemplateReadOnly) -> JSONResponse:
+        return problem(409, "Built-in template", str(exc), slug="builtin-template")
+
+    @app.exception_handler(TooManyTemplates)
+    async def _too_many_templates(_: Request, exc: TooManyTemplates) -> JSONResponse:
+        return problem(409, "Too many templates", str(exc), slug="too-many-templates")
+
+    @app.exception_handler(Unprocessable)
+    async def _unprocessable(_: Request, exc: Unprocessable) -> JSONResponse:
+        # errors[] go through `extra`: template problems carry an int `line` besides field and message.
+        if isinstance(exc, InvalidTemplate):
+            return problem(
+                422, "Invalid template", str(exc), slug="invalid-template", extra={"errors": exc.errors}
+            )
+        return problem(
+            422, "Unprocessable request", str(exc), slug="unprocessable", extra={"errors": exc.errors}
+        )
+
+    @app.exception_handler(InvalidBranding)
+    async def _invalid_branding(_: Request, exc: InvalidBranding) -> JSONResponse:
+        return problem(
+            422, "Invalid branding", str(exc), slug="invalid-branding", extra={"errors": exc.errors}
+        )
+
+    @app.exception_handler(TestSendRateLimited)
+    async def _test_send_rate(_: Request, exc: TestSendRateLimited) -> JSONResponse:
+        return problem(
+            429, "Rate limited", str(exc), slug="rate-limited", headers={"Retry-After": str(exc.retry_after)}
+        )
 
     @app.exception_handler(SessionNotFound)
     async def _no_session(_: Request, exc: SessionNotFound) -> JSONResponse:
@@ -264,6 +344,38 @@ def install(app: FastAPI) -> None:
             headers={"Retry-After": str(exc.retry_after)},
             extra={"locked": exc.locked},
         )
+
+    @app.exception_handler(InvalidWebhookUrl)
+    async def _webhook_url(_: Request, exc: InvalidWebhookUrl) -> JSONResponse:
+        return problem(
+            422,
+            "Invalid webhook URL",
+            exc.message,
+            slug="invalid-webhook-url",
+            errors=[{"field": exc.field, "message": exc.message}],
+        )
+
+    @app.exception_handler(EndpointNotFound)
+    async def _no_endpoint(_: Request, exc: EndpointNotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), slug="not-found")
+
+    @app.exception_handler(EventNotFound)
+    async def _no_event(_: Request, exc: EventNotFound) -> JSONResponse:
+        return problem(
+            404, "Not found", str(exc), slug="not-found", errors=[{"field": "eventId", "message": str(exc)}]
+        )
+
+    @app.exception_handler(EndpointDisabled)
+    async def _endpoint_disabled(_: Request, exc: EndpointDisabled) -> JSONResponse:
+        return problem(409, "Endpoint disabled", str(exc), slug="endpoint-disabled")
+
+    @app.exception_handler(WrongSignatureScheme)
+    async def _wrong_scheme(_: Request, exc: WrongSignatureScheme) -> JSONResponse:
+        return problem(409, "Wrong signature scheme", str(exc), slug="wrong-signature-scheme")
+
+    @app.exception_handler(TooManyEndpoints)
+    async def _too_many_endpoints(_: Request, exc: TooManyEndpoints) -> JSONResponse:
+        return problem(409, "Too many webhook endpoints", str(exc), slug="too-many-endpoints")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,15 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from passgate.api.deps import AdminAuth, RegistryDep
+from passgate.api.deps import AdminAuth, Principal, RegistryDep
+from passgate.api.errors import ApiProblem, validation_errors
+from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.db import transaction
 from passgate.policy import services
+from passgate.policy.engine import compile_set, explain
 from passgate.policy.models import PolicySetVersion
 from passgate.policy.schemas import PolicySetDocument, default_document
+from passgate.policy.signals import build_facts
 
 router = APIRouter(prefix="/manage/v1/policy-sets", tags=["policy sets"])
 
@@ -23,14 +28,21 @@ class EventTypeParam(StrEnum):
     NEW_ACCOUNT_OPENING = "NEW_ACCOUNT_OPENING"
 
 
-def _version_out(v: PolicySetVersion) -> dict[str, Any]:
-    return {
+def _actor(auth: Principal) -> str:
+    return f"apikey:{auth.key_id}"
+
+
+def _version_out(v: PolicySetVersion, with_document: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "eventType": v.event_type,
         "versionName": v.version_name,
-        "createdAt": v.created_at.isoformat(),
+        "createdAt": v.created_at.isoformat().replace("+00:00", "Z"),
         "createdBy": v.created_by,
-        "document": v.document,
+        "restoredFrom": v.restored_from,
     }
+    if with_document:
+        out["document"] = v.document
+    return out
 
 
 _DRAFT_EXAMPLE = default_document("LOGIN")
@@ -81,7 +93,9 @@ async def put_draft(
 ) -> JSONResponse:
     def run() -> dict[str, Any]:
         with transaction(registry.sessions) as session:
-            ps = services.put_draft(session, auth.client_id, eventType.value, document, registry.clock.now())
+            ps = services.put_draft(
+                session, auth.client_id, eventType.value, document, registry.clock.now(), author=_actor(auth)
+            )
             return {
                 "eventType": ps.event_type,
                 "updatedAt": ps.draft_updated_at.isoformat(),
@@ -95,9 +109,151 @@ async def put_draft(
 async def publish(eventType: EventTypeParam, registry: RegistryDep, auth: AdminAuth) -> JSONResponse:
     def run() -> dict[str, Any]:
         with transaction(registry.sessions) as session:
-            v = services.publish(
-                session, auth.client_id, eventType.value, f"apikey:{auth.key_id}", registry.clock.now()
+            v = services.publish(session, auth.client_id, eventType.value, _actor(auth), registry.clock.now())
+            return _version_out(v)
+
+    out = await run_in_threadpool(run)
+    registry.policy_cache.forget_active(auth.client_id, eventType.value)
+    return JSONResponse(out, status_code=201)
+
+
+@router.get("/{eventType}/versions", summary="Every published version, newest first")
+async def versions(eventType: EventTypeParam, registry: RegistryDep, auth: AdminAuth) -> JSONResponse:
+    def run() -> dict[str, Any]:
+        with transaction(registry.sessions) as session:
+            ps, rows = services.list_versions(session, auth.client_id, eventType.value)
+            return {
+                "eventType": eventType.value,
+                "activeVersion": next((v.version_name for v in rows if v.id == ps.active_version_id), None),
+                "items": [_version_out(v, with_document=False) for v in rows],
+            }
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.get("/{eventType}/versions/{versionName}", summary="One published version (immutable)")
+async def version(
+    eventType: EventTypeParam, versionName: str, registry: RegistryDep, auth: AdminAuth
+) -> JSONResponse:
+    def run() -> dict[str, Any]:
+        with transaction(registry.sessions) as session:
+            return _version_out(services.get_version(session, auth.client_id, eventType.value, versionName))
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.post(
+    "/{eventType}/versions/{versionName}/restore",
+    status_code=201,
+    summary="Make an old version active again, as a new version (the draft follows)",
+)
+async def restore(
+    eventType: EventTypeParam, versionName: str, registry: RegistryDep, auth: AdminAuth
+) -> JSONResponse:
+    def run() -> dict[str, Any]:
+        with transaction(registry.sessions) as session:
+            v = services.restore(
+                session, auth.client_id, eventType.value, versionName, _actor(auth), registry.clock.now()
             )
             return _version_out(v)
 
-    return JSONResponse(await run_in_threadpool(run), status_code=201)
+    out = await run_in_threadpool(run)
+    registry.policy_cache.forget_active(auth.client_id, eventType.value)
+    return JSONResponse(out, status_code=201)
+
+
+@router.get("/{eventType}/diff", summary="What changed between two versions (or a version and the draft)")
+async def diff(
+    eventType: EventTypeParam,
+    registry: RegistryDep,
+    auth: AdminAuth,
+    from_: str = Query(alias="from", description="a version name such as v3, or `draft`", examples=["v1"]),
+    to: str = Query(description="a version name or `draft`", examples=["draft"]),
+) -> JSONResponse:
+    def doc(session: Any, name: str) -> dict[str, Any]:
+        if name == "draft":
+            return dict(services.get_draft(session, auth.client_id, eventType.value).draft)
+        return dict(services.get_version(session, auth.client_id, eventType.value, name).document)
+
+    def run() -> dict[str, Any]:
+        with transaction(registry.sessions) as session:
+            return {
+                "from": from_,
+                "to": to,
+                "changes": services.diff_documents(doc(session, from_), doc(session, to)),
+            }
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+class SimulateBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": "draft",
+                    "request": {
+                        "inquiryId": "sim1",
+                        "deviceSessionId": "dev1",
+                        "userIp": "203.0.113.7",
+                        "person": {"emailAddress": "jo@mailinator.com"},
+                        "account": {"id": "acct-1", "username": "jo"},
+                        "customFields": {"riskTier": "red"},
+                    },
+                }
+            ]
+        },
+    )
+
+    request: dict[str, Any] = Field(description="a /login/v2 or /newaccountopening/v2 body")
+    version: str = Field(default="draft", max_length=32, description="`draft` or a version name such as v3")
+
+
+@router.post(
+    "/{eventType}/simulate",
+    summary="Evaluate a request against the draft or a version and explain it; nothing is stored",
+)
+async def simulate(
+    eventType: EventTypeParam, body: SimulateBody, registry: RegistryDep, auth: AdminAuth
+) -> JSONResponse:
+    model = LoginRequest if eventType.value == "LOGIN" else AccountOpeningRequest
+    try:
+        request_body = model.model_validate(body.request).model_dump(mode="json", exclude_none=True)
+    except ValidationError as exc:
+        errors = [
+            {"field": f"request.{e['field']}" if e["field"] != "body" else "request", "message": e["message"]}
+            for e in validation_errors([{**err, "loc": ("body", *err["loc"])} for err in exc.errors()])
+        ]
+        raise ApiProblem(
+            400, "Invalid request", "the simulated request is not valid", errors=errors, slug="validation"
+        ) from None
+
+    def run() -> dict[str, Any]:
+        # A session that is never committed: simulation reads devices, lists and counters, and writes nothing.
+        with registry.sessions() as session:
+            if body.version == "draft":
+                doc = services.draft_document(session, auth.client_id, eventType.value)
+                compiled = compile_set(doc, "draft")
+            else:
+                v = services.get_version(session, auth.client_id, eventType.value, body.version)
+                compiled = registry.policy_cache.get(session, v.id)
+            facts = build_facts(
+                session,
+                auth.client_id,
+                eventType.value,
+                request_body,
+                compiled,
+                registry.signals,
+                registry.clock.now(),
+            )
+            result = explain(compiled, facts)
+            session.rollback()
+        return {
+            "version": compiled.version_name,
+            "set": compiled.name,
+            **result,
+            "signals": {k: facts[k] for k in ("device", "email", "phone", "ip", "velocity") if k in facts},
+        }
+
+    return JSONResponse(await run_in_threadpool(run))

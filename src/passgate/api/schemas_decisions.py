@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -25,9 +26,41 @@ CustomValue = Annotated[StrictStr, Field(max_length=256)] | StrictBool | StrictI
 TemplateValues = dict[Annotated[str, Field(max_length=64)], Annotated[StrictStr, Field(max_length=256)]]
 
 
+@lru_cache(maxsize=20_000)
+def _checked_email(value: str) -> tuple[str, str | None]:
+    # The same people log in again and again; email-validator's full check is the costliest part of
+    # reading a login body, so its verdict is remembered per address.
+    try:
+        return validate_email(
+            value, check_deliverability=False, allow_smtputf8=True, test_environment=True
+        ).normalized, None
+    except EmailNotValidError as exc:
+        return value, str(exc)
+
+
+def _no_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k)
+            _no_nul(v)
+    elif isinstance(value, list):
+        for v in value:
+            _no_nul(v)
+
+
 class _In(BaseModel):
     # Unknown attributes are ignored so integrations sending Kount fields Passgate does not use still work.
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_without_nul(cls, value: Any) -> Any:
+        # No database stores NUL in text (PostgreSQL refuses it); refuse it here, naming the field.
+        _no_nul(value)
+        return value
 
 
 class Name(_In):
@@ -57,12 +90,10 @@ class Person(_In):
     def _email(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        try:
-            return validate_email(
-                v, check_deliverability=False, allow_smtputf8=True, test_environment=True
-            ).normalized
-        except EmailNotValidError as exc:
-            raise ValueError(f"not a valid email address: {exc}") from None
+        normalised, error = _checked_email(v)
+        if error is not None:
+            raise ValueError(f"not a valid email address: {error}")
+        return normalised
 
     @field_validator("phoneNumber")
     @classmethod

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.exceptions import InvalidClient, InvalidScope, NotFound, TooManyKeys
@@ -163,3 +163,25 @@ class KeyStatusCache:
     def forget(self, key_id: str) -> None:
         with self._lock:
             self._seen.pop(key_id, None)
+
+
+_CLIENT_SANDBOX = select(Client.sandbox).where(Client.id == bindparam("client_id"))
+
+
+class ClientCache:
+    """Whether a client exists and is a sandbox: fixed at creation, so remembered for good once read."""
+
+    def __init__(self) -> None:
+        self._sandbox: dict[str, bool] = {}
+
+    def sandbox(self, session: Session, client_id: str) -> bool | None:
+        hit = self._sandbox.get(client_id)
+        if hit is not None:
+            return hit
+        value = session.connection().execute(_CLIENT_SANDBOX, {"client_id": client_id}).scalar()
+        if value is None:
+            return None
+        if len(self._sandbox) > 100_000:
+            self._sandbox.clear()
+        self._sandbox[client_id] = bool(value)
+        return bool(value)

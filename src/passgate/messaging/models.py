@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from passgate.db import Base, JSONType, UTCDateTime
@@ -78,3 +78,42 @@ class DevInboxMessage(Base):
     code: Mapped[str | None] = mapped_column(String(16), nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClientTemplate(Base):
+    """A client's own messaging template; a name shared with a built-in overrides it for that client.
+
+    The locales are stored as the JSON the management API accepted (after save-time validation), so a
+    stored template is exactly what the author wrote and is checked again when it is compiled.
+    """
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("client_id", "name", name="uq_message_templates_client_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(8))  # EMAIL | SMS
+    kind: Mapped[str] = mapped_column(String(8))  # OTH | OTP
+    default_locale: Mapped[str] = mapped_column(String(32))
+    locales: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClientBranding(Base):
+    """How a client's messages and hosted pages look, and the address its email comes from."""
+
+    __tablename__ = "client_branding"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    company_name: Mapped[str] = mapped_column(String(100))
+    logo_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    primary_color: Mapped[str] = mapped_column(String(7))
+    support_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    sender_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Up to three domains the client sends from (it has set up SPF/DKIM for the operator's relay on them);
+    # from_address, when set, is always on one of them.
+    sending_domains: Mapped[list[str]] = mapped_column(JSONType)
+    from_address: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

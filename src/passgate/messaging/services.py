@@ -13,9 +13,12 @@ from urllib.parse import urlsplit
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from passgate.auth.models import Client
 from passgate.clock import Clock
 from passgate.db import transaction
 from passgate.keyring import KeyRing
+from passgate.messaging import test_sends
+from passgate.messaging.branding import from_header
 from passgate.messaging.models import Message, MessageAttempt
 from passgate.messaging.senders.base import (
     EmailSender,
@@ -59,6 +62,9 @@ class Claimed:
     ttl_minutes: int
     mfa_type: str | None
     sandbox: bool
+    # "test" for a management test send (no MFA session, sample values, marked as a test).
+    purpose: str = "challenge"
+    from_address: str | None = None
 
 
 class Dispatcher:
@@ -138,6 +144,8 @@ class Dispatcher:
                 secret = self.keyring.unseal(m.sealed_secret, m.id)
             except ValueError:
                 secret = None  # the key is gone: the send fails permanently below
+        if m.purpose == test_sends.PURPOSE:
+            return self._prepare_test(session, m)
         ctx = mfa.render_context if mfa else {}
         return Claimed(
             message_id=m.id,
@@ -153,6 +161,30 @@ class Dispatcher:
             ttl_minutes=max(1, (mfa.ttl_seconds if mfa else 600) // 60),
             mfa_type=mfa.type if mfa else None,
             sandbox=bool(mfa and mfa.sandbox),
+            from_address=self.templates.from_address(session, m.client_id),
+        )
+
+    def _prepare_test(self, session: Session, m: Message) -> Claimed:
+        template = self.templates.get(session, m.client_id, m.template_name)
+        client = session.get(Client, m.client_id)
+        minutes, code_length = test_sends.sample_settings(session, client, template)
+        return Claimed(
+            message_id=m.id,
+            client_id=m.client_id,
+            channel=m.channel,
+            destination=m.destination,
+            attempt=m.attempts,
+            secret=None,
+            template=template,
+            brand=self.templates.brand(session, m.client_id),
+            locale=m.locale,
+            context={"codeLength": code_length},
+            ttl_minutes=minutes,
+            mfa_type=None,
+            # A sandbox client's test sends stay on the machine, like its challenges.
+            sandbox=bool(client is None or client.sandbox),
+            purpose=m.purpose,
+            from_address=self.templates.from_address(session, m.client_id),
         )
 
     # -- sending ---------------------------------------------------------------------------------------
@@ -166,29 +198,38 @@ class Dispatcher:
     def _render(self, c: Claimed) -> tuple[OutgoingEmail | OutgoingSms, str | None, str | None]:
         if c.template is None:
             raise SendError("the message's template no longer exists")
-        if c.secret is None:
-            raise SendError("the message's secret cannot be read (secret keys rotated away?)")
-        link = f"{self.public_url}/v/{c.secret}" if c.mfa_type == "NONCE_OTH" else None
-        code = c.secret if c.mfa_type == "OTP" else None
-        person = c.context.get("person") or {}
-        context = RenderContext(
-            brand=c.brand,
-            host=self.host,
-            expires_in_minutes=c.ttl_minutes,
-            link=link,
-            code=code,
-            person=PersonName(**{k: person.get(k) for k in ("first", "last", "preferred")}),
-            values=c.context.get("values") or {},
-        )
-        rendered = render(c.template, c.locale, context)
+        if c.purpose == test_sends.PURPOSE:
+            rendered, link, code = test_sends.render_test(
+                c.template,
+                c.locale,
+                c.brand,
+                self.public_url,
+                self.host,
+                c.ttl_minutes,
+                int(c.context.get("codeLength", 6)),
+            )
+        else:
+            if c.secret is None:
+                raise SendError("the message's secret cannot be read (secret keys rotated away?)")
+            link = f"{self.public_url}/v/{c.secret}" if c.mfa_type == "NONCE_OTH" else None
+            code = c.secret if c.mfa_type == "OTP" else None
+            person = c.context.get("person") or {}
+            context = RenderContext(
+                brand=c.brand,
+                host=self.host,
+                expires_in_minutes=c.ttl_minutes,
+                link=link,
+                code=code,
+                person=PersonName(**{k: person.get(k) for k in ("first", "last", "preferred")}),
+                values=c.context.get("values") or {},
+            )
+            rendered = render(c.template, c.locale, context)
         if c.channel == "EMAIL":
-            sender_name = c.brand.sender_name or c.brand.company_name
-            address = self.mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
             return (
                 OutgoingEmail(
                     message_id=c.message_id,
                     to=c.destination,
-                    from_addr=f'"{sender_name}" <{address}>',
+                    from_addr=from_header(c.brand, c.from_address, self.mail_from),
                     subject=rendered.subject or "",
                     text=rendered.text or "",
                     html=rendered.html or "",

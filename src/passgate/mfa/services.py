@@ -170,7 +170,9 @@ class MfaService:
             list(template.locales),
             template.default_locale,
             body.get("preferredLanguageCode"),
-            destination if channel == "SMS" else None,
+            # DESIGN §2: the phone number's country decides next, for an email challenge too when the
+            # request gave person.phoneNumber (E.164, already checked by the request schema).
+            destination if channel == "SMS" else person.get("phoneNumber"),
         )
         name_parts = person.get("name") or {}
         mfa = MfaSession(

@@ -38,6 +38,17 @@ FIELDS: dict[str, FieldType] = {
     "device.banned": "boolean",
 }
 
+
+def _register_signals() -> None:
+    from passgate.policy.signals import SIGNAL_FIELDS
+    from passgate.policy.velocity import velocity_fields
+
+    for path, ftype in {**SIGNAL_FIELDS, **velocity_fields()}.items():
+        FIELDS[path] = ftype  # type: ignore[assignment]
+
+
+_register_signals()
+
 CUSTOM_PREFIX = "customFields."
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -168,8 +179,9 @@ def compile_condition(
     _check_value(op, ref, value)
     f = ref.cel
     if op == "inList":
-        expr = f"({f} in lists[{cel_literal(value)}])"
-    elif op == "in":
+        # Membership is looked up in Python before evaluation (CIDR ranges, normalisation); CEL reads the result.
+        return f"(inList[{cel_literal(list_key(field, value))}] == true)"
+    if op == "in":
         expr = f"({f} in {cel_literal(value)})"
     elif op == "notIn":
         expr = f"!({f} in {cel_literal(value)})"
@@ -186,6 +198,10 @@ def compile_condition(
     if op in NEGATIVE:
         return f"(!{ref.guard} || {expr})"
     return f"({ref.guard} && {expr})"
+
+
+def list_key(field: str, list_name: str) -> str:
+    return f"{field}|{list_name}"
 
 
 def conjunction(parts: list[str]) -> str:

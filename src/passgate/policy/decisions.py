@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from passgate.db import upsert
+from passgate.db import defer_insert, upsert
 from passgate.policy.engine import Outcome, evaluate
+from passgate.policy.lists import ListCache
 from passgate.policy.models import Decision, Device
-from passgate.policy.services import CompiledSetCache, active_version_id
-from passgate.policy.signals import device_facts, request_facts
+from passgate.policy.services import CompiledSetCache
+from passgate.policy.signals import SignalSources, build_facts
+from passgate.policy.velocity import DatabaseVelocityStore, dimension_keys
 
 EVENT_PATHS = {"LOGIN": "mfa", "NEW_ACCOUNT_OPENING": "verification"}
 
@@ -64,9 +65,15 @@ def mark_device_seen(
 
 
 class DecisionService:
-    def __init__(self, cache: CompiledSetCache, start_challenge: ChallengeStarter | None = None) -> None:
+    def __init__(
+        self,
+        cache: CompiledSetCache,
+        start_challenge: ChallengeStarter | None = None,
+        sources: SignalSources | None = None,
+    ) -> None:
         self.cache = cache
         self.start_challenge = start_challenge
+        self.sources = sources or SignalSources(DatabaseVelocityStore(), ListCache())
         # Called inside the decision's transaction with the context and the response (webhooks, velocities).
         self.listeners: list[Callable[[Session, DecisionContext, dict[str, Any]], None]] = []
 
@@ -81,34 +88,40 @@ class DecisionService:
         now: datetime,
         on_stored: Callable[[DecisionContext], None] | None = None,
     ) -> dict[str, Any]:
-        compiled = self.cache.get(session, active_version_id(session, client_id, event_type))
-        facts = request_facts(event_type, body)
+        compiled = self.cache.active(session, client_id, event_type)
+        facts = build_facts(session, client_id, event_type, body, compiled, self.sources, now)
         account_id = (body.get("account") or {}).get("id")
         dsid = body["deviceSessionId"]
-        device = None
-        if compiled.needs("device") or compiled.needs("*"):
-            device = device_facts(session, client_id, account_id, dsid)
-            facts["device"] = device
+        device = facts.get("device")
         outcome = evaluate(compiled, facts)
+        metrics = ["logins" if event_type == "LOGIN" else "accountOpenings"]
+        if outcome.decision == "CHALLENGE":
+            metrics.append("challenges")
+        self.sources.velocity.record(session, client_id, metrics, dimension_keys(body), now)
 
         stored = dict(body)
         if isinstance(stored.get("account"), dict):
             stored["account"] = {k: v for k, v in stored["account"].items() if k != "userPassword"}
-        session.execute(
-            insert(Decision).values(
-                id=decision_id,
-                client_id=client_id,
-                event_type=event_type,
-                inquiry_id=body["inquiryId"],
-                device_session_id=dsid,
-                account_id=account_id,
-                decision=outcome.decision,
-                segment=outcome.segment,
-                set_version=compiled.version_name,
-                tags=outcome.tags,
-                request=stored,
-                created_at=now,
-            )
+        # Written with the other decisions of this transaction in one insert at commit.
+        defer_insert(
+            session,
+            Decision.__table__,
+            [
+                {
+                    "id": decision_id,
+                    "client_id": client_id,
+                    "event_type": event_type,
+                    "inquiry_id": body["inquiryId"],
+                    "device_session_id": dsid,
+                    "account_id": account_id,
+                    "decision": outcome.decision,
+                    "segment": outcome.segment,
+                    "set_version": compiled.version_name,
+                    "tags": outcome.tags,
+                    "request": stored,
+                    "created_at": now,
+                }
+            ],
         )
         if (
             outcome.decision == "ALLOW"

@@ -5,13 +5,17 @@ A set compiles once per published version; evaluation only runs already-compiled
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import cel
 
-from passgate.policy.conditions import ConditionError, compile_condition, conjunction
+from passgate.policy.conditions import ConditionError, compile_condition, conjunction, normalise_operator
 from passgate.policy.schemas import Condition, PolicySetDocument
+from passgate.policy.velocity import Need, needed_from_sources
+
+_LIST_REF = re.compile(r'inList\["([^"|]+)\|([^"]+)"\]')
 
 
 class PolicyCompileError(ValueError):
@@ -48,6 +52,9 @@ class CompiledSet:
     version_name: str
     segments: tuple[CompiledSegment, ...]
     variables: frozenset[str]
+    velocity_needs: frozenset[Need] = frozenset()
+    list_refs: tuple[tuple[str, str], ...] = ()
+    document: PolicySetDocument | None = None
 
     def needs(self, root: str) -> bool:
         """Whether any condition reads the fact `root` (signals are computed only when needed)."""
@@ -133,10 +140,36 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
             program = _cel(src, f"{where}.cel" if s.cel else f"{where}.conditions")
             variables |= _variables(program)
         segments.append(CompiledSegment(s.name, s.mfaEnabled, src, program, tuple(linked)))
-    return CompiledSet(doc.name, version_name, tuple(segments), frozenset(variables))
+    sources = [p.source for p in policies.values()] + [s.source for s in segments]
+    refs = sorted({(m[0], m[1]) for src in sources for m in _LIST_REF.findall(src)})
+    return CompiledSet(
+        doc.name,
+        version_name,
+        tuple(segments),
+        frozenset(variables),
+        velocity_needs=needed_from_sources(sources),
+        list_refs=tuple(refs),
+        document=doc,
+    )
 
 
-def run(program: Any, facts: dict[str, Any]) -> bool:
+def referenced_lists(doc: PolicySetDocument) -> set[tuple[str, str]]:
+    """(location, list name) of every inList condition, to check the lists exist before publishing."""
+    out: set[tuple[str, str]] = set()
+    groups = [(f"policies[{i}]", p.conditions) for i, p in enumerate(doc.policies)]
+    groups += [(f"segments[{i}]", s.conditions) for i, s in enumerate(doc.segments)]
+    for where, conds in groups:
+        for j, c in enumerate(conds):
+            try:
+                op = normalise_operator(c.operator)
+            except ConditionError:
+                continue
+            if op == "inList" and isinstance(c.value, str):
+                out.add((f"{where}.conditions[{j}].value", c.value))
+    return out
+
+
+def run(program: Any, facts: Any) -> bool:
     """A condition that cannot be evaluated on these facts (type mismatch, absent key) does not hold."""
     try:
         return program.execute(facts) is True
@@ -144,21 +177,33 @@ def run(program: Any, facts: dict[str, Any]) -> bool:
         return False
 
 
+def context_for(compiled: CompiledSet, facts: dict[str, Any]) -> Any:
+    """A CEL context holding only the facts the set reads. Converting Python values to CEL values is the
+    costly part of an evaluation, so it is done once per request, not once per program."""
+    ctx = cel.Context()
+    wanted = facts.keys() if compiled.needs("*") else compiled.variables
+    for name in wanted:
+        if name in facts:
+            ctx.add_variable(name, facts[name])
+    return ctx
+
+
 _RANK = {"NO_CHANGE": 0, "CHALLENGE": 1, "BLOCK": 2}
 _DECISION = {0: "ALLOW", 1: "CHALLENGE", 2: "BLOCK"}
 
 
 def evaluate(compiled: CompiledSet, facts: dict[str, Any]) -> Outcome:
+    ctx = context_for(compiled, facts)
     segment = compiled.segments[-1]
     for s in compiled.segments:
-        if s.program is None or run(s.program, facts):
+        if s.program is None or run(s.program, ctx):
             segment = s
             break
     rank = 0
     tags: dict[str, int] = {}
     matched: list[str] = []
     for p in segment.policies:
-        if run(p.program, facts):
+        if run(p.program, ctx):
             matched.append(p.name)
             rank = max(rank, _RANK[p.outcome])
             for name, weight in p.tags:
@@ -171,3 +216,74 @@ def evaluate(compiled: CompiledSet, facts: dict[str, Any]) -> Outcome:
         tag_weights=[{"name": k, "weight": v} for k, v in tags.items()],
         matched=matched,
     )
+
+
+def explain(compiled: CompiledSet, facts: dict[str, Any]) -> dict[str, Any]:
+    """The decision with its reasons: each segment's match, and every policy of the chosen segment with
+    each condition's actual value and result. Compiles the single conditions on the fly (simulation only)."""
+    from passgate.policy.signals import lookup
+
+    doc = compiled.document
+    assert doc is not None, "explain needs the compiled set's document"
+    outcome = evaluate(compiled, facts)
+    policies_by_name = {p.name: p for p in doc.policies}
+
+    def conditions(conds: list[Condition]) -> list[dict[str, Any]]:
+        out = []
+        for c in conds:
+            program = cel.compile(compile_condition(c.field, c.operator, c.value))
+            out.append(
+                {
+                    "field": c.field,
+                    "operator": c.operator,
+                    "value": c.value,
+                    "actual": lookup(facts, c.field),
+                    "result": run(program, facts),
+                }
+            )
+        return out
+
+    def raw(src: str | None) -> dict[str, Any] | None:
+        if not src or not src.strip():
+            return None
+        return {"expression": src, "result": run(cel.compile(src), facts)}
+
+    segments = []
+    for i, seg in enumerate(doc.segments):
+        last = i == len(doc.segments) - 1
+        matched = last or run(compiled.segments[i].program, facts)
+        segments.append(
+            {
+                "name": seg.name,
+                "default": last,
+                "matched": matched,
+                "chosen": seg.name == outcome.segment,
+                "conditions": conditions(seg.conditions),
+                "cel": raw(seg.cel),
+            }
+        )
+        if seg.name == outcome.segment:
+            break
+    chosen = next(s for s in doc.segments if s.name == outcome.segment)
+    policies = []
+    for name in chosen.policies:
+        p = policies_by_name[name]
+        policies.append(
+            {
+                "name": p.name,
+                "outcome": p.outcome,
+                "matched": name in outcome.matched,
+                "tags": [t.model_dump() for t in p.tags],
+                "conditions": conditions(p.conditions),
+                "cel": raw(p.cel),
+            }
+        )
+    return {
+        "decision": outcome.decision,
+        "userSegment": outcome.segment,
+        "mfaEnabled": outcome.mfa_enabled,
+        "tags": outcome.tags,
+        "tagWeights": outcome.tag_weights,
+        "segments": segments,
+        "policies": policies,
+    }

@@ -72,3 +72,45 @@ class Device(Base):
     trust_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # TRUSTED | BANNED
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PolicyList(Base):
+    """A named allow/block list of one kind of value."""
+
+    __tablename__ = "policy_lists"
+    __table_args__ = (UniqueConstraint("client_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(16))  # email | emailDomain | phone | ip | deviceId | accountId
+    description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    # Bumped on every change so API processes know when their cached copy is stale.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PolicyListEntry(Base):
+    __tablename__ = "policy_list_entries"
+
+    list_id: Mapped[str] = mapped_column(ForeignKey("policy_lists.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[str] = mapped_column(String(320), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VelocityCounter(Base):
+    """Events counted per minute, per client, dimension, key and metric (velocities without Redis).
+
+    A count per minute, not a row per event: reading a window costs at most one row per minute of it,
+    however busy the key (an IP under a credential-stuffing attack is exactly the key that must stay cheap).
+    """
+
+    __tablename__ = "velocity_counters"
+
+    client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(12), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(24), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # Unix time // 60
+    count: Mapped[int] = mapped_column(Integer)

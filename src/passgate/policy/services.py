@@ -1,19 +1,22 @@
-"""Policy sets (draft, publish, active version) and the compiled-set cache."""
+"""Policy sets: the draft, publishing immutable versions, restoring and diffing them, the compiled-set cache."""
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from datetime import datetime
 from threading import Lock
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from passgate.audit.services import record as audit
 from passgate.ids import new_uuid
-from passgate.policy.engine import CompiledSet, PolicyCompileError, compile_set
-from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion
+from passgate.policy.engine import CompiledSet, PolicyCompileError, compile_set, referenced_lists
+from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
+from passgate.policy.lists import list_names
 from passgate.policy.models import PolicySet, PolicySetVersion
 from passgate.policy.schemas import EVENT_TYPES, PolicySetDocument, default_document
 
@@ -33,11 +36,16 @@ def install_default_sets(session: Session, client_id: str, now: datetime) -> Non
         publish(session, client_id, event_type, author="system", now=now)
 
 
-def validate_document(doc: PolicySetDocument) -> CompiledSet:
+def validate_document(doc: PolicySetDocument, known_lists: set[str] | None = None) -> CompiledSet:
     try:
-        return compile_set(doc, "draft")
+        compiled = compile_set(doc, "draft")
     except PolicyCompileError as exc:
         raise InvalidPolicySet(exc.location, exc.message) from exc
+    if known_lists is not None:
+        for location, name in sorted(referenced_lists(doc)):
+            if name not in known_lists:
+                raise InvalidPolicySet(location, f"no list named {name!r} (create it under /manage/v1/lists)")
+    return compiled
 
 
 def _get_set(session: Session, client_id: str, event_type: str, lock: bool = False) -> PolicySet:
@@ -54,14 +62,52 @@ def get_draft(session: Session, client_id: str, event_type: str) -> PolicySet:
     return _get_set(session, client_id, event_type)
 
 
+def draft_document(session: Session, client_id: str, event_type: str) -> PolicySetDocument:
+    try:
+        return PolicySetDocument.model_validate(get_draft(session, client_id, event_type).draft)
+    except ValidationError as exc:  # a draft saved by an older version of Passgate
+        raise InvalidPolicySet("draft", str(exc)) from exc
+
+
 def put_draft(
-    session: Session, client_id: str, event_type: str, doc: PolicySetDocument, now: datetime
+    session: Session,
+    client_id: str,
+    event_type: str,
+    doc: PolicySetDocument,
+    now: datetime,
+    author: str = "system",
 ) -> PolicySet:
-    validate_document(doc)
+    validate_document(doc, list_names(session, client_id))
     ps = _get_set(session, client_id, event_type, lock=True)
     ps.draft = doc.model_dump(mode="json", exclude_none=True)
     ps.draft_updated_at = now
+    audit(session, client_id, author, "policy_set.draft_updated", event_type, now)
     return ps
+
+
+def _new_version(
+    session: Session,
+    ps: PolicySet,
+    doc: PolicySetDocument,
+    author: str,
+    now: datetime,
+    restored_from: str | None,
+) -> PolicySetVersion:
+    version = PolicySetVersion(
+        id=new_uuid(),
+        client_id=ps.client_id,
+        event_type=ps.event_type,
+        version_name=f"v{ps.next_version}",
+        document=doc.model_dump(mode="json", exclude_none=True),
+        created_at=now,
+        created_by=author,
+        restored_from=restored_from,
+    )
+    session.add(version)
+    ps.next_version += 1
+    ps.active_version_id = version.id
+    session.flush()
+    return version
 
 
 def publish(
@@ -70,22 +116,68 @@ def publish(
     ps = _get_set(session, client_id, event_type, lock=True)
     try:
         doc = PolicySetDocument.model_validate(ps.draft)
-    except ValidationError as exc:  # a draft saved by an older version of Passgate
+    except ValidationError as exc:
         raise InvalidPolicySet("draft", str(exc)) from exc
-    validate_document(doc)
-    version = PolicySetVersion(
-        id=new_uuid(),
-        client_id=client_id,
-        event_type=event_type,
-        version_name=f"v{ps.next_version}",
-        document=doc.model_dump(mode="json", exclude_none=True),
-        created_at=now,
-        created_by=author,
+    validate_document(doc, list_names(session, client_id))
+    version = _new_version(session, ps, doc, author, now, None)
+    audit(
+        session,
+        client_id,
+        author,
+        "policy_set.published",
+        event_type,
+        now,
+        {"versionName": version.version_name},
     )
-    session.add(version)
-    ps.next_version += 1
-    ps.active_version_id = version.id
-    session.flush()
+    return version
+
+
+def list_versions(
+    session: Session, client_id: str, event_type: str
+) -> tuple[PolicySet, list[PolicySetVersion]]:
+    ps = _get_set(session, client_id, event_type)
+    rows = session.scalars(
+        select(PolicySetVersion)
+        .where(PolicySetVersion.client_id == client_id, PolicySetVersion.event_type == event_type)
+        .order_by(PolicySetVersion.created_at.desc(), PolicySetVersion.version_name.desc())
+    ).all()
+    # Order by number, not text: v10 after v9.
+    return ps, sorted(rows, key=lambda v: int(v.version_name[1:]), reverse=True)
+
+
+def get_version(session: Session, client_id: str, event_type: str, version_name: str) -> PolicySetVersion:
+    row = session.scalars(
+        select(PolicySetVersion).where(
+            PolicySetVersion.client_id == client_id,
+            PolicySetVersion.event_type == event_type,
+            PolicySetVersion.version_name == version_name,
+        )
+    ).first()
+    if row is None:
+        raise VersionNotFound(version_name)
+    return row
+
+
+def restore(
+    session: Session, client_id: str, event_type: str, version_name: str, author: str, now: datetime
+) -> PolicySetVersion:
+    """Publish an old version's document again, as a new version; the draft follows it."""
+    old = get_version(session, client_id, event_type, version_name)
+    doc = PolicySetDocument.model_validate(old.document)
+    validate_document(doc, list_names(session, client_id))
+    ps = _get_set(session, client_id, event_type, lock=True)
+    version = _new_version(session, ps, doc, author, now, version_name)
+    ps.draft = dict(old.document)
+    ps.draft_updated_at = now
+    audit(
+        session,
+        client_id,
+        author,
+        "policy_set.restored",
+        event_type,
+        now,
+        {"versionName": version.version_name, "restoredFrom": version_name},
+    )
     return version
 
 
@@ -99,24 +191,84 @@ def get_active_version(session: Session, client_id: str, event_type: str) -> Pol
     return version
 
 
+# Built once: on the decision path, constructing the statement costs more than running it.
+_ACTIVE_VERSION = select(PolicySet.active_version_id).where(
+    PolicySet.client_id == bindparam("client_id"), PolicySet.event_type == bindparam("event_type")
+)
+
+
 def active_version_id(session: Session, client_id: str, event_type: str) -> str:
-    vid = session.scalar(
-        select(PolicySet.active_version_id).where(
-            PolicySet.client_id == client_id, PolicySet.event_type == event_type
-        )
+    vid = (
+        session.connection()
+        .execute(_ACTIVE_VERSION, {"client_id": client_id, "event_type": event_type})
+        .scalar()
     )
     if vid is None:
         raise NoActiveVersion(event_type)
     return vid
 
 
-class CompiledSetCache:
-    """Compiled sets by version id. Versions are immutable, so entries never go stale."""
+def diff_documents(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """What changed from `a` to `b`: policies and segments by name (added, removed, changed fields), order."""
 
-    def __init__(self, size: int = 2048) -> None:
+    def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {str(i["name"]): i for i in items}
+
+    def compare(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+        o, n = by_name(old), by_name(new)
+        changed = []
+        for name in sorted(set(o) & set(n)):
+            fields = sorted(k for k in set(o[name]) | set(n[name]) if o[name].get(k) != n[name].get(k))
+            if fields:
+                changed.append(
+                    {
+                        "name": name,
+                        "fields": {k: {"from": o[name].get(k), "to": n[name].get(k)} for k in fields},
+                    }
+                )
+        return {
+            "added": sorted(set(n) - set(o)),
+            "removed": sorted(set(o) - set(n)),
+            "changed": changed,
+            "orderChanged": [x["name"] for x in old if x["name"] in n]
+            != [x["name"] for x in new if x["name"] in o],
+        }
+
+    out = {
+        "policies": compare(a.get("policies", []), b.get("policies", [])),
+        "segments": compare(a.get("segments", []), b.get("segments", [])),
+    }
+    if a.get("name") != b.get("name"):
+        out["name"] = {"from": a.get("name"), "to": b.get("name")}
+    return out
+
+
+class CompiledSetCache:
+    """Compiled sets by version id (versions are immutable, so these never go stale), and which version is
+    active per client and event type (remembered for `active_ttl` seconds: a publish is seen at once by the
+    process that made it, and by every other API process within that time)."""
+
+    def __init__(self, size: int = 2048, active_ttl: float = 1.0) -> None:
         self._items: OrderedDict[str, CompiledSet] = OrderedDict()
         self._size = size
         self._lock = Lock()
+        self._active: dict[tuple[str, str], tuple[float, str]] = {}
+        self._active_ttl = active_ttl
+
+    def active(self, session: Session, client_id: str, event_type: str) -> CompiledSet:
+        key = (client_id, event_type)
+        now = time.monotonic()
+        hit = self._active.get(key)
+        if hit is not None and hit[0] > now:
+            return self.get(session, hit[1])
+        vid = active_version_id(session, client_id, event_type)
+        if len(self._active) > 100_000:
+            self._active.clear()
+        self._active[key] = (now + self._active_ttl, vid)
+        return self.get(session, vid)
+
+    def forget_active(self, client_id: str, event_type: str) -> None:
+        self._active.pop((client_id, event_type), None)
 
     def get(self, session: Session, version_id: str) -> CompiledSet:
         hit = self._items.get(version_id)
@@ -131,7 +283,3 @@ class CompiledSetCache:
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
         return compiled
-
-
-def document_of(version: PolicySetVersion) -> dict[str, Any]:
-    return dict(version.document)

@@ -1,13 +1,95 @@
-"""Facts about a request that conditions can read, computed only when the active set needs them."""
+"""Facts about a request that conditions can read. Derived signals are computed only when the active set
+reads them (the compiled set knows which roots, velocity counters and lists its conditions use)."""
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+import phonenumbers
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from passgate.policy.models import Device
+
+if TYPE_CHECKING:
+    from passgate.policy.engine import CompiledSet
+    from passgate.policy.lists import ListCache
+    from passgate.policy.velocity import VelocityStore
+
+FREE_PROVIDERS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "ymail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "mail.ru",
+        "yandex.ru",
+        "yandex.com",
+        "proton.me",
+        "protonmail.com",
+        "zoho.com",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "naver.com",
+        "orange.fr",
+        "free.fr",
+        "laposte.net",
+        "libero.it",
+        "t-online.de",
+        "tutanota.com",
+        "fastmail.com",
+        "hey.com",
+    }
+)
+LINE_TYPES = {
+    0: "FIXED_LINE",
+    1: "MOBILE",
+    2: "FIXED_LINE_OR_MOBILE",
+    3: "TOLL_FREE",
+    4: "PREMIUM_RATE",
+    5: "SHARED_COST",
+    6: "VOIP",
+    7: "PERSONAL_NUMBER",
+    8: "PAGER",
+    9: "UAN",
+    10: "VOICEMAIL",
+    99: "UNKNOWN",
+}
+SIGNAL_FIELDS: dict[str, str] = {
+    "email.domain": "string",
+    "email.disposable": "boolean",
+    "email.freeProvider": "boolean",
+    "email.valid": "boolean",
+    "phone.country": "string",
+    "phone.lineType": "string",
+    "phone.valid": "boolean",
+    "ip.country": "string",
+    "ip.private": "boolean",
+    "ip.version": "number",
+    "account.ageDays": "number",
+}
 
 
 def request_facts(event_type: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -39,10 +121,18 @@ def request_facts(event_type: str, body: dict[str, Any]) -> dict[str, Any]:
             "type": account.get("type"),
             "creationDateTime": account.get("creationDateTime"),
             "accountIsActive": account.get("accountIsActive"),
+            "ageDays": None,
         },
         "customFields": body.get("customFields") or {},
-        "lists": {},
     }
+
+
+# Built once: on the decision path, constructing a statement costs more than running it.
+_DEVICE = select(Device.seen, Device.trust_state).where(
+    Device.client_id == bindparam("client_id"),
+    Device.account_id == bindparam("account_id"),
+    Device.device_session_id == bindparam("device_session_id"),
+)
 
 
 def device_facts(
@@ -50,13 +140,14 @@ def device_facts(
 ) -> dict[str, Any]:
     if account_id is None:
         return {"seenForAccount": False, "trusted": False, "banned": False}
-    row = session.execute(
-        select(Device.seen, Device.trust_state).where(
-            Device.client_id == client_id,
-            Device.account_id == account_id,
-            Device.device_session_id == device_session_id,
+    row = (
+        session.connection()
+        .execute(
+            _DEVICE,
+            {"client_id": client_id, "account_id": account_id, "device_session_id": device_session_id},
         )
-    ).first()
+        .first()
+    )
     if row is None:
         return {"seenForAccount": False, "trusted": False, "banned": False}
     trusted = row.trust_state == "TRUSTED"
@@ -65,3 +156,127 @@ def device_facts(
         "trusted": trusted,
         "banned": row.trust_state == "BANNED",
     }
+
+
+@lru_cache(maxsize=20_000)
+def email_facts(address: str | None) -> dict[str, Any]:
+    from disposable_email_domains import blocklist
+
+    if not address or "@" not in address:
+        return {"domain": None, "disposable": False, "freeProvider": False, "valid": False}
+    domain = address.rsplit("@", 1)[1].lower()
+    return {
+        "domain": domain,
+        "disposable": domain in blocklist,
+        "freeProvider": domain in FREE_PROVIDERS,
+        "valid": True,  # the request schema already refused malformed addresses
+    }
+
+
+@lru_cache(maxsize=20_000)
+def phone_facts(number: str | None) -> dict[str, Any]:
+    if not number:
+        return {"country": None, "lineType": None, "valid": False}
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return {"country": None, "lineType": None, "valid": False}
+    valid = phonenumbers.is_valid_number(parsed)
+    return {
+        "country": phonenumbers.region_code_for_number(parsed) if valid else None,
+        "lineType": LINE_TYPES.get(phonenumbers.number_type(parsed), "UNKNOWN") if valid else None,
+        "valid": valid,
+    }
+
+
+@lru_cache(maxsize=1)
+def _geoip() -> Any:
+    from geoip2fast import GeoIP2Fast
+
+    # The IPv6 data file covers IPv4 too.
+    return GeoIP2Fast(verbose=False, geoip2fast_data_file="geoip2fast-ipv6.dat.gz")
+
+
+@lru_cache(maxsize=20_000)
+def ip_facts(ip: str | None) -> dict[str, Any]:
+    if not ip:
+        return {"country": None, "private": False, "version": None}
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return {"country": None, "private": False, "version": None}
+    private = not addr.is_global
+    country = None
+    if not private:
+        code = _geoip().lookup(str(addr)).country_code
+        country = code if code and code != "--" else None
+    return {"country": country, "private": private, "version": addr.version}
+
+
+def account_age_days(created: Any, now: datetime) -> float | None:
+    if not created:
+        return None
+    try:
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return round((now - when).total_seconds() / 86400, 3)
+
+
+@dataclass
+class SignalSources:
+    velocity: VelocityStore
+    lists: ListCache
+
+
+def build_facts(
+    session: Session,
+    client_id: str,
+    event_type: str,
+    body: dict[str, Any],
+    compiled: CompiledSet,
+    sources: SignalSources,
+    now: datetime,
+) -> dict[str, Any]:
+    """Everything the compiled set may read, and nothing it does not."""
+    from passgate.policy.velocity import dimension_keys
+
+    facts = request_facts(event_type, body)
+    person = facts["person"]
+    every = compiled.needs("*")
+    if every or compiled.needs("device"):
+        facts["device"] = device_facts(session, client_id, facts["account"]["id"], body["deviceSessionId"])
+    if every or compiled.needs("email"):
+        facts["email"] = email_facts(person["emailAddress"])
+    if every or compiled.needs("phone"):
+        facts["phone"] = phone_facts(person["phoneNumber"])
+    if every or compiled.needs("ip"):
+        facts["ip"] = ip_facts(facts["userIp"])
+    if every or compiled.needs("account"):
+        facts["account"]["ageDays"] = account_age_days(facts["account"]["creationDateTime"], now)
+    if compiled.velocity_needs:
+        facts["velocity"] = sources.velocity.counts(
+            session, client_id, dimension_keys(body), compiled.velocity_needs, now
+        )
+    if compiled.list_refs:
+        memberships = sources.lists.memberships(session, client_id, {name for _, name in compiled.list_refs})
+        in_list: dict[str, bool] = {}
+        for field, name in compiled.list_refs:
+            membership = memberships.get(name)
+            in_list[f"{field}|{name}"] = membership is not None and membership.contains(lookup(facts, field))
+        facts["inList"] = in_list
+    return facts
+
+
+def lookup(facts: dict[str, Any], path: str) -> Any:
+    """The value at a dotted field path (customFields keys may themselves contain dots)."""
+    if path.startswith("customFields."):
+        return facts.get("customFields", {}).get(path[len("customFields.") :])
+    node: Any = facts
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node

@@ -1,0 +1,129 @@
+"""Test sends: a template rendered with sample values and sent like a real message, marked as a test.
+
+A test send is an outbox row with purpose "test" and no MFA session: it goes through the same worker,
+providers, retries and attempt log as a challenge, so it proves the whole delivery path. It carries no
+secret. Its link points at a token that can never exist, its code is a fixed sample, and every part says
+that it is a test, so a forwarded test message cannot be mistaken for (or used as) a real one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from sqlalchemy.orm import Session
+
+from passgate.auth.models import Client
+from passgate.messaging.templates import (
+    Brand,
+    MessageTemplate,
+    PersonName,
+    RenderContext,
+    RenderedMessage,
+    render,
+)
+from passgate.mfa.services import MfaConfig, resolve_config
+
+PURPOSE = "test"
+# As long as a real token (43 characters), so SMS segment counts match real messages. It opens the same
+# neutral "can't be used" page as any unknown token: real tokens are random 256-bit values.
+SAMPLE_TOKEN = "TEST-SAMPLE-LINK-it-does-not-work----------"[:43]
+SAMPLE_DIGITS = "1234567890"
+SAMPLE_PERSON = PersonName(first="Alexandra", last="Fitzgerald", preferred="Alex")
+SAMPLE_VALUE = "Sample value"
+
+_NOTICE = "TEST MESSAGE - the link and code in it are samples and do not work."
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_BANNER = (
+    '<div dir="ltr" lang="en" style="margin:0;padding:10px 16px;background-color:#fef3c7;color:#78350f;'
+    "font-family:-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
+    f'font-size:14px;line-height:20px;font-weight:700;text-align:center;">{_NOTICE}</div>'
+)
+
+
+def sample_link(public_url: str) -> str:
+    return f"{public_url}/v/{SAMPLE_TOKEN}"
+
+
+def sample_code(length: int) -> str:
+    return (SAMPLE_DIGITS * 2)[: max(1, length)]
+
+
+def sample_context(
+    brand: Brand,
+    public_url: str,
+    host: str,
+    expires_in_minutes: int,
+    code_length: int,
+    values: dict[str, str],
+) -> RenderContext:
+    return RenderContext(
+        brand=brand,
+        host=host,
+        expires_in_minutes=expires_in_minutes,
+        link=sample_link(public_url),
+        code=sample_code(code_length),
+        person=SAMPLE_PERSON,
+        values=values,
+    )
+
+
+def sample_settings(
+    session: Session, client: Client | None, template: MessageTemplate | None
+) -> tuple[int, int]:
+    """Minutes until expiry and code length as the client's real messages of this kind would have."""
+    config = resolve_config(session, client) if client is not None else MfaConfig()
+    if template is None:
+        return config.otp_ttl // 60, config.otp_length
+    mfa_type = "NONCE_OTH" if template.kind == "OTH" else "OTP"
+    return max(1, config.ttl(template.channel, mfa_type, "LOGIN") // 60), config.otp_length
+
+
+def mark(rendered: RenderedMessage) -> RenderedMessage:
+    """Label every part of a rendered message as a test."""
+    if rendered.channel == "SMS":
+        return replace(rendered, sms=f"[TEST] {rendered.sms or ''}")
+    html = rendered.html or ""
+    match = _BODY_TAG.search(html)
+    html = html[: match.end()] + _BANNER + html[match.end() :] if match else _BANNER + html
+    return replace(
+        rendered,
+        subject=f"[TEST] {rendered.subject or ''}",
+        text=f"[{_NOTICE}]\n\n{rendered.text or ''}",
+        html=html,
+    )
+
+
+def render_test(
+    template: MessageTemplate,
+    locale: str,
+    brand: Brand,
+    public_url: str,
+    host: str,
+    expires_in_minutes: int,
+    code_length: int = 6,
+) -> tuple[RenderedMessage, str | None, str | None]:
+    """The marked message, and the sample link or code it carries (for the dev inbox)."""
+    values = dict.fromkeys(referenced_values(template), SAMPLE_VALUE)
+    context = sample_context(brand, public_url, host, expires_in_minutes, code_length, values)
+    rendered = mark(render(template, locale, context))
+    if template.kind == "OTH":
+        return rendered, context.link, None
+    return rendered, None, context.code
+
+
+_VALUE_REF = re.compile(r"\bvalues\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*['\"]([A-Za-z0-9_]+)['\"]\s*\])")
+
+
+def referenced_values(template: MessageTemplate) -> list[str]:
+    """Keys of `values` the template names (values.x or values['x']), to fill with sample text.
+
+    A textual scan is enough here: it only chooses which sample values to supply; anything it misses
+    renders empty, exactly as a missing request value would.
+    """
+    keys: dict[str, None] = {}
+    for content in template.locales.values():
+        for source in (content.subject, content.html, content.text, content.sms):
+            for m in _VALUE_REF.finditer(source or ""):
+                keys[m.group(1) or m.group(2)] = None
+    return list(keys)

@@ -1,0 +1,202 @@
+"""Velocity counters: how many logins, failed attempts, account openings and challenges an account, IP,
+device or email had in the last hour and day. Sliding windows, in Redis when configured, else the database.
+
+Counts are of events *before* the current request. Times come from the injected clock, so windows slide
+with a frozen clock in tests exactly as with the real one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
+from sqlalchemy.orm import Session
+
+from passgate.db import defer_increment
+from passgate.policy.models import VelocityCounter
+
+METRICS = ("logins", "failedAttempts", "accountOpenings", "challenges")
+DIMENSIONS = ("account", "ip", "device", "email")
+WINDOWS = {"1h": 3600, "24h": 86400}
+FIELD = re.compile(
+    r"velocity\.(account|ip|device|email)\.(logins|failedAttempts|accountOpenings|challenges)(1h|24h)"
+)
+
+Need = tuple[str, str]  # (dimension, metric)
+
+
+def velocity_fields() -> dict[str, str]:
+    return {f"velocity.{d}.{m}{w}": "number" for d in DIMENSIONS for m in METRICS for w in WINDOWS}
+
+
+def needed_from_sources(sources: Iterable[str]) -> frozenset[Need]:
+    """Which (dimension, metric) pairs the compiled CEL reads; counts are computed for those only."""
+    found: set[Need] = set()
+    for src in sources:
+        for dim, metric, _ in FIELD.findall(src):
+            found.add((dim, metric))
+    return frozenset(found)
+
+
+def dimension_keys(body: dict[str, Any]) -> dict[str, str]:
+    person = body.get("person") or {}
+    account = body.get("account") or {}
+    keys = {
+        "account": account.get("id"),
+        "ip": body.get("userIp"),
+        "device": body.get("deviceSessionId"),
+        "email": (person.get("emailAddress") or "").lower() or None,
+    }
+    return {k: v for k, v in keys.items() if v}
+
+
+def _hash(client_id: str, dimension: str, key: str) -> str:
+    # Keys are personal data; the counters need only to tell them apart.
+    return hashlib.sha256(f"{client_id}\x00{dimension}\x00{key}".encode()).hexdigest()[:32]
+
+
+def empty_counts() -> dict[str, dict[str, int]]:
+    return {d: {f"{m}{w}": 0 for m in METRICS for w in WINDOWS} for d in DIMENSIONS}
+
+
+class VelocityStore(Protocol):
+    backend: str
+
+    def record(
+        self, session: Session, client_id: str, metrics: list[str], keys: dict[str, str], now: datetime
+    ) -> None: ...
+
+    def counts(
+        self, session: Session, client_id: str, keys: dict[str, str], needed: frozenset[Need], now: datetime
+    ) -> dict[str, dict[str, int]]: ...
+
+    def purge(self, session: Session, now: datetime) -> int: ...
+
+
+class DatabaseVelocityStore:
+    """Per-minute counters in the database, incremented when the caller's transaction commits.
+
+    Windows slide at one-minute resolution: "the last hour" is the current minute and the 59 before it.
+    """
+
+    backend = "database"
+
+    def record(
+        self, session: Session, client_id: str, metrics: list[str], keys: dict[str, str], now: datetime
+    ) -> None:
+        minute = int(now.timestamp()) // 60
+        for d, k in keys.items():
+            key_hash = _hash(client_id, d, k)
+            for m in metrics:
+                defer_increment(session, VelocityCounter.__table__, (client_id, d, key_hash, m, minute))
+
+    def counts(
+        self, session: Session, client_id: str, keys: dict[str, str], needed: frozenset[Need], now: datetime
+    ) -> dict[str, dict[str, int]]:
+        out = empty_counts()
+        dims = tuple(sorted({dim for dim, _ in needed if dim in keys}))
+        if not dims:
+            return out
+        now_min = int(now.timestamp()) // 60
+        params: dict[str, Any] = {
+            "client_id": client_id,
+            "day_cut": now_min - WINDOWS["24h"] // 60,
+            "hour_cut": now_min - WINDOWS["1h"] // 60,
+            "now_min": now_min,
+        }
+        for i, dim in enumerate(dims):
+            params[f"key{i}"] = _hash(client_id, dim, keys[dim])
+        for dim, metric, day_count, hour_count in session.connection().execute(
+            _counts_statement(dims), params
+        ):
+            out[dim][f"{metric}24h"] = int(day_count or 0)
+            out[dim][f"{metric}1h"] = int(hour_count or 0)
+        return out
+
+    def purge(self, session: Session, now: datetime) -> int:
+        cut = int(now.timestamp()) // 60 - WINDOWS["24h"] // 60 - 1
+        result = session.execute(delete(VelocityCounter).where(VelocityCounter.minute < cut))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=16)
+def _counts_statement(dims: tuple[str, ...]) -> Any:
+    """One statement for every dimension a set reads (a UNION ALL of index ranges), built once per
+    combination of dimensions; both windows are summed in one pass."""
+    branches = []
+    for i, dim in enumerate(dims):
+        branches.append(
+            select(
+                literal(dim).label("dimension"),
+                VelocityCounter.metric,
+                func.sum(VelocityCounter.count),
+                func.sum(
+                    case((VelocityCounter.minute > bindparam("hour_cut"), VelocityCounter.count), else_=0)
+                ),
+            )
+            .where(
+                VelocityCounter.client_id == bindparam("client_id"),
+                VelocityCounter.dimension == dim,
+                VelocityCounter.key_hash == bindparam(f"key{i}"),
+                VelocityCounter.minute > bindparam("day_cut"),
+                VelocityCounter.minute <= bindparam("now_min"),
+            )
+            .group_by(VelocityCounter.metric)
+        )
+    return branches[0] if len(branches) == 1 else union_all(*branches)
+
+
+class RedisVelocityStore:
+    """One sorted set per (client, dimension, key, metric), scored by event time; trimmed as it is written."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, prefix: str = "pg:vel:") -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(url)
+        self.prefix = prefix
+
+    def _key(self, client_id: str, dim: str, key: str, metric: str) -> str:
+        return f"{self.prefix}{client_id}:{dim}:{_hash(client_id, dim, key)}:{metric}"
+
+    def record(
+        self, session: Session, client_id: str, metrics: list[str], keys: dict[str, str], now: datetime
+    ) -> None:
+        ts = now.timestamp()
+        pipe = self.redis.pipeline(transaction=True)
+        for m in metrics:
+            for d, k in keys.items():
+                rkey = self._key(client_id, d, k, m)
+                pipe.zadd(rkey, {uuid.uuid4().hex: ts})
+                pipe.zremrangebyscore(rkey, "-inf", ts - WINDOWS["24h"] - 60)
+                pipe.expire(rkey, WINDOWS["24h"] + 120)
+        pipe.execute()
+
+    def counts(
+        self, session: Session, client_id: str, keys: dict[str, str], needed: frozenset[Need], now: datetime
+    ) -> dict[str, dict[str, int]]:
+        out = empty_counts()
+        ts = now.timestamp()
+        wanted = [(d, m) for d, m in sorted(needed) if d in keys]
+        if not wanted:
+            return out
+        pipe = self.redis.pipeline(transaction=False)
+        for d, m in wanted:
+            rkey = self._key(client_id, d, keys[d], m)
+            pipe.zcount(rkey, f"({ts - WINDOWS['24h']}", ts)
+            pipe.zcount(rkey, f"({ts - WINDOWS['1h']}", ts)
+        results = pipe.execute()
+        for i, (d, m) in enumerate(wanted):
+            out[d][f"{m}24h"] = int(results[2 * i])
+            out[d][f"{m}1h"] = int(results[2 * i + 1])
+        return out
+
+    def purge(self, session: Session, now: datetime) -> int:
+        return 0  # keys trim themselves on write and expire a day after their last event

@@ -1,0 +1,106 @@
+import json
+from datetime import UTC, datetime
+
+from passgate.webhooks.events import (
+    EndpointFilter,
+    SessionChange,
+    decision_payload,
+    encode,
+    matching,
+    status_payload,
+)
+
+NOW = datetime(2026, 11, 29, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+def change(event_type: str = "LOGIN", channel: str = "SMS") -> SessionChange:
+    return SessionChange(
+        client_id="cl_1",
+        session_id="s-1",
+        session_event_type=event_type,
+        status="VERIFIED",
+        send_attempts=1,
+        verification_attempts=2,
+        channel=channel,
+        sequence=4,
+        occurred_at=NOW,
+    )
+
+
+def test_status_payload_is_the_kount_shape_plus_sequence() -> None:
+    assert status_payload("e-1", change()) == {
+        "id": "e-1",
+        "eventType": "MFA.StatusUpdate",
+        "apiVersion": "v1",
+        "clientId": "cl_1",
+        "mfaId": "s-1",
+        "mfaStatus": "VERIFIED",
+        "sendAttempts": 1,
+        "verificationAttempts": 2,
+        "channel": "SMS",
+        "occurredAt": "2026-11-29T10:00:00.123000Z",
+        "sequence": 4,
+    }
+
+
+def test_account_openings_are_verification_events() -> None:
+    assert status_payload("e", change("NEW_ACCOUNT_OPENING"))["eventType"] == "Verification.StatusUpdate"
+
+
+def test_decision_payload_carries_the_decision_not_the_person() -> None:
+    response = {
+        "decision": "CHALLENGE",
+        "inquiryId": "inq1",
+        "deviceSessionId": "dev1",
+        "tags": ["NEW_DEVICE"],
+        "userSegment": "default",
+        "set": {"name": "login", "versionName": "v1"},
+        "person": {"emailAddress": "jo@example.com"},
+        "mfa": {"ID": "s-1", "type": "NONCE_OTH", "channel": "EMAIL", "error": None},
+    }
+    payload = decision_payload(
+        "e-2",
+        client_id="cl_1",
+        decision_id="d-1",
+        request_type="LOGIN",
+        response=response,
+        account_id="acct1",
+        occurred_at=NOW,
+    )
+    assert payload["eventType"] == "Decision.Created"
+    assert (payload["decisionId"], payload["decision"], payload["mfaId"], payload["channel"]) == (
+        "d-1",
+        "CHALLENGE",
+        "s-1",
+        "EMAIL",
+    )
+    assert "jo@example.com" not in encode(payload)
+    none = decision_payload(
+        "e-3",
+        client_id="cl_1",
+        decision_id="d-2",
+        request_type="NEW_ACCOUNT_OPENING",
+        response={"decision": "ALLOW"},
+        account_id=None,
+        occurred_at=NOW,
+    )
+    assert (none["mfaId"], none["channel"], none["tags"]) == (None, None, [])
+
+
+def test_encode_is_compact_json() -> None:
+    body = encode({"a": 1, "b": [1, 2]})
+    assert body == '{"a":1,"b":[1,2]}' and json.loads(body) == {"a": 1, "b": [1, 2]}
+
+
+def test_matching_by_event_type_and_channel() -> None:
+    endpoints = [
+        EndpointFilter("all", ("MFA.StatusUpdate", "Decision.Created"), None),
+        EndpointFilter("sms", ("MFA.StatusUpdate", "Decision.Created"), "SMS"),
+        EndpointFilter("email", ("MFA.StatusUpdate",), "EMAIL"),
+        EndpointFilter("decisions", ("Decision.Created",), None),
+    ]
+    assert matching(endpoints, "MFA.StatusUpdate", "SMS") == ["all", "sms"]
+    assert matching(endpoints, "MFA.StatusUpdate", "EMAIL") == ["all", "email"]
+    # A decision without a challenge has no channel: channel-filtered endpoints do not get it.
+    assert matching(endpoints, "Decision.Created", None) == ["all", "decisions"]
+    assert matching(endpoints, "Verification.StatusUpdate", "SMS") == []
