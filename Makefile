@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python scripts/ensure_browser.py
+	$(BIN)/python scripts/ensure_axe.py
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -209,9 +209,12 @@ class Workspace:
         except (ValueError, IndexError):
             raise BenchError(f"`passgate {' '.join(args)}` printed no JSON:\n{proc.stdout}") from None
 
-    def create_client(self, name: str = "Bench", scope: str = "admin") -> tuple[str, str]:
+    def create_client(
+        self, name: str = "Bench", scope: str = "admin", sandbox: bool = False
+    ) -> tuple[str, str]:
         """A client and an API key for it: (clientId, apiKey)."""
-        client_id = str(self.passgate_json("client", "create", "--name", name)["clientId"])
+        extra = ["--sandbox"] if sandbox else []
+        client_id = str(self.passgate_json("client", "create", "--name", name, *extra)["clientId"])
         key = self.passgate_json("apikey", "create", "--client", client_id, "--scope", scope)
         return client_id, str(key["apiKey"])
 
@@ -278,6 +281,7 @@ def run_loadgen(
     start: int = 0,
     expect: str | None = None,
     workdir: Path,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Runs bench/loadgen.py against `url` and returns its JSON result."""
     argv = [
@@ -310,6 +314,7 @@ def run_loadgen(
         argv += ["--body-template-file", str(path), "--start", str(start)]
     if expect is not None:
         argv += ["--expect", expect]
+    argv += list(extra)
     limit = warmup + duration + 60
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True

@@ -78,6 +78,8 @@ class RequestFactory:
     fixed: bytes | None  # the whole request when there is nothing to vary
     parts: list[bytes]  # the body template split on the placeholder (template mode)
     counter: int = 0
+    # With --targets-file: one request head per path, used in turn (each session's own verify URL).
+    heads: list[bytes] | None = None
 
     @classmethod
     def build(
@@ -109,6 +111,10 @@ class RequestFactory:
         return cls(head, fixed, [], start)
 
     def next(self) -> bytes:
+        if self.heads is not None:
+            head = self.heads[self.counter % len(self.heads)]
+            self.counter += 1
+            return head + (self.fixed or b"")
         if self.fixed is not None:
             return self.fixed
         n = str(self.counter).encode()
@@ -164,6 +170,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)  # seconds, measured requests only
+    last_end: float = 0.0  # when the last measured answer arrived (a run cut short by --max-requests)
     status: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     mismatches: int = 0
@@ -226,6 +233,7 @@ async def worker(run: Run, slot: int) -> None:
             run.inflight.pop(slot, None)
             if start >= run.measure_start and end <= run.measure_end:
                 stats.latencies.append(end - start)
+                stats.last_end = max(stats.last_end, end)
                 stats.status[status] = stats.status.get(status, 0) + 1
                 if expect is not None and expect not in body:
                     stats.mismatches += 1
@@ -304,6 +312,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def summarise(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     stats = run.stats
+    window = run.duration_s
+    if stats.sent >= run.max_requests and stats.last_end > run.measure_start:
+        window = min(window, stats.last_end - run.measure_start)
     lat = sorted(stats.latencies)
     measured = len(lat)
     ms = 1000.0
@@ -314,7 +325,8 @@ def summarise(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "warmup_s": run.warmup_s,
         "duration_s": run.duration_s,
         "requests": measured,
-        "rps": round(measured / run.duration_s, 1) if run.duration_s else 0.0,
+        # Over the measured window; a run cut short by --max-requests is measured up to its last answer.
+        "rps": round(measured / window, 1) if window > 0 else 0.0,
         "latency_ms": {
             "mean": round(sum(lat) / measured * ms, 3) if measured else 0.0,
             "p50": round(percentile(lat, 0.50) * ms, 3),
@@ -392,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="request body in which the placeholder is replaced by a per-request counter",
     )
     body.add_argument("--body-template-file", default=None, help="like --body-template, read from a file")
+    p.add_argument(
+        "--targets-file",
+        default=None,
+        help="paths to request in turn, one per line (the host and port come from --url); a fixed body",
+    )
     p.add_argument("--placeholder", default="{n}", help="what the counter replaces in a body template")
     p.add_argument("--start", type=int, default=0, help="first counter value in template mode")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
@@ -453,6 +470,42 @@ def make_run(args: argparse.Namespace) -> Run:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
+    if args.targets_file:
+        if template is not None:
+            raise SystemExit("loadgen: --targets-file goes with a fixed body, not a body template")
+        with open(args.targets_file, encoding="utf-8") as f:
+            paths = [line.strip() for line in f if line.strip()]
+        if not paths or any(not p.startswith("/") for p in paths):
+            raise SystemExit("loadgen: --targets-file needs one path per line, each starting with /")
+        payload = body or b""
+        tail = b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        heads = [
+            RequestFactory.build(
+                args.method.upper(),
+                f"127.0.0.1:{port}",
+                path,
+                headers,
+                payload,
+                None,
+                args.placeholder.encode(),
+                0,
+            ).head_prefix
+            + tail
+            for path in paths
+        ]
+        factory = RequestFactory(b"", b"", [], args.start, heads)
+        return Run(
+            host=ALLOWED_HOSTS[host],
+            port=port,
+            factory=factory,
+            concurrency=args.concurrency,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            max_requests=args.max_requests,
+            timeout_s=args.timeout,
+            expect=args.expect.encode() if args.expect is not None else None,
+            keep_samples=max(0, args.keep_samples),
+        )
     factory = RequestFactory.build(
         args.method.upper(),
         f"127.0.0.1:{port}",

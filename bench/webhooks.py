@@ -11,8 +11,8 @@ What it does, in one command:
      so N events wait in the outbox for an endpoint of that scheme;
    - `passgate worker` (a process of its own, as deployments scale out) delivers them, at
      PASSGATE_WEBHOOK_ENDPOINT_CONCURRENCY = --concurrency; rate = events / (last arrival - first);
-   - the same N bodies posted straight with httpx at the same concurrency, before and after (averaged),
-     rate measured the same way at the receiver;
+   - the same N bodies (read from the outbox) posted straight with httpx at the same concurrency, before
+     and after the Passgate run (averaged, to cancel drift), rate measured the same way at the receiver;
 3. latency from status change to receipt: `passgate serve` with its workers in process (the embedded
    default) takes paced challenges (--rate per second for --duration seconds, email link, dev inbox) with
    both endpoints subscribed to everything: each challenge makes a decision, a session (UNKNOWN) and, once
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -163,6 +164,26 @@ def wait_for(base: str, path: str, count: int, timeout: float) -> dict[str, Any]
     return stats
 
 
+def outbox_bodies(ws: Workspace, endpoint_id: str) -> list[bytes]:
+    """The exact bodies waiting for this endpoint, read from the workspace's SQLite file."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(ws.dir / "bench.db", timeout=30)) as db:
+        rows = db.execute(
+            "SELECT e.body FROM webhook_events e JOIN webhook_deliveries d ON d.event_id = e.id "
+            "WHERE d.endpoint_id = ? AND d.status = 'PENDING'",
+            (endpoint_id,),
+        ).fetchall()
+    return [r[0].encode() for r in rows]
+
+
+def straight_run(receiver: str, path: str, bodies: list[bytes], concurrency: int) -> float:
+    codes = post_all(receiver + path, bodies, concurrency)
+    if set(codes) != {200}:
+        raise BenchError(f"straight posts answered {sorted(set(codes))}")
+    return span_rate(receiver_stats(receiver, path))
+
+
 def span_rate(stats: dict[str, Any]) -> float:
     """Events per second between the first and the last arrival."""
     span = (stats["last"] or 0) - (stats["first"] or 0)
@@ -258,6 +279,11 @@ def throughput(
     if set(statuses) != {200}:
         raise BenchError(f"logins answered {sorted(set(statuses))}")
 
+    bodies = outbox_bodies(ws, endpoints[scheme])
+    if len(bodies) != args.events:
+        raise BenchError(f"{scheme}: {len(bodies)} events in the outbox, expected {args.events}")
+    straight = [straight_run(receiver, f"/straight-{scheme}-1", bodies, args.concurrency)]
+    progress(f"{scheme}: straight httpx run 1: {straight[-1]:,.0f}/s")
     progress(f"{scheme}: `passgate worker` delivers them (endpoint concurrency {args.concurrency})")
     worker = ws.start(f"worker-{scheme}", [str(venv_bin("passgate")), "worker", "--poll", "0.05"], port=0)
     try:
@@ -266,19 +292,11 @@ def throughput(
         worker.stop()
     passgate_rate = span_rate(stats)
     progress(f"{scheme}: passgate delivered {stats['count']} events at {passgate_rate:,.0f}/s")
-    bodies = [b.encode() for _, b in receiver_stats(receiver, path, detail=True)["receipts"]]
-    if len({json.loads(b)["id"] for b in bodies}) != args.events:
-        raise BenchError(f"{scheme}: duplicate or missing event ids among the deliveries")
-
-    # The same bodies Passgate delivered, posted straight, twice (the mean cancels some drift).
-    straight = []
-    for run in (1, 2):
-        spath = f"/straight-{scheme}-{run}"
-        codes = post_all(receiver + spath, bodies, args.concurrency)
-        if set(codes) != {200}:
-            raise BenchError(f"straight posts answered {sorted(set(codes))}")
-        straight.append(span_rate(receiver_stats(receiver, spath)))
-        progress(f"{scheme}: straight httpx run {run}: {straight[-1]:,.0f}/s")
+    received = [b.encode() for _, b in receiver_stats(receiver, path, detail=True)["receipts"]]
+    if len({json.loads(b)["id"] for b in received}) != args.events or sorted(received) != sorted(bodies):
+        raise BenchError(f"{scheme}: the receiver did not get exactly the outbox's events, once each")
+    straight.append(straight_run(receiver, f"/straight-{scheme}-2", bodies, args.concurrency))
+    progress(f"{scheme}: straight httpx run 2: {straight[-1]:,.0f}/s")
     straight_rate = statistics.mean(straight)
     return {
         "scheme": scheme,
@@ -316,28 +334,48 @@ def latency(
         count = max(1, int(args.rate * args.duration))
         progress(f"latency: {count} challenges at {args.rate:g}/s into `passgate serve` (workers in process)")
         bodies = login_bodies("lat", count, challenge=True)
+        answered: list[float] = []
         start = time.monotonic()
         for i, body in enumerate(bodies):
             delay = start + i / args.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            sent = time.perf_counter()
             answer = expect_status(
                 http.post("/login/v2", content=body, headers={"Content-Type": "application/json"}), 200
             )
+            answered.append((time.perf_counter() - sent) * 1000)
             if not (answer.get("mfa") or {}).get("ID"):
                 raise BenchError(f"challenge {i} started no session: {answer}")
-    out: dict[str, Any] = {"challenges": count}
+    # occurredAt is taken as the decision starts, so the request's own time is part of every latency.
+    out: dict[str, Any] = {
+        "challenges": count,
+        "login_p50_ms": round(percentile(answered, 0.5), 1),
+        "login_p99_ms": round(percentile(answered, 0.99), 1),
+    }
     for scheme, path in paths.items():
         wait_for(receiver, path, 3 * count, timeout=60)
         receipts = receiver_stats(receiver, path, detail=True)["receipts"]
-        lat = [(t - parse_time(json.loads(b)["occurredAt"])) * 1000 for t, b in receipts]
-        kinds = [json.loads(b).get("mfaStatus") or json.loads(b)["eventType"] for _, b in receipts]
+        by_kind: dict[str, list[float]] = {}
+        lat = []
+        for t, b in receipts:
+            payload = json.loads(b)
+            ms = (t - parse_time(payload["occurredAt"])) * 1000
+            lat.append(ms)
+            by_kind.setdefault(payload.get("mfaStatus") or payload["eventType"], []).append(ms)
         out[scheme] = {
             "events": len(lat),
             "p50_ms": round(percentile(lat, 0.5), 1),
             "p99_ms": round(percentile(lat, 0.99), 1),
             "max_ms": round(max(lat), 1),
-            "kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
+            "by_kind": {
+                k: {
+                    "count": len(v),
+                    "p50_ms": round(percentile(v, 0.5), 1),
+                    "p99_ms": round(percentile(v, 0.99), 1),
+                }
+                for k, v in sorted(by_kind.items())
+            },
         }
         progress(f"latency {scheme}: p50 {out[scheme]['p50_ms']} ms, p99 {out[scheme]['p99_ms']} ms")
     return out
@@ -392,7 +430,15 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         f"ratio standard-webhooks/straight: {std['ratio']:.3f}   target >= {TARGET_RATIO}   {verdict}"
         f"   (kount-rsa-pss: {results[1]['ratio']:.3f}, reported)"
     )
-    print("latency: status change (occurredAt) to arrival at the receiver, workers in `passgate serve`")
+    print(
+        "latency: status change (occurredAt) to arrival at the receiver, workers in `passgate serve`; "
+        f"the challenge requests themselves took p50 {lat['login_p50_ms']:.1f} ms, p99 {lat['login_p99_ms']:.1f} ms"
+    )
+    for r in results:
+        noisy = "  (noisy machine: rerun)" if r["straight_drift"] > 0.15 else ""
+        print(
+            f"{r['scheme']}: straight runs before/after {r['straight_rates']}, drift {r['straight_drift']:.1%}{noisy}"
+        )
     summary = (
         f"{verdict}: standard-webhooks {std['passgate_rate']:.0f} ev/s vs straight {std['straight_rate']:.0f}, "
         f"ratio {std['ratio']:.3f} (target >= {TARGET_RATIO}); kount-rsa-pss ratio {results[1]['ratio']:.3f}; "

@@ -43,6 +43,7 @@ class GroupCommitter:
         # Inline mode
         self._pending: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         self._scheduled = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.units = 0
 
@@ -50,10 +51,26 @@ class GroupCommitter:
     def running(self) -> bool:
         return self._started
 
+    def serves_this_loop(self) -> bool:
+        """Whether a coroutine on the current event loop may hand units to this committer (inline batches
+        run on the loop that started the committer; the writer thread takes units from any loop)."""
+        if not self._started:
+            return False
+        if not self._inline:
+            return True
+        try:
+            return asyncio.get_running_loop() is self._event_loop
+        except RuntimeError:
+            return False
+
     def start(self) -> None:
         if self._started:
             return
         self._started = True
+        try:
+            self._event_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._event_loop = None
         if not self._inline:
             self._stopping = False
             self._thread = threading.Thread(target=self._loop, name="passgate-group-commit", daemon=True)
@@ -75,6 +92,8 @@ class GroupCommitter:
             return await asyncio.to_thread(self._alone, fn)
         if self._inline:
             loop = asyncio.get_running_loop()
+            if self._event_loop is None:
+                self._event_loop = loop
             waiter: asyncio.Future[T] = loop.create_future()
             self._pending.append((fn, waiter))
             if not self._scheduled:

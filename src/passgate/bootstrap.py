@@ -162,6 +162,7 @@ def build_registry(
     dev = DevInboxSender(sessions, clock)
     email = email_sender or build_email_sender(settings, dev)
     sms = sms_sender or build_sms_sender(settings, dev)
+    committer = GroupCommitter(sessions, inline=engine.dialect.name == "sqlite")
     dispatcher = Dispatcher(
         sessions=sessions,
         clock=clock,
@@ -177,6 +178,7 @@ def build_registry(
         sandbox_sender=dev,
         retry_schedule=settings.retry_schedule,
         lock_seconds=settings.message_lock_seconds,
+        committer=committer,
     )
     registry = Registry(
         settings=settings,
@@ -197,7 +199,7 @@ def build_registry(
         sms_sender=sms,
         notifier=notifier,
         signals=signals,
-        committer=GroupCommitter(sessions, inline=engine.dialect.name == "sqlite"),
+        committer=committer,
         clients=ClientCache(),
     )
     install_webhooks(registry)
@@ -251,6 +253,7 @@ def install_webhooks(registry: Registry) -> None:
         ),
     )
     registry.worker_jobs.append(deliverer.run_once)
+    registry.notifier.callbacks.append(deliverer.wake)  # new events are claimed as soon as they commit
     registry.extras["webhooks"] = service
     registry.extras["webhook_deliverer"] = deliverer
 

@@ -92,7 +92,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
-        await worker.run()
+        # The worker's writes go through the group committer too: on SQLite, no thread takes turns
+        # with the loop at the GIL and at the write lock.
+        registry.committer.start()
+        try:
+            await worker.run()
+        finally:
+            registry.committer.stop()
 
     try:
         asyncio.run(main())
@@ -199,6 +205,49 @@ def cmd_webhooks_rotate_key(args: argparse.Namespace) -> int:
         f"New webhook signing key {view['keyId']} for client {args.client}; it signs from now on.\n"
         f"Previous keys stay valid for the overlap ({view['overlapSeconds']} s): {old}.\n"
         "Receivers: fetch GET /manage/v1/webhooks/public-key and accept every key listed.",
+    )
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        # One line; a trailing newline from `echo` or a file is not part of the password.
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    if not sys.stdin.isatty():
+        raise SystemExit("passgate: no terminal to ask for the password; use --password-stdin")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise SystemExit("passgate: the passwords differ")
+    return first
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from passgate.bootstrap import build_registry
+    from passgate.console.exceptions import InvalidUser, UserExists
+    from passgate.console.routes.common import auth_service
+    from passgate.db import transaction
+
+    password = _read_password(args)
+    settings = _settings()
+    _engine_migrated(settings).dispose()
+    registry = build_registry(settings)
+    try:
+        with transaction(registry.sessions) as session:
+            user = auth_service(registry).create_user(
+                session, args.client, args.email, password, args.role, registry.clock.now()
+            )
+            user_id, email = user.id, user.email
+    except (InvalidUser, UserExists) as exc:
+        raise SystemExit(f"passgate: {exc}") from None
+    finally:
+        registry.close()
+    _out(
+        args,
+        {"userId": user_id, "email": email, "clientId": args.client, "role": args.role},
+        f"Created console user {email} ({args.role}) for client {args.client}: userId {user_id}\n"
+        f"Sign in at {settings.public_url}/console",
     )
     return 0
 
@@ -318,6 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="a label to recognise the key by")
     p.add_argument("--json", action="store_true", help='print {"apiKey": …}')
     p.set_defaults(func=cmd_apikey_create)
+
+    user = sub.add_parser("user", help="manage console users", description="Manage console users.")
+    usub = user.add_subparsers(dest="user_command", metavar="ACTION")
+    usub.required = True
+    p = usub.add_parser(
+        "create",
+        help="create a console user (sign-in at /console)",
+        description="Create a person who signs in to the web console for one client. Roles: viewer reads;\n"
+        "analyst also edits policies, lists and templates; owner also manages keys, webhooks, settings\n"
+        "and branding. The password (12 characters or more) is read from a prompt or from standard input.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: echo \"$PASSWORD\" | passgate user create --client cl_0123abcd "
+        "--email ana@acme.example --role owner --password-stdin --json",
+    )
+    p.add_argument("--client", required=True, help="the client id (from `passgate client create`)")
+    p.add_argument("--email", required=True, help="the person's email address (unique across clients)")
+    p.add_argument("--role", required=True, choices=["owner", "analyst", "viewer"], help="what they may do")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--json", action="store_true", help='print {"userId": …}')
+    p.set_defaults(func=cmd_user_create)
 
     webhooks = sub.add_parser("webhooks", help="manage webhooks", description="Manage webhooks.")
     wsub = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION")

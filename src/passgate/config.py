@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     webhook_secret_overlap_seconds: int = Field(default=86400, ge=0)
     webhook_retention_days: int = Field(default=30, ge=1)
     workers_in_process: bool = True
+    # Console sign-in attempts (docs/console.md): per email address (cleared by a success) and per IP.
+    console_sign_in_rates_email: str = "5/15 minutes"
+    console_sign_in_rates_ip: str = "50/15 minutes"
 
     token_ttl_seconds: int = 1200
     metrics_token: str | None = None

@@ -148,6 +148,8 @@ def flush_deferred_inserts(session: Session) -> None:
     increments = session.info.pop(INCREMENTS, None)
     if not pending and not increments:
         return
+    # ORM objects first: deferred rows may reference them (timeline events reference their session).
+    session.flush()
     conn = session.connection()
     for table, rows in (pending or {}).items():
         if rows:

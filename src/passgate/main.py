@@ -31,7 +31,7 @@ from passgate.api import (
 from passgate.bootstrap import Registry, build_registry
 from passgate.config import Settings
 from passgate.observability import RequestContextMiddleware
-from passgate.worker import Worker
+from passgate.worker import Worker, WorkerThread
 
 DESCRIPTION = """
 Passgate decides whether a login or a new account opening is **allowed**, **challenged** or
@@ -56,20 +56,17 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if reg.settings.workers_in_process:
             worker = Worker(reg)
             reg.notifier.callbacks.append(worker.wake)
-            worker_task = asyncio.create_task(worker.run(), name="passgate-worker")
+            worker_task = WorkerThread(worker)
+            worker_task.start()
             app.state.worker = worker
         for hook in reg.extras.get("startup", []):
             await hook(app)
         try:
             yield
         finally:
-            reg.committer.stop()
             if worker_task is not None:
-                app.state.worker.stop()
-                try:
-                    await asyncio.wait_for(worker_task, timeout=10)
-                except (TimeoutError, asyncio.CancelledError):
-                    worker_task.cancel()
+                await asyncio.to_thread(worker_task.stop)
+            reg.committer.stop()
             for hook in reversed(reg.extras.get("shutdown", [])):
                 await hook(app)
             if owned:
@@ -104,5 +101,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         ops,
     ):
         app.include_router(module.router)
+    # The web console (pages under /console, its static files): docs/console.md.
+    from passgate.console.routes import install as install_console
+
+    install_console(app)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -34,6 +35,19 @@ class Worker:
             loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
+        """Thread-safe: the worker may run on an event loop of its own, in another thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and loop.is_running():
+            try:
+                if asyncio.get_running_loop() is loop:
+                    self._stop.set()
+                    self._wake.set()
+                    return
+            except RuntimeError:
+                pass
+            loop.call_soon_threadsafe(self._stop.set)
+            loop.call_soon_threadsafe(self._wake.set)
+            return
         self._stop.set()
         self._wake.set()
 
@@ -76,3 +90,29 @@ class Worker:
             with transaction(self.registry.sessions) as session:
                 self.registry.signals.velocity.purge(session, now)
         return expired
+
+
+class WorkerThread:
+    """The workers of `passgate serve`, on a thread and event loop of their own.
+
+    On the API's loop, a busy API starves them: every step of an SMTP conversation would wait behind the
+    whole queue of requests, and mail would go out seconds late. On their own loop they are scheduled by
+    the OS, and need little CPU.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._thread = threading.Thread(target=self._main, name="passgate-worker", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self.worker.run())
+        except Exception:  # logged; the API keeps serving
+            log.exception("worker thread stopped")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.worker.stop()
+        self._thread.join(timeout)

@@ -125,6 +125,8 @@ def field_path(loc: Sequence[Any], strip_tag: bool = False) -> str:
 _PATTERN_MESSAGES = {
     "^[^-]+$": "must not contain '-'",
     "^[A-Za-z0-9_-]{1,32}$": "must be 1 to 32 characters of A-Z, a-z, 0-9, '_' and '-'",
+    "^[A-Za-z0-9_-]{1,64}$": "must be an id: 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+    "^[^\\x00]*$": "must not contain a NUL character",
 }
 
 

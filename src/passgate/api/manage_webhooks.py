@@ -29,7 +29,10 @@ router = APIRouter(prefix="/manage/v1/webhooks", tags=["webhooks"])
 
 MAX_OVERLAP_SECONDS = 7 * 86400
 NO_STORE = {"Cache-Control": "no-store"}
-EndpointId = Annotated[str, Path(max_length=64)]
+# Ids are UUIDs; anything else (a NUL byte, say, which PostgreSQL refuses in text) is a bad request.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NO_NUL = r"^[^\x00]*$"
+EndpointId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 def get_webhooks(registry: RegistryDep) -> WebhookService:
@@ -61,7 +64,7 @@ class EndpointCreate(BaseModel):
     channel: Channel | None = Field(default=None, description="only events of this channel (EMAIL or SMS)")
     signatureScheme: SignatureScheme = SignatureScheme.KOUNT
     enabled: StrictBool = True
-    description: StrictStr | None = Field(default=None, max_length=200)
+    description: StrictStr | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 class EndpointUpdate(BaseModel):
@@ -74,7 +77,7 @@ class EndpointUpdate(BaseModel):
     channel: Channel | None = None
     signatureScheme: SignatureScheme | None = None
     enabled: StrictBool | None = None
-    description: StrictStr | None = Field(default=None, max_length=200)
+    description: StrictStr | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 class ReplayBody(BaseModel):
@@ -85,7 +88,7 @@ class ReplayBody(BaseModel):
         },
     )
 
-    eventId: StrictStr | None = Field(default=None, min_length=1, max_length=64)
+    eventId: StrictStr | None = Field(default=None, pattern=ID_PATTERN)
     failed: StrictBool | None = Field(default=None, description="true: every FAILED delivery")
 
 
@@ -289,7 +292,7 @@ async def deliveries(
     service: WebhooksDep,
     auth: AdminAuth,
     status: StatusParam | None = None,
-    eventId: Annotated[str | None, Query(max_length=64)] = None,
+    eventId: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JSONResponse:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.models import Client
+from passgate.batching import GroupCommitter
 from passgate.clock import Clock
 from passgate.db import transaction
 from passgate.keyring import KeyRing
@@ -44,6 +47,7 @@ from passgate.mfa.states import is_terminal
 from passgate.observability import Metrics
 
 log = logging.getLogger("passgate.worker")
+T = TypeVar("T")
 LOCK_SECONDS = 60
 
 
@@ -84,7 +88,9 @@ class Dispatcher:
         sandbox_sender: Any,
         retry_schedule: tuple[float, ...] = RETRY_SCHEDULE,
         lock_seconds: int = LOCK_SECONDS,
+        committer: GroupCommitter | None = None,
     ) -> None:
+        self.committer = committer
         self.lock_seconds = lock_seconds
         # Sandbox clients' messages never leave the machine: they go to the dev inbox whatever is configured.
         self.sandbox_sender = sandbox_sender
@@ -105,37 +111,40 @@ class Dispatcher:
     # -- claiming (one short transaction) --------------------------------------------------------------
 
     def claim(self, limit: int = 20) -> list[Claimed]:
-        now = self.clock.now()
         with transaction(self.sessions) as session:
-            due = session.scalars(
-                select(Message)
-                .where(
-                    or_(
-                        (Message.status == MessageStatus.QUEUED) & (Message.next_attempt_at <= now),
-                        # A worker that died mid-send leaves SENDING with an expired lock: take it over.
-                        (Message.status == MessageStatus.SENDING) & (Message.locked_until < now),
-                    )
+            return self._claim(session, limit)
+
+    def _claim(self, session: Session, limit: int) -> list[Claimed]:
+        now = self.clock.now()
+        due = session.scalars(
+            select(Message)
+            .where(
+                or_(
+                    (Message.status == MessageStatus.QUEUED) & (Message.next_attempt_at <= now),
+                    # A worker that died mid-send leaves SENDING with an expired lock: take it over.
+                    (Message.status == MessageStatus.SENDING) & (Message.locked_until < now),
                 )
-                .order_by(Message.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            claimed: list[Claimed] = []
-            for m in due:
-                mfa = session.get(MfaSession, m.session_id) if m.session_id else None
-                if mfa is not None and is_terminal(mfa.status):
-                    m.status = MessageStatus.FAILED
-                    m.last_error = f"not sent: session {mfa.status}"
-                    m.sealed_secret = None
-                    m.locked_until = None
-                    self.mfa.message_skipped(session, m)
-                    continue
-                m.status = MessageStatus.SENDING
-                m.attempts += 1
-                m.locked_until = now + timedelta(seconds=self.lock_seconds)
-                m.locked_by = self.worker_id
-                claimed.append(self._prepare(session, m, mfa))
-            return claimed
+            )
+            .order_by(Message.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claimed: list[Claimed] = []
+        for m in due:
+            mfa = session.get(MfaSession, m.session_id) if m.session_id else None
+            if mfa is not None and is_terminal(mfa.status):
+                m.status = MessageStatus.FAILED
+                m.last_error = f"not sent: session {mfa.status}"
+                m.sealed_secret = None
+                m.locked_until = None
+                self.mfa.message_skipped(session, m)
+                continue
+            m.status = MessageStatus.SENDING
+            m.attempts += 1
+            m.locked_until = now + timedelta(seconds=self.lock_seconds)
+            m.locked_by = self.worker_id
+            claimed.append(self._prepare(session, m, mfa))
+        return claimed
 
     def _prepare(self, session: Session, m: Message, mfa: MfaSession | None) -> Claimed:
         secret = None
@@ -189,10 +198,29 @@ class Dispatcher:
 
     # -- sending ---------------------------------------------------------------------------------------
 
-    async def run_once(self, limit: int = 20) -> int:
-        claimed = await asyncio.to_thread(self.claim, limit)
-        if claimed:
-            await asyncio.gather(*(self._send_one(c) for c in claimed))
+    async def _db(self, fn: Callable[[Session], T]) -> T:
+        """A unit of work: in the API's group commit when it runs (one writer, no thread hand-over),
+        else in a transaction of its own on a thread."""
+        if self.committer is not None and self.committer.serves_this_loop():
+            return await self.committer.run(fn)
+        return await asyncio.to_thread(self._tx, fn)
+
+    def _tx(self, fn: Callable[[Session], T]) -> T:
+        with transaction(self.sessions) as session:
+            return fn(session)
+
+    async def run_once(self, limit: int = 50) -> int:
+        claimed = await self._db(lambda session: self._claim(session, limit))
+        if not claimed:
+            return 0
+        outcomes = await asyncio.gather(*(self._send_one(c) for c in claimed))
+
+        def record(session: Session) -> None:
+            # Every result of this round in one transaction.
+            for outcome in outcomes:
+                outcome(session)
+
+        await self._db(record)
         return len(claimed)
 
     def _render(self, c: Claimed) -> tuple[OutgoingEmail | OutgoingSms, str | None, str | None]:
@@ -253,7 +281,8 @@ class Dispatcher:
             code,
         )
 
-    async def _send_one(self, c: Claimed) -> None:
+    async def _send_one(self, c: Claimed) -> Callable[[Session], None]:
+        """Sends; returns how to record the result (run later, with the others of the round)."""
         started = self.clock.now()
         email_sender = self.sandbox_sender if c.sandbox else self.email_sender
         sms_sender = self.sandbox_sender if c.sandbox else self.sms_sender
@@ -270,83 +299,82 @@ class Dispatcher:
                 provider = getattr(sms_sender, "last_used", provider)
         except SendError as exc:
             self.metrics.messages.labels(c.channel, "retry" if exc.retryable else "failed").inc()
-            await asyncio.to_thread(self._record_failure, c, provider, exc, started)
-            return
+            return partial(self._record_failure, c=c, provider=provider, exc=exc, started=started)
         except Exception as exc:  # an adapter bug must not kill the worker; retry it like a transient fault
             log.exception("sender raised unexpectedly", extra={"messageId": c.message_id})
-            await asyncio.to_thread(
-                self._record_failure, c, provider, TemporarySendError(type(exc).__name__), started
-            )
-            return
+            failure = TemporarySendError(type(exc).__name__)
+            return partial(self._record_failure, c=c, provider=provider, exc=failure, started=started)
         self.metrics.messages.labels(c.channel, "sent").inc()
-        await asyncio.to_thread(self._record_success, c, provider, provider_id, started)
+        return partial(self._record_success, c=c, provider=provider, provider_id=provider_id, started=started)
 
-    def _record_success(self, c: Claimed, provider: str, provider_id: str, started: datetime) -> None:
+    def _record_success(
+        self, session: Session, *, c: Claimed, provider: str, provider_id: str, started: datetime
+    ) -> None:
         now = self.clock.now()
-        with transaction(self.sessions) as session:
-            result = session.execute(
-                update(Message)
-                .where(Message.id == c.message_id, Message.status == MessageStatus.SENDING)
-                .values(
-                    status=MessageStatus.SENT,
-                    delivery_status=DeliveryStatus.SENT,
-                    sent_at=now,
-                    provider=provider,
-                    provider_message_id=provider_id[:128],
-                    sealed_secret=None,
-                    locked_until=None,
-                    last_error=None,
-                )
+        result = session.execute(
+            update(Message)
+            .where(Message.id == c.message_id, Message.status == MessageStatus.SENDING)
+            .values(
+                status=MessageStatus.SENT,
+                delivery_status=DeliveryStatus.SENT,
+                sent_at=now,
+                provider=provider,
+                provider_message_id=provider_id[:128],
+                sealed_secret=None,
+                locked_until=None,
+                last_error=None,
             )
-            session.add(
-                MessageAttempt(
-                    message_id=c.message_id,
-                    attempt=c.attempt,
-                    provider=provider,
-                    result="sent",
-                    started_at=started,
-                    finished_at=now,
-                )
+        )
+        session.add(
+            MessageAttempt(
+                message_id=c.message_id,
+                attempt=c.attempt,
+                provider=provider,
+                result="sent",
+                started_at=started,
+                finished_at=now,
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return  # another worker already recorded this message (it was re-claimed after a stall)
-            message = session.get(Message, c.message_id)
-            assert message is not None
-            self.mfa.message_sent(session, message, provider, now)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return  # another worker already recorded this message (it was re-claimed after a stall)
+        message = session.get(Message, c.message_id)
+        assert message is not None
+        self.mfa.message_sent(session, message, provider, now)
 
-    def _record_failure(self, c: Claimed, provider: str, exc: SendError, started: datetime) -> None:
+    def _record_failure(
+        self, session: Session, *, c: Claimed, provider: str, exc: SendError, started: datetime
+    ) -> None:
         now = self.clock.now()
         reason = str(exc)[:500] or type(exc).__name__
         give_up = not exc.retryable or c.attempt > len(self.retry_schedule)
-        with transaction(self.sessions) as session:
-            message = session.get(Message, c.message_id)
-            if message is None or message.status != MessageStatus.SENDING:
-                return
-            session.add(
-                MessageAttempt(
-                    message_id=c.message_id,
-                    attempt=c.attempt,
-                    provider=provider,
-                    result="failed" if give_up else "retry",
-                    error=reason,
-                    started_at=started,
-                    finished_at=now,
-                )
+        message = session.get(Message, c.message_id)
+        if message is None or message.status != MessageStatus.SENDING:
+            return
+        session.add(
+            MessageAttempt(
+                message_id=c.message_id,
+                attempt=c.attempt,
+                provider=provider,
+                result="failed" if give_up else "retry",
+                error=reason,
+                started_at=started,
+                finished_at=now,
             )
-            message.last_error = reason
-            message.locked_until = None
-            message.provider = provider
-            if give_up:
-                message.status = MessageStatus.FAILED
-                message.delivery_status = DeliveryStatus.UNDELIVERED
-                message.sealed_secret = None
-                log.warning("message failed for good", extra={"messageId": c.message_id, "reason": reason})
-                self.mfa.message_failed(session, message, exc.authorization, reason, now)
-            else:
-                delay = self.retry_schedule[c.attempt - 1]
-                message.status = MessageStatus.QUEUED
-                message.next_attempt_at = now + timedelta(seconds=delay * random.uniform(1.0, 1.25))
-                log.info(
-                    "message will be retried",
-                    extra={"messageId": c.message_id, "reason": reason, "inSeconds": delay},
-                )
+        )
+        message.last_error = reason
+        message.locked_until = None
+        message.provider = provider
+        if give_up:
+            message.status = MessageStatus.FAILED
+            message.delivery_status = DeliveryStatus.UNDELIVERED
+            message.sealed_secret = None
+            log.warning("message failed for good", extra={"messageId": c.message_id, "reason": reason})
+            self.mfa.message_failed(session, message, exc.authorization, reason, now)
+        else:
+            delay = self.retry_schedule[c.attempt - 1]
+            message.status = MessageStatus.QUEUED
+            message.next_attempt_at = now + timedelta(seconds=delay * random.uniform(1.0, 1.25))
+            log.info(
+                "message will be retried",
+                extra={"messageId": c.message_id, "reason": reason, "inSeconds": delay},
+            )

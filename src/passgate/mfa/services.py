@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import upsert
+from passgate.db import defer_insert, upsert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -657,15 +657,20 @@ class MfaService:
         self._notify(session, mfa, old, new, now)
 
     def _event(self, session: Session, mfa: MfaSession, kind: str, source: str, data: dict[str, Any]) -> None:
-        session.add(
-            MfaEvent(
-                session_id=mfa.id,
-                client_id=mfa.client_id,
-                type=kind,
-                source=source,
-                data=data,
-                created_at=self.clock.now(),
-            )
+        # Append-only and never read back in the same transaction: one multi-row insert at commit.
+        defer_insert(
+            session,
+            MfaEvent.__table__,
+            [
+                dict(
+                    session_id=mfa.id,
+                    client_id=mfa.client_id,
+                    type=kind,
+                    source=source,
+                    data=data,
+                    created_at=self.clock.now(),
+                )
+            ],
         )
 
     def _subjects(self, mfa: MfaSession) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ tries again, so nothing is lost (a receiver may see the event twice, and dedupes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -49,6 +50,7 @@ from passgate.webhooks.models import (
 from passgate.webhooks.services import (
     WebhookMetrics,
     WebhookService,
+    endpoints_changed,
     give_up_waiting,
     key_context,
     secret_context,
@@ -238,6 +240,8 @@ class WebhookDeliverer:
         self.policy = policy or DeliveryPolicy()
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self._tasks: set[asyncio.Task[None]] = set()  # one per try in flight
+        self._kicker: asyncio.Task[None] | None = None
+        self._kick_again = False
         self._keys: dict[str, rsa.RSAPrivateKey] = {}  # parsed once per process
         self._active: dict[str, tuple[str, float]] = {}  # client -> (signing key id, cached until)
         self._unsealed: dict[str, str] = {}  # sealed secret -> secret
@@ -269,6 +273,28 @@ class WebhookDeliverer:
             await asyncio.to_thread(self.purge)
         return handled
 
+    def wake(self) -> None:
+        """Thread-safe: a transaction that wrote events has committed. Claim them at once on the
+        deliverer's loop, rather than after the worker loop's other jobs (the message dispatcher may be
+        busy sending mail for a good many milliseconds)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and loop.is_running():
+            loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        if self._kicker is not None and not self._kicker.done():
+            self._kick_again = True  # the claim under way may have looked before that commit
+            return
+
+        async def claim_new() -> None:
+            for _ in range(10):  # bounded: each round needs another commit to have asked for it
+                self._kick_again = False
+                await self.run_once()
+                if not self._kick_again:
+                    return
+
+        self._kicker = asyncio.get_running_loop().create_task(claim_new(), name="webhook-wake")
+
     def _start(self, claimed: Sequence[Claimed]) -> int:
         for c in claimed:
             task = asyncio.create_task(self._deliver(c), name=f"webhook-{c.delivery_id}")
@@ -299,6 +325,10 @@ class WebhookDeliverer:
 
     async def aclose(self, grace: float = 5.0) -> None:
         """Let tries under way finish (up to `grace` seconds), then close the HTTP client."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            # The tries ran on another loop (the worker's thread in `passgate serve`); when that loop
+            # ended, its tasks were cancelled and handed their rows back (see _deliver).
+            return
         deadline = time.monotonic() + grace
         while (busy := set(self._tasks)) and time.monotonic() < deadline:
             await asyncio.wait(busy, timeout=max(0.0, deadline - time.monotonic()))
@@ -313,6 +343,7 @@ class WebhookDeliverer:
             self._commit_lock = asyncio.Lock()
             self._pending = []
             self._tasks = set()
+            self._kicker = None
 
     # -- claiming -----------------------------------------------------------------------------------------
 
@@ -487,6 +518,16 @@ class WebhookDeliverer:
         return signing.kount_headers(key, now, c.body)
 
     async def _deliver(self, c: Claimed) -> None:
+        try:
+            await self._try(c)
+        except asyncio.CancelledError:
+            # The worker is stopping mid-try: hand the row back now rather than leave it locked until the
+            # lock expires. The receiver may have got it already; it dedupes on the event id.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.release, c)
+            raise
+
+    async def _try(self, c: Claimed) -> None:
         started = self.clock.now()
         t0 = time.perf_counter()
         status_code = None
@@ -513,6 +554,37 @@ class WebhookDeliverer:
             # The row stays SENDING and is taken back when its lock expires: tried again, never lost.
             log.exception("recording a webhook outcome failed", extra={"deliveryId": c.delivery_id})
             return
+
+    def release(self, c: Claimed) -> None:
+        """Put a claimed delivery back (PENDING, due now) if this claim still holds it."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            D = deliveries_table.c
+            released = session.execute(
+                update(deliveries_table)
+                .where(D.id == c.delivery_id, D.status == SENDING, D.lock_token == c.token)
+                .values(
+                    status=PENDING,
+                    next_attempt_at=now,
+                    locked_until=None,
+                    locked_by=None,
+                    lock_token=None,
+                    last_error="the worker stopped mid-delivery",
+                )
+            )
+            if released.rowcount:  # type: ignore[attr-defined]
+                session.execute(
+                    insert(attempts_table).values(
+                        delivery_id=c.delivery_id,
+                        attempt=c.attempt,
+                        result="retry",
+                        error="no outcome: the worker stopped mid-delivery",
+                        worker=self.worker_id[:64],
+                        started_at=now,
+                        finished_at=now,
+                        next_attempt_at=now,
+                    )
+                )
 
     # -- recording (group commit) ----------------------------------------------------------------------
 
@@ -652,6 +724,7 @@ class WebhookDeliverer:
             values.update(enabled=False, disabled_reason=e.disabled.value, disabled_at=now, updated_at=now)
         session.execute(update(endpoints_table).where(endpoints_table.c.id == e.id).values(**values))
         if e.disabled is not None:
+            endpoints_changed()
             given_up = give_up_waiting(session, e.id, e.disabled)
             self.metrics.disabled.labels(e.disabled.value).inc()
             log.warning(

@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
+from passgate.db import defer_insert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.mfa.models import MfaSession
@@ -54,6 +56,7 @@ from passgate.webhooks.models import (
     WebhookEvent,
     WebhookSigningKey,
     deliveries_table,
+    events_table,
 )
 from passgate.webhooks.ssrf import CheckedUrl, ForbiddenTargetError
 from passgate.webhooks.states import DeliveryStatus, DisabledReason
@@ -126,6 +129,19 @@ class PublicKey:
     valid_until: datetime | None
 
 
+_generation = [0]
+
+
+def endpoints_changed() -> None:
+    """Endpoints were disabled outside WebhookService (by the delivery worker): drop every cached view."""
+    _generation[0] += 1
+
+
+_ENABLED_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.channel).where(
+    WebhookEndpoint.client_id == bindparam("client_id"), WebhookEndpoint.enabled.is_(True)
+)
+
+
 class WebhookService:
     def __init__(
         self,
@@ -145,6 +161,29 @@ class WebhookService:
         self.key_overlap = key_overlap
         self.secret_overlap = secret_overlap
         self.max_endpoints = max_endpoints
+        # Which endpoints want what, per client, for `filters_ttl` seconds: publishing runs inside every
+        # decision and status change, and most clients' endpoints change rarely. A change made through
+        # this process is seen at once; through another, within the TTL.
+        self.filters_ttl = 1.0
+        self._filters: dict[str, tuple[float, int, list[EndpointFilter]]] = {}
+
+    def _endpoint_filters(self, session: Session, client_id: str) -> list[EndpointFilter]:
+        now = time.monotonic()
+        hit = self._filters.get(client_id)
+        if hit is not None and hit[0] > now and hit[1] == _generation[0]:
+            return hit[2]
+        generation = _generation[0]
+        filters = [
+            EndpointFilter(row.id, tuple(row.events or ()), row.channel)
+            for row in session.connection().execute(_ENABLED_ENDPOINTS, {"client_id": client_id})
+        ]
+        if len(self._filters) > 100_000:
+            self._filters.clear()
+        self._filters[client_id] = (now + self.filters_ttl, generation, filters)
+        return filters
+
+    def forget_endpoints(self, client_id: str) -> None:
+        self._filters.pop(client_id, None)
 
     # -- endpoints -----------------------------------------------------------------------------------
 
@@ -194,6 +233,7 @@ class WebhookService:
         else:
             self.ensure_signing_key(session, client_id)
         session.add(endpoint)
+        self.forget_endpoints(client_id)
         session.flush()
         return endpoint, secret
 
@@ -251,6 +291,7 @@ class WebhookService:
         if "enabled" in given and changes.enabled is not None:
             self._set_enabled(session, endpoint, changes.enabled, DisabledReason.MANUAL)
         endpoint.updated_at = self.clock.now()
+        self.forget_endpoints(client_id)
         return endpoint, secret
 
     def set_enabled(
@@ -258,6 +299,7 @@ class WebhookService:
     ) -> WebhookEndpoint:
         endpoint = self.get_endpoint(session, client_id, endpoint_id, lock=True)
         self._set_enabled(session, endpoint, enabled, DisabledReason.MANUAL)
+        self.forget_endpoints(client_id)
         return endpoint
 
     def _set_enabled(
@@ -277,6 +319,7 @@ class WebhookService:
     def delete_endpoint(self, session: Session, client_id: str, endpoint_id: str) -> None:
         endpoint = self.get_endpoint(session, client_id, endpoint_id, lock=True)
         session.delete(endpoint)
+        self.forget_endpoints(client_id)
 
     def rotate_secret(
         self, session: Session, client_id: str, endpoint_id: str, overlap: timedelta | None = None
@@ -530,32 +573,32 @@ class WebhookService:
     ) -> str | None:
         """Write the event and its fan-out rows; returns the event id, or None when no endpoint wants it
         (then nothing is written: clients without webhooks pay one indexed read per change)."""
-        filters = [
-            EndpointFilter(row.id, tuple(row.events or ()), row.channel)
-            for row in session.execute(
-                select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.channel).where(
-                    WebhookEndpoint.client_id == client_id, WebhookEndpoint.enabled.is_(True)
-                )
-            )
-        ]
-        targets = matching(filters, event_type.value, channel)
+        targets = matching(self._endpoint_filters(session, client_id), event_type.value, channel)
         if not targets:
             return None
         event_id = new_uuid()
-        session.execute(
-            insert(WebhookEvent).values(
-                id=event_id,
-                client_id=client_id,
-                event_type=event_type.value,
-                session_id=session_id,
-                sequence=sequence,
-                channel=channel,
-                body=encode(build(event_id)),
-                created_at=now,
-            )
+        # Append-only rows nothing reads back in this transaction: inserted at commit, many per statement
+        # when requests share a transaction (db.defer_insert). The event goes first (the deliveries
+        # reference it), and since its table is deferred first, it is inserted first.
+        defer_insert(
+            session,
+            events_table,
+            [
+                {
+                    "id": event_id,
+                    "client_id": client_id,
+                    "event_type": event_type.value,
+                    "session_id": session_id,
+                    "sequence": sequence,
+                    "channel": channel,
+                    "body": encode(build(event_id)),
+                    "created_at": now,
+                }
+            ],
         )
-        session.execute(
-            insert(WebhookDelivery),
+        defer_insert(
+            session,
+            deliveries_table,
             [
                 {
                     "id": new_uuid(),
@@ -588,6 +631,7 @@ def disable_endpoint(
     endpoint.disabled_reason = reason.value
     endpoint.disabled_at = now
     endpoint.updated_at = now
+    endpoints_changed()
     return give_up_waiting(session, endpoint.id, reason)
 
 

@@ -96,7 +96,7 @@ class Hooks:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.receiver.responder = self._respond
+        self.receiver.responder = self.respond
 
     @property
     def url(self) -> str:
@@ -109,7 +109,7 @@ class Hooks:
         assert self.secret is not None
         return standard_valid(self.secret, rec.headers, body, self.check_time)
 
-    def _respond(self, rec: Recorded) -> tuple[int, dict[str, str], bytes]:
+    def respond(self, rec: Recorded) -> tuple[int, dict[str, str], bytes]:
         if not self.verify(rec):
             with self.lock:
                 self.bad_signatures.append(rec)

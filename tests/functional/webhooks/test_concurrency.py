@@ -34,7 +34,7 @@ def test_a_slow_endpoint_does_not_stall_the_others(
     count_lock = threading.Lock()
     slow = Hooks(HttpReceiver().start())
     fast = Hooks(HttpReceiver().start())
-    slow_verify = slow._respond
+    slow_verify = slow.respond
 
     def stuck(rec: Recorded) -> tuple[int, dict[str, str], bytes]:
         nonlocal in_flight, most

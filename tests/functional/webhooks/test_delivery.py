@@ -3,6 +3,7 @@ all against real HTTP receivers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from tests.factories import Tenant, login_body
 from tests.functional.webhooks.conftest import (
     Hooks,
     deliver,
+    deliverer,
     deliveries,
     endpoint_of,
     fresh_tokens,
@@ -262,7 +264,7 @@ def test_worker_killed_mid_delivery_loses_nothing(
 ) -> None:
     stalled = threading.Event()
     release = threading.Event()
-    verify = kount_hooks._respond
+    verify = kount_hooks.respond
 
     def stall_first(rec: Recorded) -> tuple[int, dict[str, str], bytes]:
         if not stalled.is_set():
@@ -329,3 +331,29 @@ def test_times_in_the_log_come_from_the_injected_clock(
     assert kount_hooks.receiver.requests[0].headers["x-event-timestamp"] == clock.now().strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
+
+
+def test_a_stopping_worker_hands_its_rows_back_at_once(
+    http: TestClient, tenant: Tenant, registry: Registry, kount_hooks: Hooks
+) -> None:
+    release = threading.Event()
+    kount_hooks.receiver.responder = lambda rec: (release.wait(5), (200, {}, b""))[1]
+    login(http, tenant)
+
+    async def stop_mid_try() -> None:
+        await deliverer(registry).run_once()
+        for _ in range(100):  # until the request is at the receiver
+            if kount_hooks.receiver.requests:
+                break
+            await asyncio.sleep(0.02)
+        # Returning ends the loop: asyncio.run cancels the try, as a stopping worker thread does.
+
+    try:
+        asyncio.run(stop_mid_try())
+    finally:
+        release.set()
+    [d] = deliveries(http, tenant, kount_hooks.endpoint["id"])
+    assert d["status"] == "PENDING" and d["nextAttemptAt"]
+    assert d["attempts"][0]["error"] == "no outcome: the worker stopped mid-delivery"
+    deliver(registry)  # due at once, not after the 60 s lock
+    assert deliveries(http, tenant, kount_hooks.endpoint["id"])[0]["status"] == "DELIVERED"

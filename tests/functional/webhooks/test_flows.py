@@ -220,7 +220,7 @@ def test_a_sessions_later_events_wait_for_the_earlier_ones(
     gateway: HttpReceiver,
 ) -> None:
     failed_once: list[bool] = []
-    verify = kount_hooks._respond
+    verify = kount_hooks.respond
 
     def responder(rec: Recorded) -> tuple[int, dict[str, str], bytes]:
         if b'"sequence":1' in rec.body and not failed_once:

@@ -130,6 +130,10 @@ def test_other_bad_input_never_gives_a_5xx(
         http.post(f"{BASE}/{eid}/replay", json={"eventId": "x" * 100}, headers=h),
         http.get(f"{BASE}/{'x' * 100}", headers=h),
         http.get(f"{BASE}/%00", headers=h),
+        http.get(f"{BASE}/{eid}/deliveries", params={"eventId": "a\x00b"}, headers=h),
+        http.post(f"{BASE}/{eid}/replay", json={"eventId": "a\x00b"}, headers=h),
+        http.patch(f"{BASE}/{eid}", json={"description": "nul\x00inside"}, headers=h),
+        http.post(BASE, json={"url": "http://127.0.0.1:9/x\x00", "events": ALL_EVENTS}, headers=h),
         http.post(f"{BASE}/{eid}/enable", headers=tenant.headers),  # no admin scope
     ]
     for r in attempts:

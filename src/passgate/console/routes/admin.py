@@ -1,0 +1,661 @@
+"""Webhooks (endpoints, deliveries with every try, replay, secret and key rotation), API keys, MFA
+settings, and the signed-in person's own sessions and devices."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from passgate.api.manage_settings import SettingsBody
+from passgate.api.manage_settings import _view as settings_view
+from passgate.audit.services import record as audit
+from passgate.auth import services as key_svc
+from passgate.auth.exceptions import NotFound
+from passgate.console.permissions import Permission
+from passgate.console.routes.common import (
+    Action,
+    Problem,
+    action,
+    auth_service,
+    errors_by_field,
+    not_found,
+    problem_of,
+    reader,
+    redirect,
+    registry_of,
+    render,
+    run,
+)
+from passgate.console.services import CurrentUser
+from passgate.mfa.models import ClientSettings
+from passgate.webhooks.events import Channel, EventType, SignatureScheme
+from passgate.webhooks.exceptions import EndpointNotFound
+from passgate.webhooks.services import (
+    EndpointChanges,
+    WebhookService,
+    delivery_view,
+    endpoint_view,
+    public_key_view,
+)
+from passgate.webhooks.states import DeliveryStatus
+
+router = APIRouter()
+Reader = Annotated[CurrentUser, Depends(reader())]
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+KEY_ID = re.compile(r"^key_[0-9a-f]{16}$")
+EVENTS = [e.value for e in EventType]
+SCHEMES = [s.value for s in SignatureScheme]
+CHANNELS = [c.value for c in Channel]
+
+
+def _webhooks(request: Request) -> WebhookService:
+    service = registry_of(request).extras["webhooks"]
+    assert isinstance(service, WebhookService)
+    return service
+
+
+async def _webhooks_page(
+    request: Request,
+    user: CurrentUser,
+    *,
+    secret: tuple[str, str] | None = None,
+    found: Problem | None = None,
+    posted: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    registry = registry_of(request)
+    service = _webhooks(request)
+    now = registry.clock.now()
+
+    def work(session: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        endpoints = [endpoint_view(e, now) for e in service.list_endpoints(session, user.client_id)]
+        return endpoints, public_key_view(service.public_keys(session, user.client_id))
+
+    endpoints, key = await run(registry, work)
+    return render(
+        request,
+        "console/webhooks.html",
+        {
+            "title": "Webhooks",
+            "endpoints": endpoints,
+            "key": key,
+            "events": EVENTS,
+            "schemes": SCHEMES,
+            "channels": CHANNELS,
+            "secret": secret,
+            "problem": found,
+            "errors": errors_by_field(found.errors) if found else {},
+            "posted": posted or {},
+        },
+        user,
+        status=status,
+        nav="webhooks",
+    )
+
+
+@router.get("/webhooks")
+async def webhooks_page(request: Request, user: Reader) -> Response:
+    return await _webhooks_page(request, user)
+
+
+@router.post("/webhooks")
+async def create_endpoint(
+    request: Request, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    registry = registry_of(request)
+    service = _webhooks(request)
+    f = act.form
+    url = f.get("url").strip()[:2048]
+    events = [e for e in f.getlist("events") if e in EVENTS]
+    channel = f.get("channel") if f.get("channel") in CHANNELS else None
+    scheme = f.get("signatureScheme") if f.get("signatureScheme") in SCHEMES else SignatureScheme.KOUNT.value
+    description = f.get("description").strip()[:200] or None
+    posted = {
+        "url": url,
+        "events": events,
+        "channel": channel,
+        "signatureScheme": scheme,
+        "description": description,
+    }
+    if not url or not events:
+        errors = []
+        if not url:
+            errors.append({"field": "url", "message": "the address Passgate posts events to"})
+        if not events:
+            errors.append({"field": "events", "message": "choose at least one event"})
+        return await _webhooks_page(
+            request, act.user, found=Problem("The endpoint was not added.", errors), posted=posted, status=422
+        )
+
+    def work(session: Any) -> tuple[str, str | None]:
+        endpoint, secret = service.create_endpoint(
+            session,
+            act.user.client_id,
+            url=url,
+            events=events,
+            channel=channel,
+            signature_scheme=scheme,
+            description=description,
+        )
+        audit(
+            session,
+            act.user.client_id,
+            act.user.actor,
+            "webhook.created",
+            endpoint.id,
+            registry.clock.now(),
+            {"url": endpoint.url},
+        )
+        return endpoint.id, secret
+
+    try:
+        endpoint_id, secret = await run(registry, work)
+    except Exception as exc:
+        found = problem_of(exc)
+        if found is None:
+            raise
+        return await _webhooks_page(request, act.user, found=found, posted=posted, status=found.status)
+    if secret:
+        # Shown in this answer only (never stored in a cookie or a redirect).
+        return await _webhooks_page(request, act.user, secret=(endpoint_id, secret))
+    return redirect(request, f"/console/webhooks/{endpoint_id}", "Endpoint added.")
+
+
+@router.post("/webhooks/public-key/rotate")
+async def rotate_key(
+    request: Request, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    registry = registry_of(request)
+    service = _webhooks(request)
+
+    def work(session: Any) -> str:
+        keys, _ = service.rotate_key(session, act.user.client_id, None)
+        audit(
+            session,
+            act.user.client_id,
+            act.user.actor,
+            "webhook.key_rotated",
+            keys[0].key_id,
+            registry.clock.now(),
+        )
+        return keys[0].key_id
+
+    key_id = await run(registry, work)
+    return redirect(
+        request,
+        "/console/webhooks",
+        f"New signing key {key_id}; the previous one stays valid for the overlap.",
+    )
+
+
+async def _endpoint_page(
+    request: Request,
+    user: CurrentUser,
+    endpoint_id: str,
+    *,
+    status_filter: str = "",
+    secret: str | None = None,
+) -> Response:
+    registry = registry_of(request)
+    service = _webhooks(request)
+    now = registry.clock.now()
+    chosen = status_filter if status_filter in [s.value for s in DeliveryStatus] else None
+
+    def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        try:
+            endpoint = service.get_endpoint(session, user.client_id, endpoint_id)
+            rows = service.deliveries(session, user.client_id, endpoint_id, status=chosen, limit=50)
+        except EndpointNotFound:
+            return None
+        return endpoint_view(endpoint, now), [delivery_view(d, e, a) for d, e, a in rows]
+
+    found = await run(registry, work)
+    if found is None:
+        raise not_found(user, "such webhook endpoint")
+    endpoint, deliveries = found
+    return render(
+        request,
+        "console/webhook.html",
+        {
+            "title": f"Webhook {endpoint['url']}",
+            "e": endpoint,
+            "deliveries": deliveries,
+            "events": EVENTS,
+            "channels": CHANNELS,
+            "statuses": [s.value for s in DeliveryStatus],
+            "status_filter": chosen or "",
+            "secret": secret,
+        },
+        user,
+        nav="webhooks",
+    )
+
+
+@router.get("/webhooks/{endpoint_id}")
+async def endpoint_page(request: Request, endpoint_id: str, user: Reader, status: str = "") -> Response:
+    if not UUID.match(endpoint_id):
+        raise not_found(user, "such webhook endpoint")
+    return await _endpoint_page(request, user, endpoint_id, status_filter=status)
+
+
+async def _endpoint_action(request: Request, act: Action, endpoint_id: str, fn: Any, done: str) -> Response:
+    if not UUID.match(endpoint_id):
+        raise not_found(act.user, "such webhook endpoint")
+    registry = registry_of(request)
+    try:
+        message = await run(registry, fn)
+    except Exception as exc:
+        found = problem_of(exc)
+        if found is None:
+            raise
+        if found.status == 404:
+            raise not_found(act.user, "such webhook endpoint") from None
+        return redirect(request, f"/console/webhooks/{endpoint_id}", f"Not done: {found.message}")
+    return redirect(request, f"/console/webhooks/{endpoint_id}", message or done)
+
+
+@router.post("/webhooks/{endpoint_id}/update")
+async def update_endpoint(
+    request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    registry = registry_of(request)
+    service = _webhooks(request)
+    f = act.form
+    events = [e for e in f.getlist("events") if e in EVENTS]
+    changes = EndpointChanges(
+        fields=frozenset(
+            {"url", "events", "channel", "description", "enabled"} - (set() if events else {"events"})
+        ),
+        url=f.get("url").strip()[:2048] or None,
+        events=events or None,
+        channel=f.get("channel") if f.get("channel") in CHANNELS else None,
+        description=f.get("description").strip()[:200] or None,
+        enabled=f.get("enabled") == "on",
+    )
+
+    def work(session: Any) -> str:
+        service.update_endpoint(session, act.user.client_id, endpoint_id, changes)
+        audit(
+            session, act.user.client_id, act.user.actor, "webhook.updated", endpoint_id, registry.clock.now()
+        )
+        return "Endpoint saved." if events else "Endpoint saved (events unchanged: choose at least one)."
+
+    return await _endpoint_action(request, act, endpoint_id, work, "Endpoint saved.")
+
+
+@router.post("/webhooks/{endpoint_id}/replay")
+async def replay(
+    request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    registry = registry_of(request)
+    service = _webhooks(request)
+    event_id = act.form.get("eventId").strip()[:64] or None
+    if event_id is not None and not UUID.match(event_id):
+        return redirect(request, f"/console/webhooks/{endpoint_id}", "Not replayed: no such event.")
+
+    def work(session: Any) -> str:
+        n = service.replay(session, act.user.client_id, endpoint_id, event_id)
+        audit(
+            session,
+            act.user.client_id,
+            act.user.actor,
+            "webhook.replayed",
+            endpoint_id,
+            registry.clock.now(),
+            {"eventId": event_id, "count": n},
+        )
+        return f"{n} deliver{'y' if n == 1 else 'ies'} queued again."
+
+    return await _endpoint_action(request, act, endpoint_id, work, "Queued again.")
+
+
+@router.post("/webhooks/{endpoint_id}/rotate-secret")
+async def rotate_secret(
+    request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    if not UUID.match(endpoint_id):
+        raise not_found(act.user, "such webhook endpoint")
+    registry = registry_of(request)
+    service = _webhooks(request)
+
+    def work(session: Any) -> str:
+        _, secret = service.rotate_secret(session, act.user.client_id, endpoint_id, None)
+        audit(
+            session,
+            act.user.client_id,
+            act.user.actor,
+            "webhook.secret_rotated",
+            endpoint_id,
+            registry.clock.now(),
+        )
+        return secret
+
+    try:
+        secret = await run(registry, work)
+    except Exception as exc:
+        found = problem_of(exc)
+        if found is None:
+            raise
+        if found.status == 404:
+            raise not_found(act.user, "such webhook endpoint") from None
+        return redirect(request, f"/console/webhooks/{endpoint_id}", f"Not rotated: {found.message}")
+    return await _endpoint_page(request, act.user, endpoint_id, secret=secret)
+
+
+@router.post("/webhooks/{endpoint_id}/delete")
+async def delete_endpoint(
+    request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    if not UUID.match(endpoint_id):
+        raise not_found(act.user, "such webhook endpoint")
+    registry = registry_of(request)
+    service = _webhooks(request)
+
+    def work(session: Any) -> None:
+        service.delete_endpoint(session, act.user.client_id, endpoint_id)
+        audit(
+            session, act.user.client_id, act.user.actor, "webhook.deleted", endpoint_id, registry.clock.now()
+        )
+
+    try:
+        await run(registry, work)
+    except EndpointNotFound:
+        raise not_found(act.user, "such webhook endpoint") from None
+    return redirect(request, "/console/webhooks", "Endpoint deleted.")
+
+
+# -- API keys ----------------------------------------------------------------------------------------------
+
+
+async def _keys_page(
+    request: Request,
+    user: CurrentUser,
+    *,
+    created: dict[str, Any] | None = None,
+    found: Problem | None = None,
+    status: int = 200,
+) -> Response:
+    registry = registry_of(request)
+    keys = await run(
+        registry,
+        lambda s: [
+            {
+                "id": k.id,
+                "name": k.name,
+                "prefix": k.prefix,
+                "scopes": k.scopes.split(),
+                "created": k.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "lastUsed": k.last_used_at.strftime("%Y-%m-%d %H:%M UTC") if k.last_used_at else "never",
+                "revoked": k.revoked_at.strftime("%Y-%m-%d %H:%M UTC") if k.revoked_at else None,
+            }
+            for k in key_svc.list_api_keys(s, user.client_id)
+        ],
+    )
+    return render(
+        request,
+        "console/keys.html",
+        {
+            "title": "API keys",
+            "keys": keys,
+            "created": created,
+            "problem": found,
+            "active": sum(1 for k in keys if not k["revoked"]),
+            "max": key_svc.MAX_ACTIVE_KEYS,
+        },
+        user,
+        status=status,
+        nav="keys",
+    )
+
+
+@router.get("/keys")
+async def keys_page(request: Request, user: Reader) -> Response:
+    return await _keys_page(request, user)
+
+
+@router.post("/keys")
+async def create_key(
+    request: Request, act: Annotated[Action, Depends(action(Permission.KEYS_MANAGE))]
+) -> Response:
+    registry = registry_of(request)
+    name = act.form.get("name").strip()[:200] or None
+    scopes = ["admin"] if act.form.get("admin") == "on" else []
+
+    def work(session: Any) -> dict[str, Any]:
+        created = key_svc.create_api_key(session, act.user.client_id, scopes, registry.clock.now(), name=name)
+        audit(
+            session,
+            act.user.client_id,
+            act.user.actor,
+            "apikey.created",
+            created.key.id,
+            registry.clock.now(),
+            {"scopes": created.key.scopes.split()},
+        )
+        return {"id": created.key.id, "secret": created.secret, "clientId": act.user.client_id}
+
+    try:
+        created = await run(registry, work)
+    except Exception as exc:
+        found = problem_of(exc)
+        if found is None:
+            raise
+        return await _keys_page(request, act.user, found=found, status=found.status)
+    # The secret is in this page only: it is stored as a hash and never shown again.
+    return await _keys_page(request, act.user, created=created)
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(
+    request: Request, key_id: str, act: Annotated[Action, Depends(action(Permission.KEYS_MANAGE))]
+) -> Response:
+    if not KEY_ID.match(key_id):
+        raise not_found(act.user, "such API key")
+    registry = registry_of(request)
+
+    def work(session: Any) -> None:
+        key_svc.revoke_api_key(session, act.user.client_id, key_id, registry.clock.now())
+        audit(session, act.user.client_id, act.user.actor, "apikey.revoked", key_id, registry.clock.now())
+
+    try:
+        await run(registry, work)
+    except NotFound:
+        raise not_found(act.user, "such API key") from None
+    registry.key_status.forget(key_id)
+    return redirect(
+        request, "/console/keys", f"Key {key_id} revoked: its tokens stop working within seconds."
+    )
+
+
+# -- MFA settings ------------------------------------------------------------------------------------------
+
+SETTING_FIELDS = (
+    (
+        "linkTtlSeconds",
+        "Link lifetime (seconds)",
+        "60 to 604800; default: 600 for login and SMS links, 86400 for account-opening emails",
+    ),
+    ("otpTtlSeconds", "Code lifetime (seconds)", "60 to 3600; default 600"),
+    ("otpLength", "Code length (digits)", "4 to 10; default 6"),
+    ("maxVerifyAttempts", "Verification attempts per session", "1 to 10; default 5"),
+    ("maxSends", "Sends per session", "1 to 10; default 3"),
+)
+
+
+async def _settings_page(
+    request: Request,
+    user: CurrentUser,
+    *,
+    found: Problem | None = None,
+    posted: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    registry = registry_of(request)
+
+    def work(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        row = session.get(ClientSettings, user.client_id)
+        raw = {
+            "linkTtlSeconds": row.link_ttl_seconds if row else None,
+            "otpTtlSeconds": row.otp_ttl_seconds if row else None,
+            "otpLength": row.otp_length if row else None,
+            "maxVerifyAttempts": row.max_verify_attempts if row else None,
+            "maxSends": row.max_sends if row else None,
+            "smsAllowedCountries": ", ".join(row.sms_allowed_countries or []) if row else "",
+            "rejectVoip": bool(row.reject_voip) if row else False,
+        }
+        return settings_view(session, user.client_id), raw
+
+    effective, raw = await run(registry, work)
+    if posted is not None:
+        raw = {**raw, **posted}
+    return render(
+        request,
+        "console/settings.html",
+        {
+            "title": "MFA settings",
+            "s": effective,
+            "raw": raw,
+            "fields": SETTING_FIELDS,
+            "problem": found,
+            "errors": errors_by_field(found.errors) if found else {},
+        },
+        user,
+        status=status,
+        nav="settings",
+    )
+
+
+@router.get("/settings")
+async def settings_page(request: Request, user: Reader) -> Response:
+    return await _settings_page(request, user)
+
+
+@router.post("/settings")
+async def save_settings(
+    request: Request, act: Annotated[Action, Depends(action(Permission.SETTINGS_EDIT))]
+) -> Response:
+    registry = registry_of(request)
+    f = act.form
+    body: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    for key, _, _ in SETTING_FIELDS:
+        text = f.get(key).strip()
+        if not text:
+            body[key] = None
+        elif text.isdigit() and len(text) < 10:
+            body[key] = int(text)
+        else:
+            errors.append({"field": key, "message": "a whole number, or empty for the default"})
+    countries = [c for c in re_split(f.get("smsAllowedCountries")) if c]
+    body["smsAllowedCountries"] = countries or None
+    body["rejectVoip"] = f.get("rejectVoip") == "on"
+    posted: dict[str, Any] = {k: f.get(k) for k, _, _ in SETTING_FIELDS} | {
+        "smsAllowedCountries": f.get("smsAllowedCountries"),
+        "rejectVoip": f.get("rejectVoip") == "on",
+    }
+    if errors:
+        return await _settings_page(
+            request,
+            act.user,
+            found=Problem("The settings were not saved.", errors, 400),
+            posted=posted,
+            status=400,
+        )
+    try:
+        parsed = SettingsBody.model_validate(body)
+    except ValidationError as exc:
+        found = problem_of(exc)
+        assert found is not None
+        return await _settings_page(request, act.user, found=found, posted=posted, status=400)
+
+    def work(session: Any) -> None:
+        now = registry.clock.now()
+        row = session.get(ClientSettings, act.user.client_id)
+        if row is None:
+            row = ClientSettings(client_id=act.user.client_id, updated_at=now)
+            session.add(row)
+        row.link_ttl_seconds = parsed.linkTtlSeconds
+        row.otp_ttl_seconds = parsed.otpTtlSeconds
+        row.otp_length = parsed.otpLength
+        row.max_verify_attempts = parsed.maxVerifyAttempts
+        row.max_sends = parsed.maxSends
+        row.sms_allowed_countries = parsed.smsAllowedCountries
+        row.reject_voip = parsed.rejectVoip
+        row.updated_at = now
+        audit(session, act.user.client_id, act.user.actor, "settings.updated", act.user.client_id, now)
+
+    await run(registry, work)
+    return redirect(request, "/console/settings", "Settings saved.")
+
+
+def re_split(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[\s,;]+", text[:2000])]
+
+
+# -- the signed-in person's account ---------------------------------------------------------------------
+
+
+@router.get("/account")
+async def account_page(
+    request: Request, user: Annotated[CurrentUser, Depends(reader(Permission.OWN_ACCOUNT))]
+) -> Response:
+    registry = registry_of(request)
+    auth = auth_service(registry)
+    now = registry.clock.now()
+
+    def work(session: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        sessions = [
+            {
+                "current": s.id == user.session_id,
+                "created": s.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "ip": s.ip,
+                "agent": (s.user_agent or "")[:80],
+            }
+            for s in auth.sessions_of(session, user, now)
+        ]
+        devices = [
+            {
+                "created": d.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "agent": (d.user_agent or "")[:80],
+                "expires": d.expires_at.strftime("%Y-%m-%d"),
+            }
+            for d in auth.devices_of(session, user, now)
+        ]
+        return sessions, devices
+
+    sessions, devices = await run(registry, work)
+    return render(
+        request,
+        "console/account.html",
+        {"title": "Your account", "sessions": sessions, "devices": devices},
+        user,
+        nav="account",
+    )
+
+
+@router.post("/account/sign-out-others")
+async def sign_out_others(
+    request: Request, act: Annotated[Action, Depends(action(Permission.OWN_ACCOUNT))]
+) -> Response:
+    registry = registry_of(request)
+    auth = auth_service(registry)
+    n = await run(registry, lambda s: auth.sign_out_others(s, act.user, registry.clock.now()))
+    return redirect(request, "/console/account", f"Signed out {n} other session{'s' if n != 1 else ''}.")
+
+
+@router.post("/account/forget-devices")
+async def forget_devices(
+    request: Request, act: Annotated[Action, Depends(action(Permission.OWN_ACCOUNT))]
+) -> Response:
+    registry = registry_of(request)
+    auth = auth_service(registry)
+    n = await run(registry, lambda s: auth.forget_devices(s, act.user, registry.clock.now()))
+    return redirect(
+        request,
+        "/console/account",
+        f"Forgot {n} browser{'s' if n != 1 else ''}: the next sign-in there asks for the email link again.",
+    )

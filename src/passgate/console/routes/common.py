@@ -1,0 +1,331 @@
+"""What every console page shares: who is signed in, what their role allows, CSRF on every form, safe
+form reading, rendering with the layout, flash messages, and turning domain errors into words."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from passgate.auth.exceptions import NotFound, TooManyKeys
+from passgate.bootstrap import Registry
+from passgate.console.forms import BadForm, Form, read_form
+from passgate.console.permissions import MATRIX, Permission, allows
+from passgate.console.services import ConsoleAuth, CurrentUser
+from passgate.db import transaction
+from passgate.messaging.exceptions import (
+    BuiltinTemplateReadOnly,
+    InvalidBranding,
+    TemplateExists,
+    TemplateNotFound,
+    TestSendRateLimited,
+    TooManyTemplates,
+    Unprocessable,
+)
+from passgate.mfa.exceptions import SendLimitReached, SendRateLimited, SessionClosed, Throttled
+from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
+from passgate.policy.lists import ImportTooLarge, ListExists, ListNotFound
+from passgate.webhooks.exceptions import WebhookError
+
+SESSION_COOKIE = "pg_console"
+DEVICE_COOKIE = "pg_console_device"
+PENDING_COOKIE = "pg_console_pending"
+NONCE_COOKIE = "pg_console_nonce"
+FLASH_COOKIE = "pg_console_flash"
+COOKIE_PATH = "/console"
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "web" / "templates"
+pages = Jinja2Templates(directory=str(TEMPLATES_DIR))
+T = TypeVar("T")
+
+# Pages that list data of one client must never be cached by a browser or proxy.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    # Inline styles and remote images are allowed for the email previews: a srcdoc iframe inherits this
+    # policy, and emails are inline-styled with the client's logo. Scripts come from this origin only.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data: https: http:; connect-src 'self'; frame-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+}
+
+
+class ConsoleSignInNeeded(Exception):
+    def __init__(self, next_path: str | None = None) -> None:
+        super().__init__("sign-in needed")
+        self.next_path = next_path
+
+
+class ConsoleRefused(Exception):
+    """The user's role does not allow this (403), or the form's CSRF token is wrong (403)."""
+
+    def __init__(self, title: str, message: str, user: CurrentUser | None = None) -> None:
+        super().__init__(message)
+        self.title = title
+        self.message = message
+        self.user = user
+
+
+class ConsolePageError(Exception):
+    def __init__(self, status: int, title: str, message: str, user: CurrentUser | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+        self.user = user
+
+
+def auth_service(registry: Registry) -> ConsoleAuth:
+    found = registry.extras.get("console_auth")
+    if isinstance(found, ConsoleAuth):
+        return found
+    service = ConsoleAuth(
+        keyring=registry.keyring,
+        clock=registry.clock,
+        limiter=registry.limiter,
+        mfa=registry.mfa,
+        public_url=registry.settings.public_url,
+        email_rates=registry.settings.console_sign_in_rates_email,
+        ip_rates=registry.settings.console_sign_in_rates_ip,
+    )
+    registry.extras["console_auth"] = service
+    return service
+
+
+def registry_of(request: Request) -> Registry:
+    reg = request.app.state.registry
+    assert isinstance(reg, Registry)
+    return reg
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def run(registry: Registry, fn: Callable[[Session], T]) -> T:
+    """One unit of work in the thread pool: committed when fn returns, rolled back when it raises."""
+
+    def work() -> T:
+        with transaction(registry.sessions) as session:
+            return fn(session)
+
+    return await run_in_threadpool(work)
+
+
+async def current_user(request: Request) -> CurrentUser | None:
+    registry = registry_of(request)
+    auth = auth_service(registry)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    return await run(registry, lambda s: auth.resolve(s, cookie, registry.clock.now()))
+
+
+def _next_path(request: Request) -> str | None:
+    return request.url.path if request.method == "GET" else None
+
+
+def reader(permission: Permission = Permission.READ) -> Callable[..., Any]:
+    """A dependency for pages (GET): the signed-in user, allowed `permission`."""
+
+    async def dependency(request: Request) -> CurrentUser:
+        user = await current_user(request)
+        if user is None:
+            raise ConsoleSignInNeeded(_next_path(request))
+        if not allows(user.role, permission):
+            raise ConsoleRefused("Not allowed", refusal(user.role, permission), user)
+        return user
+
+    dependency.permission = permission  # type: ignore[attr-defined]  # read by the role-matrix tests
+    return dependency
+
+
+@dataclass(frozen=True)
+class Action:
+    user: CurrentUser
+    form: Form
+
+
+def action(permission: Permission) -> Callable[..., Any]:
+    """A dependency for state-changing forms (POST): the signed-in user, a valid CSRF token, and a
+    role that allows `permission`. The form is read (and checked for NUL) once, here."""
+
+    async def dependency(request: Request) -> Action:
+        user = await current_user(request)
+        if user is None:
+            raise ConsoleSignInNeeded(None)
+        try:
+            form = await read_form(request)
+        except BadForm as exc:
+            raise ConsolePageError(exc.status, "The form could not be used", exc.message, user) from None
+        given = form.get("csrf") or request.headers.get("x-csrf-token")
+        if not ConsoleAuth.same_token(given, user.csrf):
+            raise ConsoleRefused(
+                "The form expired",
+                "This form was not sent from a current console page (its security token is missing or "
+                "old). Go back, reload the page and try again.",
+                user,
+            )
+        if not allows(user.role, permission):
+            raise ConsoleRefused("Not allowed", refusal(user.role, permission), user)
+        return Action(user, form)
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+def refusal(role: str, permission: Permission) -> str:
+    needed = MATRIX[permission].value
+    return f"Your role ({role}) cannot do this: it needs the {needed} role. Ask an owner of this client."
+
+
+def render(
+    request: Request,
+    name: str,
+    ctx: dict[str, Any],
+    user: CurrentUser | None,
+    status: int = 200,
+    nav: str = "",
+) -> HTMLResponse:
+    flash = _read_flash(request)
+    context = {
+        "user": user,
+        "csrf": user.csrf if user else ctx.get("csrf", ""),
+        "nav": nav,
+        "flash": flash,
+        "can": (lambda p: bool(user) and allows(user.role, Permission(p))) if user else (lambda p: False),
+        **ctx,
+    }
+    response = pages.TemplateResponse(request, name, context, status_code=status, headers=SECURITY_HEADERS)
+    if flash:
+        response.delete_cookie(FLASH_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+def redirect(request: Request, to: str, flash: str | None = None) -> RedirectResponse:
+    response = RedirectResponse(to, status_code=303, headers={"Cache-Control": "no-store"})
+    if flash:
+        registry = registry_of(request)
+        raw = base64.urlsafe_b64encode(json.dumps(flash[:300]).encode()).decode()
+        sig = registry.keyring.keyed_hash("console-flash", raw)[:24]
+        response.set_cookie(
+            FLASH_COOKIE,
+            f"{raw}.{sig}",
+            max_age=60,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="lax",
+            secure=auth_service(registry).secure_cookies,
+        )
+    return response
+
+
+def _read_flash(request: Request) -> str | None:
+    value = request.cookies.get(FLASH_COOKIE)
+    if not value or "." not in value or len(value) > 1000:
+        return None
+    raw, _, sig = value.rpartition(".")
+    registry = registry_of(request)
+    if not ConsoleAuth.same_token(sig, registry.keyring.keyed_hash("console-flash", raw)[:24]):
+        return None
+    try:
+        text = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except ValueError:
+        return None
+    return text if isinstance(text, str) else None
+
+
+def set_cookie(response: Response, registry: Registry, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=auth_service(registry).secure_cookies,
+    )
+
+
+def nonce_of(request: Request) -> tuple[str, bool]:
+    """The pre-sign-in CSRF nonce of this browser, and whether it is new (to be set as a cookie)."""
+    nonce = request.cookies.get(NONCE_COOKIE, "")
+    if 16 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum():
+        return nonce, False
+    return secrets.token_urlsafe(24), True
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    errors: list[dict[str, Any]]
+    status: int = 422
+
+
+def problem_of(exc: Exception) -> Problem | None:
+    """The words for a domain error a form can cause; None for anything else (a bug: let it be a 500)."""
+    if isinstance(exc, InvalidPolicySet):
+        return Problem(exc.message, [{"field": exc.location, "message": exc.message}])
+    if isinstance(exc, Unprocessable):
+        return Problem(str(exc), list(exc.errors))
+    if isinstance(exc, InvalidBranding):
+        return Problem("The branding was not saved: fix the fields marked below.", list(exc.errors))
+    if isinstance(exc, ValidationError):
+        from passgate.api.errors import validation_errors
+
+        errors = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+        return Problem("Some values are not valid: fix the fields marked below.", errors, 400)
+    if isinstance(exc, TestSendRateLimited | SendRateLimited):
+        return Problem(str(exc), [], 429)
+    if isinstance(exc, TemplateNotFound | ListNotFound | VersionNotFound | NotFound | NoActiveVersion):
+        return Problem(str(exc), [], 404)
+    if isinstance(
+        exc,
+        TemplateExists
+        | BuiltinTemplateReadOnly
+        | TooManyTemplates
+        | ListExists
+        | TooManyKeys
+        | SessionClosed
+        | SendLimitReached
+        | Throttled,
+    ):
+        return Problem(str(exc), [], 409)
+    if isinstance(exc, ImportTooLarge):
+        return Problem(str(exc), [{"field": "entries", "message": str(exc)}], 413)
+    if isinstance(exc, WebhookError):
+        field = getattr(exc, "field", None)
+        errors = [{"field": field, "message": str(exc)}] if field else []
+        status = 404 if type(exc).__name__.endswith("NotFound") else 422
+        return Problem(str(exc), errors, status)
+    return None
+
+
+def errors_by_field(errors: list[dict[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in errors:
+        key = str(e.get("field") or "")
+        msg = str(e.get("message") or "")
+        if e.get("line"):
+            msg = f"line {e['line']}: {msg}"
+        out[key] = f"{out[key]}; {msg}" if key in out else msg
+    return out
+
+
+def not_found(user: CurrentUser | None, what: str) -> ConsolePageError:
+    return ConsolePageError(404, "Not found", f"There is no {what} here.", user)

@@ -1,0 +1,214 @@
+"""Overview charts, MFA sessions (searchable list, one session with its timeline), the audit log."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from passgate.audit.services import entries as audit_entries
+from passgate.console import charts
+from passgate.console.forms import clean_param
+from passgate.console.routes.common import not_found, reader, registry_of, render, run
+from passgate.console.services import CurrentUser
+from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
+from passgate.mfa.destinations import mask
+from passgate.mfa.models import MfaSession
+
+router = APIRouter()
+Reader = Annotated[CurrentUser, Depends(reader())]
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+PAGE = 50
+
+
+@router.get("/overview")
+async def overview_page(request: Request, user: Reader, period: str = "24h") -> Response:
+    registry = registry_of(request)
+    chosen = PERIODS.get(period, PERIODS["24h"])
+    data = await run(registry, lambda s: overview(s, user.client_id, registry.clock.now(), chosen))
+    unit = chosen.bucket_label
+    decision_chart = charts.stacked_bars(
+        "decisions",
+        f"Decisions per {unit} by outcome, {chosen.label}",
+        data.labels,
+        data.decisions,
+        ", ".join(f"{o}: {data.totals['byOutcome'][o]}" for o in OUTCOMES),
+    )
+    challenge_chart = charts.horizontal_stacks(
+        "challenges",
+        f"Challenges by status and channel, {chosen.label}",
+        data.challenges,
+        "; ".join(
+            f"{c}: " + ", ".join(f"{s} {n}" for s, n in data.challenges[c].items() if n) for c in CHANNELS
+        ),
+    )
+    conversion_chart = charts.meters(
+        "conversion",
+        f"Verification conversion by channel, {chosen.label}",
+        data.conversion,
+        "; ".join(f"{c}: {v} verified of {t}" for c, (v, t) in data.conversion.items()),
+    )
+    failure_chart = charts.stacked_bars(
+        "failures",
+        f"Delivery and webhook failures per {unit}, {chosen.label}",
+        data.labels,
+        {"delivery": data.delivery_failures, "webhook": data.webhook_failures},
+        f"delivery failures {data.totals['deliveryFailures']}, failed webhook tries "
+        f"{data.totals['webhookFailures']}",
+    )
+    table = [
+        {
+            "label": label,
+            **{o: data.decisions[o][i] for o in OUTCOMES},
+            "delivery": data.delivery_failures[i],
+            "webhook": data.webhook_failures[i],
+        }
+        for i, label in enumerate(data.labels)
+    ]
+    return render(
+        request,
+        "console/overview.html",
+        {
+            "title": "Overview",
+            "periods": PERIODS,
+            "period": chosen,
+            "data": data,
+            "outcomes": OUTCOMES,
+            "statuses": STATUSES,
+            "channels": CHANNELS,
+            "decision_chart": decision_chart,
+            "challenge_chart": challenge_chart,
+            "conversion_chart": conversion_chart,
+            "failure_chart": failure_chart,
+            "palette": charts.PALETTE,
+            "table": table,
+        },
+        user,
+        nav="overview",
+    )
+
+
+def _iso(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+@router.get("/sessions")
+async def sessions_page(
+    request: Request,
+    user: Reader,
+    status: str = "",
+    channel: str = "",
+    account: str = "",
+    q: str = "",
+    before: str = "",
+) -> Response:
+    registry = registry_of(request)
+    status_f = status if status in STATUSES else ""
+    channel_f = channel if channel in CHANNELS else ""
+    account_f = clean_param(account, 256) or ""
+    q_f = clean_param(q, 64) or ""
+    before_at: datetime | None = None
+    if before:
+        try:
+            before_at = datetime.fromisoformat(before)
+            if before_at.tzinfo is None:
+                before_at = None
+        except ValueError:
+            before_at = None
+
+    def work(session: Any) -> list[dict[str, Any]]:
+        stmt = select(MfaSession).where(MfaSession.client_id == user.client_id)
+        if status_f:
+            stmt = stmt.where(MfaSession.status == status_f)
+        if channel_f:
+            stmt = stmt.where(MfaSession.channel == channel_f)
+        if account_f:
+            stmt = stmt.where(MfaSession.account_id == account_f)
+        if q_f:
+            # A session id, or an account id: what a support person has at hand.
+            stmt = stmt.where((MfaSession.id == q_f.lower()) | (MfaSession.account_id == q_f))
+        if before_at is not None:
+            stmt = stmt.where(MfaSession.created_at < before_at)
+        rows = session.scalars(
+            stmt.order_by(MfaSession.created_at.desc(), MfaSession.id).limit(PAGE + 1)
+        ).all()
+        return [
+            {
+                "id": m.id,
+                "status": m.status,
+                "channel": m.channel,
+                "type": m.type,
+                "destination": mask(m.channel, m.destination),
+                "account": m.account_id,
+                "created": _iso(m.created_at),
+                "created_raw": m.created_at.isoformat(),
+                "event": m.event_type,
+            }
+            for m in rows
+        ]
+
+    rows = await run(registry, work)
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return render(
+        request,
+        "console/sessions.html",
+        {
+            "title": "MFA sessions",
+            "rows": rows,
+            "more": more,
+            "next_before": rows[-1]["created_raw"] if rows and more else "",
+            "filters": {"status": status_f, "channel": channel_f, "account": account_f, "q": q_f},
+            "statuses": STATUSES,
+            "channels": CHANNELS,
+        },
+        user,
+        nav="sessions",
+    )
+
+
+@router.get("/sessions/{session_id}")
+async def session_page(request: Request, session_id: str, user: Reader) -> Response:
+    registry = registry_of(request)
+    if not UUID.match(session_id):
+        raise not_found(user, "such session")
+
+    def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        mfa = session.scalars(
+            select(MfaSession).where(MfaSession.id == session_id, MfaSession.client_id == user.client_id)
+        ).first()
+        if mfa is None:
+            return None
+        return registry.mfa.session_view(mfa), registry.mfa.timeline(session, user.client_id, session_id)
+
+    found = await run(registry, work)
+    if found is None:
+        raise not_found(user, "such session")
+    view, timeline = found
+    return render(
+        request,
+        "console/session.html",
+        {"title": f"Session {session_id[:8]}", "s": view, "timeline": timeline},
+        user,
+        nav="sessions",
+    )
+
+
+@router.get("/audit")
+async def audit_page(request: Request, user: Reader, before: str = "") -> Response:
+    registry = registry_of(request)
+    before_id = int(before) if before.isdigit() and len(before) < 12 else None
+    rows = await run(registry, lambda s: audit_entries(s, user.client_id, PAGE + 1, before_id))
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return render(
+        request,
+        "console/audit.html",
+        {"title": "Audit log", "rows": rows, "more": more, "next_before": rows[-1]["id"] if more else ""},
+        user,
+        nav="audit",
+    )

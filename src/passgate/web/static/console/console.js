@@ -1,0 +1,76 @@
+// Passgate console: small progressive enhancements. Every page works without this file.
+(function () {
+  "use strict";
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  // Forms marked data-confirm ask before they destroy something.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { event.preventDefault(); }
+  });
+
+  // The "check your email" page: look again in the background; move on once the sign-in has changed.
+  var poll = document.body.getAttribute("data-poll");
+  if (poll) {
+    setInterval(function () {
+      fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) {
+          if (r.redirected) { location.assign(r.url); } else if (r.status !== 200) { location.reload(); }
+        })
+        .catch(function () { /* try again at the next tick */ });
+    }, Math.max(1, Number(poll)) * 1000);
+  }
+
+  // Template editor: the preview follows the text as it is typed (the Preview button still works alone).
+  var form = document.getElementById("template-form");
+  if (!form) { return; }
+  var url = form.getAttribute("data-preview-url");
+  var frame = document.getElementById("preview-frame");
+  var errors = document.getElementById("preview-errors");
+  var timer = null;
+  var seq = 0;
+
+  function setText(id, text) { var el = document.getElementById(id); if (el) { el.textContent = text; } }
+
+  function show(data) {
+    errors.textContent = "";
+    if (data.sms) {
+      setText("preview-sms", data.sms.body);
+      setText("preview-sms-info", data.sms.encoding + " · " + data.sms.characters + " characters · " +
+        data.sms.segments + " segment" + (data.sms.segments === 1 ? "" : "s"));
+    } else {
+      setText("preview-subject", data.subject || "");
+      setText("preview-text", data.text || "");
+      if (frame) { frame.srcdoc = data.html || ""; }
+    }
+  }
+
+  function showErrors(problem) {
+    errors.textContent = "";
+    var list = document.createElement("ul");
+    (problem.errors || [{ message: problem.detail || "The template cannot be previewed." }]).forEach(function (e) {
+      var item = document.createElement("li");
+      item.className = "field-error";
+      item.textContent = (e.field ? e.field + (e.line ? " line " + e.line : "") + ": " : "") + e.message;
+      list.appendChild(item);
+    });
+    errors.appendChild(list);
+  }
+
+  function refresh() {
+    var mine = ++seq;
+    var body = new URLSearchParams(new FormData(form));
+    fetch(url, { method: "POST", body: body, credentials: "same-origin",
+                 headers: { "X-CSRF-Token": csrf, "Accept": "application/json" } })
+      .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, body: j }; }); })
+      .then(function (res) { if (mine === seq) { (res.ok ? show : showErrors)(res.body); } })
+      .catch(function () { /* offline: the Preview button still works */ });
+  }
+
+  form.addEventListener("input", function (event) {
+    if (!event.target.hasAttribute("data-preview")) { return; }
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 350);
+  });
+})();
