@@ -1,5 +1,5 @@
-"""Browser fixtures for the console: one headless Chromium for the whole run, and a real uvicorn server of
-the app on a free loopback port, on the test database, with its workers running in the process."""
+"""Browser fixtures for the console: headless Chromium, and a real uvicorn server of the app on a free
+loopback port, on the test database, with its workers running in the process (one per module and database)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium() -> Iterator[Browser]:
+    """A Chromium per test. Not shared further: Playwright's sync API keeps an event loop running on this
+    thread while it is open, and the other tests (run in between, grouped by database) call asyncio.run()."""
     path = _script("ensure_browser").find()
     if path is None:
         _missing("no Chromium found: install Debian's chromium or set PASSGATE_CHROMIUM")

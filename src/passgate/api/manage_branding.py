@@ -96,4 +96,8 @@ async def put_branding(
         with transaction(reg.sessions) as session:
             return service.replace(session, auth.client_id, data, reg.clock.now())
 
-    return JSONResponse(await run_in_threadpool(run, registry))
+    out = await run_in_threadpool(run, registry)
+    forget = getattr(registry.templates, "forget", None)
+    if forget is not None:
+        forget(auth.client_id)  # after the commit: the next message uses the new branding
+    return JSONResponse(out)

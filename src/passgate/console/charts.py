@@ -23,7 +23,8 @@ PALETTE = {
     "webhook": "#7c3aed",
 }
 WIDTH = 720
-HEIGHT = 240
+NARROW = 400  # the per-channel charts sit in half-width cards
+HEIGHT = 200
 LEFT = 44
 BOTTOM = 28
 TOP = 12
@@ -39,10 +40,12 @@ def _nice_max(value: int) -> int:
     return int(((value // magnitude) + 1) * magnitude)
 
 
-def _frame(chart_id: str, title: str, desc: str, body: str, height: int = HEIGHT) -> Markup:
+def _frame(
+    chart_id: str, title: str, desc: str, body: str, height: int = HEIGHT, width: int = WIDTH
+) -> Markup:
     # Every value from outside (titles, labels, names) goes through escape(); the rest is numbers.
     return Markup(  # noqa: S704
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMidYMid meet">'
         f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>'
         f"{body}</svg>"
@@ -101,8 +104,8 @@ def horizontal_stacks(
     largest row, or to each row's own total when `percent`."""
     row_h = 34
     height = TOP + len(rows) * (row_h + 14) + 8
-    label_w = 70
-    plot_w = WIDTH - label_w - 70
+    label_w = 56
+    plot_w = NARROW - label_w - 44
     biggest = max((sum(r.values()) for r in rows.values()), default=0) or 1
     parts: list[str] = []
     for j, (name, cats) in enumerate(rows.items()):
@@ -126,15 +129,15 @@ def horizontal_stacks(
         parts.append(
             f'<text x="{label_w + plot_w + 8}" y="{y + row_h / 2 + 5:.1f}" class="label">{total}</text>'
         )
-    return _frame(chart_id, title, desc, "".join(parts), height)
+    return _frame(chart_id, title, desc, "".join(parts), height, NARROW)
 
 
 def meters(chart_id: str, title: str, rows: Mapping[str, tuple[int, int]], desc: str) -> Markup:
     """A meter per row: the share of `done` in `total`, with the percentage written beside it."""
     row_h = 26
     height = TOP + len(rows) * (row_h + 14) + 8
-    label_w = 70
-    plot_w = WIDTH - label_w - 120
+    label_w = 56
+    plot_w = NARROW - label_w - 110
     parts: list[str] = []
     for j, (name, (done, total)) in enumerate(rows.items()):
         y = TOP + j * (row_h + 14)
@@ -146,4 +149,4 @@ def meters(chart_id: str, title: str, rows: Mapping[str, tuple[int, int]], desc:
             f'<rect x="{label_w}" y="{y}" width="{plot_w * share:.1f}" height="{row_h}" fill="#15803d" />'
             f'<text x="{label_w + plot_w + 8}" y="{y + row_h / 2 + 5:.1f}" class="label">{escape(text)}</text>'
         )
-    return _frame(chart_id, title, desc, "".join(parts), height)
+    return _frame(chart_id, title, desc, "".join(parts), height, NARROW)

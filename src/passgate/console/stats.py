@@ -67,7 +67,7 @@ def _bucket(column: Any, dialect: str, start: datetime, size: int) -> Any:
     # Integer division of integers on both databases ("/" as written, not SQLAlchemy's true division).
     # Labelled, and grouped by the label: PostgreSQL would not match two copies of an expression whose
     # bound parameters differ.
-    return (_epoch(column, dialect) - int(start.timestamp())).op("/")(size).label("bucket")
+    return (_epoch(column, dialect) - int(start.timestamp())).self_group().op("/")(size).label("bucket")
 
 
 def period_start(now: datetime, period: Period) -> tuple[datetime, int]:

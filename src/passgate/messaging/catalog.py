@@ -143,6 +143,11 @@ class TemplateCatalog:
             stmt = stmt.with_for_update()
         return session.scalars(stmt).first()
 
+    def _forget(self, client_id: str) -> None:
+        forget = getattr(self.source, "forget", None)
+        if forget is not None:
+            forget(client_id)
+
     def list(self, session: Session, client_id: str) -> list[StoredTemplate]:
         """Every template a request can name: the client's own, and the built-ins it has not overridden."""
         rows = session.scalars(select(ClientTemplate).where(ClientTemplate.client_id == client_id)).all()
@@ -217,6 +222,7 @@ class TemplateCatalog:
         row.locales = _locales_json(template)
         row.updated_at = now
         session.flush()
+        self._forget(client_id)
         return _stored(row), False
 
     def _insert(
@@ -245,6 +251,7 @@ class TemplateCatalog:
                 session.flush()
         except IntegrityError:
             raise TemplateExists(template.name) from None
+        self._forget(client_id)
         return _stored(row)
 
     def delete(self, session: Session, client_id: str, name: str) -> bool:
@@ -256,6 +263,7 @@ class TemplateCatalog:
             raise TemplateNotFound(name)
         session.delete(row)
         session.flush()
+        self._forget(client_id)
         return name in builtin_templates()
 
     # -- preview and test send -----------------------------------------------------------------------

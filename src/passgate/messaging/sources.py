@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -75,9 +77,35 @@ def brand_from_row(row: ClientBranding) -> Brand:
 
 class DatabaseTemplateSource:
     """The client's templates and branding from the database; a client's template of a built-in's name
-    overrides the built-in for that client only, and deleting it brings the built-in back."""
+    overrides the built-in for that client only, and deleting it brings the built-in back.
+
+    Lookups are remembered for `ttl` seconds per client (every challenge and every message reads them):
+    a change made through this process is seen at once (`forget`), through another within the TTL.
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+
+    def forget(self, client_id: str) -> None:
+        for key in [k for k in self._cache if k[0] == client_id]:
+            self._cache.pop(key, None)
+
+    def _cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[key] = (now + self.ttl, value)
+        return value
 
     def get(self, session: Session, client_id: str, name: str) -> MessageTemplate | None:
+        return self._cached((client_id, "template", name), lambda: self._get(session, client_id, name))  # type: ignore[no-any-return]
+
+    def _get(self, session: Session, client_id: str, name: str) -> MessageTemplate | None:
         if not TEMPLATE_NAME.fullmatch(name):
             # Saving enforces the name rule, so such a name was never stored; and a request's odd string
             # (a NUL byte, say) must not reach a database that refuses it.
@@ -96,6 +124,9 @@ class DatabaseTemplateSource:
             return None
 
     def brand(self, session: Session, client_id: str) -> Brand:
+        return self._cached((client_id, "brand", ""), lambda: self._brand(session, client_id))  # type: ignore[no-any-return]
+
+    def _brand(self, session: Session, client_id: str) -> Brand:
         row = session.get(ClientBranding, client_id)
         if row is None:
             return default_brand(session, client_id)
@@ -106,5 +137,8 @@ class DatabaseTemplateSource:
             return default_brand(session, client_id)
 
     def from_address(self, session: Session, client_id: str) -> str | None:
-        row = session.get(ClientBranding, client_id)
-        return row.from_address if row is not None else None
+        def load() -> str | None:
+            row = session.get(ClientBranding, client_id)
+            return row.from_address if row is not None else None
+
+        return self._cached((client_id, "from", ""), load)  # type: ignore[no-any-return]

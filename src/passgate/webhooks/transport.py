@@ -223,6 +223,7 @@ class HttpxWebhookTransport:
         self.user_agent = user_agent
         self._client: httpx.AsyncClient | None = None
         self._transport: PinnedTransport | None = None
+        self._literal_checks: dict[str, CheckedUrl] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def check(self, url: str) -> CheckedUrl:
@@ -247,10 +248,16 @@ class HttpxWebhookTransport:
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
         try:
-            if _is_ip_literal(url):
-                checked = self.check(url)  # nothing to resolve: no need for a thread
-            else:
-                checked = await asyncio.to_thread(self.check, url)
+            checked = self._literal_checks.get(url)
+            if checked is None:
+                if _is_ip_literal(url):
+                    # Nothing to resolve, so the verdict cannot change: judged once, remembered.
+                    checked = self.check(url)
+                    if len(self._literal_checks) > 10_000:
+                        self._literal_checks.clear()
+                    self._literal_checks[url] = checked
+                else:
+                    checked = await asyncio.to_thread(self.check, url)  # resolves: every try, in a thread
         except UnresolvableTargetError as exc:
             raise DeliveryError(f"target not resolved: {exc.message}") from None
         except ForbiddenTargetError as exc:

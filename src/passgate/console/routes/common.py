@@ -47,6 +47,17 @@ COOKIE_PATH = "/console"
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "web" / "templates"
 pages = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def _when(value: object) -> str:
+    """An RFC 3339 time from the services as people read it: 2026-11-29 02:12:02 UTC."""
+    text = str(value or "")
+    if len(text) >= 19 and text[10] == "T":
+        return f"{text[:10]} {text[11:19]} UTC"
+    return text
+
+
+pages.env.filters["when"] = _when
 T = TypeVar("T")
 
 # Pages that list data of one client must never be cached by a browser or proxy.

@@ -94,6 +94,29 @@ def _editor(
     )
 
 
+async def _initial_preview(
+    request: Request, user: CurrentUser, view: dict[str, Any], locale: str, parts: dict[str, str]
+) -> dict[str, Any] | None:
+    """The preview an editor opens with, so the page shows the message before anything is typed."""
+    registry = registry_of(request)
+    name = view.get("name") or "preview"
+    if not TEMPLATE_NAME.fullmatch(name):
+        name = "preview"
+
+    def work(session: Any) -> dict[str, Any]:
+        template = draft_template(name, view["channel"], view["kind"], locale, parts)
+        return preview_draft(
+            session, user.client_id, registry.templates, registry.settings.public_url, template, locale
+        )
+
+    try:
+        return await run(registry, work)
+    except Exception as exc:
+        if problem_of(exc) is None:
+            raise
+        return None  # the editor shows the problem when the author previews or saves
+
+
 def _locale_parts(view: dict[str, Any], locale: str) -> dict[str, str]:
     content = view.get("locales", {}).get(locale) or {}
     return {p: str(content.get(p, "")) for p in PARTS[view["channel"]]}
@@ -124,7 +147,8 @@ async def new_template(
         "overridesBuiltIn": False,
         "availableLocales": [],
     }
-    return _editor(request, user, view=view, locale=locale, parts=parts, new=True)
+    preview = await _initial_preview(request, user, view, locale, parts)
+    return _editor(request, user, view=view, locale=locale, parts=parts, new=True, preview=preview)
 
 
 @router.get("/templates/{name}")
@@ -148,7 +172,8 @@ async def edit_template(request: Request, name: str, user: Reader, locale: str =
     if chosen not in view["locales"]:
         # A new locale starts from the default one's words, to be translated.
         parts = _locale_parts(view, view["defaultLocale"])
-    return _editor(request, user, view=view, locale=chosen, parts=parts, new=False)
+    preview = await _initial_preview(request, user, view, chosen, parts)
+    return _editor(request, user, view=view, locale=chosen, parts=parts, new=False, preview=preview)
 
 
 def _form_parts(act: Action, channel: str) -> dict[str, str]:
@@ -273,7 +298,13 @@ async def save_template(
 ) -> Response:
     if not TEMPLATE_NAME.fullmatch(name):
         # Names come from the path; a bad one was typed into the "new template" form.
-        view: dict[str, Any] = {"name": name[:64], "channel": "EMAIL", "kind": "OTH", "defaultLocale": "en", "locales": {}}
+        view: dict[str, Any] = {
+            "name": name[:64],
+            "channel": "EMAIL",
+            "kind": "OTH",
+            "defaultLocale": "en",
+            "locales": {},
+        }
         bad = Problem(
             "The name must be 1-64 characters of a-z, 0-9 and -.",
             [{"field": "name", "message": "use a-z, 0-9 and -, not starting or ending with -"}],
