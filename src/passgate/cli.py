@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analyst also edits policies, lists and templates; owner also manages keys, webhooks, settings\n"
         "and branding. The password (12 characters or more) is read from a prompt or from standard input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: echo \"$PASSWORD\" | passgate user create --client cl_0123abcd "
+        epilog='example: echo "$PASSWORD" | passgate user create --client cl_0123abcd '
         "--email ana@acme.example --role owner --password-stdin --json",
     )
     p.add_argument("--client", required=True, help="the client id (from `passgate client create`)")

@@ -142,7 +142,7 @@ def meters(chart_id: str, title: str, rows: Mapping[str, tuple[int, int]], desc:
     for j, (name, (done, total)) in enumerate(rows.items()):
         y = TOP + j * (row_h + 14)
         share = done / total if total else 0.0
-        text = f"{share:.0%} ({done}/{total})" if total else "no challenges"
+        text = f"{share:.0%} ({done}/{total})" if total else "none"
         parts.append(
             f'<text x="0" y="{y + row_h / 2 + 5:.1f}" class="label">{escape(name)}</text>'
             f'<rect x="{label_w}" y="{y}" width="{plot_w}" height="{row_h}" fill="#f3f4f6" />'
