@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -165,7 +166,62 @@ def validation_errors(raw: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": f, "message": v["message"]} for f, v in by_field.items()]
 
 
+@dataclass(frozen=True)
+class Rule:
+    """How a domain exception is answered: status, title, problem slug, and optionally the field it names
+    and whether it carries a Retry-After (its `retry_after` attribute)."""
+
+    status: int
+    title: str
+    slug: str
+    field: str | None = None
+    retry_after: bool = False
+
+
+RULES: dict[type[Exception], Rule] = {
+    NotFound: Rule(404, "Not found", "not-found"),
+    VersionNotFound: Rule(404, "Not found", "not-found"),
+    ListNotFound: Rule(404, "Not found", "not-found"),
+    TemplateNotFound: Rule(404, "Not found", "not-found"),
+    SessionNotFound: Rule(404, "Not found", "not-found"),
+    EndpointNotFound: Rule(404, "Not found", "not-found"),
+    EventNotFound: Rule(404, "Not found", "not-found", field="eventId"),
+    TooManyKeys: Rule(409, "Too many keys", "too-many-keys"),
+    NoActiveVersion: Rule(409, "No active policy set", "no-active-version"),
+    ListExists: Rule(409, "Conflict", "conflict", field="name"),
+    TemplateExists: Rule(409, "Conflict", "conflict", field="name"),
+    BuiltinTemplateReadOnly: Rule(409, "Built-in template", "builtin-template"),
+    TooManyTemplates: Rule(409, "Too many templates", "too-many-templates"),
+    WrongMethod: Rule(409, "Wrong verification method", "wrong-method"),
+    EndpointDisabled: Rule(409, "Endpoint disabled", "endpoint-disabled"),
+    WrongSignatureScheme: Rule(409, "Wrong signature scheme", "wrong-signature-scheme"),
+    TooManyEndpoints: Rule(409, "Too many webhook endpoints", "too-many-endpoints"),
+    ImportTooLarge: Rule(413, "Payload too large", "too-large", field="entries"),
+    SendLimitReached: Rule(429, "Send limit reached", "send-limit"),
+    SendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
+    TestSendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
+}
+
+
+def _by_rule(rule: Rule) -> Any:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        detail = str(exc)
+        return problem(
+            rule.status,
+            rule.title,
+            detail,
+            slug=rule.slug,
+            errors=[{"field": rule.field, "message": detail}] if rule.field else None,
+            headers={"Retry-After": str(getattr(exc, "retry_after", 1))} if rule.retry_after else None,
+        )
+
+    return handler
+
+
 def install(app: FastAPI) -> None:
+    for exc_type, rule in RULES.items():
+        app.add_exception_handler(exc_type, _by_rule(rule))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(exc.errors())
@@ -226,14 +282,6 @@ def install(app: FastAPI) -> None:
             headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{exc.needed}"'},
         )
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc), slug="not-found")
-
-    @app.exception_handler(TooManyKeys)
-    async def _too_many_keys(_: Request, exc: TooManyKeys) -> JSONResponse:
-        return problem(409, "Too many keys", str(exc), slug="too-many-keys")
-
     @app.exception_handler(InvalidPolicySet)
     async def _invalid_set(_: Request, exc: InvalidPolicySet) -> JSONResponse:
         entry: dict[str, Any] = {"field": exc.location, "message": exc.message}
@@ -241,52 +289,6 @@ def install(app: FastAPI) -> None:
         if where:
             entry["line"], entry["column"] = int(where.group(1)), int(where.group(2))
         return problem(422, "Invalid policy set", str(exc), slug="invalid-policy-set", errors=[entry])
-
-    @app.exception_handler(NoActiveVersion)
-    async def _no_version(_: Request, exc: NoActiveVersion) -> JSONResponse:
-        return problem(409, "No active policy set", str(exc), slug="no-active-version")
-
-    @app.exception_handler(VersionNotFound)
-    async def _no_such_version(_: Request, exc: VersionNotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc), slug="not-found")
-
-    @app.exception_handler(ListNotFound)
-    async def _no_list(_: Request, exc: ListNotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc), slug="not-found")
-
-    @app.exception_handler(ListExists)
-    async def _list_exists(_: Request, exc: ListExists) -> JSONResponse:
-        return problem(
-            409, "Conflict", str(exc), slug="conflict", errors=[{"field": "name", "message": str(exc)}]
-        )
-
-    @app.exception_handler(ImportTooLarge)
-    async def _too_large(_: Request, exc: ImportTooLarge) -> JSONResponse:
-        return problem(
-            413,
-            "Payload too large",
-            str(exc),
-            slug="too-large",
-            errors=[{"field": "entries", "message": str(exc)}],
-        )
-
-    @app.exception_handler(TemplateNotFound)
-    async def _no_template(_: Request, exc: TemplateNotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc), slug="not-found")
-
-    @app.exception_handler(TemplateExists)
-    async def _template_exists(_: Request, exc: TemplateExists) -> JSONResponse:
-        return problem(
-            409, "Conflict", str(exc), slug="conflict", errors=[{"field": "name", "message": str(exc)}]
-        )
-
-    @app.exception_handler(BuiltinTemplateReadOnly)
-    async def _builtin_read_only(_: Request, exc: BuiltinTemplateReadOnly) -> JSONResponse:
-        return problem(409, "Built-in template", str(exc), slug="builtin-template")
-
-    @app.exception_handler(TooManyTemplates)
-    async def _too_many_templates(_: Request, exc: TooManyTemplates) -> JSONResponse:
-        return problem(409, "Too many templates", str(exc), slug="too-many-templates")
 
     @app.exception_handler(Unprocessable)
     async def _unprocessable(_: Request, exc: Unprocessable) -> JSONResponse:
@@ -305,36 +307,12 @@ def install(app: FastAPI) -> None:
             422, "Invalid branding", str(exc), slug="invalid-branding", extra={"errors": exc.errors}
         )
 
-    @app.exception_handler(TestSendRateLimited)
-    async def _test_send_rate(_: Request, exc: TestSendRateLimited) -> JSONResponse:
-        return problem(
-            429, "Rate limited", str(exc), slug="rate-limited", headers={"Retry-After": str(exc.retry_after)}
-        )
-
-    @app.exception_handler(SessionNotFound)
-    async def _no_session(_: Request, exc: SessionNotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc), slug="not-found")
-
     @app.exception_handler(SessionClosed)
     async def _closed(_: Request, exc: SessionClosed) -> JSONResponse:
         extra: dict[str, Any] = {"sessionStatus": exc.status}
         if exc.reason:
             extra["terminationReason"] = exc.reason
         return problem(409, "Session closed", str(exc), slug="session-closed", extra=extra)
-
-    @app.exception_handler(WrongMethod)
-    async def _wrong_method(_: Request, exc: WrongMethod) -> JSONResponse:
-        return problem(409, "Wrong verification method", str(exc), slug="wrong-method")
-
-    @app.exception_handler(SendLimitReached)
-    async def _sends(_: Request, exc: SendLimitReached) -> JSONResponse:
-        return problem(429, "Send limit reached", str(exc), slug="send-limit")
-
-    @app.exception_handler(SendRateLimited)
-    async def _send_rate(_: Request, exc: SendRateLimited) -> JSONResponse:
-        return problem(
-            429, "Rate limited", str(exc), slug="rate-limited", headers={"Retry-After": str(exc.retry_after)}
-        )
 
     @app.exception_handler(Throttled)
     async def _throttled(_: Request, exc: Throttled) -> JSONResponse:
@@ -356,28 +334,6 @@ def install(app: FastAPI) -> None:
             slug="invalid-webhook-url",
             errors=[{"field": exc.field, "message": exc.message}],
         )
-
-    @app.exception_handler(EndpointNotFound)
-    async def _no_endpoint(_: Request, exc: EndpointNotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc), slug="not-found")
-
-    @app.exception_handler(EventNotFound)
-    async def _no_event(_: Request, exc: EventNotFound) -> JSONResponse:
-        return problem(
-            404, "Not found", str(exc), slug="not-found", errors=[{"field": "eventId", "message": str(exc)}]
-        )
-
-    @app.exception_handler(EndpointDisabled)
-    async def _endpoint_disabled(_: Request, exc: EndpointDisabled) -> JSONResponse:
-        return problem(409, "Endpoint disabled", str(exc), slug="endpoint-disabled")
-
-    @app.exception_handler(WrongSignatureScheme)
-    async def _wrong_scheme(_: Request, exc: WrongSignatureScheme) -> JSONResponse:
-        return problem(409, "Wrong signature scheme", str(exc), slug="wrong-signature-scheme")
-
-    @app.exception_handler(TooManyEndpoints)
-    async def _too_many_endpoints(_: Request, exc: TooManyEndpoints) -> JSONResponse:
-        return problem(409, "Too many webhook endpoints", str(exc), slug="too-many-endpoints")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
