@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, bindparam, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -149,23 +149,157 @@ def flush_deferred_inserts(session: Session) -> None:
     if not pending and not increments:
         return
     # ORM objects first: deferred rows may reference them (timeline events reference their session).
-    session.flush()
+    if session.new or session.dirty or session.deleted:
+        session.flush()
     conn = session.connection()
     for table, rows in (pending or {}).items():
         if rows:
-            conn.execute(table.insert(), rows)
+            _insert_statement(table).executemany(conn, rows)
     for table, counts in (increments or {}).items():
         keys = [c.name for c in table.primary_key.columns]
         rows = [dict(zip(keys, key, strict=True), count=n) for key, n in sorted(counts.items())]
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-        stmt = dialect_insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={"count": table.c.count + stmt.excluded.count}
-        )
-        conn.execute(stmt, rows)
+        _increment_statement(table).executemany(conn, rows)
+
+
+class HotStatement:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor of a session's connection.
+
+    For the few statements every decision runs (the device read, the decision and velocity rows): there
+    SQLAlchemy's per-execution work (cache key, parameter processing, result wrapping) costs several times
+    what the database does. The SQL is SQLAlchemy's own compilation of the statement, and values go
+    through each column type's own bind processor, so what reaches the database is what
+    `Connection.execute` would send. It runs inside the session's transaction, on its connection.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], list[Any]]] = {}
+
+    def _prepare(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], list[Any]]:
+        prepared = self._compiled.get(dialect.name)
+        if prepared is None:
+            compiled = self.statement.compile(dialect=dialect)
+            # Values bound in the statement itself (literals); the caller gives the others.
+            defaults = {
+                name: bind.value
+                for name, bind in compiled.binds.items()
+                if not bind.required and bind.value is not None and not callable(bind.value)
+            }
+            names = tuple(compiled.positiontup) if compiled.positional else None
+            processors = []
+            for name, bind in compiled.binds.items():
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if processor is not None:
+                    processors.append((name, processor))
+            prepared = (compiled.string, names, defaults, processors)
+            self._compiled[dialect.name] = prepared
+        return prepared
+
+    def _params(
+        self,
+        names: tuple[str, ...] | None,
+        defaults: dict[str, Any],
+        processors: list[Any],
+        values: dict[str, Any],
+    ) -> Any:
+        params = {**defaults, **values} if defaults else dict(values)
+        for name, processor in processors:
+            if name in params:
+                params[name] = processor(params[name])
+        return params if names is None else tuple(params[n] for n in names)
+
+    def rows(self, conn: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        sql, names, defaults, processors = self._prepare(conn.dialect)
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(sql, self._params(names, defaults, processors, values))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def executemany(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        sql, names, defaults, processors = self._prepare(conn.dialect)
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(sql, [self._params(names, defaults, processors, r) for r in rows])
+        finally:
+            cursor.close()
+
+
+_HOT_INSERTS: dict[tuple[Any, Any], HotStatement] = {}
+
+
+def _insert_statement(table: Any) -> _RowInsert:
+    key = (table, "insert")
+    stmt = _HOT_INSERTS.get(key)
+    if stmt is None:
+        stmt = _HOT_INSERTS[key] = _RowInsert(table)
+    return stmt  # type: ignore[return-value]
+
+
+class _RowInsert(HotStatement):
+    """A multi-row INSERT of the columns the rows carry, plus the Python-side defaults of the others
+    (as SQLAlchemy's insert would apply them); one compiled statement per set of keys."""
+
+    def __init__(self, table: Any) -> None:
+        super().__init__(None)
+        self._table = table
+        self._by_keys: dict[frozenset[str], tuple[HotStatement, list[tuple[str, Any]]]] = {}
+
+    def executemany(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(frozenset(row), []).append(row)
+        for keys, group in groups.items():
+            entry = self._by_keys.get(keys)
+            if entry is None:
+                defaults = [
+                    (c.name, c.default)
+                    for c in self._table.columns
+                    if c.name not in keys and c.default is not None and not c.default.is_sequence
+                ]
+                names = sorted(keys) + [name for name, _ in defaults]
+                stmt = self._table.insert().values(
+                    {n: bindparam(n, type_=self._table.c[n].type) for n in names}
+                )
+                entry = self._by_keys[keys] = (HotStatement(stmt), defaults)
+            statement, defaults = entry
+            if defaults:
+                group = [
+                    {**row, **{n: d.arg(None) if d.is_callable else d.arg for n, d in defaults}}
+                    for row in group
+                ]
+            statement.executemany(conn, group)
+
+
+def _increment_statement(table: Any) -> HotStatement:
+    key = (table, "increment")
+    stmt = _HOT_INSERTS.get(key)
+    if stmt is None:
+        keys = [c.name for c in table.primary_key.columns]
+        values = {c.name: bindparam(c.name, type_=c.type) for c in table.columns}
+        stmt = _HOT_INSERTS[key] = _DialectUpsert(table, values, keys)
+    return stmt
+
+
+class _DialectUpsert(HotStatement):
+    """INSERT … ON CONFLICT DO UPDATE SET count = count + excluded.count, compiled per dialect."""
+
+    def __init__(self, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+        super().__init__(None)
+        self._table, self._values, self._keys = table, values, keys
+
+    def _prepare(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], list[Any]]:
+        if dialect.name not in self._compiled:
+            if dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+            stmt = dialect_insert(self._table).values(self._values)
+            self.statement = stmt.on_conflict_do_update(
+                index_elements=self._keys, set_={"count": self._table.c.count + stmt.excluded.count}
+            )
+        return super()._prepare(dialect)
 
 
 @contextmanager

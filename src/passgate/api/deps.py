@@ -38,7 +38,7 @@ class Principal:
     scopes: frozenset[str]
 
 
-def _principal(request: Request, registry: Registry, needed: str) -> Principal:
+def principal(request: Request, registry: Registry, needed: str) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -52,11 +52,11 @@ def _principal(request: Request, registry: Registry, needed: str) -> Principal:
 
 
 async def integration_principal(request: Request) -> Principal:
-    return _principal(request, request.app.state.registry, INTEGRATION_SCOPE)
+    return principal(request, request.app.state.registry, INTEGRATION_SCOPE)
 
 
 async def admin_principal(request: Request) -> Principal:
-    return _principal(request, request.app.state.registry, ADMIN_SCOPE)
+    return principal(request, request.app.state.registry, ADMIN_SCOPE)
 
 
 IntegrationAuth = Annotated[Principal, Depends(integration_principal)]

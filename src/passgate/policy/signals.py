@@ -13,6 +13,7 @@ import phonenumbers
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from passgate.db import HotStatement
 from passgate.policy.models import Device
 
 if TYPE_CHECKING:
@@ -128,10 +129,12 @@ def request_facts(event_type: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 # Built once: on the decision path, constructing a statement costs more than running it.
-_DEVICE = select(Device.seen, Device.trust_state).where(
-    Device.client_id == bindparam("client_id"),
-    Device.account_id == bindparam("account_id"),
-    Device.device_session_id == bindparam("device_session_id"),
+_DEVICE = HotStatement(
+    select(Device.seen, Device.trust_state).where(
+        Device.client_id == bindparam("client_id"),
+        Device.account_id == bindparam("account_id"),
+        Device.device_session_id == bindparam("device_session_id"),
+    )
 )
 
 
@@ -140,21 +143,18 @@ def device_facts(
 ) -> dict[str, Any]:
     if account_id is None:
         return {"seenForAccount": False, "trusted": False, "banned": False}
-    row = (
-        session.connection()
-        .execute(
-            _DEVICE,
-            {"client_id": client_id, "account_id": account_id, "device_session_id": device_session_id},
-        )
-        .first()
+    rows = _DEVICE.rows(
+        session.connection(),
+        {"client_id": client_id, "account_id": account_id, "device_session_id": device_session_id},
     )
-    if row is None:
+    if not rows:
         return {"seenForAccount": False, "trusted": False, "banned": False}
-    trusted = row.trust_state == "TRUSTED"
+    seen, trust_state = rows[0]
+    trusted = trust_state == "TRUSTED"
     return {
-        "seenForAccount": bool(row.seen) or trusted,
+        "seenForAccount": bool(seen) or trusted,
         "trusted": trusted,
-        "banned": row.trust_state == "BANNED",
+        "banned": trust_state == "BANNED",
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from passgate.db import defer_increment
+from passgate.db import HotStatement, defer_increment
 from passgate.policy.models import VelocityCounter
 
 METRICS = ("logins", "failedAttempts", "accountOpenings", "challenges")
@@ -112,9 +112,7 @@ class DatabaseVelocityStore:
         }
         for i, dim in enumerate(dims):
             params[f"key{i}"] = _hash(client_id, dim, keys[dim])
-        for dim, metric, day_count, hour_count in session.connection().execute(
-            _counts_statement(dims), params
-        ):
+        for dim, metric, day_count, hour_count in _counts_statement(dims).rows(session.connection(), params):
             out[dim][f"{metric}24h"] = int(day_count or 0)
             out[dim][f"{metric}1h"] = int(hour_count or 0)
         return out
@@ -126,7 +124,7 @@ class DatabaseVelocityStore:
 
 
 @lru_cache(maxsize=16)
-def _counts_statement(dims: tuple[str, ...]) -> Any:
+def _counts_statement(dims: tuple[str, ...]) -> HotStatement:
     """One statement for every dimension a set reads (a UNION ALL of index ranges), built once per
     combination of dimensions; both windows are summed in one pass."""
     branches = []
@@ -149,7 +147,7 @@ def _counts_statement(dims: tuple[str, ...]) -> Any:
             )
             .group_by(VelocityCounter.metric)
         )
-    return branches[0] if len(branches) == 1 else union_all(*branches)
+    return HotStatement(branches[0] if len(branches) == 1 else union_all(*branches))
 
 
 class RedisVelocityStore:
