@@ -4,8 +4,8 @@
 A FastAPI app assembled like `passgate.main.create_app` assembles Passgate's — the same
 `RequestContextMiddleware` (correlation id, Prometheus counters and histogram, access log check) with a
 `Metrics()` of its own, the same exception handlers (`passgate.api.errors.install`) — with one route,
-`POST /bare`, that reads the body and parses it as JSON through FastAPI's body machinery (as the decision
-routes must) and answers a constant JSON document of about the size of a decision, built and serialised
+`POST /bare`, that reads the body and parses it as JSON with pydantic-core straight from the bytes (as the
+decision routes do) and answers a constant JSON document of about the size of a decision, built and serialised
 per request like a decision response. `GET /healthz` answers like Passgate's.
 
 What it leaves out is exactly what the benchmark wants to see the cost of: bearer-token verification,
@@ -22,11 +22,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fastapi import Body, FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from passgate.api import errors
 from passgate.observability import Metrics, RequestContextMiddleware
+
+_BODY: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 # The size and shape of an ALLOW decision (about 250 bytes serialised).
 RESPONSE: dict[str, Any] = {
@@ -47,9 +50,13 @@ def create_app() -> FastAPI:
     errors.install(app)
 
     @app.post("/bare")
-    async def bare(payload: dict[str, Any] = Body()) -> JSONResponse:
-        # `payload` was read and parsed by FastAPI exactly as a decision body is; answer a copy of the
-        # constant so the serialisation work matches a decision's.
+    async def bare(request: Request) -> JSONResponse:
+        # Read and parse the body the way the decision routes do (pydantic-core straight from the bytes,
+        # after a look at the content type), then answer a copy of the constant so the serialisation
+        # work matches a decision's.
+        if "json" not in request.headers.get("content-type", "application/json"):
+            return JSONResponse({"detail": "not JSON"}, status_code=400)
+        _BODY.validate_json(await request.body())
         return JSONResponse(dict(RESPONSE))
 
     @app.get("/healthz")

@@ -163,6 +163,7 @@ def build_registry(
     email = email_sender or build_email_sender(settings, dev)
     sms = sms_sender or build_sms_sender(settings, dev)
     committer = GroupCommitter(sessions, inline=engine.dialect.name == "sqlite")
+    metrics.watch_group_commit(committer)
     dispatcher = Dispatcher(
         sessions=sessions,
         clock=clock,

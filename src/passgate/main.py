@@ -106,5 +106,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     from passgate.console.routes import install as install_console
 
     install_console(app)
+    decisions.install_schemas(app)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app

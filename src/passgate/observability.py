@@ -94,11 +94,44 @@ async def _problem(
     await send({"type": "http.response.body", "body": raw})
 
 
+class _GroupCommitCollector:
+    """Reads the group committer's counters at scrape time (nothing is counted twice on the hot path)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily(
+            "passgate_group_commit_batches",
+            "Transactions committed by the group committer",
+            value=self.source.batches,
+        )
+        yield CounterMetricFamily(
+            "passgate_group_commit_units",
+            "Units of work (decisions) committed by the group committer",
+            value=self.source.units,
+        )
+
+
 class Metrics:
     """Prometheus collectors on a registry of their own (one per app, so tests do not collide)."""
 
+    def decision_counter(self, event_type: str, decision: str) -> Any:
+        """The child counter for these labels, looked up once (labels() costs more than inc())."""
+        key = (event_type, decision)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.decisions.labels(event_type, decision)
+        return child
+
+    def watch_group_commit(self, committer: Any) -> None:
+        self.registry.register(_GroupCommitCollector(committer))
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._decision_children: dict[tuple[str, str], Any] = {}
         self.requests = Counter(
             "passgate_http_requests_total",
             "HTTP requests",

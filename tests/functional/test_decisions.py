@@ -211,3 +211,48 @@ def test_oversized_bodies_are_refused(http: TestClient, tenant: Tenant) -> None:
         headers={**tenant.headers, "content-type": "application/json"},
     )
     assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_the_token_is_checked_before_the_body(http: TestClient) -> None:
+    # An unauthenticated caller learns nothing from validation: 401 whatever the body.
+    for content in (b"{not json", b'{"inquiryId": "a-b"}', b""):
+        r = http.post("/login/v2", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 401, content
+    r = http.post("/newaccountopening/v2", content=b"[]", headers={"content-type": "application/json"})
+    assert r.status_code == 401
+
+
+def test_a_body_that_is_not_declared_json_is_refused(http: TestClient, tenant: Tenant) -> None:
+    import json
+
+    r = http.post(
+        "/login/v2",
+        content=json.dumps(login_body()).encode(),
+        headers={**tenant.headers, "content-type": "text/plain"},
+    )
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["field"] == "body"
+    # Without a content type the body is read as JSON (as FastAPI does for a JSON body).
+    r = http.post("/login/v2", content=json.dumps(login_body()).encode(), headers=tenant.headers)
+    assert r.status_code == 200, r.text
+
+
+def test_openapi_describes_the_decision_bodies(http: TestClient) -> None:
+    spec = http.get("/openapi.json").json()
+    for path, model in (("/login/v2", "LoginRequest"), ("/newaccountopening/v2", "AccountOpeningRequest")):
+        media = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert media["schema"]["$ref"] == f"#/components/schemas/{model}"
+        schema = spec["components"]["schemas"][model]
+        assert "inquiryId" in schema["required"] and schema["examples"]
+        for ref in _refs(schema):
+            assert ref.rsplit("/", 1)[-1] in spec["components"]["schemas"], ref
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from passgate.api.deps import principal
@@ -22,12 +24,62 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid bearer token"},
 }
 
+# The request bodies are parsed in the route (after the token check; see `_parse`), so the OpenAPI
+# document names them here and `install_schemas` adds their schemas to the components.
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (LoginRequest, AccountOpeningRequest)
 
-async def _handle(request: Request, event_type: str, body: Any) -> JSONResponse:
-    # The hottest route: the registry and the bearer token are read here rather than through FastAPI
-    # dependencies, whose resolution costs more per request than the token check itself.
+
+def _body_spec(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+def install_schemas(app: FastAPI) -> None:
+    """Add the decision request models to the OpenAPI components (FastAPI only collects the models of
+    parameters it parses itself)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in REQUEST_MODELS:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, definition in schema.pop("$defs", {}).items():
+                    schemas.setdefault(name, definition)
+                schemas[model.__name__] = schema
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
+    """The body as `model`, validated straight from the JSON bytes; errors as FastAPI's own."""
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type.lower():
+        raise RequestValidationError(
+            [{"type": "json_type", "loc": ("body",), "msg": "the body must be JSON (application/json)"}]
+        )
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
+        ) from None
+
+
+async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> JSONResponse:
+    # The hottest routes: the registry and the bearer token are read here rather than through FastAPI
+    # dependencies, whose resolution costs more per request than the token check itself, and the token is
+    # checked before the body is looked at (an unauthenticated caller gets 401, never a validation answer).
     registry: Registry = request.app.state.registry
     client_id = principal(request, registry, INTEGRATION_SCOPE).client_id
+    body = await _parse(request, model)
     decision_id: str = request.scope["state"]["correlation_id"]
     payload = body.model_dump(mode="json", exclude_none=True)
 
@@ -41,7 +93,7 @@ async def _handle(request: Request, event_type: str, body: Any) -> JSONResponse:
 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
     result = await registry.committer.run(decide)
-    registry.metrics.decisions.labels(event_type, result["decision"]).inc()
+    registry.metrics.decision_counter(event_type, result["decision"]).inc()
     return JSONResponse(result)
 
 
@@ -50,9 +102,10 @@ async def _handle(request: Request, event_type: str, body: Any) -> JSONResponse:
     summary="Decide on a login (after the password was accepted)",
     response_model=None,
     responses=_RESPONSES,
+    openapi_extra=_body_spec(LoginRequest),
 )
-async def login(body: LoginRequest, request: Request) -> JSONResponse:
-    return await _handle(request, "LOGIN", body)
+async def login(request: Request) -> JSONResponse:
+    return await _handle(request, "LOGIN", LoginRequest)
 
 
 @router.post(
@@ -60,6 +113,7 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
     summary="Decide on a new account opening",
     response_model=None,
     responses=_RESPONSES,
+    openapi_extra=_body_spec(AccountOpeningRequest),
 )
-async def new_account_opening(body: AccountOpeningRequest, request: Request) -> JSONResponse:
-    return await _handle(request, "NEW_ACCOUNT_OPENING", body)
+async def new_account_opening(request: Request) -> JSONResponse:
+    return await _handle(request, "NEW_ACCOUNT_OPENING", AccountOpeningRequest)

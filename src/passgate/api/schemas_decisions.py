@@ -38,6 +38,17 @@ def _checked_email(value: str) -> tuple[str, str | None]:
         return value, str(exc)
 
 
+@lru_cache(maxsize=20_000)
+def _normalised_ip(value: str) -> str | None:
+    # ipaddress parsing costs more than the rest of a login body's validation; addresses repeat.
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
 def _no_nul(value: Any) -> None:
     if isinstance(value, str):
         if "\x00" in value:
@@ -153,12 +164,10 @@ class _Decisionable(_In):
     def _ip(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        import ipaddress
-
-        try:
-            return str(ipaddress.ip_address(v))
-        except ValueError:
-            raise ValueError("not an IPv4 or IPv6 address") from None
+        normalised = _normalised_ip(v)
+        if normalised is None:
+            raise ValueError("not an IPv4 or IPv6 address")
+        return normalised
 
     @field_validator("customFields")
     @classmethod
