@@ -259,7 +259,7 @@ class ConsoleAuth:
             outcome=Outcome(decision="CHALLENGE", segment="console", mfa_enabled=True),
             now=now,
         )
-        started = self.mfa.start_challenge(session, ctx)
+        started = self.mfa.start_challenge(session, ctx, at_commit=False)  # read back below
         challenge = started[0] if started else {"error": "NOT_ENOUGH_INFO"}
         if challenge.get("error") or not challenge.get("ID"):
             raise ChallengeNotStarted(str(challenge.get("error") or "UNKNOWN"))

@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import defer_insert, upsert
+from passgate.db import DEFERRED, defer_insert, upsert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -73,8 +73,12 @@ class MfaConfig:
 
 
 def resolve_config(session: Session, client: Client) -> MfaConfig:
-    s = session.get(ClientSettings, client.id)
-    base = MfaConfig(sms_allowed_countries=(client.country,))
+    return _config_from(client.country, session.get(ClientSettings, client.id))
+
+
+def _config_from(country: str, s: Any) -> MfaConfig:
+    """The effective settings: the client's row (`s`, None when it has none) over the defaults."""
+    base = MfaConfig(sms_allowed_countries=(country,))
     if s is None:
         return base
     link = s.link_ttl_seconds
@@ -91,6 +95,59 @@ def resolve_config(session: Session, client: Client) -> MfaConfig:
         else base.sms_allowed_countries,
         reject_voip=bool(s.reject_voip),
     )
+
+
+_SESSIONS = cast(Table, MfaSession.__table__)
+_clients = Client.__table__.c
+_settings = ClientSettings.__table__.c
+_counters = FailureCounter.__table__.c
+# What a challenge needs to know about its client, in one read on the transaction's connection (no ORM
+# identity map, no autoflush of the other decisions sharing the transaction).
+_CLIENT_CONFIG = (
+    select(
+        _clients.sandbox,
+        _clients.country,
+        _settings.client_id.label("has_settings"),
+        _settings.link_ttl_seconds,
+        _settings.otp_ttl_seconds,
+        _settings.otp_length,
+        _settings.max_verify_attempts,
+        _settings.max_sends,
+        _settings.sms_allowed_countries,
+        _settings.reject_voip,
+    )
+    .select_from(Client.__table__.outerjoin(ClientSettings.__table__, _settings.client_id == _clients.id))
+    .where(_clients.id == bindparam("client_id"))
+)
+_COUNTER_LOCKED = select(_counters.locked).where(
+    _counters.client_id == bindparam("client_id"),
+    _counters.scope == bindparam("scope"),
+    _counters.subject_hash == bindparam("subject_hash"),
+)
+# Rows that reference their session: inserted after it even when another unit of the same transaction
+# deferred some of them first (a worker's timeline event sharing a group commit).
+_SESSION_DEPENDENTS = (MfaSecret.__table__, MfaEvent.__table__)
+
+
+def _defer_session_row(session: Session, row: dict[str, Any]) -> None:
+    defer_insert(session, _SESSIONS, [row])
+    pending: dict[Any, list[dict[str, Any]]] = session.info[DEFERRED]
+    order = list(pending)
+    position = order.index(_SESSIONS)
+    for dependent in _SESSION_DEPENDENTS:
+        if dependent in pending and order.index(dependent) < position:
+            pending[dependent] = pending.pop(dependent)  # to the end: after the sessions
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """An outbox message the provider accepted (see `MfaService.messages_sent`)."""
+
+    message_id: str
+    session_id: str | None
+    secret_id: str | None
+    attempt: int
+    provider: str
 
 
 class StatusListener(Protocol):
@@ -113,8 +170,14 @@ class MfaService:
     # -- creation ------------------------------------------------------------------------------------
 
     def start_challenge(
-        self, session: Session, ctx: DecisionContext
+        self, session: Session, ctx: DecisionContext, *, at_commit: bool = True
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Start a challenge in the caller's transaction: the session, its secret, its outbox message and
+        its timeline. Nothing in a decision reads these rows back, so by default they are inserted when the
+        transaction commits, with those of the other decisions sharing it (`db.defer_insert`): a few
+        multi-row inserts per batch instead of an ORM flush per challenge. A caller that reads the session
+        back in the same transaction (the console's sign-in) passes `at_commit=False`: the session row is
+        then written at once."""
         body = ctx.body
         login = ctx.event_type == "LOGIN"
         strategy = body.get("strategy") or {}
@@ -135,12 +198,14 @@ class MfaService:
         if not raw_destination:
             return _error("NOT_ENOUGH_INFO", mfa_type, channel), echoed
         echoed["person"] = {echo_key: raw_destination}
-        client = session.get(Client, ctx.client_id)
+        conn = session.connection()
+        client = conn.execute(_CLIENT_CONFIG, {"client_id": ctx.client_id}).first()
         assert client is not None
-        config = resolve_config(session, client)
+        sandbox = bool(client.sandbox)
+        config = _config_from(client.country, client if client.has_settings is not None else None)
 
         magic = is_sandbox_destination(channel, raw_destination)
-        if magic and not client.sandbox:
+        if magic and not sandbox:
             return _error("INVALID_DESTINATION", mfa_type, channel), echoed
         if channel == "EMAIL":
             check = check_email(raw_destination)
@@ -155,8 +220,12 @@ class MfaService:
         echoed["person"] = {echo_key: destination}
         dest_hash = self.keyring.keyed_hash("destination", destination)
 
-        if not client.sandbox:
-            if self._locked(session, ctx.client_id, [("destination", dest_hash)]):
+        if not sandbox:
+            locked = conn.execute(
+                _COUNTER_LOCKED,
+                {"client_id": ctx.client_id, "scope": "destination", "subject_hash": dest_hash},
+            ).scalar()
+            if locked:
                 return _error("RATE_LIMITED", mfa_type, channel), echoed
             if not self._send_allowed(channel, destination, dest_hash):
                 return _error("RATE_LIMITED", mfa_type, channel), echoed
@@ -175,42 +244,46 @@ class MfaService:
             destination if channel == "SMS" else person.get("phoneNumber"),
         )
         name_parts = person.get("name") or {}
-        mfa = MfaSession(
-            id=new_uuid(),
-            client_id=ctx.client_id,
-            decision_id=ctx.decision_id,
-            event_type=ctx.event_type,
-            type=mfa_type,
-            channel=channel,
-            template_name=name,
-            locale=locale,
-            destination=destination,
-            destination_hash=dest_hash,
-            account_id=account_id,
-            device_session_id=body.get("deviceSessionId"),
-            status=Status.UNKNOWN,
-            delivery_status=DeliveryStatus.QUEUED,
-            send_attempts=0,
-            verification_attempts=0,
-            max_sends=config.max_sends,
-            max_attempts=config.max_attempts,
-            ttl_seconds=ttl,
-            code_length=config.otp_length,
-            expires_at=now + timedelta(seconds=ttl),
-            created_at=now,
-            updated_at=now,
-            target_url=strategy.get("verificationTargetUrl"),
-            bind_to_device=bind,
-            match_number=match_number,
-            sandbox=client.sandbox,
-            render_context={
+        row: dict[str, Any] = {
+            "id": new_uuid(),
+            "client_id": ctx.client_id,
+            "decision_id": ctx.decision_id,
+            "event_type": ctx.event_type,
+            "type": mfa_type,
+            "channel": channel,
+            "template_name": name,
+            "locale": locale,
+            "destination": destination,
+            "destination_hash": dest_hash,
+            "account_id": account_id,
+            "device_session_id": body.get("deviceSessionId"),
+            "status": Status.UNKNOWN.value,
+            "termination_reason": None,
+            "delivery_status": DeliveryStatus.QUEUED.value,
+            "send_attempts": 0,
+            "verification_attempts": 0,
+            "max_sends": config.max_sends,
+            "max_attempts": config.max_attempts,
+            "ttl_seconds": ttl,
+            "code_length": config.otp_length,
+            "expires_at": now + timedelta(seconds=ttl),
+            "created_at": now,
+            "updated_at": now,
+            "verified_at": None,
+            "target_url": strategy.get("verificationTargetUrl"),
+            "bind_to_device": bind,
+            "match_number": match_number,
+            "sandbox": sandbox,
+            "render_context": {
                 "values": dict(strategy.get(values_key) or {}),
                 "person": {k: name_parts.get(k) for k in ("first", "last", "preferred")},
             },
-            sequence=0,
-        )
-        session.add(mfa)
-        session.flush()  # the session row first: events and secrets reference it
+            "sequence": 0,
+        }
+        # A transient object (never added to the session) for the listeners and the answer.
+        mfa = MfaSession(**row)
+        if at_commit:
+            _defer_session_row(session, row)
         self._event(
             session,
             mfa,
@@ -220,13 +293,17 @@ class MfaService:
                 "decisionId": ctx.decision_id,
                 "templateName": name,
                 "locale": locale,
-                "sandbox": client.sandbox,
+                "sandbox": sandbox,
             },
         )
         self._status_changed(session, mfa, None, Status.UNKNOWN, now)
         self._queue_send(session, mfa, now)
-        challenge = self.challenge_view(mfa)
-        return challenge, echoed
+        # The counters the listeners and the send moved, into the row before it is written.
+        row["sequence"] = mfa.sequence
+        row["send_attempts"] = mfa.send_attempts
+        if not at_commit:
+            conn.execute(insert(_SESSIONS), row)
+        return self.challenge_view(mfa), echoed
 
     def _send_allowed(self, channel: str, destination: str, dest_hash: str) -> bool:
         if not self.limiter.hit("send:destination", dest_hash, DESTINATION_SEND_RATES).allowed:
@@ -236,7 +313,8 @@ class MfaService:
         return True
 
     def _queue_send(self, session: Session, mfa: MfaSession, now: datetime) -> None:
-        """A new code or token (pending until its message is accepted) and its outbox row."""
+        """A new code or token (pending until its message is accepted) and its outbox row, both inserted at
+        commit (nothing in the transaction reads them back; the worker claims the message after it)."""
         if mfa.type == "OTP":
             value = (
                 mfa_secrets.sandbox_code(mfa.code_length)
@@ -247,35 +325,54 @@ class MfaService:
         else:
             value = mfa_secrets.new_link_token()
             kind, purpose = "LINK", mfa_secrets.LINK_PURPOSE
-        secret = MfaSecret(
-            id=new_uuid(),
-            session_id=mfa.id,
-            kind=kind,
-            secret_hash=self.keyring.keyed_hash(purpose, value),
-            key_id=self.keyring.current_hash_key_id,
-            active=False,
-            created_at=now,
-            expires_at=now + timedelta(seconds=mfa.ttl_seconds),
-        )
+        secret_id = new_uuid()
         message_id = new_uuid()
-        message = Message(
-            id=message_id,
-            client_id=mfa.client_id,
-            session_id=mfa.id,
-            secret_id=secret.id,
-            channel=mfa.channel,
-            destination=mfa.destination,
-            template_name=mfa.template_name,
-            locale=mfa.locale,
-            purpose="challenge",
-            sealed_secret=self.keyring.seal(value, message_id),
-            status=MessageStatus.QUEUED,
-            delivery_status=DeliveryStatus.QUEUED,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
+        defer_insert(
+            session,
+            MfaSecret.__table__,
+            [
+                {
+                    "id": secret_id,
+                    "session_id": mfa.id,
+                    "kind": kind,
+                    "secret_hash": self.keyring.keyed_hash(purpose, value),
+                    "key_id": self.keyring.current_hash_key_id,
+                    "active": False,
+                    "created_at": now,
+                    "activated_at": None,
+                    "expires_at": now + timedelta(seconds=mfa.ttl_seconds),
+                }
+            ],
         )
-        session.add_all([secret, message])
+        defer_insert(
+            session,
+            Message.__table__,
+            [
+                {
+                    "id": message_id,
+                    "client_id": mfa.client_id,
+                    "session_id": mfa.id,
+                    "secret_id": secret_id,
+                    "channel": mfa.channel,
+                    "destination": mfa.destination,
+                    "template_name": mfa.template_name,
+                    "locale": mfa.locale,
+                    "purpose": "challenge",
+                    "sealed_secret": self.keyring.seal(value, message_id),
+                    "status": MessageStatus.QUEUED.value,
+                    "delivery_status": DeliveryStatus.QUEUED.value,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "locked_until": None,
+                    "locked_by": None,
+                    "provider": None,
+                    "provider_message_id": None,
+                    "last_error": None,
+                    "created_at": now,
+                    "sent_at": None,
+                }
+            ],
+        )
         mfa.send_attempts += 1
         mfa.delivery_status = DeliveryStatus.QUEUED
         self._event(
@@ -543,31 +640,43 @@ class MfaService:
 
     # -- worker-side changes -------------------------------------------------------------------------
 
-    def message_sent(self, session: Session, message: Message, provider: str, now: datetime) -> None:
-        if message.session_id is None:
+    def messages_sent(self, session: Session, sent: list[SentMessage], now: datetime) -> None:
+        """The provider accepted these messages: each one's secret becomes valid (for its TTL from now), and
+        its session is MESSAGE_SENT. Sessions and secrets are read in one query each."""
+        session_ids = {m.session_id for m in sent if m.session_id}
+        if not session_ids:
             return
-        mfa = session.get(MfaSession, message.session_id)
-        if mfa is None:
-            return
-        if message.secret_id:
-            secret = session.get(MfaSecret, message.secret_id)
+        sessions = {
+            mfa.id: mfa for mfa in session.scalars(select(MfaSession).where(MfaSession.id.in_(session_ids)))
+        }
+        secret_ids = {m.secret_id for m in sent if m.secret_id and m.session_id in sessions}
+        secrets = (
+            {s.id: s for s in session.scalars(select(MfaSecret).where(MfaSecret.id.in_(secret_ids)))}
+            if secret_ids
+            else {}
+        )
+        for m in sent:
+            mfa = sessions.get(m.session_id or "")
+            if mfa is None:
+                continue
+            secret = secrets.get(m.secret_id or "")
             if secret is not None:
                 secret.active = True
                 secret.activated_at = now
                 secret.expires_at = now + timedelta(seconds=mfa.ttl_seconds)
                 if not is_terminal(mfa.status) and secret.expires_at > mfa.expires_at:
                     mfa.expires_at = secret.expires_at
-        mfa.delivery_status = DeliveryStatus.SENT
-        mfa.updated_at = now
-        self._event(
-            session,
-            mfa,
-            "MESSAGE_SENT",
-            "worker",
-            {"messageId": message.id, "provider": provider, "attempt": message.attempts},
-        )
-        if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
-            self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
+            mfa.delivery_status = DeliveryStatus.SENT
+            mfa.updated_at = now
+            self._event(
+                session,
+                mfa,
+                "MESSAGE_SENT",
+                "worker",
+                {"messageId": m.message_id, "provider": m.provider, "attempt": m.attempt},
+            )
+            if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
+                self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
 
     def message_failed(
         self, session: Session, message: Message, authorization: bool, reason: str, now: datetime
