@@ -8,8 +8,12 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from passgate.db import transaction
+
+if TYPE_CHECKING:
+    from passgate.messaging.services import Dispatcher
 
 log = logging.getLogger("passgate.worker")
 
@@ -53,10 +57,18 @@ class Worker:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        reg = self.registry
-        dispatcher = reg.dispatcher
-        last_sweep = 0.0
+        dispatcher = self.registry.dispatcher
         log.info("worker started", extra={"workerId": dispatcher.worker_id})
+        dispatcher.keep_connections = True
+        try:
+            await self._loop_until_stopped(dispatcher)
+        finally:
+            await dispatcher.release()
+        log.info("worker stopped")
+
+    async def _loop_until_stopped(self, dispatcher: Dispatcher) -> None:
+        assert self._loop is not None
+        last_sweep = 0.0
         while not self._stop.is_set():
             busy = 0
             try:
@@ -79,7 +91,6 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
                 pass
-        log.info("worker stopped")
 
     def _sweep(self) -> int:
         with transaction(self.registry.sessions) as session:

@@ -9,16 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.models import Client
 from passgate.batching import GroupCommitter
 from passgate.clock import Clock
-from passgate.db import transaction
+from passgate.db import defer_insert, transaction
 from passgate.keyring import KeyRing
 from passgate.messaging import test_sends
 from passgate.messaging.branding import from_header
@@ -42,7 +42,7 @@ from passgate.messaging.templates import (
     render,
 )
 from passgate.mfa.models import MfaSession
-from passgate.mfa.services import MfaService
+from passgate.mfa.services import MfaService, SentMessage
 from passgate.mfa.states import is_terminal
 from passgate.observability import Metrics
 
@@ -69,6 +69,37 @@ class Claimed:
     # "test" for a management test send (no MFA session, sample values, marked as a test).
     purpose: str = "challenge"
     from_address: str | None = None
+
+
+@dataclass
+class Sent:
+    """A message the provider accepted, waiting to be recorded with the others of its round."""
+
+    claimed: Claimed
+    provider: str
+    provider_id: str
+    started: datetime
+
+
+_messages = cast(Table, Message.__table__)
+_MARK_SENT = (
+    update(_messages)
+    .where(_messages.c.id.in_(bindparam("ids", expanding=True)), _messages.c.status == MessageStatus.SENDING)
+    .values(
+        status=MessageStatus.SENT.value,
+        delivery_status=DeliveryStatus.SENT.value,
+        sent_at=bindparam("now"),
+        sealed_secret=None,
+        locked_until=None,
+        last_error=None,
+    )
+    .returning(_messages.c.id, _messages.c.session_id, _messages.c.secret_id)
+)
+_SET_PROVIDER = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("mid"))
+    .values(provider=bindparam("provider"), provider_message_id=bindparam("provider_id"))
+)
 
 
 class Dispatcher:
@@ -107,6 +138,9 @@ class Dispatcher:
         self.metrics = metrics
         self.worker_id = worker_id
         self.retry_schedule = retry_schedule
+        # A long-running worker keeps provider connections open between rounds (see `release`); a one-off
+        # round (a script, a test) closes what it opened before its event loop goes away.
+        self.keep_connections = False
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -129,9 +163,16 @@ class Dispatcher:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        # The sessions of the round in one read (the gets below find them in the identity map).
+        session_ids = {m.session_id for m in due if m.session_id}
+        sessions = (
+            {s.id: s for s in session.scalars(select(MfaSession).where(MfaSession.id.in_(session_ids)))}
+            if session_ids
+            else {}
+        )
         claimed: list[Claimed] = []
         for m in due:
-            mfa = session.get(MfaSession, m.session_id) if m.session_id else None
+            mfa = sessions.get(m.session_id) if m.session_id else None
             if mfa is not None and is_terminal(mfa.status):
                 m.status = MessageStatus.FAILED
                 m.last_error = f"not sent: session {mfa.status}"
@@ -210,18 +251,33 @@ class Dispatcher:
             return fn(session)
 
     async def run_once(self, limit: int = 50) -> int:
-        claimed = await self._db(lambda session: self._claim(session, limit))
-        if not claimed:
-            return 0
-        outcomes = await asyncio.gather(*(self._send_one(c) for c in claimed))
+        try:
+            claimed = await self._db(lambda session: self._claim(session, limit))
+            if not claimed:
+                return 0
+            outcomes = await asyncio.gather(*(self._send_one(c) for c in claimed))
 
-        def record(session: Session) -> None:
-            # Every result of this round in one transaction.
-            for outcome in outcomes:
-                outcome(session)
+            def record(session: Session) -> None:
+                # Every result of this round in one transaction; the accepted ones in a few statements.
+                self._record_sent(session, [o for o in outcomes if isinstance(o, Sent)])
+                for outcome in outcomes:
+                    if not isinstance(outcome, Sent):
+                        outcome(session)
 
-        await self._db(record)
-        return len(claimed)
+            await self._db(record)
+            return len(claimed)
+        finally:
+            if not self.keep_connections:
+                await self.release()
+
+    async def release(self) -> None:
+        """Close the connections the senders keep open on this event loop (SMTP)."""
+        seen: set[int] = set()
+        for sender in (self.email_sender, self.sms_sender, self.sandbox_sender):
+            release = getattr(sender, "release", None)
+            if release is not None and id(sender) not in seen:
+                seen.add(id(sender))
+                await release()
 
     def _render(self, c: Claimed) -> tuple[OutgoingEmail | OutgoingSms, str | None, str | None]:
         if c.template is None:
@@ -281,8 +337,9 @@ class Dispatcher:
             code,
         )
 
-    async def _send_one(self, c: Claimed) -> Callable[[Session], None]:
-        """Sends; returns how to record the result (run later, with the others of the round)."""
+    async def _send_one(self, c: Claimed) -> Sent | Callable[[Session], None]:
+        """Sends; returns the accepted send, or how to record the failure (run later, with the others of
+        the round)."""
         started = self.clock.now()
         email_sender = self.sandbox_sender if c.sandbox else self.email_sender
         sms_sender = self.sandbox_sender if c.sandbox else self.sms_sender
@@ -305,41 +362,64 @@ class Dispatcher:
             failure = TemporarySendError(type(exc).__name__)
             return partial(self._record_failure, c=c, provider=provider, exc=failure, started=started)
         self.metrics.messages.labels(c.channel, "sent").inc()
-        return partial(self._record_success, c=c, provider=provider, provider_id=provider_id, started=started)
+        return Sent(c, provider, provider_id[:128], started)
 
-    def _record_success(
-        self, session: Session, *, c: Claimed, provider: str, provider_id: str, started: datetime
-    ) -> None:
+    def _record_sent(self, session: Session, sent: list[Sent]) -> None:
+        """The provider accepted these: each message SENT (unless another worker already recorded it after
+        re-claiming it from a stall), one attempt each, and their sessions told."""
+        if not sent:
+            return
         now = self.clock.now()
-        result = session.execute(
-            update(Message)
-            .where(Message.id == c.message_id, Message.status == MessageStatus.SENDING)
-            .values(
-                status=MessageStatus.SENT,
-                delivery_status=DeliveryStatus.SENT,
-                sent_at=now,
-                provider=provider,
-                provider_message_id=provider_id[:128],
-                sealed_secret=None,
-                locked_until=None,
-                last_error=None,
+        conn = session.connection()
+        # Only rows still SENDING move (atomically, row by row); RETURNING says which ones did.
+        moved = {
+            row.id: row
+            for row in conn.execute(
+                _MARK_SENT,
+                {"ids": [s.claimed.message_id for s in sent], "now": now},
             )
-        )
-        session.add(
-            MessageAttempt(
-                message_id=c.message_id,
-                attempt=c.attempt,
-                provider=provider,
-                result="sent",
-                started_at=started,
-                finished_at=now,
+        }
+        if moved:
+            conn.execute(
+                _SET_PROVIDER,
+                [
+                    {"mid": s.claimed.message_id, "provider": s.provider, "provider_id": s.provider_id}
+                    for s in sent
+                    if s.claimed.message_id in moved
+                ],
             )
+        # The attempt is recorded either way: the send happened.
+        defer_insert(
+            session,
+            MessageAttempt.__table__,
+            [
+                {
+                    "message_id": s.claimed.message_id,
+                    "attempt": s.claimed.attempt,
+                    "provider": s.provider,
+                    "result": "sent",
+                    "error": None,
+                    "started_at": s.started,
+                    "finished_at": now,
+                }
+                for s in sent
+            ],
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return  # another worker already recorded this message (it was re-claimed after a stall)
-        message = session.get(Message, c.message_id)
-        assert message is not None
-        self.mfa.message_sent(session, message, provider, now)
+        self.mfa.messages_sent(
+            session,
+            [
+                SentMessage(
+                    message_id=s.claimed.message_id,
+                    session_id=moved[s.claimed.message_id].session_id,
+                    secret_id=moved[s.claimed.message_id].secret_id,
+                    attempt=s.claimed.attempt,
+                    provider=s.provider,
+                )
+                for s in sent
+                if s.claimed.message_id in moved
+            ],
+            now,
+        )
 
     def _record_failure(
         self, session: Session, *, c: Claimed, provider: str, exc: SendError, started: datetime

@@ -1,10 +1,31 @@
-"""Email over SMTP with aiosmtplib: smtp:// (STARTTLS when offered), smtps:// (implicit TLS), auth."""
+"""Email over SMTP with aiosmtplib: smtp:// (STARTTLS when offered), smtps:// (implicit TLS), auth.
+
+Connections are kept open and reused, a few per event loop (`pool_size`): a message costs the MAIL, RCPT and
+DATA exchanges, not a TCP (and TLS) handshake, EHLO and login each. A connection that failed in any way is
+closed, never reused; one that the server closed while it sat idle is replaced at once, within the same try.
+Each message is still sent, and its outcome reported, on its own: the caller records one attempt per try.
+
+The MIME text is composed here directly (headers folded by the `email` package once per distinct value and
+remembered); building an `EmailMessage` and flattening it costs more CPU than the rest of a send together.
+Anything out of the ordinary (an address that is not plain ASCII) goes through `EmailMessage` as before.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import binascii
+import email.policy
+import re
+import secrets
+import socket
 import ssl
+import time
+import weakref
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
+from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -16,11 +37,90 @@ from passgate.messaging.senders.base import (
     TemporarySendError,
 )
 
+_POLICY = email.policy.SMTP  # CRLF line ends, as the message goes on the wire
+# A plain ASCII mailbox (no display name, no quoting): what the fast path writes into To as it is.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+_MAX_LINE = 78  # as EmailMessage.set_content: longer lines, or non-ASCII, are quoted-printable
+
+
+@lru_cache(maxsize=4096)
+def _folded(name: str, value: str) -> bytes:
+    """`Name: value` folded and encoded (RFC 2047 for non-ASCII) exactly as EmailMessage would write it."""
+    header = _POLICY.header_factory(name, value)
+    return str(header.fold(policy=_POLICY)).encode("ascii")
+
+
+@lru_cache(maxsize=1024)
+def _from(value: str) -> tuple[bytes, str]:
+    """The folded From header and the envelope sender (its address)."""
+    header = _POLICY.header_factory("From", value)
+    addresses: tuple[Any, ...] = tuple(getattr(header, "addresses", ()))
+    if len(addresses) != 1:
+        raise ValueError("not a single address")
+    addr_spec = str(addresses[0].addr_spec)
+    if not addr_spec.isascii() or "@" not in addr_spec:
+        raise ValueError("not a plain ASCII address")
+    return header.fold(policy=_POLICY).encode("ascii"), addr_spec
+
+
+def _part(content_type: str, text: str) -> bytes:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if text.isascii() and all(len(line) <= _MAX_LINE for line in lines):
+        cte = b"7bit"
+        body = "\r\n".join(lines).encode("ascii")
+    else:
+        cte = b"quoted-printable"
+        qp = binascii.b2a_qp("\n".join(lines).encode("utf-8"), quotetabs=False, istext=True, header=False)
+        body = qp.replace(b"\n", b"\r\n")
+    return (
+        b"Content-Type: " + content_type.encode() + b'; charset="utf-8"\r\n'
+        # The body ends with a line break (as EmailMessage writes it); the CRLF after it is the boundary's.
+        b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body + b"\r\n\r\n"
+    )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipient: str
+    message_id: str  # the Message-ID header's value
+    data: bytes | None  # the message as sent, or None: send `message` (the out-of-the-ordinary path)
+    message: EmailMessage | None = None
+
+
+class _Pool:
+    """The open connections of one event loop, and the slots that bound how many there are."""
+
+    def __init__(self, size: int) -> None:
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[tuple[aiosmtplib.SMTP, float]] = []
+
+    def take(self, max_idle: float) -> aiosmtplib.SMTP | None:
+        now = time.monotonic()
+        while self.idle:
+            smtp, since = self.idle.pop()
+            if smtp.is_connected and now - since <= max_idle:
+                return smtp
+            smtp.close()
+        return None
+
+    def give_back(self, smtp: aiosmtplib.SMTP) -> None:
+        self.idle.append((smtp, time.monotonic()))
+
 
 class SmtpEmailSender:
     name = "smtp"
 
-    def __init__(self, url: str, timeout: float = 15.0, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 15.0,
+        tls_context: ssl.SSLContext | None = None,
+        pool_size: int = 4,
+        max_idle_seconds: float = 30.0,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
             raise ValueError("PASSGATE_SMTP_URL must start with smtp:// or smtps://")
@@ -32,6 +132,20 @@ class SmtpEmailSender:
         self.timeout = timeout
         self.tls_context = tls_context
         self.domain = "passgate.local"
+        self.pool_size = max(1, pool_size)
+        # Servers drop idle sessions (RFC 5321 asks them to wait 5 minutes; some wait less): an older
+        # connection is closed rather than tried.
+        self.max_idle_seconds = max_idle_seconds
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+        self._local_hostname: str | None = None
+        self.connections_opened = 0
+
+    # -- the message -------------------------------------------------------------------------------
+
+    def _message_id(self, message: OutgoingEmail) -> str:
+        # The outbox id doubles as Message-ID so a resent duplicate is recognisable downstream.
+        domain = message.from_addr.rsplit("@", 1)[-1].strip("> ") or self.domain
+        return f"<{message.message_id}@{domain}>"
 
     def build(self, message: OutgoingEmail) -> EmailMessage:
         msg = EmailMessage()
@@ -39,9 +153,7 @@ class SmtpEmailSender:
         msg["To"] = message.to
         msg["Subject"] = message.subject
         msg["Date"] = formatdate(localtime=False)
-        # The outbox id doubles as Message-ID so a resent duplicate is recognisable downstream.
-        domain = message.from_addr.rsplit("@", 1)[-1].strip("> ") or self.domain
-        msg["Message-ID"] = f"<{message.message_id}@{domain}>"
+        msg["Message-ID"] = self._message_id(message)
         msg["Auto-Submitted"] = "auto-generated"
         for k, v in message.headers.items():
             msg[k] = v
@@ -49,20 +161,52 @@ class SmtpEmailSender:
         msg.add_alternative(message.html, subtype="html")
         return msg
 
-    async def send_email(self, message: OutgoingEmail) -> str:
-        msg = self.build(message)
+    def compose(self, message: OutgoingEmail) -> Envelope:
+        """The message as it goes on the wire: multipart/alternative, text then HTML, both UTF-8."""
+        message_id = self._message_id(message)
         try:
-            await aiosmtplib.send(
-                msg,
-                hostname=self.hostname,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                use_tls=self.implicit_tls,
-                start_tls=None if not self.implicit_tls else False,
-                timeout=self.timeout,
-                tls_context=self.tls_context,
+            if not _PLAIN_ADDRESS.fullmatch(message.to) or not message_id.isascii():
+                raise ValueError("not a plain address")
+            values = (message.from_addr, message.subject, *message.headers.keys(), *message.headers.values())
+            if any("\r" in v or "\n" in v for v in values):
+                raise ValueError("a line break in a header")  # EmailMessage refuses it with its own words
+            from_header, sender = _from(message.from_addr)
+            extra = b"".join(_folded(k, v) for k, v in message.headers.items())
+            subject = _folded("Subject", message.subject)
+        except (ValueError, UnicodeError, IndexError, TypeError):
+            msg = self.build(message)
+            return Envelope("", message.to, str(msg["Message-ID"]), None, msg)
+        text = _part("text/plain", message.text)
+        html = _part("text/html", message.html)
+        boundary = b"=_" + secrets.token_hex(16).encode()
+        while boundary in text or boundary in html:  # only a 7bit part could hold it; QP cannot
+            boundary = b"=_" + secrets.token_hex(16).encode()
+        data = b"".join(
+            (
+                from_header,
+                b"To: " + message.to.encode() + b"\r\n",
+                subject,
+                b"Date: " + formatdate(localtime=False).encode() + b"\r\n",
+                b"Message-ID: " + message_id.encode() + b"\r\n",
+                b"Auto-Submitted: auto-generated\r\n",
+                extra,
+                b"MIME-Version: 1.0\r\n",
+                b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
+                b"--" + boundary + b"\r\n",
+                text,
+                b"--" + boundary + b"\r\n",
+                html,
+                b"--" + boundary + b"--\r\n",
             )
+        )
+        return Envelope(sender, message.to, message_id, data)
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def send_email(self, message: OutgoingEmail) -> str:
+        envelope = self.compose(message)
+        try:
+            await self._deliver(envelope)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise ProviderAuthorizationError(f"SMTP authentication failed ({exc.code})") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -76,4 +220,76 @@ class SmtpEmailSender:
             raise TemporarySendError(f"SMTP {exc.code}: {exc.message[:200]}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TemporarySendError(f"SMTP unavailable: {type(exc).__name__}") from exc
-        return str(msg["Message-ID"])
+        return envelope.message_id
+
+    def _pool(self) -> _Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _Pool(self.pool_size)
+        return pool
+
+    async def _deliver(self, envelope: Envelope) -> None:
+        pool = self._pool()
+        async with pool.slots:
+            smtp = pool.take(self.max_idle_seconds)
+            if smtp is not None:
+                try:
+                    await self._transmit(smtp, envelope)
+                except aiosmtplib.SMTPServerDisconnected:
+                    # Closed by the server while idle, before it took anything: a new connection, same try.
+                    smtp.close()
+                except BaseException:
+                    smtp.close()
+                    raise
+                else:
+                    pool.give_back(smtp)
+                    return
+            smtp = await self._connect()
+            try:
+                await self._transmit(smtp, envelope)
+            except BaseException:
+                smtp.close()
+                raise
+            pool.give_back(smtp)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        if self._local_hostname is None:
+            # What aiosmtplib would say in EHLO, looked up once (it can take a DNS round trip).
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        smtp = aiosmtplib.SMTP(
+            hostname=self.hostname,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.implicit_tls,
+            start_tls=None if not self.implicit_tls else False,
+            timeout=self.timeout,
+            tls_context=self.tls_context,
+            local_hostname=self._local_hostname,
+        )
+        await smtp.connect()
+        self.connections_opened += 1
+        return smtp
+
+    async def _transmit(self, smtp: aiosmtplib.SMTP, envelope: Envelope) -> None:
+        if envelope.data is not None:
+            await smtp.sendmail(envelope.sender, [envelope.recipient], envelope.data)
+        else:
+            assert envelope.message is not None
+            await smtp.send_message(envelope.message)
+
+    async def release(self) -> None:
+        """Close this event loop's idle connections (QUIT, then close)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is None:
+            return
+        for smtp, _ in pool.idle:
+            try:
+                if smtp.is_connected:
+                    await smtp.quit(timeout=2.0)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+            finally:
+                smtp.close()
+        pool.idle.clear()

@@ -1,0 +1,150 @@
+"""The SMTP sender: the MIME it writes reads back as what EmailMessage would have sent, and its connections
+are reused, replaced when the server dropped them, and closed on release. Against a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from email.message import EmailMessage
+
+import pytest
+
+from passgate.messaging.senders.base import OutgoingEmail, PermanentSendError, TemporarySendError
+from passgate.messaging.senders.smtp import SmtpEmailSender
+from tests.servers import SmtpSink
+
+HTML = '<!DOCTYPE html>\n<p style="color:#123456">' + "x" * 120 + "</p>\n<a href='https://h/v/t=1'>go</a>\n"
+
+
+def outgoing(**overrides: object) -> OutgoingEmail:
+    values: dict[str, object] = {
+        "message_id": "0b7c5d8e-1111-4222-8333-944455556666",
+        "to": "jo.smith+mfa@example.com",
+        "from_addr": "Acme <no-reply@acme.example>",
+        "subject": "Confirm it's you – Acme",
+        "text": "Hi Jo,\n\nOpen https://h/v/abc to continue.\n",
+        "html": HTML,
+        "client_id": "c1",
+    }
+    values.update(overrides)
+    return OutgoingEmail(**values)  # type: ignore[arg-type]
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def reference(sender: SmtpEmailSender, message: OutgoingEmail) -> EmailMessage:
+    return parsed(sender.build(message).as_bytes(policy=email.policy.SMTP))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"text": "Grüße, Jo — ваш код 123456\n", "subject": "Ваш код"},
+        {"text": "a" * 200 + "\ntrailing space \n\tand tab\n", "html": "<p>é</p>"},
+        {"text": "=3D already looks encoded\n.leading dot\nFrom the start\n"},
+        {"from_addr": "=?utf-8?q?=C3=87a_Va?= <mail@fjord.example>", "headers": {"X-Passgate-Test": "yes"}},
+        {"text": "windows\r\nline\rends\r\n"},
+    ],
+)
+def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[str, object]) -> None:
+    sender = SmtpEmailSender("smtp://127.0.0.1:25")
+    message = outgoing(**overrides)
+    envelope = sender.compose(message)
+    assert envelope.data is not None and envelope.data.isascii()
+    assert all(len(line) <= 998 for line in envelope.data.split(b"\r\n"))
+    assert b"\n" not in envelope.data.replace(b"\r\n", b"")
+    ours, theirs = parsed(envelope.data), reference(sender, message)
+    for header in ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "MIME-Version", *message.headers):
+        assert str(ours[header]) == str(theirs[header]), header
+    assert ours.get_content_type() == "multipart/alternative"
+    for kind in ("plain", "html"):
+        mine, ref = ours.get_body((kind,)), theirs.get_body((kind,))
+        assert mine is not None and ref is not None
+        assert mine.get_content() == ref.get_content(), kind
+        assert mine.get_content_charset() == "utf-8"
+    assert envelope.sender == str(theirs["From"].addresses[0].addr_spec)
+    assert envelope.message_id == str(theirs["Message-ID"])
+    assert envelope.message_id.startswith("<0b7c5d8e-1111-4222-8333-944455556666@")
+
+
+def test_addresses_out_of_the_ordinary_go_through_the_email_package() -> None:
+    sender = SmtpEmailSender("smtp://127.0.0.1:25")
+    envelope = sender.compose(outgoing(to="jö@exämple.com"))
+    assert envelope.data is None and envelope.message is not None
+    assert envelope.message["To"] == "jö@exämple.com"
+    with pytest.raises(ValueError):
+        sender.compose(outgoing(subject="two\nlines"))
+
+
+@pytest.fixture
+def sink() -> object:
+    s = SmtpSink().start()
+    yield s
+    s.stop()
+
+
+def test_connections_are_reused_within_a_loop_and_closed_on_release(sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(sink.url, pool_size=2)
+
+    async def scenario() -> list[str]:
+        ids = await asyncio.gather(
+            *(sender.send_email(outgoing(message_id=f"m{i}", to=f"u{i}@example.com")) for i in range(10))
+        )
+        await sender.release()
+        return list(ids)
+
+    ids = asyncio.run(scenario())
+    assert ids == [f"<m{i}@acme.example>" for i in range(10)]
+    received = sink.wait_for(10)
+    assert sorted(m.rcpt_tos[0] for m in received) == sorted(f"u{i}@example.com" for i in range(10))
+    assert {parsed(m.raw)["Message-ID"] for m in received} == set(ids)
+    assert all(m.mail_from == "no-reply@acme.example" for m in received)
+    assert sender.connections_opened == 2  # ten messages, two connections
+
+
+def test_a_connection_the_server_dropped_is_replaced_within_the_same_try(sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(sink.url, pool_size=1)
+
+    async def scenario() -> None:
+        await sender.send_email(outgoing(message_id="a", to="a@example.com"))
+        # The server goes away and comes back: the idle connection is dead, the next send still works.
+        sink.stop()
+        sink.start()
+        await sender.send_email(outgoing(message_id="b", to="b@example.com"))
+        await sender.release()
+
+    asyncio.run(scenario())
+    assert [m.rcpt_tos for m in sink.wait_for(2)] == [["a@example.com"], ["b@example.com"]]
+    assert sender.connections_opened == 2
+
+
+def test_refusals_and_outages_keep_their_meaning_with_pooled_connections(sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(sink.url, pool_size=1)
+
+    async def scenario() -> None:
+        await sender.send_email(outgoing(message_id="ok1"))
+        sink.reject_rcpt = True
+        with pytest.raises(PermanentSendError, match="550"):
+            await sender.send_email(outgoing(message_id="refused"))
+        sink.reject_rcpt = False
+        sink.defer_data = True
+        with pytest.raises(TemporarySendError, match="451"):
+            await sender.send_email(outgoing(message_id="deferred"))
+        sink.defer_data = False
+        await sender.send_email(outgoing(message_id="ok2"))
+        sink.stop()
+        with pytest.raises(TemporarySendError, match="unavailable"):
+            await sender.send_email(outgoing(message_id="down"))
+        await sender.release()
+
+    asyncio.run(scenario())
+    assert [parsed(m.raw)["Message-ID"] for m in sink.received] == [
+        "<ok1@acme.example>",
+        "<ok2@acme.example>",
+    ]
