@@ -55,10 +55,59 @@ class CompiledSet:
     velocity_needs: frozenset[Need] = frozenset()
     list_refs: tuple[tuple[str, str], ...] = ()
     document: PolicySetDocument | None = None
+    # Per fact root, the members the set reads (see `read_shapes`); a root absent here is read whole.
+    shapes: dict[str, Shape] = field(default_factory=dict)
 
     def needs(self, root: str) -> bool:
         """Whether any condition reads the fact `root` (signals are computed only when needed)."""
         return root in self.variables
+
+
+# A tree of the members read below a fact: {member: subtree}; None means "the whole value".
+Shape = dict[str, "Shape | None"]
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_CHAIN = re.compile(rf"(?<![\w.])\s*({_IDENT})((?:\s*\.\s*{_IDENT})*)(\s*\()?")
+
+
+def read_shapes(sources: list[str], roots: frozenset[str]) -> dict[str, Shape]:
+    """Which members of each fact root the CEL sources read, so only those are converted to CEL values
+    (the conversion is most of an evaluation's cost; a value of ten fields costs ten times one).
+
+    Conservative: a root used in any way other than a plain member chain (`x[...]`, `size(x)`,
+    `x.exists(...)`, `x == y`) is read whole, and a chain ending in a call (`x.a.startsWith(...)`) reads
+    `x.a` whole. Text inside string literals can only add members, never drop one.
+    """
+    shapes: dict[str, Shape | None] = {}
+    for src in sources:
+        for m in _CHAIN.finditer(src):
+            root = m.group(1)
+            if root not in roots or shapes.get(root, {}) is None:
+                continue
+            chain = [part.strip() for part in m.group(2).split(".")[1:]]
+            if m.group(3):  # a call: the last name is the method, the value before it is read whole
+                chain = chain[:-1]
+            if not chain:
+                shapes[root] = None
+                continue
+            node = shapes.setdefault(root, {})
+            for depth, part in enumerate(chain):
+                assert node is not None
+                if depth == len(chain) - 1:
+                    node[part] = None
+                    break
+                child = node.get(part, {})
+                if child is None:
+                    break
+                node[part] = child
+                node = child
+    return {root: shape for root, shape in shapes.items() if shape is not None}
+
+
+def project(value: Any, shape: Shape | None) -> Any:
+    if shape is None or not isinstance(value, dict):
+        return value
+    return {k: project(value[k], sub) for k, sub in shape.items() if k in value}
 
 
 @dataclass
@@ -150,6 +199,7 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
         velocity_needs=needed_from_sources(sources),
         list_refs=tuple(refs),
         document=doc,
+        shapes=read_shapes(sources, frozenset(variables)),
     )
 
 
@@ -181,10 +231,14 @@ def context_for(compiled: CompiledSet, facts: dict[str, Any]) -> Any:
     """A CEL context holding only the facts the set reads. Converting Python values to CEL values is the
     costly part of an evaluation, so it is done once per request, not once per program."""
     ctx = cel.Context()
-    wanted = facts.keys() if compiled.needs("*") else compiled.variables
-    for name in wanted:
+    if compiled.needs("*"):
+        for name, value in facts.items():
+            ctx.add_variable(name, value)
+        return ctx
+    shapes = compiled.shapes
+    for name in compiled.variables:
         if name in facts:
-            ctx.add_variable(name, facts[name])
+            ctx.add_variable(name, project(facts[name], shapes.get(name)))
     return ctx
 
 

@@ -214,15 +214,19 @@ def ip_facts(ip: str | None) -> dict[str, Any]:
 
 
 def account_age_days(created: Any, now: datetime) -> float | None:
-    if not created:
+    when = _creation_time(str(created)) if created else None
+    if when is None:
         return None
+    return round((now - when).total_seconds() / 86400, 3)
+
+
+@lru_cache(maxsize=20_000)
+def _creation_time(created: str) -> datetime | None:
     try:
-        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return round((now - when).total_seconds() / 86400, 3)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @dataclass

@@ -61,8 +61,25 @@ def _hash(client_id: str, dimension: str, key: str) -> str:
     return hashlib.sha256(f"{client_id}\x00{dimension}\x00{key}".encode()).hexdigest()[:32]
 
 
-def empty_counts() -> dict[str, dict[str, int]]:
-    return {d: {f"{m}{w}": 0 for m in METRICS for w in WINDOWS} for d in DIMENSIONS}
+def empty_counts(needed: frozenset[Need] | None = None) -> dict[str, dict[str, int]]:
+    """Zero counts: of every metric, or only of the (dimension, metric) pairs a set reads — the facts
+    handed to CEL are converted per request, so they hold what the set reads and nothing more."""
+    if needed is None:
+        return {d: {f"{m}{w}": 0 for m in METRICS for w in WINDOWS} for d in DIMENSIONS}
+    return _zeros(needed)
+
+
+@lru_cache(maxsize=64)
+def _zeros(needed: frozenset[Need]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for d, m in sorted(needed):
+        for w in WINDOWS:
+            out.setdefault(d, {})[f"{m}{w}"] = 0
+    return out
+
+
+def _fresh(needed: frozenset[Need]) -> dict[str, dict[str, int]]:
+    return {d: dict(v) for d, v in _zeros(needed).items()}
 
 
 class VelocityStore(Protocol):
@@ -99,7 +116,7 @@ class DatabaseVelocityStore:
     def counts(
         self, session: Session, client_id: str, keys: dict[str, str], needed: frozenset[Need], now: datetime
     ) -> dict[str, dict[str, int]]:
-        out = empty_counts()
+        out = _fresh(needed)
         dims = tuple(sorted({dim for dim, _ in needed if dim in keys}))
         if not dims:
             return out
@@ -113,8 +130,10 @@ class DatabaseVelocityStore:
         for i, dim in enumerate(dims):
             params[f"key{i}"] = _hash(client_id, dim, keys[dim])
         for dim, metric, day_count, hour_count in _counts_statement(dims).rows(session.connection(), params):
-            out[dim][f"{metric}24h"] = int(day_count or 0)
-            out[dim][f"{metric}1h"] = int(hour_count or 0)
+            counts = out[dim]
+            if f"{metric}24h" in counts:
+                counts[f"{metric}24h"] = int(day_count or 0)
+                counts[f"{metric}1h"] = int(hour_count or 0)
         return out
 
     def purge(self, session: Session, now: datetime) -> int:
@@ -180,7 +199,7 @@ class RedisVelocityStore:
     def counts(
         self, session: Session, client_id: str, keys: dict[str, str], needed: frozenset[Need], now: datetime
     ) -> dict[str, dict[str, int]]:
-        out = empty_counts()
+        out = _fresh(needed)
         ts = now.timestamp()
         wanted = [(d, m) for d, m in sorted(needed) if d in keys]
         if not wanted:
