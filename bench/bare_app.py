@@ -74,6 +74,7 @@ def main() -> int:
     import uvicorn
 
     from passgate.observability import configure_logging
+    from passgate.runtime import tune_gc
 
     parser = argparse.ArgumentParser(description="Serve the bare benchmark endpoint (POST /bare).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -81,6 +82,7 @@ def main() -> int:
     parser.add_argument("--log-level", default="WARNING", help="Passgate JSON log level (default WARNING)")
     args = parser.parse_args()
     configure_logging(args.log_level)
+    tune_gc()  # as `passgate serve` does
     # The options `passgate serve` passes, with its "auto" loop/http choices spelled out.
     uvicorn.run(
         app,

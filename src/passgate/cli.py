@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from passgate.config import Settings
+from passgate.runtime import tune_gc
 
 EPILOG = """\
 environment: PASSGATE_DATABASE_URL (default sqlite:///./passgate.db), PASSGATE_PUBLIC_URL, PASSGATE_SMTP_URL,
@@ -65,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    tune_gc()
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True)
     return 0
 
@@ -82,6 +84,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _engine_migrated(settings).dispose()
     registry = build_registry(settings)
     worker = Worker(registry, poll_interval=args.poll)
+    tune_gc()
     print(
         f"Passgate worker {registry.dispatcher.worker_id} running (Ctrl-C to stop)",
         file=sys.stderr,
