@@ -30,6 +30,8 @@ class Worker:
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge: datetime | None = None
+        # The loop of the process's group commit when the worker runs on a loop of its own (WorkerThread).
+        self.home_loop: asyncio.AbstractEventLoop | None = None
         self.extra_jobs: list[Callable[[], Awaitable[int]]] = list(registry.worker_jobs)
 
     def wake(self) -> None:
@@ -60,6 +62,7 @@ class Worker:
         dispatcher = self.registry.dispatcher
         log.info("worker started", extra={"workerId": dispatcher.worker_id})
         dispatcher.keep_connections = True
+        dispatcher.home_loop = self.home_loop
         try:
             await self._loop_until_stopped(dispatcher)
         finally:
@@ -122,6 +125,11 @@ class WorkerThread:
             log.exception("worker thread stopped")
 
     def start(self) -> None:
+        """Start the thread; called on the API's event loop, whose group commit then records the sends."""
+        try:
+            self.worker.home_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.worker.home_loop = None
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:

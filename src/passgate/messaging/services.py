@@ -141,6 +141,8 @@ class Dispatcher:
         # A long-running worker keeps provider connections open between rounds (see `release`); a one-off
         # round (a script, a test) closes what it opened before its event loop goes away.
         self.keep_connections = False
+        # The event loop the group commit runs on, when the dispatcher runs on another (see `_db`).
+        self.home_loop: asyncio.AbstractEventLoop | None = None
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -241,9 +243,18 @@ class Dispatcher:
 
     async def _db(self, fn: Callable[[Session], T]) -> T:
         """A unit of work: in the API's group commit when it runs (one writer, no thread hand-over),
-        else in a transaction of its own on a thread."""
-        if self.committer is not None and self.committer.serves_this_loop():
-            return await self.committer.run(fn)
+        else in a transaction of its own on a thread.
+
+        The workers of `passgate serve` run on a loop of their own, while on SQLite the group commit runs
+        on the API's loop (`home_loop`): their units are handed over to it. Committing them from a thread
+        of their own instead makes the two writers queue on SQLite's write lock, and a writer that finds
+        it taken sleeps in SQLite's busy handler — the API's loop included — well after it is free."""
+        committer = self.committer
+        if committer is not None and committer.serves_this_loop():
+            return await committer.run(fn)
+        home = self.home_loop
+        if committer is not None and committer.running and home is not None and home.is_running():
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(committer.run(fn), home))
         return await asyncio.to_thread(self._tx, fn)
 
     def _tx(self, fn: Callable[[Session], T]) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -34,6 +35,12 @@ def is_sandbox_destination(channel: str, value: str) -> bool:
 def check_email(value: str | None) -> DestinationCheck:
     if not value:
         return DestinationCheck(False, reason="no email address")
+    return _check_email(value)
+
+
+@lru_cache(maxsize=20_000)
+def _check_email(value: str) -> DestinationCheck:
+    # The same people are challenged again and again; email-validator's check is the costliest step.
     try:
         normalised = validate_email(
             value, check_deliverability=False, allow_smtputf8=True, test_environment=True

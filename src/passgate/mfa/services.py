@@ -5,17 +5,18 @@ Every state change and its outbox rows are written in the caller's transaction; 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import DEFERRED, defer_insert, upsert
+from passgate.db import DEFERRED, HotStatement, defer_insert, upsert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -101,9 +102,38 @@ _SESSIONS = cast(Table, MfaSession.__table__)
 _clients = Client.__table__.c
 _settings = ClientSettings.__table__.c
 _counters = FailureCounter.__table__.c
+
+
+class _StoredSettings(NamedTuple):
+    """A client_settings row as `_config_from` reads it."""
+
+    link_ttl_seconds: int | None
+    otp_ttl_seconds: int | None
+    otp_length: int | None
+    max_verify_attempts: int | None
+    max_sends: int | None
+    sms_allowed_countries: list[str] | None
+    reject_voip: bool | None
+
+    @classmethod
+    def of(cls, values: tuple[Any, ...]) -> _StoredSettings:
+        countries = values[5]
+        if isinstance(countries, str):  # JSON as text (SQLite); PostgreSQL's driver decodes JSONB itself
+            countries = json.loads(countries)
+        link, otp_ttl, otp_length, attempts, sends, _, voip = values
+        return cls(link, otp_ttl, otp_length, attempts, sends, countries, voip)
+
+
+def _transient_session(row: dict[str, Any]) -> MfaSession:
+    mfa: MfaSession = _SESSION_CLASS.new_instance()
+    mfa.__dict__.update(row)
+    return mfa
+
+
+_SESSION_CLASS = MfaSession.__mapper__.class_manager
 # What a challenge needs to know about its client, in one read on the transaction's connection (no ORM
-# identity map, no autoflush of the other decisions sharing the transaction).
-_CLIENT_CONFIG = (
+# identity map, no autoflush of the other decisions sharing the transaction, no result wrapping).
+_CLIENT_CONFIG_STATEMENT = (
     select(
         _clients.sandbox,
         _clients.country,
@@ -119,10 +149,13 @@ _CLIENT_CONFIG = (
     .select_from(Client.__table__.outerjoin(ClientSettings.__table__, _settings.client_id == _clients.id))
     .where(_clients.id == bindparam("client_id"))
 )
-_COUNTER_LOCKED = select(_counters.locked).where(
-    _counters.client_id == bindparam("client_id"),
-    _counters.scope == bindparam("scope"),
-    _counters.subject_hash == bindparam("subject_hash"),
+_CLIENT_CONFIG = HotStatement(_CLIENT_CONFIG_STATEMENT)
+_COUNTER_LOCKED = HotStatement(
+    select(_counters.locked).where(
+        _counters.client_id == bindparam("client_id"),
+        _counters.scope == bindparam("scope"),
+        _counters.subject_hash == bindparam("subject_hash"),
+    )
 )
 # Rows that reference their session: inserted after it even when another unit of the same transaction
 # deferred some of them first (a worker's timeline event sharing a group commit).
@@ -199,10 +232,9 @@ class MfaService:
             return _error("NOT_ENOUGH_INFO", mfa_type, channel), echoed
         echoed["person"] = {echo_key: raw_destination}
         conn = session.connection()
-        client = conn.execute(_CLIENT_CONFIG, {"client_id": ctx.client_id}).first()
-        assert client is not None
-        sandbox = bool(client.sandbox)
-        config = _config_from(client.country, client if client.has_settings is not None else None)
+        [client] = _CLIENT_CONFIG.rows(conn, {"client_id": ctx.client_id})
+        sandbox = bool(client[0])
+        config = _config_from(client[1], _StoredSettings.of(client[3:]) if client[2] is not None else None)
 
         magic = is_sandbox_destination(channel, raw_destination)
         if magic and not sandbox:
@@ -221,11 +253,10 @@ class MfaService:
         dest_hash = self.keyring.keyed_hash("destination", destination)
 
         if not sandbox:
-            locked = conn.execute(
-                _COUNTER_LOCKED,
-                {"client_id": ctx.client_id, "scope": "destination", "subject_hash": dest_hash},
-            ).scalar()
-            if locked:
+            locked = _COUNTER_LOCKED.rows(
+                conn, {"client_id": ctx.client_id, "scope": "destination", "subject_hash": dest_hash}
+            )
+            if locked and locked[0][0]:
                 return _error("RATE_LIMITED", mfa_type, channel), echoed
             if not self._send_allowed(channel, destination, dest_hash):
                 return _error("RATE_LIMITED", mfa_type, channel), echoed
@@ -280,8 +311,9 @@ class MfaService:
             },
             "sequence": 0,
         }
-        # A transient object (never added to the session) for the listeners and the answer.
-        mfa = MfaSession(**row)
+        # A transient object (never added to the session) for the listeners and the answer; made without
+        # the mapped constructor, which costs more than the rest of this function's bookkeeping.
+        mfa = _transient_session(row)
         if at_commit:
             _defer_session_row(session, row)
         self._event(
