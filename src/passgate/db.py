@@ -141,14 +141,15 @@ def drop_deferred_since(session: Session, sizes: dict[Any, int]) -> None:
 INCREMENTS = "deferred_increments"
 
 
-def defer_increment(session: Session, table: Any, key: tuple[Any, ...], amount: int = 1) -> None:
-    """Add `amount` to the `count` column of the row with this primary key, when the transaction commits.
+def defer_increments(session: Session, table: Any, keys: list[tuple[Any, ...]]) -> None:
+    """Add one to the `count` column of the rows with these primary keys, when the transaction commits.
 
     Increments of one transaction are summed first, so a batch of decisions on the same keys costs one
     upsert per key, not one per decision.
     """
     counts = session.info.setdefault(INCREMENTS, {}).setdefault(table, {})
-    counts[key] = counts.get(key, 0) + amount
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
 
 
 def flush_deferred_inserts(session: Session) -> None:

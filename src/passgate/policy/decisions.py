@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -41,6 +42,7 @@ class ChallengeStarter(Protocol):
     ) -> tuple[dict[str, Any], dict[str, Any]] | None: ...
 
 
+@lru_cache(maxsize=50_000)
 def device_id(client_id: str, device_session_id: str) -> str:
     return hashlib.sha256(f"{client_id}\x00{device_session_id}".encode()).hexdigest()[:32]
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from passgate.db import HotStatement, defer_increment
+from passgate.db import HotStatement, defer_increments
 from passgate.policy.models import VelocityCounter
 
 METRICS = ("logins", "failedAttempts", "accountOpenings", "challenges")
@@ -56,6 +56,7 @@ def dimension_keys(body: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in keys.items() if v}
 
 
+@lru_cache(maxsize=50_000)
 def _hash(client_id: str, dimension: str, key: str) -> str:
     # Keys are personal data; the counters need only to tell them apart.
     return hashlib.sha256(f"{client_id}\x00{dimension}\x00{key}".encode()).hexdigest()[:32]
@@ -108,10 +109,11 @@ class DatabaseVelocityStore:
         self, session: Session, client_id: str, metrics: list[str], keys: dict[str, str], now: datetime
     ) -> None:
         minute = int(now.timestamp()) // 60
-        for d, k in keys.items():
-            key_hash = _hash(client_id, d, k)
-            for m in metrics:
-                defer_increment(session, VelocityCounter.__table__, (client_id, d, key_hash, m, minute))
+        defer_increments(
+            session,
+            VelocityCounter.__table__,
+            [(client_id, d, _hash(client_id, d, k), m, minute) for d, k in keys.items() for m in metrics],
+        )
 
     def counts(
         self, session: Session, client_id: str, keys: dict[str, str], needed: frozenset[Need], now: datetime

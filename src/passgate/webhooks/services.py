@@ -538,6 +538,8 @@ class WebhookService:
         )
 
     def on_decision(self, session: Session, ctx: DecisionContext, response: dict[str, Any]) -> None:
+        if not self._endpoint_filters(session, ctx.client_id):
+            return  # most decisions: a client without endpoints pays one cached lookup
         challenge = response.get("mfa") or response.get("verification") or {}
         account_id = (ctx.body.get("account") or {}).get("id")
         self.publish(
