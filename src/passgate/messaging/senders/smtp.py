@@ -1,8 +1,8 @@
 """Email over SMTP with aiosmtplib: smtp:// (STARTTLS when offered), smtps:// (implicit TLS), auth.
 
-Connections are kept open and reused, a few per event loop (`pool_size`): a message costs the MAIL, RCPT and
-DATA exchanges, not a TCP (and TLS) handshake, EHLO and login each. A connection that failed in any way is
-closed, never reused; one that the server closed while it sat idle is replaced at once, within the same try.
+Connections are kept open and reused, up to `pool_size` per event loop (`?pool=N` on the URL, default 16): a
+message costs the MAIL, RCPT and DATA exchanges, not a TCP (and TLS) handshake, EHLO and login each. A
+connection that failed in any way is closed, never reused; one that the server closed while it sat idle is replaced at once, within the same try.
 Each message is still sent, and its outcome reported, on its own: the caller records one attempt per try.
 
 The MIME text is composed here directly (headers folded by the `email` package once per distinct value and
@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
@@ -118,7 +118,7 @@ class SmtpEmailSender:
         url: str,
         timeout: float = 15.0,
         tls_context: ssl.SSLContext | None = None,
-        pool_size: int = 4,
+        pool_size: int | None = None,
         max_idle_seconds: float = 30.0,
     ) -> None:
         parts = urlsplit(url)
@@ -132,7 +132,17 @@ class SmtpEmailSender:
         self.timeout = timeout
         self.tls_context = tls_context
         self.domain = "passgate.local"
-        self.pool_size = max(1, pool_size)
+        # Connections per event loop: `?pool=N` on the URL (1 to 64), else 16. Under load a send waits on
+        # the event loop between SMTP replies more than on the server, so more connections send more.
+        query = parse_qs(parts.query)
+        if pool_size is None:
+            try:
+                pool_size = int(query.get("pool", ["16"])[0])
+            except ValueError:
+                raise ValueError("the pool parameter of PASSGATE_SMTP_URL must be a number") from None
+        if not 1 <= pool_size <= 64:
+            raise ValueError("the pool parameter of PASSGATE_SMTP_URL must be 1 to 64")
+        self.pool_size = pool_size
         # Servers drop idle sessions (RFC 5321 asks them to wait 5 minutes; some wait less): an older
         # connection is closed rather than tried.
         self.max_idle_seconds = max_idle_seconds
