@@ -83,8 +83,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.registry = reg
     errors.install(app)
     # Routes are matched in order: the decision endpoints, the busiest by far, come first.
+    decisions.install(app)
     for module in (
-        decisions,
         auth,
         mfa,
         links,
@@ -106,6 +106,5 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     from passgate.console.routes import install as install_console
 
     install_console(app)
-    decisions.install_schemas(app)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app
