@@ -151,7 +151,7 @@ def test_refusals_and_outages_keep_their_meaning_with_pooled_connections(sink: S
 
 
 def test_the_pool_size_comes_from_the_url() -> None:
-    assert SmtpEmailSender("smtp://relay.example:587").pool_size == 16
+    assert SmtpEmailSender("smtp://relay.example:587").pool_size == 32
     assert SmtpEmailSender("smtp://u:p@relay.example:587?pool=4").pool_size == 4
     for bad in ("0", "65", "many"):
         with pytest.raises(ValueError, match="pool"):

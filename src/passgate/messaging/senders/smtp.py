@@ -1,9 +1,10 @@
 """Email over SMTP with aiosmtplib: smtp:// (STARTTLS when offered), smtps:// (implicit TLS), auth.
 
-Connections are kept open and reused, up to `pool_size` per event loop (`?pool=N` on the URL, default 16): a
+Connections are kept open and reused, up to `pool_size` per event loop (`?pool=N` on the URL, default 32): a
 message costs the MAIL, RCPT and DATA exchanges, not a TCP (and TLS) handshake, EHLO and login each. A
-connection that failed in any way is closed, never reused; one that the server closed while it sat idle is replaced at once, within the same try.
-Each message is still sent, and its outcome reported, on its own: the caller records one attempt per try.
+connection that failed in any way is closed, never reused; one that the server closed while it sat idle is
+replaced at once, within the same try. Each message is still sent, and its outcome reported, on its own: the
+caller records one attempt per try.
 
 The MIME text is composed here directly (headers folded by the `email` package once per distinct value and
 remembered); building an `EmailMessage` and flattening it costs more CPU than the rest of a send together.
@@ -132,12 +133,12 @@ class SmtpEmailSender:
         self.timeout = timeout
         self.tls_context = tls_context
         self.domain = "passgate.local"
-        # Connections per event loop: `?pool=N` on the URL (1 to 64), else 16. Under load a send waits on
+        # Connections per event loop: `?pool=N` on the URL (1 to 64), else 32. Under load a send waits on
         # the event loop between SMTP replies more than on the server, so more connections send more.
         query = parse_qs(parts.query)
         if pool_size is None:
             try:
-                pool_size = int(query.get("pool", ["16"])[0])
+                pool_size = int(query.get("pool", ["32"])[0])
             except ValueError:
                 raise ValueError("the pool parameter of PASSGATE_SMTP_URL must be a number") from None
         if not 1 <= pool_size <= 64:
