@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -97,7 +97,8 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight on the DBAPI connection: a statement through SQLAlchemy costs more than the BEGIN.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -182,57 +183,59 @@ class HotStatement:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], list[Any]]] = {}
+        self._compiled: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {}
 
-    def _prepare(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], list[Any]]:
+    def _prepare(self, dialect: Any) -> tuple[str, Callable[[dict[str, Any]], Any]]:
         prepared = self._compiled.get(dialect.name)
         if prepared is None:
             compiled = self.statement.compile(dialect=dialect)
-            # Values bound in the statement itself (literals); the caller gives the others.
-            defaults = {
-                name: bind.value
-                for name, bind in compiled.binds.items()
-                if not bind.required and bind.value is not None and not callable(bind.value)
-            }
-            names = tuple(compiled.positiontup) if compiled.positional else None
-            processors = []
-            for name, bind in compiled.binds.items():
+            order = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+            spec = []
+            for name in order:
+                bind = compiled.binds[name]
+                # A value bound in the statement itself (a literal) is its default; the caller gives the others.
+                literal = not bind.required and bind.value is not None and not callable(bind.value)
                 processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if processor is not None:
-                    processors.append((name, processor))
-            prepared = (compiled.string, names, defaults, processors)
+                spec.append((name, processor, literal, bind.value if literal else None))
+            prepared = (compiled.string, _binder(tuple(spec), positional=bool(compiled.positional)))
             self._compiled[dialect.name] = prepared
         return prepared
 
-    def _params(
-        self,
-        names: tuple[str, ...] | None,
-        defaults: dict[str, Any],
-        processors: list[Any],
-        values: dict[str, Any],
-    ) -> Any:
-        params = {**defaults, **values} if defaults else dict(values)
-        for name, processor in processors:
-            if name in params:
-                params[name] = processor(params[name])
-        return params if names is None else tuple(params[n] for n in names)
-
     def rows(self, conn: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
-        sql, names, defaults, processors = self._prepare(conn.dialect)
+        sql, bind = self._prepare(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
         try:
-            cursor.execute(sql, self._params(names, defaults, processors, values))
+            cursor.execute(sql, bind(values))
             return list(cursor.fetchall())
         finally:
             cursor.close()
 
     def executemany(self, conn: Any, rows: list[dict[str, Any]]) -> None:
-        sql, names, defaults, processors = self._prepare(conn.dialect)
+        sql, bind = self._prepare(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
         try:
-            cursor.executemany(sql, [self._params(names, defaults, processors, r) for r in rows])
+            cursor.executemany(sql, [bind(r) for r in rows])
         finally:
             cursor.close()
+
+
+def _binder(
+    spec: tuple[tuple[str, Any, bool, Any], ...], positional: bool
+) -> Callable[[dict[str, Any]], Any]:
+    """Turns a row of values into the DBAPI's parameters: in bind order (qmark) or by name (pyformat),
+    each through its type's processor, a literal's own value when the row does not give one."""
+
+    def values_of(row: dict[str, Any]) -> list[Any]:
+        out = []
+        for name, processor, literal, default in spec:
+            value = row.get(name, default) if literal else row[name]
+            out.append(value if processor is None else processor(value))
+        return out
+
+    if positional:
+        return lambda row: tuple(values_of(row))
+    names = [name for name, *_ in spec]
+    return lambda row: dict(zip(names, values_of(row), strict=True))
 
 
 _HOT_INSERTS: dict[tuple[Any, Any], HotStatement] = {}
@@ -298,7 +301,7 @@ class _DialectUpsert(HotStatement):
         super().__init__(None)
         self._table, self._values, self._keys = table, values, keys
 
-    def _prepare(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], list[Any]]:
+    def _prepare(self, dialect: Any) -> tuple[str, Callable[[dict[str, Any]], Any]]:
         if dialect.name not in self._compiled:
             if dialect.name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert as dialect_insert
