@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
@@ -156,6 +157,25 @@ _COUNTER_LOCKED = HotStatement(
         _counters.scope == bindparam("scope"),
         _counters.subject_hash == bindparam("subject_hash"),
     )
+)
+# Statements every verify runs, built once (building one and its cache key costs more than running it).
+_LOAD = select(MfaSession).where(
+    MfaSession.id == bindparam("session_id"), MfaSession.client_id == bindparam("client_id")
+)
+_LOAD_LOCKED = _LOAD.with_for_update()
+_LIVE_CODES = (
+    select(MfaSecret)
+    .where(
+        MfaSecret.session_id == bindparam("session_id"), MfaSecret.kind == "CODE", MfaSecret.active.is_(True)
+    )
+    .order_by(MfaSecret.activated_at.desc())
+    .limit(VALID_CODES)
+)
+# The atomic consume of a verify: only one concurrent answer moves an open session to VERIFIED.
+_CONSUME = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.status.in_([s.value for s in OPEN]))
+    .values(status=Status.VERIFIED.value, verified_at=bindparam("now"), updated_at=bindparam("now"))
 )
 # Rows that reference their session: inserted after it even when another unit of the same transaction
 # deferred some of them first (a worker's timeline event sharing a group commit).
@@ -416,10 +436,8 @@ class MfaService:
     # -- reading -------------------------------------------------------------------------------------
 
     def load(self, session: Session, client_id: str, session_id: str, lock: bool = False) -> MfaSession:
-        stmt = select(MfaSession).where(MfaSession.id == session_id, MfaSession.client_id == client_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        mfa = session.scalars(stmt).first()
+        stmt = _LOAD_LOCKED if lock else _LOAD
+        mfa = session.scalars(stmt, {"session_id": session_id, "client_id": client_id}).first()
         if mfa is None:
             raise SessionNotFound(session_id)
         return mfa
@@ -490,12 +508,7 @@ class MfaService:
         # Count the attempt before checking the code, so no answer escapes the budget.
         mfa.verification_attempts += 1
         presented = mfa_secrets.normalise_code(code)
-        candidates = session.scalars(
-            select(MfaSecret)
-            .where(MfaSecret.session_id == mfa.id, MfaSecret.kind == "CODE", MfaSecret.active.is_(True))
-            .order_by(MfaSecret.activated_at.desc())
-            .limit(VALID_CODES)
-        ).all()
+        candidates = session.scalars(_LIVE_CODES, {"session_id": mfa.id}).all()
         matched = False
         for secret in candidates:
             # Check every candidate (no early exit) so timing does not tell which code matched.
@@ -523,17 +536,16 @@ class MfaService:
 
     def _verify(self, session: Session, mfa: MfaSession, now: datetime, source: str) -> None:
         # The atomic consume: only one concurrent answer can move an open session to VERIFIED.
-        result = session.execute(
-            update(MfaSession)
-            .where(MfaSession.id == mfa.id, MfaSession.status.in_([s.value for s in OPEN]))
-            .values(status=Status.VERIFIED.value, verified_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        # (A Core statement on the transaction's connection: the attempt counted above is flushed with the
+        # object's other changes; the columns written here are set on the object as the row now has them.)
+        result = session.connection().execute(_CONSUME, {"session_id": mfa.id, "now": now})
+        if result.rowcount != 1:
             session.refresh(mfa)
             raise SessionClosed(mfa.status, mfa.termination_reason)
         old = mfa.status
-        session.refresh(mfa)
+        set_committed_value(mfa, "status", Status.VERIFIED.value)
+        set_committed_value(mfa, "verified_at", now)
+        set_committed_value(mfa, "updated_at", now)
         self._event(session, mfa, "STATUS_CHANGED", source, {"from": old, "to": Status.VERIFIED.value})
         self._notify(session, mfa, old, Status.VERIFIED, now)
         if not mfa.sandbox:
