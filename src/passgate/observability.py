@@ -9,13 +9,14 @@ import json
 import logging
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from passgate.ids import new_request_id
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -237,7 +238,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = str(uuid.uuid4())
+        cid = new_request_id()
         scope.setdefault("state", {})["correlation_id"] = cid
         token = correlation_id.set(cid)
         start = time.perf_counter()
