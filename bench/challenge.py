@@ -2,8 +2,10 @@
 """The challenge path: ALLOW decisions, CHALLENGE decisions that send an email, and OTP verifies, in one run.
 
 1. a throw-away workspace, a real SMTP server (aiosmtpd, in this process, on loopback) recording when each
-   mail arrives, and `passgate serve` sending to it — one process on a SQLite file with its workers in process
-   (PASSGATE_WORKERS_IN_PROCESS=true), the embedded layout (docs/mfa.md, "Delivery"); the layout is printed;
+   mail arrives, and Passgate on a SQLite file sending to it, in the layout docs/mfa.md ("Which layout")
+   recommends under load: `passgate serve` with PASSGATE_WORKERS_IN_PROCESS=false and one `passgate worker`
+   process (`--layout in-process`: the workers inside `passgate serve`, as `make run` has them); the layout
+   is printed with the results;
 2. client A (live): its bench device made known, so a plain login is ALLOW; a CHALLENGE login is a new
    device each time (`deviceSessionId` and email vary per request) naming the `email-link` template;
 3. closed-loop load from bench/loadgen.py, same concurrency and duration: ALLOW -> CHALLENGE -> ALLOW;
@@ -51,6 +53,7 @@ from _common import (
     progress,
     run_loadgen,
     table,
+    venv_bin,
     write_result,
 )
 from loadgen import RequestFactory, percentile, read_response
@@ -114,8 +117,17 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
     ws.env["PASSGATE_MAIL_FROM"] = "Bench <bench@passgate.example>"
     a_id, a_key = ws.create_client("Live")
     b_id, b_key = ws.create_client("Sandbox", sandbox=True)
+    layout = LAYOUTS[args.layout]
+    if args.layout == "worker-process":
+        ws.env["PASSGATE_WORKERS_IN_PROCESS"] = "false"
     server = ws.start_passgate()
     server.wait_healthy()
+    if args.layout == "worker-process":
+        worker = ws.start("worker", [str(venv_bin("passgate")), "worker"], free_port())
+        time.sleep(1.0)
+        if worker.proc.poll() is not None:
+            raise BenchError(f"passgate worker exited at start:\n{worker.log_tail()}")
+    progress(f"layout: {layout}")
     base = server.base_url
     with http_client(base, get_token(base, a_id, a_key)) as http:
         sets = "/manage/v1/policy-sets/LOGIN"
@@ -205,7 +217,7 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         return f"{v:,.0f}/s" if v is not None else "n/a (no backlog to drain)"
 
     print(f"\nChallenge path: concurrency {args.concurrency}, {args.duration:g} s per run")
-    print(f"layout: {LAYOUT}")
+    print(f"layout: {layout}")
     print(table(["", "requests/s", "p50 ms", "p99 ms"], rows))
     print(
         f"\nratio CHALLENGE/ALLOW: {ratio:.3f}   target >= {TARGET_RATIO}   {'PASS' if ok_ratio else 'BELOW'}"
@@ -233,7 +245,7 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         {
             "benchmark": NAME,
             "verdict": verdict,
-            "layout": LAYOUT,
+            "layout": layout,
             "summary": f"CHALLENGE/ALLOW {ratio:.3f} (target {TARGET_RATIO}), delivery p99 "
             f"{delivery['p99_s'] * 1000:.0f} ms under full load (target 1000), "
             f"{open_delivery['p99_s'] * 1000:.0f} ms at {open_rate:g}/s open loop, "
@@ -248,10 +260,14 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
     return 2 if (verdict == "BELOW" and args.fail_below) else 0
 
 
-LAYOUT = (
-    "passgate serve, one process, SQLite (WAL) file, workers in process (PASSGATE_WORKERS_IN_PROCESS=true, "
-    "the embedded default), SMTP to aiosmtpd on loopback with the default connection pool"
-)
+LAYOUTS = {
+    "worker-process": "passgate serve (PASSGATE_WORKERS_IN_PROCESS=false) + one passgate worker process "
+    "(default --poll), SQLite (WAL) file: the recommended layout under load (docs/mfa.md, 'Which layout'); "
+    "SMTP to aiosmtpd on loopback with the default connection pool",
+    "in-process": "passgate serve, one process, SQLite (WAL) file, workers in process "
+    "(PASSGATE_WORKERS_IN_PROCESS=true, the embedded default of make run); SMTP to aiosmtpd on loopback "
+    "with the default connection pool",
+}
 
 
 def delivery_latency(
@@ -538,6 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="challenges per second of the open-loop run (default: half the measured drain rate)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default="worker-process",
+        help="where the delivery workers run: a passgate worker process beside passgate serve, or inside it",
     )
     p.add_argument("--paced-client", metavar="CONFIG", help=argparse.SUPPRESS)
     p.add_argument("--fail-below", action="store_true", help="exit 2 when a target is missed")
