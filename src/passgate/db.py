@@ -162,13 +162,26 @@ def flush_deferred_inserts(session: Session) -> None:
     if session.new or session.dirty or session.deleted:
         session.flush()
     conn = session.connection()
-    for table, rows in (pending or {}).items():
+    for table, rows in sorted((pending or {}).items(), key=lambda item: _dependency_rank(item[0])):
         if rows:
             _insert_statement(table).executemany(conn, rows)
     for table, counts in (increments or {}).items():
         keys = [c.name for c in table.primary_key.columns]
         rows = [dict(zip(keys, key, strict=True), count=n) for key, n in sorted(counts.items())]
         _increment_statement(table).executemany(conn, rows)
+
+
+def _dependency_rank(table: Any) -> int:
+    """A table's place in foreign-key order: deferred rows of a table go in after the rows they reference
+    (a challenge's session before its secret, message and events), whatever order units deferred them."""
+    rank = _RANKS.get(table)
+    if rank is None:
+        _RANKS.update({t: i for i, t in enumerate(table.metadata.sorted_tables)})
+        rank = _RANKS.get(table, len(_RANKS))
+    return rank
+
+
+_RANKS: dict[Any, int] = {}
 
 
 class HotStatement:

@@ -30,16 +30,20 @@ def _api(server: LiveServer) -> tuple[httpx.Client, str]:
         client = create_client(session, "Harbour Bank", "US", False, now)
         secret = create_api_key(session, client.id, [], now).secret
         cid = client.id
-    token = httpx.post(f"{server.url}/oauth2/token", data={"grant_type": "client_credentials"},
-                       auth=(cid, secret)).json()["access_token"]
+    token = httpx.post(
+        f"{server.url}/oauth2/token", data={"grant_type": "client_credentials"}, auth=(cid, secret)
+    ).json()["access_token"]
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10), cid
 
 
 def _challenge(http: httpx.Client, email: str, **strategy: Any) -> dict[str, Any]:
-    body = {"inquiryId": f"h{time.time_ns()}", "deviceSessionId": f"d{time.time_ns() % 10**12}",
-            "person": {"emailAddress": email, "name": {"first": "Ana"}},
-            "account": {"id": f"acct-{email}", "username": "ana"},
-            "strategy": {"mfaTemplateName": "email-link", **strategy}}
+    body = {
+        "inquiryId": f"h{time.time_ns()}",
+        "deviceSessionId": f"d{time.time_ns() % 10**12}",
+        "person": {"emailAddress": email, "name": {"first": "Ana"}},
+        "account": {"id": f"acct-{email}", "username": "ana"},
+        "strategy": {"mfaTemplateName": "email-link", **strategy},
+    }
     r = http.post("/login/v2", json=body)
     assert r.status_code == 200, r.text
     return dict(r.json()["mfa"])

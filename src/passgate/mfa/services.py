@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import DEFERRED, HotStatement, defer_insert, upsert
+from passgate.db import HotStatement, defer_insert, upsert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -177,19 +177,12 @@ _CONSUME = (
     .where(_SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.status.in_([s.value for s in OPEN]))
     .values(status=Status.VERIFIED.value, verified_at=bindparam("now"), updated_at=bindparam("now"))
 )
-# Rows that reference their session: inserted after it even when another unit of the same transaction
-# deferred some of them first (a worker's timeline event sharing a group commit).
-_SESSION_DEPENDENTS = (MfaSecret.__table__, MfaEvent.__table__)
 
 
 def _defer_session_row(session: Session, row: dict[str, Any]) -> None:
+    # Rows that reference the session (secret, message, events) are inserted after it at commit, in
+    # foreign-key order, even when another unit of the same transaction deferred some of them first.
     defer_insert(session, _SESSIONS, [row])
-    pending: dict[Any, list[dict[str, Any]]] = session.info[DEFERRED]
-    order = list(pending)
-    position = order.index(_SESSIONS)
-    for dependent in _SESSION_DEPENDENTS:
-        if dependent in pending and order.index(dependent) < position:
-            pending[dependent] = pending.pop(dependent)  # to the end: after the sessions
 
 
 @dataclass(frozen=True)
