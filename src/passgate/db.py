@@ -208,7 +208,9 @@ class HotStatement:
                 bind = compiled.binds[name]
                 # A value bound in the statement itself (a literal) is its default; the caller gives the others.
                 literal = not bind.required and bind.value is not None and not callable(bind.value)
-                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                processor = _fast_processor(bind.type, dialect) or bind.type.dialect_impl(
+                    dialect
+                ).bind_processor(dialect)
                 spec.append((name, processor, literal, bind.value if literal else None))
             prepared = (compiled.string, _binder(tuple(spec), positional=bool(compiled.positional)))
             self._compiled[dialect.name] = prepared
@@ -230,6 +232,24 @@ class HotStatement:
             cursor.executemany(sql, [bind(r) for r in rows])
         finally:
             cursor.close()
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """What UTCDateTime then SQLAlchemy's SQLite DATETIME make of a value (naive UTC,
+    `YYYY-MM-DD HH:MM:SS.ffffff`), in one step: they cost a third of a challenge's inserts."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _fast_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
+        return sqlite_utc_text
+    return None
 
 
 def _binder(

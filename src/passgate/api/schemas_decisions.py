@@ -7,7 +7,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,23 +18,13 @@ from pydantic import (
     field_validator,
 )
 
+from passgate.mfa.destinations import email_verdict
+
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 CustomValue = Annotated[StrictStr, Field(max_length=256)] | StrictBool | StrictInt | StrictFloat
 TemplateValues = dict[Annotated[str, Field(max_length=64)], Annotated[StrictStr, Field(max_length=256)]]
-
-
-@lru_cache(maxsize=20_000)
-def _checked_email(value: str) -> tuple[str, str | None]:
-    # The same people log in again and again; email-validator's full check is the costliest part of
-    # reading a login body, so its verdict is remembered per address.
-    try:
-        return validate_email(
-            value, check_deliverability=False, allow_smtputf8=True, test_environment=True
-        ).normalized, None
-    except EmailNotValidError as exc:
-        return value, str(exc)
 
 
 @lru_cache(maxsize=20_000)
@@ -101,7 +90,7 @@ class Person(_In):
     def _email(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        normalised, error = _checked_email(v)
+        normalised, error = email_verdict(v)
         if error is not None:
             raise ValueError(f"not a valid email address: {error}")
         return normalised

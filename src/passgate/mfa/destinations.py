@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -35,19 +34,38 @@ def is_sandbox_destination(channel: str, value: str) -> bool:
 def check_email(value: str | None) -> DestinationCheck:
     if not value:
         return DestinationCheck(False, reason="no email address")
-    return _check_email(value)
-
-
-@lru_cache(maxsize=20_000)
-def _check_email(value: str) -> DestinationCheck:
-    # The same people are challenged again and again; email-validator's check is the costliest step.
-    try:
-        normalised = validate_email(
-            value, check_deliverability=False, allow_smtputf8=True, test_environment=True
-        ).normalized
-    except EmailNotValidError as exc:
-        return DestinationCheck(False, reason=f"invalid email address: {exc}")
+    normalised, error = email_verdict(value)
+    if error is not None:
+        return DestinationCheck(False, reason=f"invalid email address: {error}")
     return DestinationCheck(True, normalised)
+
+
+_VERDICTS: dict[str, tuple[str, str | None]] = {}
+_VERDICTS_MAX = 20_000
+
+
+def email_verdict(value: str) -> tuple[str, str | None]:
+    """(normalised address, None), or (value, why it is not an address). email-validator's check is the
+    costliest step of reading a login body and of starting an email challenge, and the same people come
+    back again and again, so the verdict is remembered — for the address as given and for its normalised
+    form (which the request body hands on to the challenge), so one check serves both."""
+    verdict = _VERDICTS.get(value)
+    if verdict is None:
+        try:
+            verdict = (
+                validate_email(
+                    value, check_deliverability=False, allow_smtputf8=True, test_environment=True
+                ).normalized,
+                None,
+            )
+        except EmailNotValidError as exc:
+            verdict = (value, str(exc))
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[value] = verdict
+        if verdict[1] is None:
+            _VERDICTS.setdefault(verdict[0], (verdict[0], None))
+    return verdict
 
 
 def check_phone(value: str | None, allowed_countries: list[str], reject_voip: bool) -> DestinationCheck:

@@ -1,0 +1,44 @@
+"""The hot-path statement helpers send what SQLAlchemy itself would send."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy.dialects import sqlite
+
+from passgate.db import UTCDateTime, sqlite_utc_text
+from passgate.ids import new_request_id
+
+
+def test_sqlite_utc_text_matches_sqlalchemys_own_processing() -> None:
+    dialect = sqlite.dialect()
+    reference = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert reference is not None
+    rng = random.Random(3)
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    for _ in range(500):
+        value = datetime(1, 1, 1, tzinfo=UTC) + timedelta(
+            days=rng.randrange(0, 3_000_000), microseconds=rng.choice([0, rng.randrange(1_000_000)])
+        )
+        if value.year > 9000:
+            continue
+        value = value.astimezone(rng.choice(zones))
+        assert sqlite_utc_text(value) == reference(value), value
+    assert sqlite_utc_text(None) is None
+    with pytest.raises(ValueError):
+        sqlite_utc_text(datetime(2026, 1, 1))  # naive
+
+
+def test_request_ids_are_time_ordered_uuid7() -> None:
+    import uuid
+
+    ids = [new_request_id() for _ in range(50)]
+    assert len(set(ids)) == 50
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    millis = [int(v.replace("-", "")[:12], 16) for v in ids]
+    assert millis == sorted(millis)
+    assert abs(millis[-1] / 1000 - datetime.now(UTC).timestamp()) < 5
