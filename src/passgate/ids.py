@@ -1,26 +1,22 @@
-"""Identifiers. Random (not time-ordered) so ids leak nothing about volume or timing — except request
-(correlation) ids, which are also the ids of stored decisions: see `new_request_id`."""
+"""Identifiers.
+
+Row ids are UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. A random key puts each new
+row on a different page of its table's primary-key index, so every commit rewrote as many index pages as
+it inserted rows (a challenge inserts four or five); time-ordered keys append to the end of the index. An
+id reveals when its object was created — which the API states anyway (`createdAt`, timelines, the
+`Date` of a mail) — and nothing about volume: there is no counter, and 74 random bits cannot be guessed.
+Client and key ids stay wholly random.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import time
-import uuid
 
 
 def new_uuid() -> str:
-    return str(uuid.uuid4())
-
-
-def new_request_id() -> str:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
-
-    Request ids become decision ids, the primary key of the busiest table. A random key puts each new
-    row on a different index page, so every commit rewrote as many index pages as it held decisions;
-    time-ordered keys append to the end of the index. The id reveals only when the request arrived —
-    which its caller knows — and nothing about volume (no counter).
-    """
+    """A UUIDv7 as text."""
     value = (
         (time.time_ns() // 1_000_000) << 80
         | 0x7 << 76
@@ -29,6 +25,11 @@ def new_request_id() -> str:
     )
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_request_id() -> str:
+    """The id of a request (`x-correlation-id`), which becomes the id of the decision it stores."""
+    return new_uuid()
 
 
 def new_client_id() -> str:
