@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 from sqlalchemy import JSON, DateTime, Engine, MetaData, bindparam, create_engine, event
@@ -43,6 +43,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+    def bind_processor(self, dialect: Any) -> Any:
+        # On SQLite, the value's final text in one step instead of process_bind_param and then the
+        # dialect's DATETIME formatting (a third of a challenge's insert work); the same text either way.
+        if dialect.name == "sqlite":
+            return sqlite_utc_text
+        return super().bind_processor(dialect)
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """A UTC column's value as SQLAlchemy's SQLite DATETIME stores it: naive UTC, `YYYY-MM-DD HH:MM:SS.ffffff`."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -189,44 +207,56 @@ class HotStatement:
 
     For the few statements every decision runs (the device read, the decision and velocity rows): there
     SQLAlchemy's per-execution work (cache key, parameter processing, result wrapping) costs several times
-    what the database does. The SQL is SQLAlchemy's own compilation of the statement, and values go
-    through each column type's own bind processor, so what reaches the database is what
-    `Connection.execute` would send. It runs inside the session's transaction, on its connection.
+    what the database does. The SQL is SQLAlchemy's own compilation of the statement, values go through
+    each column type's own bind processor and results through its result processor, so what reaches the
+    database and what comes back are what `Connection.execute` would send and return (as plain tuples).
+    It runs inside the session's transaction, on its connection.
+
+    `statement` is a Core statement, or a function of the dialect's name giving one (an upsert is written
+    differently on SQLite and PostgreSQL).
     """
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {}
+        self._compiled: dict[str, _Prepared] = {}
 
-    def _prepare(self, dialect: Any) -> tuple[str, Callable[[dict[str, Any]], Any]]:
+    def _prepare(self, dialect: Any) -> _Prepared:
         prepared = self._compiled.get(dialect.name)
         if prepared is None:
-            compiled = self.statement.compile(dialect=dialect)
+            statement = self.statement(dialect.name) if callable(self.statement) else self.statement
+            compiled = statement.compile(dialect=dialect)
             order = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
             spec = []
             for name in order:
                 bind = compiled.binds[name]
                 # A value bound in the statement itself (a literal) is its default; the caller gives the others.
                 literal = not bind.required and bind.value is not None and not callable(bind.value)
-                processor = _fast_processor(bind.type, dialect) or bind.type.dialect_impl(
-                    dialect
-                ).bind_processor(dialect)
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
                 spec.append((name, processor, literal, bind.value if literal else None))
-            prepared = (compiled.string, _binder(tuple(spec), positional=bool(compiled.positional)))
+            columns = getattr(statement, "selected_columns", None) or ()
+            results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+            prepared = _Prepared(
+                compiled.string,
+                _binder(tuple(spec), positional=bool(compiled.positional)),
+                tuple(results) if any(results) else None,
+            )
             self._compiled[dialect.name] = prepared
         return prepared
 
     def rows(self, conn: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
-        sql, bind = self._prepare(conn.dialect)
+        sql, bind, results = self._prepare(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
         try:
             cursor.execute(sql, bind(values))
-            return list(cursor.fetchall())
+            fetched = cursor.fetchall()
         finally:
             cursor.close()
+        if results is None:
+            return list(fetched)
+        return [tuple(v if p is None else p(v) for p, v in zip(results, row, strict=True)) for row in fetched]
 
     def executemany(self, conn: Any, rows: list[dict[str, Any]]) -> None:
-        sql, bind = self._prepare(conn.dialect)
+        sql, bind, _ = self._prepare(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
         try:
             cursor.executemany(sql, [bind(r) for r in rows])
@@ -234,22 +264,10 @@ class HotStatement:
             cursor.close()
 
 
-def sqlite_utc_text(value: datetime | None) -> str | None:
-    """What UTCDateTime then SQLAlchemy's SQLite DATETIME make of a value (naive UTC,
-    `YYYY-MM-DD HH:MM:SS.ffffff`), in one step: they cost a third of a challenge's inserts."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _fast_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
-    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
-        return sqlite_utc_text
-    return None
+class _Prepared(NamedTuple):
+    sql: str
+    bind: Callable[[dict[str, Any]], Any]
+    results: tuple[Any, ...] | None  # a result processor (or None) per selected column; None: none at all
 
 
 def _binder(
@@ -271,23 +289,11 @@ def _binder(
     return lambda row: dict(zip(names, values_of(row), strict=True))
 
 
-_HOT_INSERTS: dict[tuple[Any, Any], HotStatement] = {}
-
-
-def _insert_statement(table: Any) -> _RowInsert:
-    key = (table, "insert")
-    stmt = _HOT_INSERTS.get(key)
-    if stmt is None:
-        stmt = _HOT_INSERTS[key] = _RowInsert(table)
-    return stmt  # type: ignore[return-value]
-
-
-class _RowInsert(HotStatement):
-    """A multi-row INSERT of the columns the rows carry, plus the Python-side defaults of the others
-    (as SQLAlchemy's insert would apply them); one compiled statement per set of keys."""
+class _RowInserts:
+    """Multi-row INSERTs into one table of the columns the rows carry, plus the Python-side defaults of
+    the others (as SQLAlchemy's insert would apply them); one statement per set of keys."""
 
     def __init__(self, table: Any) -> None:
-        super().__init__(None)
         self._table = table
         self._by_keys: dict[frozenset[str], tuple[HotStatement, list[tuple[str, Any]]]] = {}
 
@@ -317,34 +323,36 @@ class _RowInsert(HotStatement):
             statement.executemany(conn, group)
 
 
-def _increment_statement(table: Any) -> HotStatement:
-    key = (table, "increment")
-    stmt = _HOT_INSERTS.get(key)
+_INSERTS: dict[Any, _RowInserts] = {}
+_INCREMENTS: dict[Any, HotStatement] = {}
+
+
+def _insert_statement(table: Any) -> _RowInserts:
+    stmt = _INSERTS.get(table)
     if stmt is None:
-        keys = [c.name for c in table.primary_key.columns]
-        values = {c.name: bindparam(c.name, type_=c.type) for c in table.columns}
-        stmt = _HOT_INSERTS[key] = _DialectUpsert(table, values, keys)
+        stmt = _INSERTS[table] = _RowInserts(table)
     return stmt
 
 
-class _DialectUpsert(HotStatement):
-    """INSERT … ON CONFLICT DO UPDATE SET count = count + excluded.count, compiled per dialect."""
+def _increment_statement(table: Any) -> HotStatement:
+    """INSERT … ON CONFLICT (primary key) DO UPDATE SET count = count + excluded.count."""
+    stmt = _INCREMENTS.get(table)
+    if stmt is None:
+        keys = [c.name for c in table.primary_key.columns]
+        values = {c.name: bindparam(c.name, type_=c.type) for c in table.columns}
 
-    def __init__(self, table: Any, values: dict[str, Any], keys: list[str]) -> None:
-        super().__init__(None)
-        self._table, self._values, self._keys = table, values, keys
-
-    def _prepare(self, dialect: Any) -> tuple[str, Callable[[dict[str, Any]], Any]]:
-        if dialect.name not in self._compiled:
-            if dialect.name == "postgresql":
+        def build(dialect_name: str) -> Any:
+            if dialect_name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert as dialect_insert
             else:
                 from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-            stmt = dialect_insert(self._table).values(self._values)
-            self.statement = stmt.on_conflict_do_update(
-                index_elements=self._keys, set_={"count": self._table.c.count + stmt.excluded.count}
+            upsert = dialect_insert(table).values(values)
+            return upsert.on_conflict_do_update(
+                index_elements=keys, set_={"count": table.c.count + upsert.excluded.count}
             )
-        return super()._prepare(dialect)
+
+        stmt = _INCREMENTS[table] = HotStatement(build)
+    return stmt
 
 
 @contextmanager

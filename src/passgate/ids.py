@@ -27,11 +27,6 @@ def new_uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def new_request_id() -> str:
-    """The id of a request (`x-correlation-id`), which becomes the id of the decision it stores."""
-    return new_uuid()
-
-
 def new_client_id() -> str:
     return "cl_" + secrets.token_hex(10)
 

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from passgate.ids import new_request_id
+from passgate.ids import new_uuid
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -238,7 +238,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = new_request_id()
+        cid = new_uuid()  # also the id of the decision the request stores (UUIDv7: see passgate.ids)
         scope.setdefault("state", {})["correlation_id"] = cid
         token = correlation_id.set(cid)
         start = time.perf_counter()

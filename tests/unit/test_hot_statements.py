@@ -9,13 +9,20 @@ import pytest
 from sqlalchemy.dialects import sqlite
 
 from passgate.db import UTCDateTime, sqlite_utc_text
-from passgate.ids import new_request_id
+from passgate.ids import new_uuid
 
 
 def test_sqlite_utc_text_matches_sqlalchemys_own_processing() -> None:
     dialect = sqlite.dialect()
-    reference = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-    assert reference is not None
+    # SQLAlchemy's own path: the decorator's process_bind_param, then the dialect's DATETIME formatting.
+    datetime_text = sqlite.DATETIME().bind_processor(dialect)
+    assert datetime_text is not None
+
+    def reference(value: datetime) -> str:
+        return str(datetime_text(UTCDateTime().process_bind_param(value, dialect)))
+
+    # and the type hands that work to sqlite_utc_text
+    assert UTCDateTime().dialect_impl(dialect).bind_processor(dialect) is sqlite_utc_text
     rng = random.Random(3)
     zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
     for _ in range(500):
@@ -34,7 +41,7 @@ def test_sqlite_utc_text_matches_sqlalchemys_own_processing() -> None:
 def test_request_ids_are_time_ordered_uuid7() -> None:
     import uuid
 
-    ids = [new_request_id() for _ in range(50)]
+    ids = [new_uuid() for _ in range(50)]
     assert len(set(ids)) == 50
     for value in ids:
         parsed = uuid.UUID(value)

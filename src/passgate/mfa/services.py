@@ -5,7 +5,6 @@ Every state change and its outbox rows are written in the caller's transaction; 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -116,14 +115,6 @@ class _StoredSettings(NamedTuple):
     sms_allowed_countries: list[str] | None
     reject_voip: bool | None
 
-    @classmethod
-    def of(cls, values: tuple[Any, ...]) -> _StoredSettings:
-        countries = values[5]
-        if isinstance(countries, str):  # JSON as text (SQLite); PostgreSQL's driver decodes JSONB itself
-            countries = json.loads(countries)
-        link, otp_ttl, otp_length, attempts, sends, _, voip = values
-        return cls(link, otp_ttl, otp_length, attempts, sends, countries, voip)
-
 
 def _transient_session(row: dict[str, Any]) -> MfaSession:
     mfa: MfaSession = _SESSION_CLASS.new_instance()
@@ -177,12 +168,6 @@ _CONSUME = (
     .where(_SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.status.in_([s.value for s in OPEN]))
     .values(status=Status.VERIFIED.value, verified_at=bindparam("now"), updated_at=bindparam("now"))
 )
-
-
-def _defer_session_row(session: Session, row: dict[str, Any]) -> None:
-    # Rows that reference the session (secret, message, events) are inserted after it at commit, in
-    # foreign-key order, even when another unit of the same transaction deferred some of them first.
-    defer_insert(session, _SESSIONS, [row])
 
 
 @dataclass(frozen=True)
@@ -247,7 +232,7 @@ class MfaService:
         conn = session.connection()
         [client] = _CLIENT_CONFIG.rows(conn, {"client_id": ctx.client_id})
         sandbox = bool(client[0])
-        config = _config_from(client[1], _StoredSettings.of(client[3:]) if client[2] is not None else None)
+        config = _config_from(client[1], _StoredSettings(*client[3:]) if client[2] is not None else None)
 
         magic = is_sandbox_destination(channel, raw_destination)
         if magic and not sandbox:
@@ -328,7 +313,9 @@ class MfaService:
         # the mapped constructor, which costs more than the rest of this function's bookkeeping.
         mfa = _transient_session(row)
         if at_commit:
-            _defer_session_row(session, row)
+            # Inserted at commit before the rows that reference it (secret, message, events): deferred rows
+            # go in in foreign-key order.
+            defer_insert(session, _SESSIONS, [row])
         self._event(
             session,
             mfa,

@@ -19,6 +19,7 @@ from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
     Action,
     Problem,
+    Reader,
     action,
     auth_service,
     errors_by_field,
@@ -44,7 +45,6 @@ from passgate.webhooks.services import (
 from passgate.webhooks.states import DeliveryStatus
 
 router = APIRouter()
-Reader = Annotated[CurrentUser, Depends(reader())]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 KEY_ID = re.compile(r"^key_[0-9a-f]{16}$")
 EVENTS = [e.value for e in EventType]

@@ -9,9 +9,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -164,6 +164,10 @@ def reader(permission: Permission = Permission.READ) -> Callable[..., Any]:
 
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the role-matrix tests
     return dependency
+
+
+# A page's signed-in user with the READ permission (most pages).
+Reader = Annotated[CurrentUser, Depends(reader())]
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from passgate.console.previews import PARTS, draft_template, preview_draft
 from passgate.console.routes.common import (
     Action,
     Problem,
+    Reader,
     action,
     errors_by_field,
     not_found,
     problem_of,
-    reader,
     redirect,
     registry_of,
     render,
@@ -33,7 +33,6 @@ from passgate.messaging.sources import TEMPLATE_NAME
 from passgate.messaging.templates import builtin_templates
 
 router = APIRouter()
-Reader = Annotated[CurrentUser, Depends(reader())]
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}$")
 SAMPLE_STARTER = {
     ("EMAIL", "OTH"): "email-link",

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from passgate.audit.services import entries as audit_entries
 from passgate.console import charts
 from passgate.console.forms import clean_param
-from passgate.console.routes.common import not_found, reader, registry_of, render, run
-from passgate.console.services import CurrentUser
+from passgate.console.routes.common import Reader, not_found, registry_of, render, run
 from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
 from passgate.mfa.destinations import mask
 from passgate.mfa.models import MfaSession
 
 router = APIRouter()
-Reader = Annotated[CurrentUser, Depends(reader())]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PAGE = 50
 

@@ -18,10 +18,10 @@ from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
     Action,
     Problem,
+    Reader,
     action,
     not_found,
     problem_of,
-    reader,
     redirect,
     registry_of,
     render,
@@ -37,7 +37,6 @@ from passgate.policy.schemas import PolicySetDocument
 from passgate.policy.signals import build_facts
 
 router = APIRouter()
-Reader = Annotated[CurrentUser, Depends(reader())]
 EVENT_TYPES = {"LOGIN": "Login", "NEW_ACCOUNT_OPENING": "New account opening"}
 VERSION = re.compile(r"^v[0-9]{1,9}$")
 LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
