@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -282,8 +283,12 @@ def run_loadgen(
     expect: str | None = None,
     workdir: Path,
     extra: Sequence[str] = (),
+    cpu_of: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Runs bench/loadgen.py against `url` and returns its JSON result."""
+    """Runs bench/loadgen.py against `url` and returns its JSON result.
+
+    With `cpu_of` ({name: pid}), the result also has `cpu`: the CPU each of those processes and the
+    load generator itself used during the measured seconds (warm-up excluded), as a share of one core."""
     argv = [
         sys.executable,
         str(LOADGEN),
@@ -319,6 +324,7 @@ def run_loadgen(
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     ) as proc:
+        meter = CpuWindow({**(cpu_of or {}), "loadgen": proc.pid}, warmup, duration) if cpu_of else None
         try:
             out, err = proc.communicate(timeout=limit)
         except BaseException:  # timeout, Ctrl-C: never leave the load running
@@ -328,9 +334,64 @@ def run_loadgen(
     if proc.returncode != 0:
         raise BenchError(f"loadgen failed ({proc.returncode}):\n{err}")
     try:
-        return dict(json.loads(out.strip().splitlines()[-1]))
+        result = dict(json.loads(out.strip().splitlines()[-1]))
     except (ValueError, IndexError):
         raise BenchError(f"loadgen printed no result:\n{out}\n{err}") from None
+    if meter is not None:
+        result["cpu"] = meter.shares()
+    return result
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU of some processes over a window that opens `delay` s from now and lasts `length` s (a timer
+    thread takes the two readings, so the caller can block on the load meanwhile)."""
+
+    def __init__(self, pids: dict[str, int], delay: float, length: float) -> None:
+        self.pids = pids
+        self.length = length
+        self.readings: list[tuple[float, dict[str, float | None]]] = []
+        self._timers = [threading.Timer(delay + t, self._read) for t in (0.0, length)]
+        for timer in self._timers:
+            timer.daemon = True
+            timer.start()
+
+    def _read(self) -> None:
+        self.readings.append((time.monotonic(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+
+    def shares(self) -> dict[str, float]:
+        """{name: share of one core} over the window; empty when the load ended before it closed."""
+        for timer in self._timers:
+            timer.cancel()
+        if len(self.readings) < 2:
+            return {}
+        (t0, a), (t1, b) = self.readings[:2]
+        out = {}
+        for name in self.pids:
+            x, y = a[name], b[name]
+            if x is not None and y is not None:
+                out[name] = round((y - x) / (t1 - t0), 3)
+        return out
+
+
+def cpu_line(cpu: dict[str, float], rps: float) -> str:
+    """`server 0.98 core (0.52 ms/req), ...`: where the CPU of a run went, per process."""
+    if not cpu:
+        return "cpu: n/a"
+    parts = [
+        f"{name} {share:.2f} core ({share * 1000 / rps:.2f} ms/req)" if rps else f"{name} {share:.2f} core"
+        for name, share in cpu.items()
+    ]
+    return "cpu: " + ", ".join(parts) + f"; total {sum(cpu.values()):.2f} of {os.cpu_count()} cores"
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The challenge path: ALLOW decisions, CHALLENGE decisions that send an email, and OTP verifies, in one run.
 
-1. a throw-away workspace, a real SMTP server (aiosmtpd, in this process, on loopback) recording when each
-   mail arrives, and Passgate on a SQLite file sending to it, in the layout docs/mfa.md ("Which layout")
+1. a throw-away workspace, a real SMTP server on loopback recording when each mail arrives (by default
+   bench/_smtpsink.py, a lean one in a process of its own; `--sink aiosmtpd` for aiosmtpd in this
+   process), and Passgate on a SQLite file sending to it, in the layout docs/mfa.md ("Which layout")
    recommends under load: `passgate serve` with PASSGATE_WORKERS_IN_PROCESS=false and one `passgate worker`
    process (`--layout in-process`: the workers inside `passgate serve`, as `make run` has them); the layout
    is printed with the results;
@@ -31,6 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -45,6 +48,7 @@ from _common import (
     BenchError,
     HelpFormatter,
     Workspace,
+    cpu_line,
     expect_status,
     free_port,
     get_token,
@@ -66,14 +70,18 @@ CHALLENGE_MARK = '"error":null'
 VERIFIED_MARK = '"status":"VERIFIED"'
 
 
-class Sink:
-    """A real SMTP server that notes when each recipient's mail arrived."""
+class AiosmtpdSink:
+    """aiosmtpd (the tests' SMTP server) on a thread of this process, noting when each recipient's mail
+    arrived. It costs about as much CPU per mail as Passgate's worker does to send it (`--sink aiosmtpd`)."""
+
+    name = "aiosmtpd, a thread of the benchmark process"
 
     def __init__(self) -> None:
         from aiosmtpd.controller import Controller
 
         self.arrivals: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.pid = os.getpid()
         sink = self
 
         class Handler:
@@ -87,12 +95,83 @@ class Sink:
         self.port = free_port()
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
-    def __enter__(self) -> Sink:
+    def snapshot(self) -> dict[str, float]:
+        with self.lock:
+            return dict(self.arrivals)
+
+    def __enter__(self) -> AiosmtpdSink:
         self.controller.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+class LeanSink:
+    """bench/_smtpsink.py in a process of its own: a real SMTP conversation at a fraction of aiosmtpd's
+    CPU. It appends `<time> <recipient>` per accepted mail to a file that `snapshot` reads on."""
+
+    name = "bench/_smtpsink.py, a process of its own (uvloop)"
+
+    def __init__(self, workdir: Any) -> None:
+        self.port = free_port()
+        self.path = workdir / "arrivals.txt"
+        self.path.touch()
+        self.arrivals: dict[str, float] = {}
+        self._offset = 0
+        self._partial = b""
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(BENCH_DIR / "_smtpsink.py"),
+                "--port",
+                str(self.port),
+                "--out",
+                str(self.path),
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+
+    def snapshot(self) -> dict[str, float]:
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            when, _, rcpt = line.decode().partition(" ")
+            self.arrivals.setdefault(rcpt, float(when))
+        return dict(self.arrivals)
+
+    def __enter__(self) -> LeanSink:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the SMTP sink exited at start ({self.proc.returncode})")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(64).startswith(b"220"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise BenchError("the SMTP sink did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+Sink = AiosmtpdSink | LeanSink
 
 
 def login(inquiry: str, device: str, email: str, template: str | None = None) -> dict[str, Any]:
@@ -117,7 +196,7 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
     ws.env["PASSGATE_MAIL_FROM"] = "Bench <bench@passgate.example>"
     a_id, a_key = ws.create_client("Live")
     b_id, b_key = ws.create_client("Sandbox", sandbox=True)
-    layout = LAYOUTS[args.layout]
+    layout = f"{LAYOUTS[args.layout]}; SMTP server: {sink.name}"
     if args.layout == "worker-process":
         ws.env["PASSGATE_WORKERS_IN_PROCESS"] = "false"
     server = ws.start_passgate()
@@ -128,6 +207,10 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         if worker.proc.poll() is not None:
             raise BenchError(f"passgate worker exited at start:\n{worker.log_tail()}")
     progress(f"layout: {layout}")
+    # Where the CPU goes during each closed-loop run (the SMTP server is a thread of this process).
+    cpu_of = {"serve": server.proc.pid, "smtp sink": sink.pid}
+    if args.layout == "worker-process":
+        cpu_of["worker"] = worker.proc.pid
     base = server.base_url
     with http_client(base, get_token(base, a_id, a_key)) as http:
         sets = "/manage/v1/policy-sets/LOGIN"
@@ -167,6 +250,7 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
             start=counter,
             expect=mark,
             workdir=ws.dir,
+            cpu_of=cpu_of,
         )
         counter += r["requests_sent"]
         if r["non_2xx"] or r["error_count"] or r.get("expect_mismatches") or not r["requests"]:
@@ -177,6 +261,7 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
             f"    {kind}: {r['rps']:,.0f} req/s, p50 {r['latency_ms']['p50']:.2f} ms, "
             f"p99 {r['latency_ms']['p99']:.2f} ms"
         )
+        progress(f"    {cpu_line(r.get('cpu', {}), r['rps'])}")
         results[kind].append(r)
         return r
 
@@ -263,9 +348,9 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
 LAYOUTS = {
     "worker-process": "passgate serve (PASSGATE_WORKERS_IN_PROCESS=false) + one passgate worker process "
     "(default --poll), SQLite (WAL) file: the recommended layout under load (docs/mfa.md, 'Which layout'); "
-    "SMTP to aiosmtpd on loopback with the default connection pool",
+    "SMTP on loopback with the default connection pool",
     "in-process": "passgate serve, one process, SQLite (WAL) file, workers in process "
-    "(PASSGATE_WORKERS_IN_PROCESS=true, the embedded default of make run); SMTP to aiosmtpd on loopback "
+    "(PASSGATE_WORKERS_IN_PROCESS=true, the embedded default of make run); SMTP on loopback "
     "with the default connection pool",
 }
 
@@ -291,13 +376,13 @@ def delivery_latency(
         raise BenchError(f"no challenge sessions for addresses starting with {prefix!r}")
     deadline = time.monotonic() + drain_s
     while time.monotonic() < deadline:
-        with sink.lock:
-            missing = [d for d in created if d not in sink.arrivals]
+        seen = sink.snapshot()
+        missing = [d for d in created if d not in seen]
         if not missing:
             break
         time.sleep(0.05)
-    with sink.lock:
-        arrivals = {d: sink.arrivals[d] for d in created if d in sink.arrivals}
+    seen = sink.snapshot()
+    arrivals = {d: seen[d] for d in created if d in seen}
     missing = [d for d in created if d not in arrivals]
     if missing:
         raise BenchError(f"{len(missing)} of {len(created)} challenge mails never reached the SMTP server")
@@ -561,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="worker-process",
         help="where the delivery workers run: a passgate worker process beside passgate serve, or inside it",
     )
+    p.add_argument(
+        "--sink",
+        choices=("lean", "aiosmtpd"),
+        default="lean",
+        help="the SMTP server mail goes to: bench/_smtpsink.py in its own process, or aiosmtpd in this one",
+    )
     p.add_argument("--paced-client", metavar="CONFIG", help=argparse.SUPPRESS)
     p.add_argument("--fail-below", action="store_true", help="exit 2 when a target is missed")
     return p
@@ -577,8 +668,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.otp_sessions <= 50_000:
         raise SystemExit("challenge.py: --otp-sessions 1..50000")
     try:
-        with interrupt_guard(), Workspace(NAME) as ws, Sink() as sink:
-            return run(args, ws, sink)
+        with interrupt_guard(), Workspace(NAME) as ws:
+            sink: Sink = AiosmtpdSink() if args.sink == "aiosmtpd" else LeanSink(ws.dir)
+            with sink:
+                return run(args, ws, sink)
     except KeyboardInterrupt:
         progress("interrupted; servers stopped, workspace removed")
         return 130

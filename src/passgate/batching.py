@@ -8,6 +8,12 @@ transaction. The caller awaits the commit of its batch: nothing is acknowledged 
 On SQLite the batches run on the event loop itself ("inline"): SQLite calls take microseconds, and a
 second thread would only trade the GIL back and forth with the loop (each hand-over can cost the 5 ms switch
 interval). On PostgreSQL, whose calls wait on the network with the GIL released, one writer thread runs them.
+
+An inline batch never waits for SQLite's write lock on the loop: when another process (`passgate worker`)
+holds it, the BEGIN fails at once and the batch is tried again a fraction of a millisecond later, while the
+loop goes on reading and parsing requests (which join the batch). Waiting in SQLite's busy handler instead
+would stop the whole API process, and that handler sleeps 1, 2, 5, 10 ms... between looks, well past the
+moment the lock is free. After `LOCK_PATIENCE_S` of such retries the batch waits the ordinary way.
 """
 
 from __future__ import annotations
@@ -22,11 +28,20 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.db import transaction
+from passgate.db import WriteLockBusy, begin_without_waiting, transaction
 
 T = TypeVar("T")
 log = logging.getLogger("passgate.batching")
 Outcome = tuple[Any, BaseException | None]
+# Retries of an inline batch that found the write lock taken: the first after RETRY_FIRST_S, each next one
+# twice as late up to RETRY_MAX_S; after LOCK_PATIENCE_S in all, one blocking try (SQLite's busy timeout).
+RETRY_FIRST_S = 0.0002
+RETRY_MAX_S = 0.002
+LOCK_PATIENCE_S = 5.0
+
+
+class _Busy(Exception):
+    """The batch did not start: the write lock is another process's."""
 
 
 class GroupCommitter:
@@ -44,8 +59,11 @@ class GroupCommitter:
         self._pending: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         self._scheduled = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._retry_delay = 0.0
+        self._busy_since: float | None = None
         self.batches = 0
         self.units = 0
+        self.lock_retries = 0
 
     @property
     def running(self) -> bool:
@@ -116,7 +134,16 @@ class GroupCommitter:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             live = [(fn, w) for fn, w in batch if not w.cancelled()]
-            outcomes = self._execute([fn for fn, _ in live])
+            loop = asyncio.get_running_loop()
+            patient = self._busy_since is not None and loop.time() - self._busy_since > LOCK_PATIENCE_S
+            try:
+                outcomes = self._execute([fn for fn, _ in live], wait=patient)
+            except _Busy:
+                self._pending = live + self._pending
+                self._retry_soon(loop)
+                return
+            self._busy_since = None
+            self._retry_delay = 0.0
             for (_, waiter), (result, error) in zip(live, outcomes, strict=True):
                 if waiter.cancelled():
                     continue
@@ -124,6 +151,14 @@ class GroupCommitter:
                     waiter.set_exception(error)
                 else:
                     waiter.set_result(result)
+
+    def _retry_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lock_retries += 1
+        if self._busy_since is None:
+            self._busy_since = loop.time()
+        self._retry_delay = min(RETRY_MAX_S, max(RETRY_FIRST_S, self._retry_delay * 2))
+        self._scheduled = True
+        loop.call_later(self._retry_delay, self._flush_inline)
 
     def _loop(self) -> None:
         while True:
@@ -145,15 +180,26 @@ class GroupCommitter:
                 else:
                     future.set_result(result)
 
-    def _execute(self, units: list[Callable[[Session], Any]]) -> list[Outcome]:
+    def _execute(self, units: list[Callable[[Session], Any]], wait: bool = True) -> list[Outcome]:
         # Optimistic: the whole batch in one transaction, no savepoints (SQLAlchemy's nested transactions
         # cost more than the unit of work itself). If any unit fails, the batch is rolled back and each
         # unit runs again in a transaction of its own, so one bad unit never takes the others down.
+        # wait=False: raise _Busy, having run nothing, when SQLite's write lock is another process's.
         results: list[Any] = []
         try:
             with self._sessions() as session, session.begin():
+                if not wait:
+                    token = begin_without_waiting.set(True)
+                    try:
+                        session.connection()
+                    except WriteLockBusy:
+                        raise _Busy() from None
+                    finally:
+                        begin_without_waiting.reset(token)
                 for fn in units:
                     results.append(fn(session))
+        except _Busy:
+            raise
         except Exception as exc:
             if len(units) == 1:
                 return [(None, exc)]

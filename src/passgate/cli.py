@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from passgate.config import Settings
-from passgate.runtime import tune_gc
+from passgate.runtime import run_event_loop, tune_gc
 
 EPILOG = """\
 environment: PASSGATE_DATABASE_URL (default sqlite:///./passgate.db), PASSGATE_PUBLIC_URL, PASSGATE_SMTP_URL,
@@ -104,7 +104,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             registry.committer.stop()
 
     try:
-        asyncio.run(main())
+        run_event_loop(main())
     finally:
         registry.close()
     return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -71,7 +73,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -105,6 +107,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
 
 
+class WriteLockBusy(Exception):
+    """SQLite's write lock is held by another connection (another process), and the caller asked not to
+    wait for it (`begin_without_waiting`)."""
+
+
+# Set by a caller that must not block while another process holds SQLite's write lock: its BEGIN fails
+# at once with WriteLockBusy instead of sleeping in SQLite's busy handler (see GroupCommitter).
+begin_without_waiting: ContextVar[bool] = ContextVar("begin_without_waiting", default=False)
+_BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_begin_immediate(engine: Engine) -> None:
     # pysqlite's deferred transactions upgrade read locks to write locks mid-transaction, which
     # deadlocks concurrent writers (SQLITE_BUSY without waiting). Taking the write lock at BEGIN
@@ -116,7 +129,21 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         # Straight on the DBAPI connection: a statement through SQLAlchemy costs more than the BEGIN.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+        raw = conn.connection.driver_connection
+        if not begin_without_waiting.get():
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        # The lock is taken at BEGIN IMMEDIATE only, so once it succeeds no later statement of the
+        # transaction waits (WAL readers never block a writer), and the timeout can go straight back.
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise WriteLockBusy(str(exc)) from exc
+            raise
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -114,6 +114,11 @@ class _GroupCommitCollector:
             "Units of work (decisions) committed by the group committer",
             value=self.source.units,
         )
+        yield CounterMetricFamily(
+            "passgate_group_commit_lock_retries",
+            "Batches put off because another process held SQLite's write lock (tried again shortly)",
+            value=self.source.lock_retries,
+        )
 
 
 class Metrics:

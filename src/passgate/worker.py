@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from passgate.db import transaction
+from passgate.runtime import run_event_loop
 
 if TYPE_CHECKING:
     from passgate.messaging.services import Dispatcher
@@ -120,7 +121,7 @@ class WorkerThread:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self.worker.run())
+            run_event_loop(self.worker.run())
         except Exception:  # logged; the API keeps serving
             log.exception("worker thread stopped")
 
