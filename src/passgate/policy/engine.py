@@ -1,6 +1,10 @@
 """The decision engine (pure): a compiled policy set plus request facts give a decision.
 
-A set compiles once per published version; evaluation only runs already-compiled CEL programs.
+A set compiles once per published version. Each policy and segment compiles to one CEL program (its
+conditions' guarded CEL AND-ed with its raw `cel`): that program is the reference semantics, gives the
+variables the set reads, and serves simulation. Deciding (`evaluate`) runs the structured conditions as
+native predicates (`conditions.native_condition`) and only the raw `cel` through CEL; `evaluate_cel` is
+the all-CEL reference it must agree with.
 """
 
 from __future__ import annotations
@@ -11,7 +15,14 @@ from typing import Any
 
 import cel
 
-from passgate.policy.conditions import ConditionError, compile_condition, conjunction, normalise_operator
+from passgate.policy.conditions import (
+    ConditionError,
+    Predicate,
+    compile_condition,
+    conjunction,
+    native_condition,
+    normalise_operator,
+)
 from passgate.policy.schemas import Condition, PolicySetDocument
 from passgate.policy.velocity import Need, needed_from_sources
 
@@ -35,6 +46,9 @@ class CompiledPolicy:
     source: str
     program: Any
     variables: frozenset[str]
+    # What `evaluate` runs: every native condition holds, and the raw CEL program (if any) runs true.
+    conditions: tuple[Predicate, ...] = ()
+    raw: Any | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,8 @@ class CompiledSegment:
     source: str
     program: Any | None  # None: always matches (the default segment)
     policies: tuple[CompiledPolicy, ...]
+    conditions: tuple[Predicate, ...] = ()
+    raw: Any | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,9 @@ class CompiledSet:
     document: PolicySetDocument | None = None
     # Per fact root, the members the set reads (see `read_shapes`); a root absent here is read whole.
     shapes: dict[str, Shape] = field(default_factory=dict)
+    # The same for the raw CEL programs alone: the only CEL that `evaluate` runs.
+    raw_variables: frozenset[str] = frozenset()
+    raw_shapes: dict[str, Shape] = field(default_factory=dict)
 
     def needs(self, root: str) -> bool:
         """Whether any condition reads the fact `root` (signals are computed only when needed)."""
@@ -132,6 +151,31 @@ def _compile_conditions(conds: list[Condition], raw: str | None, where: str) -> 
     return conjunction(parts)
 
 
+@dataclass(frozen=True)
+class _Native:
+    conditions: tuple[Predicate, ...]
+    raw: Any | None
+    raw_source: str | None
+
+
+def _native(conds: list[Condition], raw: str | None, source: str, program: Any) -> _Native:
+    """How `evaluate` runs a policy or segment whose whole CEL `source` compiled to `program`: its
+    conditions as native predicates, its raw CEL (if any) as a program of its own. The conjunction holds
+    exactly when every part evaluates to true, so the parts may run separately."""
+    predicates = tuple(native_condition(c.field, c.operator, c.value) for c in conds)
+    if raw is None or not raw.strip():
+        return _Native(predicates, None, None)
+    if not conds:
+        return _Native((), program, source)  # the whole program is the raw CEL
+    try:
+        raw_program = cel.compile(raw)
+    except Exception:
+        # Raw CEL that is no expression alone (`false) || (true`) compiled inside the conjunction, with the
+        # meaning it has there: keep that meaning by running the whole program through CEL.
+        return _Native((), program, source)
+    return _Native(predicates, raw_program, raw)
+
+
 def _cel(source: str, where: str) -> Any:
     try:
         return cel.compile(source)
@@ -149,6 +193,16 @@ def _variables(program: Any) -> frozenset[str]:
 def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
     policies: dict[str, CompiledPolicy] = {}
     variables: set[str] = set()
+    raw_sources: list[str] = []
+    raw_variables: set[str] = set()
+
+    def native(conds: list[Condition], raw: str | None, source: str, program: Any) -> _Native:
+        out = _native(conds, raw, source, program)
+        if out.raw_source is not None:
+            raw_sources.append(out.raw_source)
+            raw_variables.update(_variables(out.raw))
+        return out
+
     for i, p in enumerate(doc.policies):
         where = f"policies[{i}]"
         if p.name in policies:
@@ -157,6 +211,7 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
         prog = _cel(src, f"{where}.cel" if p.cel else f"{where}.conditions")
         pvars = _variables(prog)
         variables |= pvars
+        run_as = native(p.conditions, p.cel, src, prog)
         policies[p.name] = CompiledPolicy(
             name=p.name,
             outcome=p.outcome,
@@ -164,6 +219,8 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
             source=src,
             program=prog,
             variables=pvars,
+            conditions=run_as.conditions,
+            raw=run_as.raw,
         )
     segments: list[CompiledSegment] = []
     seen: set[str] = set()
@@ -184,11 +241,15 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
             linked.append(policies[pname])
         program = None
         src = "true"
+        run_as = _Native((), None, None)
         if i != last:
             src = _compile_conditions(s.conditions, s.cel, where)
             program = _cel(src, f"{where}.cel" if s.cel else f"{where}.conditions")
             variables |= _variables(program)
-        segments.append(CompiledSegment(s.name, s.mfaEnabled, src, program, tuple(linked)))
+            run_as = native(s.conditions, s.cel, src, program)
+        segments.append(
+            CompiledSegment(s.name, s.mfaEnabled, src, program, tuple(linked), run_as.conditions, run_as.raw)
+        )
     sources = [p.source for p in policies.values()] + [s.source for s in segments]
     refs = sorted({(m[0], m[1]) for src in sources for m in _LIST_REF.findall(src)})
     return CompiledSet(
@@ -200,6 +261,8 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
         list_refs=tuple(refs),
         document=doc,
         shapes=read_shapes(sources, frozenset(variables)),
+        raw_variables=frozenset(raw_variables),
+        raw_shapes=read_shapes(raw_sources, frozenset(raw_variables)),
     )
 
 
@@ -230,13 +293,21 @@ def run(program: Any, facts: Any) -> bool:
 def context_for(compiled: CompiledSet, facts: dict[str, Any]) -> Any:
     """A CEL context holding only the facts the set reads. Converting Python values to CEL values is the
     costly part of an evaluation, so it is done once per request, not once per program."""
+    return _context(compiled.variables, compiled.shapes, facts)
+
+
+def raw_context_for(compiled: CompiledSet, facts: dict[str, Any]) -> Any:
+    """A CEL context holding only the facts the set's raw CEL reads (all `evaluate` hands to CEL)."""
+    return _context(compiled.raw_variables, compiled.raw_shapes, facts)
+
+
+def _context(variables: frozenset[str], shapes: dict[str, Shape], facts: dict[str, Any]) -> Any:
     ctx = cel.Context()
-    if compiled.needs("*"):
+    if "*" in variables:
         for name, value in facts.items():
             ctx.add_variable(name, value)
         return ctx
-    shapes = compiled.shapes
-    for name in compiled.variables:
+    for name in variables:
         if name in facts:
             ctx.add_variable(name, project(facts[name], shapes.get(name)))
     return ctx
@@ -247,28 +318,67 @@ _DECISION = {0: "ALLOW", 1: "CHALLENGE", 2: "BLOCK"}
 
 
 def evaluate(compiled: CompiledSet, facts: dict[str, Any]) -> Outcome:
+    """The decision: structured conditions run natively, raw CEL through CEL on a context that is built
+    only once a raw program is reached. Agrees with `evaluate_cel` on every input."""
+    ctx: Any = None
+    segment = compiled.segments[-1]
+    for s in compiled.segments:
+        if s.program is None:
+            segment = s
+            break
+        for condition in s.conditions:
+            if not condition(facts):
+                break
+        else:
+            if s.raw is None:
+                segment = s
+                break
+            if ctx is None:
+                ctx = raw_context_for(compiled, facts)
+            if run(s.raw, ctx):
+                segment = s
+                break
+    matched: list[CompiledPolicy] = []
+    for p in segment.policies:
+        for condition in p.conditions:
+            if not condition(facts):
+                break
+        else:
+            if p.raw is None:
+                matched.append(p)
+                continue
+            if ctx is None:
+                ctx = raw_context_for(compiled, facts)
+            if run(p.raw, ctx):
+                matched.append(p)
+    return _outcome(segment, matched)
+
+
+def evaluate_cel(compiled: CompiledSet, facts: dict[str, Any]) -> Outcome:
+    """The reference evaluation: every policy and segment as its one CEL program, on one context."""
     ctx = context_for(compiled, facts)
     segment = compiled.segments[-1]
     for s in compiled.segments:
         if s.program is None or run(s.program, ctx):
             segment = s
             break
+    return _outcome(segment, [p for p in segment.policies if run(p.program, ctx)])
+
+
+def _outcome(segment: CompiledSegment, matched: list[CompiledPolicy]) -> Outcome:
     rank = 0
     tags: dict[str, int] = {}
-    matched: list[str] = []
-    for p in segment.policies:
-        if run(p.program, ctx):
-            matched.append(p.name)
-            rank = max(rank, _RANK[p.outcome])
-            for name, weight in p.tags:
-                tags[name] = tags.get(name, 0) + weight
+    for p in matched:
+        rank = max(rank, _RANK[p.outcome])
+        for name, weight in p.tags:
+            tags[name] = tags.get(name, 0) + weight
     return Outcome(
         decision=_DECISION[rank],
         segment=segment.name,
         mfa_enabled=segment.mfa_enabled,
         tags=list(tags),
         tag_weights=[{"name": k, "weight": v} for k, v in tags.items()],
-        matched=matched,
+        matched=[p.name for p in matched],
     )
 
 
