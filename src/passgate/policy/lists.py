@@ -92,6 +92,13 @@ def _normalise(kind: str, raw: str) -> str:
     raise ValueError(f"unknown list kind {kind}")
 
 
+@lru_cache(maxsize=50_000)
+def _ip_int(value: str) -> tuple[int, int]:
+    """(IP version, address as an integer) of a normalised address; decisions see the same ones again."""
+    addr = ipaddress.ip_address(value)
+    return addr.version, int(addr)
+
+
 @dataclass
 class Membership:
     kind: str
@@ -123,10 +130,9 @@ class Membership:
         if value in self.exact:
             return True
         if self.kind == "ip" and self.networks:
-            addr = ipaddress.ip_address(value)
-            bits = 32 if addr.version == 4 else 128
-            as_int = int(addr)
-            for prefix, nets in self.networks.get(addr.version, {}).items():
+            version, as_int = _ip_int(value)
+            bits = 32 if version == 4 else 128
+            for prefix, nets in self.networks.get(version, {}).items():
                 mask = ((1 << prefix) - 1) << (bits - prefix) if prefix else 0
                 if as_int & mask in nets:
                     return True
