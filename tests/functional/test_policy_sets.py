@@ -87,6 +87,22 @@ def test_invalid_draft_is_refused_with_the_location(http: TestClient, tenant: Te
     r = http.put("/manage/v1/policy-sets/LOGIN/draft", json=bad, headers=tenant.admin_headers)
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "policies[2].cel"
+    # Raw CEL that only parses inside the conjunction with the conditions would override them.
+    escape = {
+        **RISK_SET,
+        "policies": [
+            *RISK_SET["policies"][:2],
+            {
+                **RISK_SET["policies"][2],
+                "conditions": [{"field": "account.type", "operator": "equals", "value": "PRO"}],
+                "cel": "false) || (true",
+            },
+        ],
+    }
+    r = http.put("/manage/v1/policy-sets/LOGIN/draft", json=escape, headers=tenant.admin_headers)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "policies[2].cel"
+    assert "on its own" in r.json()["errors"][0]["message"]
     r = http.put(
         "/manage/v1/policy-sets/LOGIN/draft", json={"name": "x", "segments": []}, headers=tenant.admin_headers
     )

@@ -266,6 +266,20 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
     )
 
 
+def check_raw_cel(doc: PolicySetDocument) -> None:
+    """Save-time rule: a raw `cel` must be an expression on its own. Inside the conjunction with the
+    conditions, text such as `false) || (true` would compile too and quietly override them."""
+    groups = [(f"policies[{i}]", p.cel, bool(p.conditions)) for i, p in enumerate(doc.policies)]
+    groups += [(f"segments[{i}]", s.cel, bool(s.conditions)) for i, s in enumerate(doc.segments)]
+    for where, raw, with_conditions in groups:
+        if raw is None or not raw.strip() or not with_conditions:
+            continue  # alone, the raw CEL was compiled as it is by compile_set
+        try:
+            cel.compile(raw)
+        except (ValueError, RuntimeError) as exc:
+            raise PolicyCompileError(f"{where}.cel", f"not an expression on its own: {exc}") from exc
+
+
 def referenced_lists(doc: PolicySetDocument) -> set[tuple[str, str]]:
     """(location, list name) of every inList condition, to check the lists exist before publishing."""
     out: set[tuple[str, str]] = set()

@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 
 from passgate.audit.services import record as audit
 from passgate.ids import new_uuid
-from passgate.policy.engine import CompiledSet, PolicyCompileError, compile_set, referenced_lists
+from passgate.policy.engine import (
+    CompiledSet,
+    PolicyCompileError,
+    check_raw_cel,
+    compile_set,
+    referenced_lists,
+)
 from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
 from passgate.policy.lists import list_names
 from passgate.policy.models import PolicySet, PolicySetVersion
@@ -39,6 +45,7 @@ def install_default_sets(session: Session, client_id: str, now: datetime) -> Non
 def validate_document(doc: PolicySetDocument, known_lists: set[str] | None = None) -> CompiledSet:
     try:
         compiled = compile_set(doc, "draft")
+        check_raw_cel(doc)
     except PolicyCompileError as exc:
         raise InvalidPolicySet(exc.location, exc.message) from exc
     if known_lists is not None:
