@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formataddr, parseaddr
+from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -42,10 +43,16 @@ class BrandingInput:
 
 def from_header(brand: Brand, from_address: str | None, mail_from: str) -> str:
     """The From header of a client's email (see the module's docstring)."""
+    return _from_header(brand.sender_name or brand.company_name, from_address, mail_from)
+
+
+@lru_cache(maxsize=1024)
+def _from_header(name: str, from_address: str | None, mail_from: str) -> str:
+    # Once per distinct sender: parseaddr and formataddr cost as much as composing the rest of a message.
     address = from_address or parseaddr(mail_from)[1] or mail_from
     # formataddr quotes the display name and encodes non-ASCII, so a name like `Ça "Va"` cannot break
     # the header; Brand already refuses line breaks in it.
-    return formataddr((brand.sender_name or brand.company_name, address))
+    return formataddr((name, address))
 
 
 def _domain(raw: str) -> str:
