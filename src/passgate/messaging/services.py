@@ -100,6 +100,62 @@ _MARK_SENT = (
     )
     .returning(_messages.c.id, _messages.c.session_id, _messages.c.secret_id)
 )
+_DUE = (
+    select(_messages.c.id)
+    .where(
+        or_(
+            (_messages.c.status == MessageStatus.QUEUED) & (_messages.c.next_attempt_at <= bindparam("now")),
+            # A worker that died mid-send leaves SENDING with an expired lock: take it over.
+            (_messages.c.status == MessageStatus.SENDING) & (_messages.c.locked_until < bindparam("now")),
+        )
+    )
+    .order_by(_messages.c.next_attempt_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_messages)
+    .where(_messages.c.id.in_(_DUE.scalar_subquery()))
+    .values(
+        status=MessageStatus.SENDING.value,
+        attempts=_messages.c.attempts + 1,
+        locked_until=bindparam("until"),
+        locked_by=bindparam("by"),
+    )
+    .returning(
+        _messages.c.id,
+        _messages.c.client_id,
+        _messages.c.session_id,
+        _messages.c.channel,
+        _messages.c.destination,
+        _messages.c.template_name,
+        _messages.c.locale,
+        _messages.c.purpose,
+        _messages.c.sealed_secret,
+        _messages.c.attempts,
+        _messages.c.next_attempt_at,
+    )
+)
+_sessions_table = cast(Table, MfaSession.__table__)
+_CLAIM_SESSIONS = select(
+    _sessions_table.c.id,
+    _sessions_table.c.status,
+    _sessions_table.c.render_context,
+    _sessions_table.c.ttl_seconds,
+    _sessions_table.c.type,
+    _sessions_table.c.sandbox,
+).where(_sessions_table.c.id.in_(bindparam("ids", expanding=True)))
+_SKIP = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("mid"))
+    .values(
+        status=MessageStatus.FAILED.value,
+        attempts=_messages.c.attempts - 1,
+        last_error=bindparam("error"),
+        sealed_secret=None,
+        locked_until=None,
+    )
+)
 _SET_PROVIDER = (
     update(_messages)
     .where(_messages.c.id == bindparam("mid"))
@@ -157,44 +213,50 @@ class Dispatcher:
 
     def _claim(self, session: Session, limit: int) -> list[Claimed]:
         now = self.clock.now()
-        due = session.scalars(
-            select(Message)
-            .where(
-                or_(
-                    (Message.status == MessageStatus.QUEUED) & (Message.next_attempt_at <= now),
-                    # A worker that died mid-send leaves SENDING with an expired lock: take it over.
-                    (Message.status == MessageStatus.SENDING) & (Message.locked_until < now),
-                )
-            )
-            .order_by(Message.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        # The sessions of the round in one read (the gets below find them in the identity map).
-        session_ids = {m.session_id for m in due if m.session_id}
+        conn = session.connection()
+        # One statement takes the round: the due rows (FOR UPDATE SKIP LOCKED on PostgreSQL, so workers
+        # never wait on each other's rows; SQLite's write lock serialises them) move to SENDING, attempt
+        # counted and claim stamped, and come back. An ORM load, attribute sets and a flush of the same
+        # rows cost the worker more than sending them.
+        due = sorted(
+            conn.execute(
+                _CLAIM,
+                {
+                    "now": now,
+                    "limit": limit,
+                    "until": now + timedelta(seconds=self.lock_seconds),
+                    "by": self.worker_id,
+                },
+            ).all(),
+            key=lambda m: (m.next_attempt_at, m.id),
+        )
+        if not due:
+            return []
+        # The sessions of the round in one read.
+        session_ids = [m.session_id for m in due if m.session_id]
         sessions = (
-            {s.id: s for s in session.scalars(select(MfaSession).where(MfaSession.id.in_(session_ids)))}
-            if session_ids
-            else {}
+            {s.id: s for s in conn.execute(_CLAIM_SESSIONS, {"ids": session_ids})} if session_ids else {}
         )
         claimed: list[Claimed] = []
+        skipped = []
         for m in due:
             mfa = sessions.get(m.session_id) if m.session_id else None
             if mfa is not None and is_terminal(mfa.status):
-                m.status = MessageStatus.FAILED
-                m.last_error = f"not sent: session {mfa.status}"
-                m.sealed_secret = None
-                m.locked_until = None
-                self.mfa.message_skipped(session, m)
+                skipped.append((m, mfa.status))
                 continue
-            m.status = MessageStatus.SENDING
-            m.attempts += 1
-            m.locked_until = now + timedelta(seconds=self.lock_seconds)
-            m.locked_by = self.worker_id
             claimed.append(self._prepare(session, m, mfa))
+        if skipped:
+            # Closed before it went out: not sent, and not counted as an attempt.
+            conn.execute(
+                _SKIP,
+                [{"mid": m.id, "error": f"not sent: session {status}"} for m, status in skipped],
+            )
+            for m, _ in skipped:
+                self.mfa.message_skipped(session, m.id, m.session_id)
         return claimed
 
-    def _prepare(self, session: Session, m: Message, mfa: MfaSession | None) -> Claimed:
+    def _prepare(self, session: Session, m: Any, mfa: Any | None) -> Claimed:
+        """What sending needs, from the claimed message's row and its session's (Core rows)."""
         secret = None
         if m.sealed_secret:
             try:
@@ -221,7 +283,7 @@ class Dispatcher:
             from_address=self.templates.from_address(session, m.client_id),
         )
 
-    def _prepare_test(self, session: Session, m: Message) -> Claimed:
+    def _prepare_test(self, session: Session, m: Any) -> Claimed:
         template = self.templates.get(session, m.client_id, m.template_name)
         client = session.get(Client, m.client_id)
         minutes, code_length = test_sends.sample_settings(session, client, template)

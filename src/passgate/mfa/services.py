@@ -737,17 +737,17 @@ class MfaService:
         if status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.BOUNCED) and not is_terminal(mfa.status):
             self._move(session, mfa, Status.INVALID, now, source)
 
-    def message_skipped(self, session: Session, message: Message) -> None:
+    def message_skipped(self, session: Session, message_id: str, session_id: str | None) -> None:
         """A queued message whose session closed before it went out is not sent."""
-        if message.session_id:
-            mfa = session.get(MfaSession, message.session_id)
+        if session_id:
+            mfa = session.get(MfaSession, session_id)
             if mfa is not None:
                 self._event(
                     session,
                     mfa,
                     "MESSAGE_SKIPPED",
                     "worker",
-                    {"messageId": message.id, "reason": f"session {mfa.status}"},
+                    {"messageId": message_id, "reason": f"session {mfa.status}"},
                 )
 
     def expire_due(self, session: Session, limit: int = 200) -> int:

@@ -170,3 +170,37 @@ def test_worker_killed_mid_send_loses_nothing(
         msg = s.scalars(select(Message).where(Message.session_id == m["ID"])).one()
     assert (msg.status, msg.attempts) == ("SENT", 2)
     assert session_of(http, tenant, m["ID"])["status"] == "MESSAGE_SENT"
+
+
+def test_a_message_whose_session_closed_first_is_not_sent(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    m = challenge(http, tenant, "email-link", person={"emailAddress": "late@example.com"})["mfa"]
+    r = http.post(f"/mfa/v2/{m['ID']}/cancel", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert drain(registry) == 0  # claimed, found closed, not sent
+    assert not smtp.received
+    with registry.sessions() as s:
+        message = s.scalars(select(Message).where(Message.session_id == m["ID"])).one()
+        assert (message.status, message.attempts, message.sealed_secret) == ("FAILED", 0, None)
+        assert message.last_error and message.last_error.startswith("not sent: session ")
+    assert attempts(registry, m["ID"]) == []
+    assert any(e["type"] == "MESSAGE_SKIPPED" for e in timeline(http, tenant, m["ID"]))
+
+
+def test_concurrent_claims_take_each_message_once(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    ids = [
+        challenge(http, tenant, "email-link", person={"emailAddress": f"c{i}@example.com"})["mfa"]["ID"]
+        for i in range(30)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        rounds = list(pool.map(lambda _: registry.dispatcher.claim(limit=10), range(4)))
+    claimed = [c.message_id for r in rounds for c in r]
+    assert len(claimed) == len(set(claimed)) == 30
+    assert all(c.attempt == 1 and c.secret for r in rounds for c in r)
+    with registry.sessions() as s:
+        rows = s.scalars(select(Message).where(Message.session_id.in_(ids))).all()
+        assert {m.status for m in rows} == {"SENDING"}
+        assert {m.locked_by for m in rows} == {registry.dispatcher.worker_id}
