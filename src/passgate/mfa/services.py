@@ -99,6 +99,31 @@ def _config_from(country: str, s: Any) -> MfaConfig:
 
 
 _SESSIONS = cast(Table, MfaSession.__table__)
+_SECRETS = cast(Table, MfaSecret.__table__)
+# messages_sent: the round's sessions, whole (listeners read them), locked where the database can.
+_SENT_SESSIONS = (
+    select(_SESSIONS)
+    .where(_SESSIONS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_SESSIONS.c.id)
+    .with_for_update()
+)
+_EXISTING_SECRETS = select(_SECRETS.c.id).where(_SECRETS.c.id.in_(bindparam("ids", expanding=True)))
+_ACTIVATE_SECRET = (
+    update(_SECRETS)
+    .where(_SECRETS.c.id == bindparam("b_id"))
+    .values(active=True, activated_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
+)
+_SENT_SESSION_UPDATE = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        delivery_status=bindparam("b_delivery"),
+        updated_at=bindparam("b_updated"),
+        expires_at=bindparam("b_expires"),
+        sequence=bindparam("b_sequence"),
+    )
+)
 _clients = Client.__table__.c
 _settings = ClientSettings.__table__.c
 _counters = FailureCounter.__table__.c
@@ -666,31 +691,33 @@ class MfaService:
 
     def messages_sent(self, session: Session, sent: list[SentMessage], now: datetime) -> None:
         """The provider accepted these messages: each one's secret becomes valid (for its TTL from now), and
-        its session is MESSAGE_SENT. Sessions and secrets are read in one query each."""
-        session_ids = {m.session_id for m in sent if m.session_id}
+        its session is MESSAGE_SENT.
+
+        Core statements, a few per round: the sessions read in one statement (locked on PostgreSQL, in id
+        order, so a concurrent verify or cancel waits instead of being overwritten), the secrets that exist
+        in another, and both written back with one executemany each. The listeners get a transient session
+        object, as at creation."""
+        session_ids = sorted({m.session_id for m in sent if m.session_id})
         if not session_ids:
             return
+        conn = session.connection()
         sessions = {
-            mfa.id: mfa for mfa in session.scalars(select(MfaSession).where(MfaSession.id.in_(session_ids)))
+            row.id: _transient_session(dict(row._mapping))
+            for row in conn.execute(_SENT_SESSIONS, {"ids": session_ids})
         }
-        secret_ids = {m.secret_id for m in sent if m.secret_id and m.session_id in sessions}
-        secrets = (
-            {s.id: s for s in session.scalars(select(MfaSecret).where(MfaSecret.id.in_(secret_ids)))}
-            if secret_ids
-            else {}
-        )
+        wanted = [m.secret_id for m in sent if m.secret_id and m.session_id in sessions]
+        existing = {r[0] for r in conn.execute(_EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
+        secret_rows: list[dict[str, Any]] = []
         for m in sent:
             mfa = sessions.get(m.session_id or "")
             if mfa is None:
                 continue
-            secret = secrets.get(m.secret_id or "")
-            if secret is not None:
-                secret.active = True
-                secret.activated_at = now
-                secret.expires_at = now + timedelta(seconds=mfa.ttl_seconds)
-                if not is_terminal(mfa.status) and secret.expires_at > mfa.expires_at:
-                    mfa.expires_at = secret.expires_at
-            mfa.delivery_status = DeliveryStatus.SENT
+            if m.secret_id in existing:
+                expires = now + timedelta(seconds=mfa.ttl_seconds)
+                secret_rows.append({"b_id": m.secret_id, "b_now": now, "b_expires": expires})
+                if not is_terminal(mfa.status) and expires > mfa.expires_at:
+                    mfa.expires_at = expires
+            mfa.delivery_status = DeliveryStatus.SENT.value
             mfa.updated_at = now
             self._event(
                 session,
@@ -701,6 +728,22 @@ class MfaService:
             )
             if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
                 self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
+        if secret_rows:
+            conn.execute(_ACTIVATE_SECRET, secret_rows)
+        conn.execute(
+            _SENT_SESSION_UPDATE,
+            [
+                {
+                    "b_id": mfa.id,
+                    "b_status": str(mfa.status),
+                    "b_delivery": mfa.delivery_status,
+                    "b_updated": mfa.updated_at,
+                    "b_expires": mfa.expires_at,
+                    "b_sequence": mfa.sequence,
+                }
+                for mfa in sessions.values()
+            ],
+        )
 
     def message_failed(
         self, session: Session, message: Message, authorization: bool, reason: str, now: datetime

@@ -165,6 +165,19 @@ def test_expired_code_is_refused_even_before_the_sweeper(
     }
 
 
+def test_a_late_send_gives_the_code_its_whole_lifetime(
+    http: TestClient, tenant: Tenant, registry: Registry, clock: FrozenClock, gateway: HttpReceiver
+) -> None:
+    m = challenge(http, tenant, "sms-code", person={"phoneNumber": PHONE})["mfa"]
+    clock.advance(300)  # the worker gets to it five minutes late
+    drain(registry)
+    code = code_from(last_sms(gateway)["body"])
+    clock.advance(599)  # 899 s after the challenge, 599 s after the send: the session was extended
+    assert sweep(registry) == 0
+    assert session_of(http, tenant, m["ID"])["status"] == "MESSAGE_SENT"
+    assert verify(http, tenant, m["ID"], code).json()["status"] == "VERIFIED"
+
+
 def test_cancel(http: TestClient, tenant: Tenant, registry: Registry, gateway: HttpReceiver) -> None:
     m = challenge(http, tenant, "sms-code", person={"phoneNumber": PHONE})["mfa"]
     r = http.post(f"/mfa/v2/{m['ID']}/cancel", headers=tenant.headers)
