@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import time
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from passgate.batching import GroupCommitter
 from passgate.db import WriteLockBusy, begin_without_waiting, make_engine, make_sessionmaker
@@ -81,6 +81,9 @@ async def test_without_contention_nothing_is_retried(tmp_path):
 
 def test_begin_without_waiting_raises_at_once_and_restores_the_timeout(tmp_path):
     path, engine, sessions = _setup(tmp_path)
+    opened = []
+    event.listen(engine, "connect", lambda dbapi, record: opened.append(dbapi))
+    engine.dispose()  # from here on, every connection the pool makes is seen
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     token = begin_without_waiting.set(True)
@@ -98,7 +101,8 @@ def test_begin_without_waiting_raises_at_once_and_restores_the_timeout(tmp_path)
     assert time.monotonic() - started < 0.5  # no busy-handler wait (its timeout is 10 s)
     other.execute("COMMIT")
     with engine.connect() as conn:
-        # The pooled connection waits again the ordinary way.
+        # The very connection whose BEGIN failed waits again the ordinary way.
+        assert len(opened) == 1 and conn.connection.driver_connection is opened[0]
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
     other.close()
     engine.dispose()
