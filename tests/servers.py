@@ -4,24 +4,69 @@ from __future__ import annotations
 
 import asyncio
 import email
+import ipaddress
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def self_signed(name: str) -> tuple[bytes, bytes]:
+    """A certificate (its own CA) for a host name or an IP address, and its key, both PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        alt = x509.DNSName(name)
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def server_tls_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "cert.pem").write_bytes(cert_pem)
+        (Path(tmp) / "key.pem").write_bytes(key_pem)
+        ctx.load_cert_chain(Path(tmp) / "cert.pem", Path(tmp) / "key.pem")
+    return ctx
 
 
 @dataclass
@@ -47,6 +92,15 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.sink.pipelining:  # aiosmtpd reads pipelined commands fine; it just does not say so
+            responses.insert(-1, "250-PIPELINING")
+        self.sink.ehlo_seen.append(responses)
+        return responses
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
@@ -69,10 +123,23 @@ class _Handler:
 
 
 class SmtpSink:
-    """A real SMTP server on 127.0.0.1 that keeps what it receives; can refuse, defer or go down."""
+    """A real SMTP server on 127.0.0.1 that keeps what it receives; can refuse, defer or go down.
 
-    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None) -> None:
+    `pipelining`: EHLO announces PIPELINING (RFC 2920), as the usual relays do. `tls`: "starttls" (required
+    before MAIL) or "implicit" (smtps), with a certificate for 127.0.0.1 that `client_context()` trusts."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        credentials: tuple[str, str] | None = None,
+        pipelining: bool = False,
+        tls: Literal["starttls", "implicit"] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.pipelining = pipelining
+        self.tls = tls
+        self.cert_pem, self._key_pem = self_signed("127.0.0.1") if tls else (b"", b"")
+        self.ehlo_seen: list[list[str]] = []
         self.received: list[ReceivedMail] = []
         self.arrived = threading.Event()
         self.reject_rcpt = False
@@ -96,7 +163,16 @@ class SmtpSink:
     def start(self) -> SmtpSink:
         kwargs: dict[str, Any] = {}
         if self.credentials:
-            kwargs = {"authenticator": self._authenticator, "auth_require_tls": False, "auth_required": True}
+            kwargs = {
+                "authenticator": self._authenticator,
+                # aiosmtpd counts only STARTTLS as TLS; on smtps the whole connection is TLS anyway.
+                "auth_require_tls": self.tls == "starttls",
+                "auth_required": True,
+            }
+        if self.tls == "starttls":
+            kwargs.update(tls_context=server_tls_context(self.cert_pem, self._key_pem), require_starttls=True)
+        elif self.tls == "implicit":
+            kwargs["ssl_context"] = server_tls_context(self.cert_pem, self._key_pem)
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
         return self
@@ -108,9 +184,14 @@ class SmtpSink:
 
     @property
     def url(self) -> str:
+        scheme = "smtps" if self.tls == "implicit" else "smtp"
         if self.credentials:
-            return f"smtp://{self.credentials[0]}:{self.credentials[1]}@127.0.0.1:{self.port}"
-        return f"smtp://127.0.0.1:{self.port}"
+            return f"{scheme}://{self.credentials[0]}:{self.credentials[1]}@127.0.0.1:{self.port}"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts this server's certificate (and only it)."""
+        return ssl.create_default_context(cadata=self.cert_pem.decode())
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMail]:
         deadline = time.monotonic() + timeout

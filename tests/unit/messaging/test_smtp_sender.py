@@ -156,3 +156,186 @@ def test_the_pool_size_comes_from_the_url() -> None:
     for bad in ("0", "65", "many"):
         with pytest.raises(ValueError, match="pool"):
             SmtpEmailSender(f"smtps://relay.example?pool={bad}")
+
+
+# -- the mail transaction on a taken-over connection ------------------------------------------------
+
+
+@pytest.fixture(params=[False, True], ids=["one-at-a-time", "pipelined"])
+def any_sink(request: pytest.FixtureRequest) -> object:
+    s = SmtpSink(pipelining=request.param).start()
+    yield s
+    s.stop()
+
+
+def test_periods_at_line_starts_arrive_as_written(any_sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(any_sink.url, pool_size=1)
+    text = ".\n..two\n.three\nend.\n.\n"
+    html = "<p>x</p>\n.\n"
+
+    async def scenario() -> None:
+        await sender.send_email(outgoing(text=text, html=html))
+        await sender.send_email(outgoing(message_id="m2", text="plain\n"))
+        await sender.release()
+
+    asyncio.run(scenario())
+    first, second = any_sink.wait_for(2)
+    assert first.part("text/plain").replace("\r\n", "\n") == text
+    assert first.part("text/html").replace("\r\n", "\n") == html
+    assert second.part("text/plain").replace("\r\n", "\n") == "plain\n"
+    assert sender.connections_opened == 1
+    assert any("PIPELINING" in line for line in any_sink.ehlo_seen[0]) is any_sink.pipelining
+
+
+def test_a_refusal_on_a_pipelined_transaction_retires_the_connection(any_sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(any_sink.url, pool_size=1)
+
+    async def scenario() -> None:
+        any_sink.reject_rcpt = True
+        with pytest.raises(PermanentSendError, match="550"):
+            await sender.send_email(outgoing(message_id="refused"))
+        any_sink.reject_rcpt = False
+        await sender.send_email(outgoing(message_id="after"))
+        await sender.release()
+
+    asyncio.run(scenario())
+    assert [parsed(m.raw)["Message-ID"] for m in any_sink.wait_for(1)] == ["<after@acme.example>"]
+    assert sender.connections_opened == 2  # the refused transaction's connection was not reused
+
+
+class RawServer:
+    """An SMTP peer written out by hand, to pin what aiosmtpd cannot show: when the commands arrive, and
+    a server that hangs up after taking the message or speaks while the connection is idle."""
+
+    def __init__(self, *, answer_mail_after_data: bool = False, hang_up_after_message: bool = False) -> None:
+        self.answer_mail_after_data = answer_mail_after_data
+        self.hang_up_after_message = hang_up_after_message
+        self.messages: list[bytes] = []
+        self.connections = 0
+        self.idle_notice = False  # say 421 on each open connection after its first mail
+        self.port = 0
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"220 raw ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-raw\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                elif verb == b"MAIL":
+                    if self.answer_mail_after_data:
+                        # Only a client that pipelines gets here: RCPT and DATA must come unanswered.
+                        rcpt, data = await reader.readline(), await reader.readline()
+                        assert rcpt.startswith(b"RCPT TO:") and data == b"DATA\r\n", (rcpt, data)
+                        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
+                    else:
+                        writer.write(b"250 ok\r\n")
+                elif verb == b"RCPT":
+                    writer.write(b"250 ok\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go\r\n")
+                else:
+                    writer.write(b"221 bye\r\n" if verb == b"QUIT" else b"500 what\r\n")
+                    if verb == b"QUIT":
+                        break
+                    continue
+                if verb in (b"MAIL", b"DATA") and (self.answer_mail_after_data or verb == b"DATA"):
+                    self.messages.append(await reader.readuntil(b"\r\n.\r\n"))
+                    if self.hang_up_after_message:
+                        break
+                    writer.write(b"250 queued\r\n")
+                    if self.idle_notice:
+                        writer.write(b"421 closing idle connection\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+def test_with_pipelining_the_envelope_goes_out_before_any_reply() -> None:
+    raw = RawServer(answer_mail_after_data=True)
+
+    async def scenario() -> None:
+        server = await raw.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{raw.port}", pool_size=1, timeout=2.0)
+        await sender.send_email(outgoing(message_id="p1"))
+        await sender.send_email(outgoing(message_id="p2"))
+        await sender.release()
+        server.close()
+
+    asyncio.run(scenario())
+    assert [parsed(m[:-3])["Message-ID"] for m in raw.messages] == ["<p1@acme.example>", "<p2@acme.example>"]
+    assert raw.connections == 1
+
+
+def test_a_hang_up_after_the_message_is_not_resent_in_the_same_try() -> None:
+    raw = RawServer(hang_up_after_message=True)
+
+    async def scenario() -> None:
+        server = await raw.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{raw.port}", pool_size=1, timeout=2.0)
+        with pytest.raises(TemporarySendError, match="unavailable"):
+            await sender.send_email(outgoing(message_id="maybe"))
+        server.close()
+
+    asyncio.run(scenario())
+    # The server may have kept it: a second copy now would be a duplicate. The outbox retries later.
+    assert len(raw.messages) == 1
+
+
+def test_a_server_that_spoke_while_idle_gets_a_new_connection() -> None:
+    raw = RawServer()
+    raw.idle_notice = True
+
+    async def scenario() -> None:
+        server = await raw.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{raw.port}", pool_size=1, timeout=2.0)
+        await sender.send_email(outgoing(message_id="i1"))
+        await asyncio.sleep(0.05)
+        await sender.send_email(outgoing(message_id="i2"))
+        await sender.release()
+        server.close()
+
+    asyncio.run(scenario())
+    assert len(raw.messages) == 2 and raw.connections == 2
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_tls_connections_authenticate_and_are_reused(tls: str, loop: str) -> None:
+    import uvloop
+
+    sink = SmtpSink(credentials=("mailer", "s3cret"), pipelining=True, tls=tls).start()  # type: ignore[arg-type]
+    try:
+        sender = SmtpEmailSender(sink.url, pool_size=1, tls_context=sink.client_context())
+
+        async def scenario() -> None:
+            for i in range(3):
+                await sender.send_email(outgoing(message_id=f"t{i}", to=f"t{i}@example.com"))
+            await sender.release()
+
+        if loop == "uvloop":
+            uvloop.run(scenario())
+        else:
+            asyncio.run(scenario())
+        received = sink.wait_for(3)
+        assert [m.rcpt_tos for m in received] == [[f"t{i}@example.com"] for i in range(3)]
+        assert sink.auth_seen == ["mailer"] and sender.connections_opened == 1
+    finally:
+        sink.stop()
+
+
+def test_a_certificate_the_sender_does_not_trust_is_a_temporary_failure() -> None:
+    sink = SmtpSink(tls="starttls").start()
+    try:
+        sender = SmtpEmailSender(sink.url, pool_size=1)  # the system's trust store: not this certificate
+        with pytest.raises(TemporarySendError, match="unavailable"):
+            asyncio.run(sender.send_email(outgoing()))
+        assert sink.received == []
+    finally:
+        sink.stop()
