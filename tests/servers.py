@@ -116,7 +116,7 @@ class _Handler:
             await asyncio.sleep(self.sink.stall_data)
             return "451 4.3.0 Stalled"
         if self.sink.defer_data:
-            return "451 4.3.0 Try again later"
+            return self.sink.defer_text
         self.sink.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         self.sink.arrived.set()
         return "250 Message accepted"
@@ -144,6 +144,7 @@ class SmtpSink:
         self.arrived = threading.Event()
         self.reject_rcpt = False
         self.defer_data = False
+        self.defer_text = "451 4.3.0 Try again later"
         self.stall_data = 0.0
         self.stalled = threading.Event()
         self.credentials = credentials

@@ -339,3 +339,12 @@ def test_a_certificate_the_sender_does_not_trust_is_a_temporary_failure() -> Non
         assert sink.received == []
     finally:
         sink.stop()
+
+
+def test_what_the_server_said_is_kept_without_the_address_it_quoted(sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(sink.url, pool_size=1)
+    sink.defer_data = True
+    sink.defer_text = "451 4.7.1 <jo.smith+mfa@example.com>: greylisted (jo.smith+mfa@example.com), later"
+    with pytest.raises(TemporarySendError) as caught:
+        asyncio.run(sender.send_email(outgoing()))
+    assert str(caught.value) == "SMTP 451: 4.7.1 <address>: greylisted (<address>), later"

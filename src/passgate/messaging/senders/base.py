@@ -1,7 +1,20 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# Providers quote the destination in their refusals ("550 5.1.1 <jo@example.com>: no such user", "The 'To'
+# number +15551234567 is not valid"). What they say is kept on the outbox row, on the timeline and in logs,
+# without the address or number (the message row has it, where it belongs).
+_QUOTED_EMAIL = re.compile(r"<?[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+>?")
+_QUOTED_PHONE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def provider_said(text: str, limit: int = 200) -> str:
+    """A provider's own words about a failed send, shortened, with addresses and phone numbers taken out."""
+    text = _QUOTED_EMAIL.sub("<address>", text[: limit * 2])
+    return _QUOTED_PHONE.sub("<number>", text)[:limit]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from passgate.messaging.senders.base import (
     SendError,
     SmsSender,
     TemporarySendError,
+    provider_said,
 )
 
 
@@ -20,7 +21,9 @@ def _raise_for(resp: httpx.Response, provider: str) -> None:
     if resp.status_code == 429 or resp.status_code >= 500:
         raise TemporarySendError(f"{provider} answered {resp.status_code}")
     if resp.status_code >= 400:
-        raise PermanentSendError(f"{provider} refused the message ({resp.status_code}): {resp.text[:200]}")
+        raise PermanentSendError(
+            f"{provider} refused the message ({resp.status_code}): {provider_said(resp.text)}"
+        )
 
 
 class TwilioSmsSender:

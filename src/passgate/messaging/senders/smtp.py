@@ -44,6 +44,7 @@ from passgate.messaging.senders.base import (
     PermanentSendError,
     ProviderAuthorizationError,
     TemporarySendError,
+    provider_said,
 )
 
 _POLICY = email.policy.SMTP  # CRLF line ends, as the message goes on the wire
@@ -391,8 +392,8 @@ class SmtpEmailSender:
             raise TemporarySendError(f"recipient deferred ({codes[:1]})") from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:
-                raise PermanentSendError(f"SMTP {exc.code}: {exc.message[:200]}") from exc
-            raise TemporarySendError(f"SMTP {exc.code}: {exc.message[:200]}") from exc
+                raise PermanentSendError(f"SMTP {exc.code}: {provider_said(exc.message)}") from exc
+            raise TemporarySendError(f"SMTP {exc.code}: {provider_said(exc.message)}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TemporarySendError(f"SMTP unavailable: {type(exc).__name__}") from exc
         return envelope.message_id
