@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from passgate.api.deps import principal
 from passgate.api.errors import ApiProblem
+from passgate.api.responses import CompactJSONResponse
 from passgate.api.schemas_decisions import AccountOpeningRequest, DecisionResponse, LoginRequest
 from passgate.auth.services import INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
@@ -71,7 +71,7 @@ async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
         ) from None
 
 
-async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> JSONResponse:
+async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> CompactJSONResponse:
     # The hottest routes: the registry and the bearer token are read here rather than through FastAPI
     # dependencies, whose resolution costs more per request than the token check itself, and the token is
     # checked before the body is looked at (an unauthenticated caller gets 401, never a validation answer).
@@ -92,14 +92,14 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
     result = await registry.committer.run(decide)
     registry.metrics.decision_counter(event_type, result["decision"]).inc()
-    return JSONResponse(result)
+    return CompactJSONResponse(result)
 
 
-async def login(request: Request) -> JSONResponse:
+async def login(request: Request) -> CompactJSONResponse:
     return await _handle(request, "LOGIN", LoginRequest)
 
 
-async def new_account_opening(request: Request) -> JSONResponse:
+async def new_account_opening(request: Request) -> CompactJSONResponse:
     return await _handle(request, "NEW_ACCOUNT_OPENING", AccountOpeningRequest)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
+from passgate.api.responses import CompactJSONResponse
 from passgate.bootstrap import Registry
 from passgate.db import transaction
 
@@ -60,11 +60,11 @@ def _run(registry: Registry, fn: Any) -> Any:
     summary="Status, type, channel, masked destination, counters and timestamps",
     responses={200: {"content": {"application/json": {"example": SESSION_EXAMPLE}}}},
 )
-async def get_session(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
+async def get_session(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
     def fn(session: Any) -> dict[str, Any]:
         return registry.mfa.session_view(registry.mfa.load(session, auth.client_id, session_id))
 
-    return JSONResponse(await run_in_threadpool(_run, registry, fn))
+    return CompactJSONResponse(await run_in_threadpool(_run, registry, fn))
 
 
 @router.post(
@@ -94,19 +94,19 @@ async def get_session(session_id: str, registry: RegistryDep, auth: IntegrationA
 )
 async def verify(
     session_id: str, body: VerifyBody, registry: RegistryDep, auth: IntegrationAuth
-) -> JSONResponse:
+) -> CompactJSONResponse:
     # In the group commit, like decisions: on SQLite a verify from a thread of its own would queue with
     # them on the write lock (and sleep in SQLite's busy handler); many verifies share one commit.
     result = await registry.committer.run(
         lambda s: registry.mfa.verify_code(s, auth.client_id, session_id, body.code)
     )
     registry.metrics.status_changes.labels(result["status"]).inc()
-    return JSONResponse(result)
+    return CompactJSONResponse(result)
 
 
-async def _resend(registry: Registry, client_id: str, session_id: str) -> JSONResponse:
+async def _resend(registry: Registry, client_id: str, session_id: str) -> CompactJSONResponse:
     out = await run_in_threadpool(_run, registry, lambda s: registry.mfa.resend(s, client_id, session_id))
-    return JSONResponse(out)
+    return CompactJSONResponse(out)
 
 
 @router.post(
@@ -114,26 +114,26 @@ async def _resend(registry: Registry, client_id: str, session_id: str) -> JSONRe
     summary="Send a new code or link; the last three issued stay valid",
     responses={429: {"description": "all sends used, or too many messages to this destination"}},
 )
-async def resend(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
+async def resend(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
     return await _resend(registry, auth.client_id, session_id)
 
 
 @router.post("/resend", summary="Resend (the Kount form, with the session id in the body)")
-async def resend_kount(body: ResendBody, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
+async def resend_kount(body: ResendBody, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
     return await _resend(registry, auth.client_id, body.sessionId)
 
 
 @router.post("/mfa/v2/{session_id}/cancel", summary="Cancel: the session becomes TERMINATED")
-async def cancel(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
+async def cancel(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
     out = await run_in_threadpool(
         _run, registry, lambda s: registry.mfa.cancel(s, auth.client_id, session_id)
     )
-    return JSONResponse(out)
+    return CompactJSONResponse(out)
 
 
 @router.get("/mfa/v2/{session_id}/timeline", summary="Every send, delivery report, link open and attempt")
-async def timeline(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
+async def timeline(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
     items = await run_in_threadpool(
         _run, registry, lambda s: registry.mfa.timeline(s, auth.client_id, session_id)
     )
-    return JSONResponse({"sessionId": session_id, "items": items})
+    return CompactJSONResponse({"sessionId": session_id, "items": items})
