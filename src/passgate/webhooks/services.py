@@ -515,6 +515,8 @@ class WebhookService:
     def on_mfa_status(
         self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime
     ) -> None:
+        if not self._endpoint_filters(session, mfa.client_id):
+            return  # a client without endpoints: nothing to build (publish would find no target either)
         change = SessionChange(
             client_id=mfa.client_id,
             session_id=mfa.id,
