@@ -14,6 +14,18 @@ holds it, the BEGIN fails at once and the batch is tried again a fraction of a m
 loop goes on reading and parsing requests (which join the batch). Waiting in SQLite's busy handler instead
 would stop the whole API process, and that handler sleeps 1, 2, 5, 10 ms... between looks, well past the
 moment the lock is free. After `LOCK_PATIENCE_S` of such retries the batch waits the ordinary way.
+
+Units whose writes all wait for the commit (`run(fn, writes_at_commit=True)`: decisions, which only read
+and `defer_insert` / `defer_increments` / `defer_upsert`) take SQLite's write lock for their writes only.
+Their batch first runs on a read snapshot (`db.read_snapshot`: BEGIN DEFERRED, writes refused), then its
+deferred rows are written in a transaction of their own. While another process holds the lock, the loop
+keeps deciding: the batches that come meanwhile run on their snapshots too, and their rows join the ones
+waiting, so one write transaction takes them all. A decision then holds the lock for its inserts and the
+commit (a third of its database time) instead of for all of its work, and a `passgate worker` holding the
+lock no longer stops the API from deciding. The reads of such a batch do not see the rows of batches whose
+writes are still waiting, just as decisions in one batch never saw each other's deferred rows, and as
+concurrent transactions on PostgreSQL do not. A unit that writes before its commit anyway (refused on the
+snapshot), leaves ORM objects to flush, or fails, sends its whole batch back to run the ordinary way.
 """
 
 from __future__ import annotations
@@ -26,9 +38,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.db import WriteLockBusy, begin_without_waiting, transaction
+from passgate.db import WriteLockBusy, begin_without_waiting, merge_deferred, read_snapshot, transaction
 
 T = TypeVar("T")
 log = logging.getLogger("passgate.batching")
@@ -40,8 +53,24 @@ RETRY_MAX_S = 0.002
 LOCK_PATIENCE_S = 5.0
 
 
+# Units computed on snapshots and waiting for the write lock, at most (more wait in the queue instead).
+MAX_WAITING_UNITS = 512
+
+
 class _Busy(Exception):
     """The batch did not start: the write lock is another process's."""
+
+
+class _NotDeferred(Exception):
+    """A unit marked writes_at_commit flushed ORM objects or wrote before its commit."""
+
+
+class _Computed:
+    """Units run on read snapshots whose deferred writes wait for the write lock, with their waiters."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Callable[[Session], Any], asyncio.Future[Any], Any]] = []
+        self.info: dict[str, Any] = {}
 
 
 class GroupCommitter:
@@ -57,6 +86,8 @@ class GroupCommitter:
         self._stopping = False
         # Inline mode
         self._pending: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._deferring: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._computed = _Computed()
         self._scheduled = False
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._retry_delay = 0.0
@@ -64,6 +95,7 @@ class GroupCommitter:
         self.batches = 0
         self.units = 0
         self.lock_retries = 0
+        self.snapshot_batches = 0
 
     @property
     def running(self) -> bool:
@@ -103,8 +135,11 @@ class GroupCommitter:
             self._thread.join(timeout)
             self._thread = None
 
-    async def run(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn(session)` in the next batch and return its result once that batch has committed."""
+    async def run(self, fn: Callable[[Session], T], writes_at_commit: bool = False) -> T:
+        """Run `fn(session)` in the next batch and return its result once that batch has committed.
+
+        `writes_at_commit`: fn only reads, and defers every write to the commit (see the module
+        docstring); on SQLite it then runs on a read snapshot and holds the write lock only to write."""
         if not self._started:
             # Not started (a script, or after shutdown): an ordinary transaction of its own.
             return await asyncio.to_thread(self._alone, fn)
@@ -113,7 +148,7 @@ class GroupCommitter:
             if self._event_loop is None:
                 self._event_loop = loop
             waiter: asyncio.Future[T] = loop.create_future()
-            self._pending.append((fn, waiter))
+            (self._deferring if writes_at_commit else self._pending).append((fn, waiter))
             if not self._scheduled:
                 self._scheduled = True
                 # After the callbacks already ready: requests parsed in the same turn join this batch.
@@ -131,10 +166,16 @@ class GroupCommitter:
 
     def _flush_inline(self) -> None:
         self._scheduled = False
+        loop = asyncio.get_running_loop()
+        # Decisions first: on their snapshots, whatever the lock is doing.
+        while self._deferring and len(self._computed.items) < MAX_WAITING_UNITS:
+            batch, self._deferring = self._deferring[: self._max_batch], self._deferring[self._max_batch :]
+            self._compute([(fn, w) for fn, w in batch if not w.cancelled()])
+        if self._computed.items and not self._write_computed(loop):
+            return
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             live = [(fn, w) for fn, w in batch if not w.cancelled()]
-            loop = asyncio.get_running_loop()
             patient = self._busy_since is not None and loop.time() - self._busy_since > LOCK_PATIENCE_S
             try:
                 outcomes = self._execute([fn for fn, _ in live], wait=patient)
@@ -142,8 +183,7 @@ class GroupCommitter:
                 self._pending = live + self._pending
                 self._retry_soon(loop)
                 return
-            self._busy_since = None
-            self._retry_delay = 0.0
+            self._lock_taken()
             for (_, waiter), (result, error) in zip(live, outcomes, strict=True):
                 if waiter.cancelled():
                     continue
@@ -151,6 +191,87 @@ class GroupCommitter:
                     waiter.set_exception(error)
                 else:
                     waiter.set_result(result)
+        if self._deferring:
+            self._scheduled = True
+            loop.call_soon(self._flush_inline)
+
+    def _compute(self, live: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
+        """Run a batch of writes_at_commit units on a read snapshot, each with a `session.info` of its
+        own; keep what the successful ones deferred, for the write. A unit that raises gets its error (it
+        wrote nothing). A unit that needed the database to write, or left ORM objects to flush, goes to the
+        ordinary queue with the units after it, where they run again from the start."""
+        if not live:
+            return
+        done: list[tuple[Callable[[Session], Any], asyncio.Future[Any], Any, dict[str, Any]]] = []
+        redo = live
+        try:
+            with self._sessions() as session:
+                with session.begin():
+                    with read_snapshot(session):
+                        for i, (fn, waiter) in enumerate(live):
+                            redo = live[i:]
+                            session.info.clear()
+                            try:
+                                result = fn(session)
+                            except SQLAlchemyError:
+                                raise
+                            except Exception as exc:  # the unit's own answer (a problem for its caller)
+                                if not waiter.cancelled():
+                                    waiter.set_exception(exc)
+                                continue
+                            if session.new or session.dirty or session.deleted:
+                                raise _NotDeferred()
+                            done.append((fn, waiter, result, dict(session.info)))
+                        redo = []
+                    session.info.clear()  # nothing to flush, and nothing for after-commit listeners
+        except Exception as exc:
+            log.info("%d units go the ordinary way (%s)", len(redo), type(exc).__name__)
+        if redo:
+            self._pending = redo + self._pending
+        if done:
+            self.snapshot_batches += 1
+        for fn, waiter, result, info in done:
+            merge_deferred(self._computed.info, info)
+            self._computed.items.append((fn, waiter, result))
+
+    def _write_computed(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Write what the computed units deferred, in one transaction; False when the lock was taken (a
+        retry is scheduled). If the write fails, the units run again the ordinary way."""
+        computed = self._computed
+        patient = self._busy_since is not None and loop.time() - self._busy_since > LOCK_PATIENCE_S
+        try:
+            with self._sessions() as session, session.begin():
+                if not patient:
+                    token = begin_without_waiting.set(True)
+                    try:
+                        session.connection()
+                    except WriteLockBusy:
+                        raise _Busy() from None
+                    finally:
+                        begin_without_waiting.reset(token)
+                session.info.update(computed.info)
+        except _Busy:
+            self._retry_soon(loop)
+            return False
+        except Exception as exc:
+            log.info(
+                "writing %d units failed (%s); running them again", len(computed.items), type(exc).__name__
+            )
+            self._computed = _Computed()
+            self._pending = [(fn, w) for fn, w, _ in computed.items] + self._pending
+            return True
+        self._lock_taken()
+        self._computed = _Computed()
+        self.batches += 1
+        self.units += len(computed.items)
+        for _, waiter, result in computed.items:
+            if not waiter.cancelled():
+                waiter.set_result(result)
+        return True
+
+    def _lock_taken(self) -> None:
+        self._busy_since = None
+        self._retry_delay = 0.0
 
     def _retry_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         self.lock_retries += 1

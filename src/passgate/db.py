@@ -125,6 +125,9 @@ class WriteLockBusy(Exception):
 # Set by a caller that must not block while another process holds SQLite's write lock: its BEGIN fails
 # at once with WriteLockBusy instead of sleeping in SQLite's busy handler (see GroupCommitter).
 begin_without_waiting: ContextVar[bool] = ContextVar("begin_without_waiting", default=False)
+# Set by `read_snapshot`: the transaction begins DEFERRED (a read snapshot; no write lock) and the connection
+# refuses writes (PRAGMA query_only) until it ends.
+begin_read_only: ContextVar[bool] = ContextVar("begin_read_only", default=False)
 _BUSY_TIMEOUT_MS = 10_000
 
 
@@ -140,6 +143,10 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
     def _begin(conn: Any) -> None:
         # Straight on the DBAPI connection: a statement through SQLAlchemy costs more than the BEGIN.
         raw = conn.connection.driver_connection
+        if begin_read_only.get():
+            raw.execute("BEGIN")
+            raw.execute("PRAGMA query_only=ON")
+            return
         if not begin_without_waiting.get():
             raw.execute("BEGIN IMMEDIATE")
             return
@@ -173,6 +180,7 @@ DEFERRED = "deferred_inserts"
 def _forget_deferred(session: Session, _transaction: Any) -> None:
     session.info.pop(DEFERRED, None)
     session.info.pop(INCREMENTS, None)
+    session.info.pop(UPSERTS, None)
 
 
 def defer_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -182,16 +190,6 @@ def defer_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
     multi-row insert at commit costs far less than a statement per request.
     """
     session.info.setdefault(DEFERRED, {}).setdefault(table, []).extend(rows)
-
-
-def deferred_sizes(session: Session) -> dict[Any, int]:
-    return {table: len(rows) for table, rows in session.info.get(DEFERRED, {}).items()}
-
-
-def drop_deferred_since(session: Session, sizes: dict[Any, int]) -> None:
-    """Forget what was deferred after `sizes` was taken (a unit of work that failed)."""
-    for table, rows in session.info.get(DEFERRED, {}).items():
-        del rows[sizes.get(table, 0) :]
 
 
 INCREMENTS = "deferred_increments"
@@ -208,10 +206,41 @@ def defer_increments(session: Session, table: Any, keys: list[tuple[Any, ...]]) 
         counts[key] = counts.get(key, 0) + 1
 
 
+UPSERTS = "deferred_upserts"
+
+
+def defer_upsert(
+    session: Session, table: Any, row: dict[str, Any], keys: tuple[str, ...], update: tuple[str, ...]
+) -> None:
+    """INSERT the row, or on a conflict on `keys` set the `update` columns to the row's values, when the
+    transaction commits (in the order deferred: a later row for the same keys updates an earlier one)."""
+    session.info.setdefault(UPSERTS, {}).setdefault((table, tuple(sorted(row)), keys, update), []).append(row)
+
+
+def merge_deferred(into: dict[str, Any], info: dict[str, Any]) -> None:
+    """Add one session's `info` (its deferred rows, increments, upserts and flags) to another's."""
+    for key, value in info.items():
+        if key == DEFERRED or key == UPSERTS:
+            target = into.setdefault(key, {})
+            for table, rows in value.items():
+                target.setdefault(table, []).extend(rows)
+        elif key == INCREMENTS:
+            target = into.setdefault(key, {})
+            for table, counts in value.items():
+                mine = target.setdefault(table, {})
+                for k, n in counts.items():
+                    mine[k] = mine.get(k, 0) + n
+        elif isinstance(value, bool):
+            into[key] = into.get(key, False) or value
+        else:
+            into[key] = value
+
+
 def flush_deferred_inserts(session: Session) -> None:
     pending = session.info.pop(DEFERRED, None)
     increments = session.info.pop(INCREMENTS, None)
-    if not pending and not increments:
+    upserts = session.info.pop(UPSERTS, None)
+    if not pending and not increments and not upserts:
         return
     # ORM objects first: deferred rows may reference them (timeline events reference their session).
     if session.new or session.dirty or session.deleted:
@@ -220,6 +249,8 @@ def flush_deferred_inserts(session: Session) -> None:
     for table, rows in sorted((pending or {}).items(), key=lambda item: _dependency_rank(item[0])):
         if rows:
             _insert_statement(table).executemany(conn, rows)
+    for (table, columns, keys, update), rows in (upserts or {}).items():
+        _upsert_statement(table, columns, keys, update).executemany(conn, rows)
     for table, counts in (increments or {}).items():
         keys = [c.name for c in table.primary_key.columns]
         rows = [dict(zip(keys, key, strict=True), count=n) for key, n in sorted(counts.items())]
@@ -408,6 +439,54 @@ def _increment_statement(table: Any) -> HotStatement:
 
         stmt = _INCREMENTS[table] = HotStatement(build)
     return stmt
+
+
+_UPSERTS: dict[tuple[Any, ...], HotStatement] = {}
+
+
+def _upsert_statement(
+    table: Any, columns: tuple[str, ...], keys: tuple[str, ...], update: tuple[str, ...]
+) -> HotStatement:
+    """INSERT (these columns) … ON CONFLICT (keys) DO UPDATE SET each `update` column to the inserted
+    row's value. A column left out gets its SQL default (NULL); one with a Python-side default may not be
+    left out (nothing here would apply it)."""
+    stmt = _UPSERTS.get((table, columns, keys, update))
+    if stmt is None:
+        missing = [c.name for c in table.columns if c.name not in columns and c.default is not None]
+        if missing:
+            raise ValueError(f"a deferred upsert into {table.name} must give {', '.join(missing)}")
+        values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+
+        def build(dialect_name: str) -> Any:
+            if dialect_name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+            upsert = dialect_insert(table).values(values)
+            return upsert.on_conflict_do_update(
+                index_elements=list(keys), set_={c: getattr(upsert.excluded, c) for c in update}
+            )
+
+        stmt = _UPSERTS[(table, columns, keys, update)] = HotStatement(build)
+    return stmt
+
+
+@contextmanager
+def read_snapshot(session: Session) -> Iterator[None]:
+    """SQLite: run the session's transaction as a read snapshot — BEGIN DEFERRED (no write lock; WAL
+    readers never wait for a writer), with writes refused (PRAGMA query_only) until the block ends. For
+    units whose writes are all deferred to commit (`defer_insert`, `defer_increments`, `defer_upsert`):
+    their reads run here, their writes go to another, short transaction (see batching.GroupCommitter)."""
+    token = begin_read_only.set(True)
+    try:
+        raw = session.connection().connection.driver_connection
+    finally:
+        begin_read_only.reset(token)
+    assert raw is not None
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA query_only=OFF")
 
 
 @contextmanager

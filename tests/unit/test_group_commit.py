@@ -1,5 +1,6 @@
 """The group committer on a real SQLite file: a batch that finds the write lock held by another
-connection (as `passgate worker` holds it) waits without stopping the event loop."""
+connection (as `passgate worker` holds it) waits without stopping the event loop, and units that write
+only at commit (decisions) are computed on read snapshots meanwhile and written in one short transaction."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import asyncio
 import sqlite3
 import time
 
-from sqlalchemy import event, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, text
 
 from passgate.batching import GroupCommitter
-from passgate.db import WriteLockBusy, begin_without_waiting, make_engine, make_sessionmaker
+from passgate.db import (
+    WriteLockBusy,
+    begin_without_waiting,
+    defer_increments,
+    defer_insert,
+    defer_upsert,
+    make_engine,
+    make_sessionmaker,
+)
 
 
 def _setup(tmp_path):
@@ -105,4 +114,138 @@ def test_begin_without_waiting_raises_at_once_and_restores_the_timeout(tmp_path)
         assert len(opened) == 1 and conn.connection.driver_connection is opened[0]
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
     other.close()
+    engine.dispose()
+
+
+# -- units that write only at commit: computed on a read snapshot, written in a short transaction ----
+
+_meta = MetaData()
+_rows = Table("rows", _meta, Column("id", Integer, primary_key=True), Column("x", Integer, nullable=False))
+_counts = Table(
+    "counts", _meta, Column("k", String, primary_key=True), Column("count", Integer, nullable=False)
+)
+_seen = Table(
+    "seen",
+    _meta,
+    Column("k", String, primary_key=True),
+    Column("first", Integer, nullable=False),
+    Column("last", Integer, nullable=False),
+)
+
+
+def _setup_deferred(tmp_path):
+    path, engine, sessions = _setup(tmp_path)
+    _meta.create_all(engine)
+    return path, engine, sessions
+
+
+def _deciding(i: int, key: str = "k"):
+    """A unit like a decision: it reads, then defers its writes (a row, an increment, an upsert)."""
+
+    def unit(session):
+        before = session.execute(text("SELECT count(*) FROM rows")).scalar()
+        defer_insert(session, _rows, [{"id": i, "x": before}])
+        defer_increments(session, _counts, [(key,)])
+        defer_upsert(session, _seen, {"k": key, "first": i, "last": i}, ("k",), ("last",))
+        session.info["work_queued"] = True
+        return i
+
+    return unit
+
+
+def _count(engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+async def test_deciding_units_run_while_another_process_holds_the_lock(tmp_path):
+    path, engine, sessions = _setup_deferred(tmp_path)
+    committer = GroupCommitter(sessions, inline=True, max_batch=4)
+    committer.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ran: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def counted(i: int):
+        unit = _deciding(i)
+
+        def run(session):
+            ran.append(i)
+            return unit(session)
+
+        return run
+
+    tasks = [asyncio.ensure_future(committer.run(counted(i), writes_at_commit=True)) for i in range(10)]
+    await asyncio.sleep(0.05)
+    # All ten were computed on snapshots (three batches of at most four) although the lock is taken...
+    assert sorted(ran) == list(range(10)) and committer.snapshot_batches == 3
+    assert not any(t.done() for t in tasks)  # ...and none answers before its rows are written.
+    loop.call_soon(other.execute, "COMMIT")
+    assert await asyncio.gather(*tasks) == list(range(10))
+    assert committer.batches == 1 and committer.units == 10  # one write transaction took them all
+    assert _count(engine, "rows") == 10
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count FROM counts WHERE k = 'k'")).scalar() == 10
+        assert conn.execute(text("SELECT first, last FROM seen")).one() == (0, 9)
+    other.close()
+    engine.dispose()
+
+
+async def test_a_deciding_unit_that_writes_at_once_goes_the_ordinary_way(tmp_path):
+    _, engine, sessions = _setup_deferred(tmp_path)
+    committer = GroupCommitter(sessions, inline=True)
+    committer.start()
+    writes_now = _insert(7)  # an INSERT before the commit: refused on the snapshot, then run ordinarily
+    results = await asyncio.gather(
+        committer.run(_deciding(1), writes_at_commit=True),
+        committer.run(writes_now, writes_at_commit=True),
+        committer.run(_deciding(2), writes_at_commit=True),
+    )
+    assert results == [1, 7, 2]
+    assert _count(engine, "t") == 1 and _count(engine, "rows") == 2
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count FROM counts")).scalar() == 2
+        # The connection the snapshot refused writes on accepts them again.
+        assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 0
+    engine.dispose()
+
+
+async def test_a_deciding_unit_that_fails_gets_its_error_and_leaves_nothing(tmp_path):
+    _, engine, sessions = _setup_deferred(tmp_path)
+    committer = GroupCommitter(sessions, inline=True)
+    committer.start()
+
+    def failing(session):
+        _deciding(99, key="bad")(session)
+        raise LookupError("unknown client")
+
+    outcomes = await asyncio.gather(
+        committer.run(_deciding(1), writes_at_commit=True),
+        committer.run(failing, writes_at_commit=True),
+        committer.run(_deciding(2), writes_at_commit=True),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == 1 and outcomes[2] == 2 and isinstance(outcomes[1], LookupError)
+    with engine.connect() as conn:
+        assert sorted(r[0] for r in conn.execute(text("SELECT id FROM rows"))) == [1, 2]
+        assert conn.execute(text("SELECT count(*) FROM counts WHERE k = 'bad'")).scalar() == 0
+    engine.dispose()
+
+
+async def test_a_failed_write_runs_the_units_again_one_by_one(tmp_path):
+    _, engine, sessions = _setup_deferred(tmp_path)
+    committer = GroupCommitter(sessions, inline=True)
+    committer.start()
+    # Two units defer the same primary key: the write fails, and each runs again in a transaction of
+    # its own, where the second one's duplicate fails alone.
+    outcomes = await asyncio.gather(
+        committer.run(_deciding(5), writes_at_commit=True),
+        committer.run(_deciding(5), writes_at_commit=True),
+        committer.run(_deciding(6), writes_at_commit=True),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == 5 and outcomes[2] == 6 and isinstance(outcomes[1], Exception)
+    with engine.connect() as conn:
+        assert sorted(r[0] for r in conn.execute(text("SELECT id FROM rows"))) == [5, 6]
     engine.dispose()

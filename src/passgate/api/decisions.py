@@ -90,7 +90,9 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
         )
 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
-    result = await registry.committer.run(decide)
+    # Decisions only read and defer their writes to the commit: on SQLite they run on a read snapshot and
+    # hold the write lock only to write (batching.GroupCommitter).
+    result = await registry.committer.run(decide, writes_at_commit=True)
     registry.metrics.decision_counter(event_type, result["decision"]).inc()
     return CompactJSONResponse(result)
 

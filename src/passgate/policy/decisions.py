@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from passgate.db import defer_insert, upsert
+from passgate.db import defer_insert, defer_upsert
 from passgate.policy.engine import Outcome, evaluate
 from passgate.policy.lists import ListCache
 from passgate.policy.models import Decision, Device
@@ -50,7 +50,9 @@ def device_id(client_id: str, device_session_id: str) -> str:
 def mark_device_seen(
     session: Session, client_id: str, account_id: str, device_session_id: str, now: datetime
 ) -> None:
-    upsert(
+    """The account has used this device: inserted, or its `last_seen_at` moved, when the transaction
+    commits (a decision writes nothing before its commit; see batching.GroupCommitter)."""
+    defer_upsert(
         session,
         Device.__table__,
         {
@@ -61,8 +63,8 @@ def mark_device_seen(
             "first_seen_at": now,
             "last_seen_at": now,
         },
-        ["client_id", "account_id", "device_session_id"],
-        {"seen": True, "last_seen_at": now},
+        ("client_id", "account_id", "device_session_id"),
+        ("seen", "last_seen_at"),
     )
 
 

@@ -368,7 +368,7 @@ class WebhookDeliverer:
             # Expired locks are rare (a worker died): look for them now and then, not on every claim.
             self._next_reclaim = time.monotonic() + min(1.0, self.policy.lock_seconds / 4)
             self._reclaim_expired(session, now)
-        busy = {endpoint_id: int(count) for endpoint_id, count in conn.execute(q.busy).tuples()}
+        busy = {endpoint_id: int(count) for endpoint_id, count in conn.execute(q.busy)}
         endpoint_ids = list(conn.execute(q.due_endpoints, {"now": now}).scalars())
         # Shuffled so that, when the process limit cuts a round short, no endpoint always goes last.
         self.rng.shuffle(endpoint_ids)
