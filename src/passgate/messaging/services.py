@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from passgate.auth.models import Client
 from passgate.batching import GroupCommitter
 from passgate.clock import Clock
-from passgate.db import defer_insert, transaction
+from passgate.db import HotStatement, defer_insert, transaction
 from passgate.keyring import KeyRing
 from passgate.messaging import test_sends
 from passgate.messaging.branding import from_header
@@ -156,7 +156,9 @@ _SKIP = (
         locked_until=None,
     )
 )
-_SET_PROVIDER = (
+# Run once per accepted message of a round: on the DBAPI cursor (db.HotStatement), not through
+# Connection.execute, whose per-parameter-set work cost more than the update.
+_SET_PROVIDER = HotStatement(
     update(_messages)
     .where(_messages.c.id == bindparam("mid"))
     .values(provider=bindparam("provider"), provider_message_id=bindparam("provider_id"))
@@ -458,8 +460,8 @@ class Dispatcher:
             )
         }
         if moved:
-            conn.execute(
-                _SET_PROVIDER,
+            _SET_PROVIDER.executemany(
+                conn,
                 [
                     {"mid": s.claimed.message_id, "provider": s.provider, "provider_id": s.provider_id}
                     for s in sent

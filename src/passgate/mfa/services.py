@@ -108,12 +108,13 @@ _SENT_SESSIONS = (
     .with_for_update()
 )
 _EXISTING_SECRETS = select(_SECRETS.c.id).where(_SECRETS.c.id.in_(bindparam("ids", expanding=True)))
-_ACTIVATE_SECRET = (
+# Once per accepted message of a round: on the DBAPI cursor (db.HotStatement), not Connection.execute.
+_ACTIVATE_SECRET = HotStatement(
     update(_SECRETS)
     .where(_SECRETS.c.id == bindparam("b_id"))
     .values(active=True, activated_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
 )
-_SENT_SESSION_UPDATE = (
+_SENT_SESSION_UPDATE = HotStatement(
     update(_SESSIONS)
     .where(_SESSIONS.c.id == bindparam("b_id"))
     .values(
@@ -729,9 +730,9 @@ class MfaService:
             if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
                 self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
         if secret_rows:
-            conn.execute(_ACTIVATE_SECRET, secret_rows)
-        conn.execute(
-            _SENT_SESSION_UPDATE,
+            _ACTIVATE_SECRET.executemany(conn, secret_rows)
+        _SENT_SESSION_UPDATE.executemany(
+            conn,
             [
                 {
                     "b_id": mfa.id,
