@@ -41,7 +41,14 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.db import WriteLockBusy, begin_without_waiting, merge_deferred, read_snapshot, transaction
+from passgate.db import (
+    WalCheckpointer,
+    WriteLockBusy,
+    begin_without_waiting,
+    merge_deferred,
+    read_snapshot,
+    transaction,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("passgate.batching")
@@ -74,8 +81,16 @@ class _Computed:
 
 
 class GroupCommitter:
-    def __init__(self, sessions: sessionmaker[Session], inline: bool, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        inline: bool,
+        max_batch: int = 64,
+        checkpointer: WalCheckpointer | None = None,
+    ) -> None:
         self._sessions = sessions
+        # SQLite: the WAL checkpointed by a thread of its own while this committer runs (db.WalCheckpointer).
+        self.checkpointer = checkpointer
         self._inline = inline
         self._max_batch = max_batch
         self._started = False
@@ -117,6 +132,8 @@ class GroupCommitter:
         if self._started:
             return
         self._started = True
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         try:
             self._event_loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -128,6 +145,8 @@ class GroupCommitter:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._started = False
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         if self._thread is not None:
             with self._cv:
                 self._stopping = True

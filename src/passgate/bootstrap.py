@@ -17,7 +17,7 @@ from passgate.auth.tokens import TokenService
 from passgate.batching import GroupCommitter
 from passgate.clock import Clock, SystemClock
 from passgate.config import Settings
-from passgate.db import make_engine, make_sessionmaker
+from passgate.db import WalCheckpointer, make_engine, make_sessionmaker
 from passgate.keyring import KeyRing
 from passgate.messaging.senders.base import EmailSender, SmsSender
 from passgate.messaging.senders.dev import DevInboxSender
@@ -162,7 +162,10 @@ def build_registry(
     dev = DevInboxSender(sessions, clock)
     email = email_sender or build_email_sender(settings, dev)
     sms = sms_sender or build_sms_sender(settings, dev)
-    committer = GroupCommitter(sessions, inline=engine.dialect.name == "sqlite")
+    sqlite = engine.dialect.name == "sqlite"
+    committer = GroupCommitter(
+        sessions, inline=sqlite, checkpointer=WalCheckpointer(engine) if sqlite else None
+    )
     metrics.watch_group_commit(committer)
     dispatcher = Dispatcher(
         sessions=sessions,
