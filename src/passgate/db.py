@@ -282,22 +282,15 @@ def defer_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
 INCREMENTS = "deferred_increments"
 
 
-def defer_increments(
-    session: Session, table: Any, keys: list[tuple[Any, ...]], columns: tuple[str, ...] = ("count",)
-) -> None:
-    """Add one to each of `columns` of the rows with these primary keys, when the transaction commits
-    (a row not there yet is inserted with those ones and zero in the table's other counters).
+def defer_increments(session: Session, table: Any, keys: list[tuple[Any, ...]]) -> None:
+    """Add one to the `count` column of the rows with these primary keys, when the transaction commits.
 
     Increments of one transaction are summed first, so a batch of decisions on the same keys costs one
     upsert per key, not one per decision.
     """
     counts = session.info.setdefault(INCREMENTS, {}).setdefault(table, {})
     for key in keys:
-        row = counts.get(key)
-        if row is None:
-            row = counts[key] = {}
-        for column in columns:
-            row[column] = row.get(column, 0) + 1
+        counts[key] = counts.get(key, 0) + 1
 
 
 UPSERTS = "deferred_upserts"
@@ -322,10 +315,8 @@ def merge_deferred(into: dict[str, Any], info: dict[str, Any]) -> None:
             target = into.setdefault(key, {})
             for table, counts in value.items():
                 mine = target.setdefault(table, {})
-                for k, row in counts.items():
-                    sums = mine.setdefault(k, {})
-                    for column, n in row.items():
-                        sums[column] = sums.get(column, 0) + n
+                for k, n in counts.items():
+                    mine[k] = mine.get(k, 0) + n
         elif isinstance(value, bool):
             into[key] = into.get(key, False) or value
         else:
@@ -349,17 +340,8 @@ def flush_deferred_inserts(session: Session) -> None:
         _upsert_statement(table, columns, keys, update).executemany(conn, rows)
     for table, counts in (increments or {}).items():
         keys = [c.name for c in table.primary_key.columns]
-        counters = _counter_columns(table)
-        rows = [
-            {**dict(zip(keys, key, strict=True)), **{c: row.get(c, 0) for c in counters}}
-            for key, row in sorted(counts.items())
-        ]
+        rows = [dict(zip(keys, key, strict=True), count=n) for key, n in sorted(counts.items())]
         _increment_statement(table).executemany(conn, rows)
-
-
-def _counter_columns(table: Any) -> tuple[str, ...]:
-    """The columns an increment adds to: every column outside the primary key."""
-    return tuple(c.name for c in table.columns if not c.primary_key)
 
 
 def _dependency_rank(table: Any) -> int:
@@ -526,7 +508,7 @@ def _insert_statement(table: Any) -> _RowInserts:
 
 
 def _increment_statement(table: Any) -> HotStatement:
-    """INSERT … ON CONFLICT (primary key) DO UPDATE SET c = c + excluded.c for each counter column."""
+    """INSERT … ON CONFLICT (primary key) DO UPDATE SET count = count + excluded.count."""
     stmt = _INCREMENTS.get(table)
     if stmt is None:
         keys = [c.name for c in table.primary_key.columns]
@@ -539,8 +521,7 @@ def _increment_statement(table: Any) -> HotStatement:
                 from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
             upsert = dialect_insert(table).values(values)
             return upsert.on_conflict_do_update(
-                index_elements=keys,
-                set_={c: table.c[c] + getattr(upsert.excluded, c) for c in _counter_columns(table)},
+                index_elements=keys, set_={"count": table.c.count + upsert.excluded.count}
             )
 
         stmt = _INCREMENTS[table] = HotStatement(build)

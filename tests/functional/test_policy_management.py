@@ -310,7 +310,7 @@ def test_versions_restore_and_diff(http: TestClient, tenant: Tenant) -> None:
 def test_simulation_explains_and_stores_nothing(http: TestClient, tenant: Tenant, registry: Registry) -> None:
     from sqlalchemy import func, select
 
-    from passgate.policy.models import Decision, VelocityCount
+    from passgate.policy.models import Decision, VelocityCounter
 
     h = tenant.admin_headers
     doc = one_policy_set(
@@ -337,8 +337,8 @@ def test_simulation_explains_and_stores_nothing(http: TestClient, tenant: Tenant
                 or 0,
                 s.scalar(
                     select(func.count())
-                    .select_from(VelocityCount)
-                    .where(VelocityCount.client_id == tenant.client_id)
+                    .select_from(VelocityCounter)
+                    .where(VelocityCounter.client_id == tenant.client_id)
                 )
                 or 0,
             )

@@ -99,21 +99,18 @@ class PolicyListEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class VelocityCount(Base):
-    """Events counted per minute, per client, dimension and key, a column per metric (velocities without
-    Redis; migration 0007 merged the row-per-metric table this replaced).
+class VelocityCounter(Base):
+    """Events counted per minute, per client, dimension, key and metric (velocities without Redis).
 
     A count per minute, not a row per event: reading a window costs at most one row per minute of it,
     however busy the key (an IP under a credential-stuffing attack is exactly the key that must stay cheap).
     """
 
-    __tablename__ = "velocity_counts"
+    __tablename__ = "velocity_counters"
 
     client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     dimension: Mapped[str] = mapped_column(String(12), primary_key=True)
     key_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(24), primary_key=True)
     minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # Unix time // 60
-    logins: Mapped[int] = mapped_column(Integer, server_default="0")
-    failed_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    account_openings: Mapped[int] = mapped_column(Integer, server_default="0")
-    challenges: Mapped[int] = mapped_column(Integer, server_default="0")
+    count: Mapped[int] = mapped_column(Integer)

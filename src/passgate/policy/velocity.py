@@ -19,16 +19,9 @@ from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from passgate.db import HotStatement, defer_increments
-from passgate.policy.models import VelocityCount
+from passgate.policy.models import VelocityCounter
 
 METRICS = ("logins", "failedAttempts", "accountOpenings", "challenges")
-# The column of velocity_counts that holds each metric.
-COLUMNS = {
-    "logins": "logins",
-    "failedAttempts": "failed_attempts",
-    "accountOpenings": "account_openings",
-    "challenges": "challenges",
-}
 DIMENSIONS = ("account", "ip", "device", "email")
 WINDOWS = {"1h": 3600, "24h": 86400}
 FIELD = re.compile(
@@ -105,8 +98,7 @@ class VelocityStore(Protocol):
 
 
 class DatabaseVelocityStore:
-    """Per-minute counters in the database, a row per key and minute with a column per metric, incremented
-    when the caller's transaction commits.
+    """Per-minute counters in the database, incremented when the caller's transaction commits.
 
     Windows slide at one-minute resolution: "the last hour" is the current minute and the 59 before it.
     """
@@ -119,9 +111,8 @@ class DatabaseVelocityStore:
         minute = int(now.timestamp()) // 60
         defer_increments(
             session,
-            VelocityCount.__table__,
-            [(client_id, d, _hash(client_id, d, k), minute) for d, k in keys.items()],
-            tuple(COLUMNS[m] for m in metrics),
+            VelocityCounter.__table__,
+            [(client_id, d, _hash(client_id, d, k), m, minute) for d, k in keys.items() for m in metrics],
         )
 
     def counts(
@@ -140,40 +131,42 @@ class DatabaseVelocityStore:
         }
         for i, dim in enumerate(dims):
             params[f"key{i}"] = _hash(client_id, dim, keys[dim])
-        for dim, *sums in _counts_statement(dims).rows(session.connection(), params):
+        for dim, metric, day_count, hour_count in _counts_statement(dims).rows(session.connection(), params):
             counts = out[dim]
-            for i, metric in enumerate(METRICS):
-                if f"{metric}24h" in counts:
-                    counts[f"{metric}24h"] = int(sums[2 * i] or 0)
-                    counts[f"{metric}1h"] = int(sums[2 * i + 1] or 0)
+            if f"{metric}24h" in counts:
+                counts[f"{metric}24h"] = int(day_count or 0)
+                counts[f"{metric}1h"] = int(hour_count or 0)
         return out
 
     def purge(self, session: Session, now: datetime) -> int:
         cut = int(now.timestamp()) // 60 - WINDOWS["24h"] // 60 - 1
-        result = session.execute(delete(VelocityCount).where(VelocityCount.minute < cut))
+        result = session.execute(delete(VelocityCounter).where(VelocityCounter.minute < cut))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @lru_cache(maxsize=16)
 def _counts_statement(dims: tuple[str, ...]) -> HotStatement:
     """One statement for every dimension a set reads (a UNION ALL of index ranges), built once per
-    combination of dimensions: a row per dimension, each metric summed over both windows in one pass."""
-    table = VelocityCount.__table__
-    recent = table.c.minute > bindparam("hour_cut")
+    combination of dimensions; both windows are summed in one pass."""
     branches = []
     for i, dim in enumerate(dims):
-        sums = []
-        for metric in METRICS:
-            column = table.c[COLUMNS[metric]]
-            sums += [func.sum(column), func.sum(case((recent, column), else_=0))]
         branches.append(
-            select(literal(dim).label("dimension"), *sums).where(
-                table.c.client_id == bindparam("client_id"),
-                table.c.dimension == dim,
-                table.c.key_hash == bindparam(f"key{i}"),
-                table.c.minute > bindparam("day_cut"),
-                table.c.minute <= bindparam("now_min"),
+            select(
+                literal(dim).label("dimension"),
+                VelocityCounter.metric,
+                func.sum(VelocityCounter.count),
+                func.sum(
+                    case((VelocityCounter.minute > bindparam("hour_cut"), VelocityCounter.count), else_=0)
+                ),
             )
+            .where(
+                VelocityCounter.client_id == bindparam("client_id"),
+                VelocityCounter.dimension == dim,
+                VelocityCounter.key_hash == bindparam(f"key{i}"),
+                VelocityCounter.minute > bindparam("day_cut"),
+                VelocityCounter.minute <= bindparam("now_min"),
+            )
+            .group_by(VelocityCounter.metric)
         )
     return HotStatement(branches[0] if len(branches) == 1 else union_all(*branches))
 
