@@ -226,6 +226,8 @@ class WalCheckpointer:
                     self._checkpoint(conn)
                 except sqlite3.Error as exc:  # another checkpoint running, the file busy: next time
                     log.debug("WAL checkpoint skipped: %s", exc)
+                except Exception:  # never let the thread die: the connections' backstop would be all left
+                    log.exception("WAL checkpoint failed")
         finally:
             conn.close()
 
