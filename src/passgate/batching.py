@@ -195,7 +195,7 @@ class GroupCommitter:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             live = [(fn, w) for fn, w in batch if not w.cancelled()]
-            patient = self._busy_since is not None and loop.time() - self._busy_since > LOCK_PATIENCE_S
+            patient = self._patient(loop)
             try:
                 outcomes = self._execute([fn for fn, _ in live], wait=patient)
             except _Busy:
@@ -257,17 +257,11 @@ class GroupCommitter:
         """Write what the computed units deferred, in one transaction; False when the lock was taken (a
         retry is scheduled). If the write fails, the units run again the ordinary way."""
         computed = self._computed
-        patient = self._busy_since is not None and loop.time() - self._busy_since > LOCK_PATIENCE_S
+        patient = self._patient(loop)
         try:
             with self._sessions() as session, session.begin():
                 if not patient:
-                    token = begin_without_waiting.set(True)
-                    try:
-                        session.connection()
-                    except WriteLockBusy:
-                        raise _Busy() from None
-                    finally:
-                        begin_without_waiting.reset(token)
+                    _begin_or_busy(session)
                 session.info.update(computed.info)
         except _Busy:
             self._retry_soon(loop)
@@ -287,6 +281,10 @@ class GroupCommitter:
             if not waiter.cancelled():
                 waiter.set_result(result)
         return True
+
+    def _patient(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the lock has been tried for longer than LOCK_PATIENCE_S: then wait for it the ordinary way."""
+        return self._busy_since is not None and loop.time() - self._busy_since > LOCK_PATIENCE_S
 
     def _lock_taken(self) -> None:
         self._busy_since = None
@@ -329,13 +327,7 @@ class GroupCommitter:
         try:
             with self._sessions() as session, session.begin():
                 if not wait:
-                    token = begin_without_waiting.set(True)
-                    try:
-                        session.connection()
-                    except WriteLockBusy:
-                        raise _Busy() from None
-                    finally:
-                        begin_without_waiting.reset(token)
+                    _begin_or_busy(session)
                 for fn in units:
                     results.append(fn(session))
         except _Busy:
@@ -356,3 +348,15 @@ class GroupCommitter:
             return self._alone(fn), None
         except Exception as exc:
             return None, exc
+
+
+def _begin_or_busy(session: Session) -> None:
+    """BEGIN the session's transaction without waiting for SQLite's write lock: _Busy if another process
+    holds it (nothing has run then)."""
+    token = begin_without_waiting.set(True)
+    try:
+        session.connection()
+    except WriteLockBusy:
+        raise _Busy() from None
+    finally:
+        begin_without_waiting.reset(token)
