@@ -132,6 +132,8 @@ begin_without_waiting: ContextVar[bool] = ContextVar("begin_without_waiting", de
 # Set by `read_snapshot`: the transaction begins DEFERRED (a read snapshot; no write lock) and the connection
 # refuses writes (PRAGMA query_only) until it ends.
 begin_read_only: ContextVar[bool] = ContextVar("begin_read_only", default=False)
+# Set by `read_only`: the transaction begins DEFERRED (a reader's; it takes no write lock unless it writes).
+begin_deferred: ContextVar[bool] = ContextVar("begin_deferred", default=False)
 _BUSY_TIMEOUT_MS = 10_000
 
 
@@ -150,6 +152,9 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
         if begin_read_only.get():
             raw.execute("BEGIN")
             raw.execute("PRAGMA query_only=ON")
+            return
+        if begin_deferred.get():
+            raw.execute("BEGIN")
             return
         if not begin_without_waiting.get():
             raw.execute("BEGIN IMMEDIATE")
@@ -579,6 +584,19 @@ def read_snapshot(session: Session) -> Iterator[None]:
         yield
     finally:
         raw.execute("PRAGMA query_only=OFF")
+
+
+@contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work that only reads. On SQLite its transaction begins DEFERRED, so it takes no write
+    lock (WAL readers never wait for a writer, nor make one wait); elsewhere it is an ordinary
+    transaction. Like any session's, it begins only when the session is first used."""
+    token = begin_deferred.set(True)
+    try:
+        with factory() as session, session.begin():
+            yield session
+    finally:
+        begin_deferred.reset(token)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from passgate.auth.models import Client
 from passgate.batching import GroupCommitter
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, transaction
+from passgate.db import HotStatement, defer_insert, read_only, transaction
 from passgate.keyring import KeyRing
 from passgate.messaging import test_sends
 from passgate.messaging.branding import from_header
@@ -211,9 +211,14 @@ class Dispatcher:
 
     def claim(self, limit: int = 20) -> list[Claimed]:
         with transaction(self.sessions) as session:
-            return self._claim(session, limit)
+            rows = self._claim(session, limit)
+        return self.prepare(rows)
 
-    def _claim(self, session: Session, limit: int) -> list[Claimed]:
+    def _claim(self, session: Session, limit: int) -> list[tuple[Any, Any]]:
+        """Take a round: the claimed messages' rows, each with its session's row (None for a test send).
+        Only the statements that must hold the write lock run here; what sending needs is worked out
+        after the commit (`prepare`): on SQLite the API waits for this lock, so every microsecond spent
+        holding it is one the API may spend idle."""
         now = self.clock.now()
         conn = session.connection()
         # One statement takes the round: the due rows (FOR UPDATE SKIP LOCKED on PostgreSQL, so workers
@@ -239,14 +244,14 @@ class Dispatcher:
         sessions = (
             {s.id: s for s in conn.execute(_CLAIM_SESSIONS, {"ids": session_ids})} if session_ids else {}
         )
-        claimed: list[Claimed] = []
+        rows: list[tuple[Any, Any]] = []
         skipped = []
         for m in due:
             mfa = sessions.get(m.session_id) if m.session_id else None
             if mfa is not None and is_terminal(mfa.status):
                 skipped.append((m, mfa.status))
                 continue
-            claimed.append(self._prepare(session, m, mfa))
+            rows.append((m, mfa))
         if skipped:
             # Closed before it went out: not sent, and not counted as an attempt.
             conn.execute(
@@ -255,7 +260,16 @@ class Dispatcher:
             )
             for m, _ in skipped:
                 self.mfa.message_skipped(session, m.id, m.session_id)
-        return claimed
+        return rows
+
+    def prepare(self, rows: list[tuple[Any, Any]]) -> list[Claimed]:
+        """What sending the claimed rows needs (the secret unsealed, template, brand, sender), read outside
+        the claim's transaction: templates and brands come from their caches, and the rare miss reads in
+        a transaction of its own that takes no write lock (`db.read_only`)."""
+        if not rows:
+            return []
+        with read_only(self.sessions) as session:
+            return [self._prepare(session, m, mfa) for m, mfa in rows]
 
     def _prepare(self, session: Session, m: Any, mfa: Any | None) -> Claimed:
         """What sending needs, from the claimed message's row and its session's (Core rows)."""
@@ -332,9 +346,10 @@ class Dispatcher:
 
     async def run_once(self, limit: int = ROUND_LIMIT) -> int:
         try:
-            claimed = await self._db(lambda session: self._claim(session, limit))
-            if not claimed:
+            rows = await self._db(lambda session: self._claim(session, limit))
+            if not rows:
                 return 0
+            claimed = self.prepare(rows)
             outcomes = await asyncio.gather(*(self._send_one(c) for c in claimed))
 
             def record(session: Session) -> None:
