@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from passgate.db import transaction
+from passgate.db import read_only, transaction
 from passgate.runtime import run_event_loop
 
 if TYPE_CHECKING:
@@ -97,8 +97,14 @@ class Worker:
                 pass
 
     def _sweep(self) -> int:
-        with transaction(self.registry.sessions) as session:
-            expired = self.registry.mfa.expire_due(session)
+        # Looked for without SQLite's write lock first: most seconds nothing expires, and the lock taken
+        # for nothing is one the API's decisions wait for.
+        with read_only(self.registry.sessions) as session:
+            due = self.registry.mfa.any_expired(session)
+        expired = 0
+        if due:
+            with transaction(self.registry.sessions) as session:
+                expired = self.registry.mfa.expire_due(session)
         now = self.registry.clock.now()
         if self._last_purge is None or (now - self._last_purge).total_seconds() >= 60:
             self._last_purge = now

@@ -794,6 +794,17 @@ class MfaService:
                     {"messageId": message_id, "reason": f"session {mfa.status}"},
                 )
 
+    def any_expired(self, session: Session) -> bool:
+        """Whether an open session has passed its expiry (a read: see Worker._sweep)."""
+        return (
+            session.execute(
+                select(MfaSession.id)
+                .where(MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= self.clock.now())
+                .limit(1)
+            ).first()
+            is not None
+        )
+
     def expire_due(self, session: Session, limit: int = 200) -> int:
         now = self.clock.now()
         due = session.scalars(

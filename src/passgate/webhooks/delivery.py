@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.clock import Clock
-from passgate.db import UTCDateTime, transaction
+from passgate.db import UTCDateTime, read_only, transaction
 from passgate.webhooks import signing
 from passgate.webhooks.events import SignatureScheme
 from passgate.webhooks.exceptions import DeliveryError
@@ -88,6 +88,7 @@ class _Queries:
     endpoints: Any
     move: Any
     attempt: Any
+    stale: Any
 
 
 @functools.cache
@@ -110,6 +111,7 @@ def _queries() -> _Queries:
             E.enabled.is_(True),
             exists().where(D.endpoint_id == E.id, D.status == PENDING, D.next_attempt_at <= now),
         ),
+        stale=select(D.id).where(D.status == SENDING, D.locked_until < now).limit(1),
         pick=select(D.id)
         .where(
             D.endpoint_id == bindparam("endpoint"), D.status == PENDING, D.next_attempt_at <= now, ~blocked
@@ -357,8 +359,28 @@ class WebhookDeliverer:
     def claim(self, limit: int) -> list[Claimed]:
         """Mark up to `limit` due deliveries SENDING (within each endpoint's free slots) and return what is
         needed to send them."""
+        now = self.clock.now()
+        if not self._anything_to_claim(now):
+            return []
         with transaction(self.sessions) as session:
-            return self._claim_in(session, limit, self.clock.now())
+            return self._claim_in(session, limit, now)
+
+    def _anything_to_claim(self, now: datetime) -> bool:
+        """Whether a claim would find anything (a due delivery, or, when it is time to look, one whose
+        worker died), read without SQLite's write lock: the worker asks on every round, and on SQLite a
+        claim that finds nothing would still hold the lock the API's decisions wait for (on a thread of
+        its own, for as long as that thread waits for the GIL)."""
+        q = _queries()
+        with read_only(self.sessions) as session:
+            conn = session.connection()
+            if conn.execute(q.due_endpoints, {"now": now}).first() is not None:
+                return True
+            if time.monotonic() < self._next_reclaim:
+                return False
+            if conn.execute(q.stale, {"now": now}).first() is not None:
+                return True
+        self._next_reclaim = time.monotonic() + min(1.0, self.policy.lock_seconds / 4)
+        return False
 
     def _claim_in(self, session: Session, limit: int, now: datetime) -> list[Claimed]:
         # Prepared Core statements, not the ORM: this runs for every few deliveries.
