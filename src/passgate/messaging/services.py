@@ -132,6 +132,7 @@ _CLAIM = (
         _messages.c.locale,
         _messages.c.purpose,
         _messages.c.sealed_secret,
+        _messages.c.secret_id,
         _messages.c.attempts,
         _messages.c.next_attempt_at,
     )
@@ -144,7 +145,14 @@ _CLAIM_SESSIONS = select(
     _sessions_table.c.ttl_seconds,
     _sessions_table.c.type,
     _sessions_table.c.sandbox,
+    _sessions_table.c.code_length,
 ).where(_sessions_table.c.id.in_(bindparam("ids", expanding=True)))
+# Once per claimed message that gets its code or link token at the claim.
+_SET_SECRET = HotStatement(
+    update(_messages)
+    .where(_messages.c.id == bindparam("mid"))
+    .values(secret_id=bindparam("secret_id"), sealed_secret=bindparam("sealed"))
+)
 _SKIP = (
     update(_messages)
     .where(_messages.c.id == bindparam("mid"))
@@ -214,8 +222,10 @@ class Dispatcher:
             rows = self._claim(session, limit)
         return self.prepare(rows)
 
-    def _claim(self, session: Session, limit: int) -> list[tuple[Any, Any]]:
-        """Take a round: the claimed messages' rows, each with its session's row (None for a test send).
+    def _claim(self, session: Session, limit: int) -> list[tuple[Any, Any, str | None]]:
+        """Take a round: the claimed messages' rows, each with its session's row (None for a test send)
+        and the code or link token made for it now (None when it had one, or needs none): a challenge
+        message gets its secret when a worker first claims it (`MfaService.new_secret`).
         Only the statements that must hold the write lock run here; what sending needs is worked out
         after the commit (`prepare`): on SQLite the API waits for this lock, so every microsecond spent
         holding it is one the API may spend idle."""
@@ -244,14 +254,22 @@ class Dispatcher:
         sessions = (
             {s.id: s for s in conn.execute(_CLAIM_SESSIONS, {"ids": session_ids})} if session_ids else {}
         )
-        rows: list[tuple[Any, Any]] = []
+        rows: list[tuple[Any, Any, str | None]] = []
         skipped = []
+        made = []
         for m in due:
             mfa = sessions.get(m.session_id) if m.session_id else None
             if mfa is not None and is_terminal(mfa.status):
                 skipped.append((m, mfa.status))
                 continue
-            rows.append((m, mfa))
+            fresh = None
+            if mfa is not None and m.secret_id is None and m.purpose != test_sends.PURPOSE:
+                secret = self.mfa.new_secret(session, m.id, mfa, m.channel, m.destination)
+                made.append({"mid": m.id, "secret_id": secret.secret_id, "sealed": secret.sealed})
+                fresh = secret.value
+            rows.append((m, mfa, fresh))
+        if made:
+            _SET_SECRET.executemany(conn, made)
         if skipped:
             # Closed before it went out: not sent, and not counted as an attempt.
             conn.execute(
@@ -262,19 +280,20 @@ class Dispatcher:
                 self.mfa.message_skipped(session, m.id, m.session_id)
         return rows
 
-    def prepare(self, rows: list[tuple[Any, Any]]) -> list[Claimed]:
+    def prepare(self, rows: list[tuple[Any, Any, str | None]]) -> list[Claimed]:
         """What sending the claimed rows needs (the secret unsealed, template, brand, sender), read outside
         the claim's transaction: templates and brands come from their caches, and the rare miss reads in
         a transaction of its own that takes no write lock (`db.read_only`)."""
         if not rows:
             return []
         with read_only(self.sessions) as session:
-            return [self._prepare(session, m, mfa) for m, mfa in rows]
+            return [self._prepare(session, m, mfa, fresh) for m, mfa, fresh in rows]
 
-    def _prepare(self, session: Session, m: Any, mfa: Any | None) -> Claimed:
-        """What sending needs, from the claimed message's row and its session's (Core rows)."""
-        secret = None
-        if m.sealed_secret:
+    def _prepare(self, session: Session, m: Any, mfa: Any | None, fresh: str | None = None) -> Claimed:
+        """What sending needs, from the claimed message's row and its session's (Core rows), and the
+        secret made at this claim (`fresh`), if one was."""
+        secret = fresh
+        if secret is None and m.sealed_secret:
             try:
                 secret = self.keyring.unseal(m.sealed_secret, m.id)
             except ValueError:

@@ -196,6 +196,14 @@ _CONSUME = (
 )
 
 
+class NewSecret(NamedTuple):
+    """A code or link token just made for an outbox message (see `MfaService.new_secret`)."""
+
+    secret_id: str
+    value: str
+    sealed: str
+
+
 @dataclass(frozen=True)
 class SentMessage:
     """An outbox message the provider accepted (see `MfaService.messages_sent`)."""
@@ -371,37 +379,10 @@ class MfaService:
         return True
 
     def _queue_send(self, session: Session, mfa: MfaSession, now: datetime) -> None:
-        """A new code or token (pending until its message is accepted) and its outbox row, both inserted at
-        commit (nothing in the transaction reads them back; the worker claims the message after it)."""
-        if mfa.type == "OTP":
-            value = (
-                mfa_secrets.sandbox_code(mfa.code_length)
-                if mfa.sandbox and is_sandbox_destination(mfa.channel, mfa.destination)
-                else mfa_secrets.new_code(mfa.code_length)
-            )
-            kind, purpose = "CODE", mfa_secrets.CODE_PURPOSE
-        else:
-            value = mfa_secrets.new_link_token()
-            kind, purpose = "LINK", mfa_secrets.LINK_PURPOSE
-        secret_id = new_uuid()
+        """The outbox row of a send, inserted at commit (nothing in the transaction reads it back; the
+        worker claims it after). Its code or link token is made by the worker that first claims it
+        (`new_secret`), not here: the request does less, and no secret exists before a worker holds it."""
         message_id = new_uuid()
-        defer_insert(
-            session,
-            MfaSecret.__table__,
-            [
-                {
-                    "id": secret_id,
-                    "session_id": mfa.id,
-                    "kind": kind,
-                    "secret_hash": self.keyring.keyed_hash(purpose, value),
-                    "key_id": self.keyring.current_hash_key_id,
-                    "active": False,
-                    "created_at": now,
-                    "activated_at": None,
-                    "expires_at": now + timedelta(seconds=mfa.ttl_seconds),
-                }
-            ],
-        )
         defer_insert(
             session,
             Message.__table__,
@@ -410,13 +391,13 @@ class MfaService:
                     "id": message_id,
                     "client_id": mfa.client_id,
                     "session_id": mfa.id,
-                    "secret_id": secret_id,
+                    "secret_id": None,
                     "channel": mfa.channel,
                     "destination": mfa.destination,
                     "template_name": mfa.template_name,
                     "locale": mfa.locale,
                     "purpose": "challenge",
-                    "sealed_secret": self.keyring.seal(value, message_id),
+                    "sealed_secret": None,
                     "status": MessageStatus.QUEUED.value,
                     "delivery_status": DeliveryStatus.QUEUED.value,
                     "attempts": 0,
@@ -438,6 +419,43 @@ class MfaService:
         )
         # Read after commit to wake an in-process worker (see bootstrap.WorkNotifier).
         session.info["work_queued"] = True
+
+    def new_secret(self, session: Session, message_id: str, mfa: Any, channel: str, destination: str) -> NewSecret:
+        """The code or link token of a claimed outbox message that has none yet, made in the claim's
+        transaction: its keyed hash is inserted (pending until the provider accepts the message, see
+        `messages_sent`) and the value comes back sealed to the message (AES-GCM, bound to its id), so a
+        worker that dies after claiming sends the same value when the message is taken over. `mfa` is
+        the session's row (type, code_length, sandbox, ttl_seconds, id)."""
+        now = self.clock.now()
+        if mfa.type == "OTP":
+            value = (
+                mfa_secrets.sandbox_code(mfa.code_length)
+                if mfa.sandbox and is_sandbox_destination(channel, destination)
+                else mfa_secrets.new_code(mfa.code_length)
+            )
+            kind, purpose = "CODE", mfa_secrets.CODE_PURPOSE
+        else:
+            value = mfa_secrets.new_link_token()
+            kind, purpose = "LINK", mfa_secrets.LINK_PURPOSE
+        secret_id = new_uuid()
+        defer_insert(
+            session,
+            MfaSecret.__table__,
+            [
+                {
+                    "id": secret_id,
+                    "session_id": mfa.id,
+                    "kind": kind,
+                    "secret_hash": self.keyring.keyed_hash(purpose, value),
+                    "key_id": self.keyring.current_hash_key_id,
+                    "active": False,
+                    "created_at": now,
+                    "activated_at": None,
+                    "expires_at": now + timedelta(seconds=mfa.ttl_seconds),
+                }
+            ],
+        )
+        return NewSecret(secret_id, value, self.keyring.seal(value, message_id))
 
     # -- reading -------------------------------------------------------------------------------------
 

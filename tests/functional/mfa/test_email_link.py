@@ -148,7 +148,9 @@ def test_page_follows_accept_language_and_rtl(
 def test_only_keyed_hashes_are_stored(
     http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
 ) -> None:
-    from sqlalchemy import select
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, update
 
     from passgate.messaging.models import Message
     from passgate.mfa.models import MfaSecret
@@ -156,13 +158,24 @@ def test_only_keyed_hashes_are_stored(
     v = challenge(http, tenant, "email-link", person={"emailAddress": "h@example.com"})["mfa"]
     with registry.sessions() as s:
         sealed = s.scalars(select(Message.sealed_secret).where(Message.session_id == v["ID"])).one()
-    assert sealed  # encrypted until sent
+        made = s.scalars(select(MfaSecret).where(MfaSecret.session_id == v["ID"])).all()
+    assert sealed is None and made == []  # the request makes no secret: the worker's claim does
+    claimed = registry.dispatcher.claim(limit=10)
+    assert [c.secret for c in claimed if c.secret]
+    with registry.sessions() as s:
+        sealed = s.scalars(select(Message.sealed_secret).where(Message.session_id == v["ID"])).one()
+        pending = s.scalars(select(MfaSecret).where(MfaSecret.session_id == v["ID"])).one()
+    assert sealed and not pending.active  # encrypted until sent; not valid before the provider took it
+    # Taken over as a worker that died after claiming would leave it: the same value goes out.
+    with registry.sessions() as s, s.begin():
+        s.execute(update(Message).where(Message.session_id == v["ID"]).values(locked_until=datetime(2000, 1, 1, tzinfo=UTC)))
     drain(registry)
     token = link_from(smtp.wait_for(1)[0].part("text/plain")).rsplit("/", 1)[1]
     with registry.sessions() as s:
         secret = s.scalars(select(MfaSecret).where(MfaSecret.session_id == v["ID"])).one()
         sealed = s.scalars(select(Message.sealed_secret).where(Message.session_id == v["ID"])).one()
     assert sealed is None  # erased once the provider accepted the message
+    assert token == claimed[0].secret  # the value made at the first claim, sent at the second
     assert token not in secret.secret_hash
     assert secret.secret_hash == KeyRing(
         [b"test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"]
