@@ -4,7 +4,7 @@ or an SMTP server.
 
 1. a throw-away workspace (a SQLite file) and a client with the default LOGIN set, set up as
    bench/challenge.py does: a known device is ALLOW, a new device and address naming `email-link` is a
-   CHALLENGE (a session, its secret, its message, its timeline rows);
+   CHALLENGE (a session, its outbox message, its timeline rows; its code or link is made by the worker);
 2. in this process, batches of --batch decisions run through DecisionService.decide in one transaction
    each, as the group commit runs them (their deferred rows written at the commit): half a second of
    ALLOW batches, then half a second of CHALLENGE batches, in turn for --duration seconds, so that both

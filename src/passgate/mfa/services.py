@@ -237,7 +237,7 @@ class MfaService:
     def start_challenge(
         self, session: Session, ctx: DecisionContext, *, at_commit: bool = True
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Start a challenge in the caller's transaction: the session, its secret, its outbox message and
+        """Start a challenge in the caller's transaction: the session, its outbox message and
         its timeline. Nothing in a decision reads these rows back, so by default they are inserted when the
         transaction commits, with those of the other decisions sharing it (`db.defer_insert`): a few
         multi-row inserts per batch instead of an ORM flush per challenge. A caller that reads the session
