@@ -814,20 +814,13 @@ class MfaService:
 
     def any_expired(self, session: Session) -> bool:
         """Whether an open session has passed its expiry (a read: see Worker._sweep)."""
-        return (
-            session.execute(
-                select(MfaSession.id)
-                .where(MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= self.clock.now())
-                .limit(1)
-            ).first()
-            is not None
-        )
+        return session.execute(select(MfaSession.id).where(*_expired(self.clock.now())).limit(1)).first() is not None
 
     def expire_due(self, session: Session, limit: int = 200) -> int:
         now = self.clock.now()
         due = session.scalars(
             select(MfaSession)
-            .where(MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= now)
+            .where(*_expired(now))
             .order_by(MfaSession.expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -936,6 +929,11 @@ class MfaService:
             c.locked = False
             c.next_allowed_at = None
             c.updated_at = now
+
+
+def _expired(now: datetime) -> tuple[Any, Any]:
+    """The sessions still open past their expiry (what the sweeper ends)."""
+    return MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= now
 
 
 def throttle_wait(failures: int) -> int:
