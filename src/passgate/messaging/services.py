@@ -42,7 +42,7 @@ from passgate.messaging.templates import (
     render,
 )
 from passgate.mfa.models import MfaSession
-from passgate.mfa.services import MfaService, SentMessage
+from passgate.mfa.services import MfaService, NewSecret, SentMessage
 from passgate.mfa.states import is_terminal
 from passgate.observability import Metrics
 
@@ -100,15 +100,14 @@ _MARK_SENT = (
     )
     .returning(_messages.c.id, _messages.c.session_id, _messages.c.secret_id)
 )
+_IS_DUE = or_(
+    (_messages.c.status == MessageStatus.QUEUED) & (_messages.c.next_attempt_at <= bindparam("now")),
+    # A worker that died mid-send leaves SENDING with an expired lock: take it over.
+    (_messages.c.status == MessageStatus.SENDING) & (_messages.c.locked_until < bindparam("now")),
+)
 _DUE = (
     select(_messages.c.id)
-    .where(
-        or_(
-            (_messages.c.status == MessageStatus.QUEUED) & (_messages.c.next_attempt_at <= bindparam("now")),
-            # A worker that died mid-send leaves SENDING with an expired lock: take it over.
-            (_messages.c.status == MessageStatus.SENDING) & (_messages.c.locked_until < bindparam("now")),
-        )
-    )
+    .where(_IS_DUE)
     .order_by(_messages.c.next_attempt_at)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
@@ -138,15 +137,39 @@ _CLAIM = (
     )
 )
 _sessions_table = cast(Table, MfaSession.__table__)
+# What the claim reads of its sessions under the write lock: whether they are still open, and what a
+# code or link token is made from. Their render context (JSON) is read after the commit (`prepare`).
 _CLAIM_SESSIONS = select(
     _sessions_table.c.id,
     _sessions_table.c.status,
-    _sessions_table.c.render_context,
     _sessions_table.c.ttl_seconds,
     _sessions_table.c.type,
     _sessions_table.c.sandbox,
     _sessions_table.c.code_length,
 ).where(_sessions_table.c.id.in_(bindparam("ids", expanding=True)))
+_RENDER_CONTEXTS = select(_sessions_table.c.id, _sessions_table.c.render_context).where(
+    _sessions_table.c.id.in_(bindparam("ids", expanding=True))
+)
+# The look before a claim (`look_ahead`), in a transaction that only reads: the messages the claim would
+# take, with what their codes or link tokens are made from.
+_LOOK_AHEAD = (
+    select(
+        _messages.c.id.label("message_id"),
+        _messages.c.channel,
+        _messages.c.destination,
+        _messages.c.secret_id,
+        _messages.c.purpose,
+        _sessions_table.c.id,
+        _sessions_table.c.type,
+        _sessions_table.c.sandbox,
+        _sessions_table.c.code_length,
+        _sessions_table.c.ttl_seconds,
+    )
+    .select_from(_messages.outerjoin(_sessions_table, _sessions_table.c.id == _messages.c.session_id))
+    .where(_IS_DUE)
+    .order_by(_messages.c.next_attempt_at)
+    .limit(bindparam("limit"))
+)
 # Once per claimed message that gets its code or link token at the claim.
 _SET_SECRET = HotStatement(
     update(_messages)
@@ -217,12 +240,34 @@ class Dispatcher:
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
-    def claim(self, limit: int = 20) -> list[Claimed]:
+    def claim(
+        self, limit: int = 20, premade: dict[str, tuple[NewSecret, dict[str, Any]]] | None = None
+    ) -> list[Claimed]:
         with transaction(self.sessions) as session:
-            rows = self._claim(session, limit)
+            rows = self._claim(session, limit, premade)
         return self.prepare(rows)
 
-    def _claim(self, session: Session, limit: int) -> list[tuple[Any, Any, str | None]]:
+    def look_ahead(self, limit: int) -> dict[str, tuple[NewSecret, dict[str, Any]]] | None:
+        """Before a claim, with a read (no write lock on SQLite): None when nothing is due (the claim is
+        skipped), else the codes and link tokens of the due messages that need one, made now
+        (`MfaService.make_secret`), by message id. The claim stores those of the messages it takes, so
+        the hashing and sealing happen outside its transaction, which the API's decisions wait for."""
+        with read_only(self.sessions) as session:
+            due = session.connection().execute(_LOOK_AHEAD, {"now": self.clock.now(), "limit": limit}).all()
+        if not due:
+            return None
+        return {
+            r.message_id: self.mfa.make_secret(r.message_id, r, r.channel, r.destination)
+            for r in due
+            if r.id is not None and r.secret_id is None and r.purpose != test_sends.PURPOSE
+        }
+
+    def _claim(
+        self,
+        session: Session,
+        limit: int,
+        premade: dict[str, tuple[NewSecret, dict[str, Any]]] | None = None,
+    ) -> list[tuple[Any, Any, str | None]]:
         """Take a round: the claimed messages' rows, each with its session's row (None for a test send)
         and the code or link token made for it now (None when it had one, or needs none): a challenge
         message gets its secret when a worker first claims it (`MfaService.new_secret`).
@@ -257,6 +302,7 @@ class Dispatcher:
         rows: list[tuple[Any, Any, str | None]] = []
         skipped = []
         made = []
+        stored = []
         for m in due:
             mfa = sessions.get(m.session_id) if m.session_id else None
             if mfa is not None and is_terminal(mfa.status):
@@ -264,11 +310,16 @@ class Dispatcher:
                 continue
             fresh = None
             if mfa is not None and m.secret_id is None and m.purpose != test_sends.PURPOSE:
-                secret = self.mfa.new_secret(session, m.id, mfa, m.channel, m.destination)
+                pre = premade.get(m.id) if premade else None
+                if pre is None:  # due since the look ahead, or claimed without one
+                    pre = self.mfa.make_secret(m.id, mfa, m.channel, m.destination)
+                secret, row = pre
+                stored.append(row)
                 made.append({"mid": m.id, "secret_id": secret.secret_id, "sealed": secret.sealed})
                 fresh = secret.value
             rows.append((m, mfa, fresh))
         if made:
+            self.mfa.store_secrets(session, stored)
             _SET_SECRET.executemany(conn, made)
         if skipped:
             # Closed before it went out: not sent, and not counted as an attempt.
@@ -287,11 +338,18 @@ class Dispatcher:
         if not rows:
             return []
         with read_only(self.sessions) as session:
-            return [self._prepare(session, m, mfa, fresh) for m, mfa, fresh in rows]
+            ids = [mfa.id for _, mfa, _ in rows if mfa is not None]
+            contexts = dict(session.connection().execute(_RENDER_CONTEXTS, {"ids": ids}).all()) if ids else {}
+            return [
+                self._prepare(session, m, mfa, fresh, contexts.get(mfa.id) if mfa is not None else None)
+                for m, mfa, fresh in rows
+            ]
 
-    def _prepare(self, session: Session, m: Any, mfa: Any | None, fresh: str | None = None) -> Claimed:
-        """What sending needs, from the claimed message's row and its session's (Core rows), and the
-        secret made at this claim (`fresh`), if one was."""
+    def _prepare(
+        self, session: Session, m: Any, mfa: Any | None, fresh: str | None, ctx: dict[str, Any] | None
+    ) -> Claimed:
+        """What sending needs, from the claimed message's row and its session's (Core rows), the secret
+        made at this claim (`fresh`), if one was, and the session's render context."""
         secret = fresh
         if secret is None and m.sealed_secret:
             try:
@@ -300,7 +358,6 @@ class Dispatcher:
                 secret = None  # the key is gone: the send fails permanently below
         if m.purpose == test_sends.PURPOSE:
             return self._prepare_test(session, m)
-        ctx = mfa.render_context if mfa else {}
         return Claimed(
             message_id=m.id,
             client_id=m.client_id,
@@ -365,7 +422,10 @@ class Dispatcher:
 
     async def run_once(self, limit: int = ROUND_LIMIT) -> int:
         try:
-            rows = await self._db(lambda session: self._claim(session, limit))
+            premade = self.look_ahead(limit)
+            if premade is None:
+                return 0
+            rows = await self._db(lambda session: self._claim(session, limit, premade))
             if not rows:
                 return 0
             claimed = self.prepare(rows)

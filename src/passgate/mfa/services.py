@@ -100,9 +100,25 @@ def _config_from(country: str, s: Any) -> MfaConfig:
 
 _SESSIONS = cast(Table, MfaSession.__table__)
 _SECRETS = cast(Table, MfaSecret.__table__)
-# messages_sent: the round's sessions, whole (listeners read them), locked where the database can.
+# What a status listener may read of the session it is given (`StatusListener`): where a status changes
+# for many sessions at once (`messages_sent`), only these columns are read, under the write lock.
+LISTENER_COLUMNS = (
+    "id",
+    "client_id",
+    "event_type",
+    "type",
+    "channel",
+    "status",
+    "delivery_status",
+    "send_attempts",
+    "verification_attempts",
+    "ttl_seconds",
+    "expires_at",
+    "sequence",
+)
+# messages_sent: the round's sessions, what it and the listeners read, locked where the database can.
 _SENT_SESSIONS = (
-    select(_SESSIONS)
+    select(*(_SESSIONS.c[name] for name in LISTENER_COLUMNS))
     .where(_SESSIONS.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_SESSIONS.c.id)
     .with_for_update()
@@ -216,7 +232,11 @@ class SentMessage:
 
 
 class StatusListener(Protocol):
-    """Called inside the transaction of every status change (webhooks write their outbox rows here)."""
+    """Called inside the transaction of every status change (webhooks write their outbox rows here).
+
+    A listener reads only the session's `LISTENER_COLUMNS`: when a worker records a round of sent
+    messages, the sessions it hands over hold those and nothing else (it reads them under SQLite's write
+    lock, where every column decoded keeps the API waiting)."""
 
     def __call__(
         self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime
@@ -420,12 +440,24 @@ class MfaService:
         # Read after commit to wake an in-process worker (see bootstrap.WorkNotifier).
         session.info["work_queued"] = True
 
-    def new_secret(self, session: Session, message_id: str, mfa: Any, channel: str, destination: str) -> NewSecret:
+    def new_secret(
+        self, session: Session, message_id: str, mfa: Any, channel: str, destination: str
+    ) -> NewSecret:
         """The code or link token of a claimed outbox message that has none yet, made in the claim's
         transaction: its keyed hash is inserted (pending until the provider accepts the message, see
         `messages_sent`) and the value comes back sealed to the message (AES-GCM, bound to its id), so a
         worker that dies after claiming sends the same value when the message is taken over. `mfa` is
         the session's row (type, code_length, sandbox, ttl_seconds, id)."""
+        secret, row = self.make_secret(message_id, mfa, channel, destination)
+        self.store_secrets(session, [row])
+        return secret
+
+    def make_secret(
+        self, message_id: str, mfa: Any, channel: str, destination: str
+    ) -> tuple[NewSecret, dict[str, Any]]:
+        """`new_secret` without the write: the secret and its row for `store_secrets`. A worker makes them
+        before it takes SQLite's write lock (for the messages it is about to claim) and stores, in the
+        claim's transaction, those of the messages it did claim; the others are dropped unsent."""
         now = self.clock.now()
         if mfa.type == "OTP":
             value = (
@@ -438,24 +470,23 @@ class MfaService:
             value = mfa_secrets.new_link_token()
             kind, purpose = "LINK", mfa_secrets.LINK_PURPOSE
         secret_id = new_uuid()
-        defer_insert(
-            session,
-            MfaSecret.__table__,
-            [
-                {
-                    "id": secret_id,
-                    "session_id": mfa.id,
-                    "kind": kind,
-                    "secret_hash": self.keyring.keyed_hash(purpose, value),
-                    "key_id": self.keyring.current_hash_key_id,
-                    "active": False,
-                    "created_at": now,
-                    "activated_at": None,
-                    "expires_at": now + timedelta(seconds=mfa.ttl_seconds),
-                }
-            ],
-        )
-        return NewSecret(secret_id, value, self.keyring.seal(value, message_id))
+        row = {
+            "id": secret_id,
+            "session_id": mfa.id,
+            "kind": kind,
+            "secret_hash": self.keyring.keyed_hash(purpose, value),
+            "key_id": self.keyring.current_hash_key_id,
+            "active": False,
+            "created_at": now,
+            "activated_at": None,
+            "expires_at": now + timedelta(seconds=mfa.ttl_seconds),
+        }
+        return NewSecret(secret_id, value, self.keyring.seal(value, message_id)), row
+
+    def store_secrets(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Inserts secrets made by `make_secret` (at the commit, with the transaction's other rows)."""
+        if rows:
+            defer_insert(session, MfaSecret.__table__, rows)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -715,7 +746,7 @@ class MfaService:
         Core statements, a few per round: the sessions read in one statement (locked on PostgreSQL, in id
         order, so a concurrent verify or cancel waits instead of being overwritten), the secrets that exist
         in another, and both written back with one executemany each. The listeners get a transient session
-        object, as at creation."""
+        object holding the `LISTENER_COLUMNS` (the rest are not read)."""
         session_ids = sorted({m.session_id for m in sent if m.session_id})
         if not session_ids:
             return
@@ -814,7 +845,10 @@ class MfaService:
 
     def any_expired(self, session: Session) -> bool:
         """Whether an open session has passed its expiry (a read: see Worker._sweep)."""
-        return session.execute(select(MfaSession.id).where(*_expired(self.clock.now())).limit(1)).first() is not None
+        return (
+            session.execute(select(MfaSession.id).where(*_expired(self.clock.now())).limit(1)).first()
+            is not None
+        )
 
     def expire_due(self, session: Session, limit: int = 200) -> int:
         now = self.clock.now()

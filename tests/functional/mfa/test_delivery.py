@@ -204,3 +204,42 @@ def test_concurrent_claims_take_each_message_once(
         rows = s.scalars(select(Message).where(Message.session_id.in_(ids))).all()
         assert {m.status for m in rows} == {"SENDING"}
         assert {m.locked_by for m in rows} == {registry.dispatcher.worker_id}
+
+
+def test_secrets_made_before_the_claim_are_stored_only_for_the_messages_it_takes(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    from passgate.mfa.models import MfaSecret
+
+    dispatcher = registry.dispatcher
+    assert dispatcher.look_ahead(10) is None  # nothing due: no claim, no write
+    ids = [
+        challenge(http, tenant, "email-link", person={"emailAddress": f"la{i}@example.com"})["mfa"]["ID"]
+        for i in range(3)
+    ]
+    premade = dispatcher.look_ahead(10)
+    assert premade is not None and len(premade) == 3
+    # Another worker takes the oldest first; then a fourth message becomes due after the look ahead.
+    [first] = dispatcher.claim(limit=1)
+    late = challenge(http, tenant, "email-link", person={"emailAddress": "late@example.com"})["mfa"]["ID"]
+    taken = {c.message_id: c for c in dispatcher.claim(limit=10, premade=premade)}
+    assert len(taken) == 3 and first.message_id not in taken
+    with registry.sessions() as s:
+        by_message = {mid: sid for mid, sid in s.execute(select(Message.id, Message.session_id))}
+        secrets = {
+            sid: s.scalars(select(MfaSecret).where(MfaSecret.session_id == sid)).all() for sid in [*ids, late]
+        }
+    assert all(len(rows) == 1 for rows in secrets.values())  # one secret each: no premade one left behind
+    for mid, c in taken.items():
+        [stored] = secrets[by_message[mid]]
+        if by_message[mid] == late:  # due after the look ahead: made at the claim
+            assert mid not in premade
+        else:  # made before the claim, stored by it, and the value that goes out
+            secret, _ = premade[mid]
+            assert (stored.id, c.secret) == (secret.secret_id, secret.value)
+    # The premade secret of the message the other worker took was never stored.
+    assert secrets[by_message[first.message_id]][0].id != premade[first.message_id][0].secret_id
+    clock.advance(61)  # the claims above were never sent: taken over once their lock ends
+    drain(registry)
+    sent = " ".join(m.part("text/plain") for m in smtp.wait_for(4))
+    assert all(c.secret and c.secret in sent for c in [first, *taken.values()])

@@ -173,7 +173,7 @@ def test_a_late_send_gives_the_code_its_whole_lifetime(
     drain(registry)
     code = code_from(last_sms(gateway)["body"])
     clock.advance(599)  # 899 s after the challenge, 599 s after the send: the session was extended
-    assert sweep(registry) == 0
+    sweep(registry)  # (sessions other tests left open may expire now: the database is shared)
     assert session_of(http, tenant, m["ID"])["status"] == "MESSAGE_SENT"
     assert verify(http, tenant, m["ID"], code).json()["status"] == "VERIFIED"
 
