@@ -50,6 +50,8 @@ def reference(sender: SmtpEmailSender, message: OutgoingEmail) -> EmailMessage:
         {"text": "=3D already looks encoded\n.leading dot\nFrom the start\n"},
         {"from_addr": "=?utf-8?q?=C3=87a_Va?= <mail@fjord.example>", "headers": {"X-Passgate-Test": "yes"}},
         {"text": "windows\r\nline\rends\r\n"},
+        {"text": "", "html": ""},
+        {"text": "no line break at the end", "html": "<p>" + "y" * 300 + "</p>"},
     ],
 )
 def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[str, object]) -> None:
@@ -68,6 +70,12 @@ def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[s
         assert mine is not None and ref is not None
         assert mine.get_content() == ref.get_content(), kind
         assert mine.get_content_charset() == "utf-8"
+    # Short-lined ASCII goes as it is; else the text part is quoted-printable, the HTML part base64.
+    for kind, encoded in (("plain", "quoted-printable"), ("html", "base64")):
+        part = ours.get_body((kind,))
+        assert part is not None
+        plain = part.get_content().isascii() and all(len(x) <= 78 for x in part.get_content().split("\n"))
+        assert part["Content-Transfer-Encoding"] == ("7bit" if plain else encoded), kind
     assert envelope.sender == str(theirs["From"].addresses[0].addr_spec)
     assert envelope.message_id == str(theirs["Message-ID"])
     assert envelope.message_id.startswith("<0b7c5d8e-1111-4222-8333-944455556666@")

