@@ -275,6 +275,7 @@ def _forget_deferred(session: Session, _transaction: Any) -> None:
     session.info.pop(DEFERRED, None)
     session.info.pop(INCREMENTS, None)
     session.info.pop(UPSERTS, None)
+    session.info.pop(UPDATES, None)
 
 
 def defer_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -311,10 +312,29 @@ def defer_upsert(
     session.info.setdefault(UPSERTS, {}).setdefault((table, tuple(sorted(row)), keys, update), []).append(row)
 
 
+UPDATES = "deferred_updates"
+
+
+class StaleRows(Exception):
+    """A deferred update matched fewer rows than it was given: a row it was computed from has changed
+    since (see `defer_update`). Raised at commit, which then rolls back."""
+
+
+def defer_update(session: Session, statement: HotStatement, rows: list[dict[str, Any]]) -> None:
+    """Run `statement`, an UPDATE whose WHERE matches exactly one row per parameter set, for each of `rows`
+    when the transaction commits (after the deferred inserts). If fewer rows match than were given, the
+    commit raises StaleRows and nothing of the transaction is written.
+
+    For a unit computed on a read snapshot and written later (`GroupCommitter.run(writes_at_commit=True)`):
+    its WHERE names what the unit read (a row's version, its status), so a row changed in between is not
+    overwritten; the committer then runs the unit again the ordinary way, with the write lock held."""
+    session.info.setdefault(UPDATES, {}).setdefault(statement, []).extend(rows)
+
+
 def merge_deferred(into: dict[str, Any], info: dict[str, Any]) -> None:
-    """Add one session's `info` (its deferred rows, increments, upserts and flags) to another's."""
+    """Add one session's `info` (its deferred rows, increments, upserts, updates and flags) to another's."""
     for key, value in info.items():
-        if key == DEFERRED or key == UPSERTS:
+        if key == DEFERRED or key == UPSERTS or key == UPDATES:
             target = into.setdefault(key, {})
             for table, rows in value.items():
                 target.setdefault(table, []).extend(rows)
@@ -334,7 +354,8 @@ def flush_deferred_inserts(session: Session) -> None:
     pending = session.info.pop(DEFERRED, None)
     increments = session.info.pop(INCREMENTS, None)
     upserts = session.info.pop(UPSERTS, None)
-    if not pending and not increments and not upserts:
+    updates = session.info.pop(UPDATES, None)
+    if not pending and not increments and not upserts and not updates:
         return
     # ORM objects first: deferred rows may reference them (timeline events reference their session).
     if session.new or session.dirty or session.deleted:
@@ -349,6 +370,10 @@ def flush_deferred_inserts(session: Session) -> None:
         keys = [c.name for c in table.primary_key.columns]
         rows = [dict(zip(keys, key, strict=True), count=n) for key, n in sorted(counts.items())]
         _increment_statement(table).executemany(conn, rows)
+    for statement, rows in (updates or {}).items():
+        matched = statement.executemany(conn, rows)
+        if matched != len(rows):
+            raise StaleRows(f"{len(rows) - matched} of {len(rows)} rows changed since they were read")
 
 
 def _dependency_rank(table: Any) -> int:
@@ -417,11 +442,13 @@ class HotStatement:
             return list(fetched)
         return [tuple(v if p is None else p(v) for p, v in zip(results, row, strict=True)) for row in fetched]
 
-    def executemany(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+    def executemany(self, conn: Any, rows: list[dict[str, Any]]) -> int:
+        """Runs the statement once per row; returns the rows it changed in all (DBAPI rowcount)."""
         sql, bind, _ = self._prepare(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
         try:
             cursor.executemany(sql, [bind(r) for r in rows])
+            return int(cursor.rowcount)
         finally:
             cursor.close()
 

@@ -249,3 +249,59 @@ async def test_a_failed_write_runs_the_units_again_one_by_one(tmp_path):
     with engine.connect() as conn:
         assert sorted(r[0] for r in conn.execute(text("SELECT id FROM rows"))) == [5, 6]
     engine.dispose()
+
+
+async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_under_the_lock(tmp_path):
+    from passgate.db import HotStatement, StaleRows, defer_update
+
+    path, engine, sessions = _setup(tmp_path)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER, version INTEGER)"))
+        conn.execute(text("INSERT INTO acct VALUES (1, 100, 0)"))
+    acct = Table(
+        "acct", MetaData(), Column("id", Integer), Column("balance", Integer), Column("version", Integer)
+    )
+    from sqlalchemy import bindparam, update
+
+    guarded = HotStatement(
+        update(acct)
+        .where(acct.c.id == bindparam("id"), acct.c.version == bindparam("read_version"))
+        .values(balance=bindparam("balance"), version=bindparam("version"))
+    )
+    seen: list[tuple[int, int]] = []
+
+    def add_ten(session):  # reads, then writes at commit only what it read plus ten
+        balance, version = session.execute(text("SELECT balance, version FROM acct WHERE id = 1")).one()
+        seen.append((balance, version))
+        defer_update(
+            session,
+            guarded,
+            [{"id": 1, "read_version": version, "balance": balance + 10, "version": version + 1}],
+        )
+        return balance + 10
+
+    committer = GroupCommitter(sessions, inline=True)
+    committer.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    task = asyncio.ensure_future(committer.run(add_ten, writes_at_commit=True))
+    await asyncio.sleep(0.05)
+    assert seen == [(100, 0)] and not task.done()  # worked out on a snapshot; its write waits for the lock
+    # Meanwhile another writer changes the row: the update computed from the snapshot must not land.
+    other.execute("UPDATE acct SET balance = 500, version = 1 WHERE id = 1")
+    other.execute("COMMIT")
+    assert await task == 510  # it ran again, with the lock held, from the row as it now is
+    assert seen == [(100, 0), (500, 1)]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT balance, version FROM acct")).one() == (510, 2)
+    # Outside the committer the same guard fails the commit instead of overwriting.
+    try:
+        with sessions() as session, session.begin():
+            defer_update(session, guarded, [{"id": 1, "read_version": 0, "balance": 0, "version": 9}])
+        raise AssertionError("a stale deferred update was written")
+    except StaleRows:
+        pass
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT balance, version FROM acct")).one() == (510, 2)
+    other.close()
+    engine.dispose()

@@ -12,13 +12,13 @@ from functools import partial
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, null, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.models import Client
 from passgate.batching import GroupCommitter
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, read_only, transaction
+from passgate.db import HotStatement, defer_insert, defer_update, read_only, transaction
 from passgate.keyring import KeyRing
 from passgate.messaging import test_sends
 from passgate.messaging.branding import from_header
@@ -87,18 +87,27 @@ class Sent:
 
 
 _messages = cast(Table, Message.__table__)
-_MARK_SENT = (
-    update(_messages)
+# The claimed messages a round's record finds still SENDING (locked on PostgreSQL, as the update was).
+_STILL_SENDING = (
+    select(_messages.c.id, _messages.c.session_id, _messages.c.secret_id)
     .where(_messages.c.id.in_(bindparam("ids", expanding=True)), _messages.c.status == MessageStatus.SENDING)
+    .with_for_update()
+)
+# An accepted message, SENT, with its provider's id, if it is still SENDING (`db.defer_update`: the record
+# may have read it on a snapshot).
+_MARK_SENT = HotStatement(
+    update(_messages)
+    .where(_messages.c.id == bindparam("mid"), _messages.c.status == MessageStatus.SENDING.value)
     .values(
         status=MessageStatus.SENT.value,
         delivery_status=DeliveryStatus.SENT.value,
         sent_at=bindparam("now"),
-        sealed_secret=None,
-        locked_until=None,
-        last_error=None,
+        sealed_secret=null(),
+        locked_until=null(),
+        last_error=null(),
+        provider=bindparam("provider"),
+        provider_message_id=bindparam("provider_id"),
     )
-    .returning(_messages.c.id, _messages.c.session_id, _messages.c.secret_id)
 )
 _IS_DUE = or_(
     (_messages.c.status == MessageStatus.QUEUED) & (_messages.c.next_attempt_at <= bindparam("now")),
@@ -187,15 +196,6 @@ _SKIP = (
         locked_until=None,
     )
 )
-# Run once per accepted message of a round: on the DBAPI cursor (db.HotStatement), not through
-# Connection.execute, whose per-parameter-set work cost more than the update.
-_SET_PROVIDER = HotStatement(
-    update(_messages)
-    .where(_messages.c.id == bindparam("mid"))
-    .values(provider=bindparam("provider"), provider_message_id=bindparam("provider_id"))
-)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -400,7 +400,7 @@ class Dispatcher:
 
     # -- sending ---------------------------------------------------------------------------------------
 
-    async def _db(self, fn: Callable[[Session], T]) -> T:
+    async def _db(self, fn: Callable[[Session], T], writes_at_commit: bool = False) -> T:
         """A unit of work: in the API's group commit when it runs (one writer, no thread hand-over),
         else in a transaction of its own on a thread.
 
@@ -410,10 +410,12 @@ class Dispatcher:
         it taken sleeps in SQLite's busy handler — the API's loop included — well after it is free."""
         committer = self.committer
         if committer is not None and committer.serves_this_loop():
-            return await committer.run(fn)
+            return await committer.run(fn, writes_at_commit)
         home = self.home_loop
         if committer is not None and committer.running and home is not None and home.is_running():
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(committer.run(fn), home))
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(committer.run(fn, writes_at_commit), home)
+            )
         return await asyncio.to_thread(self._tx, fn)
 
     def _tx(self, fn: Callable[[Session], T]) -> T:
@@ -438,7 +440,11 @@ class Dispatcher:
                     if not isinstance(outcome, Sent):
                         outcome(session)
 
-            await self._db(record)
+            # The accepted ones only read and defer their writes: on SQLite the group commit works them
+            # out on a read snapshot and holds the write lock only for their statements, the lock the
+            # API's decisions wait for; a row changed in between sends the round back to run again with
+            # the lock held (db.defer_update). A failure writes through the ORM: the ordinary way.
+            await self._db(record, writes_at_commit=True)
             return len(claimed)
         finally:
             if not self.keep_connections:
@@ -545,19 +551,23 @@ class Dispatcher:
             return
         now = self.clock.now()
         conn = session.connection()
-        # Only rows still SENDING move (atomically, row by row); RETURNING says which ones did.
+        # Only rows still SENDING move: read here, and checked again by the update's own WHERE when it runs
+        # at commit (the record may run on a read snapshot, its writes later: see run_once).
         moved = {
             row.id: row
-            for row in conn.execute(
-                _MARK_SENT,
-                {"ids": [s.claimed.message_id for s in sent], "now": now},
-            )
+            for row in conn.execute(_STILL_SENDING, {"ids": [s.claimed.message_id for s in sent]})
         }
         if moved:
-            _SET_PROVIDER.executemany(
-                conn,
+            defer_update(
+                session,
+                _MARK_SENT,
                 [
-                    {"mid": s.claimed.message_id, "provider": s.provider, "provider_id": s.provider_id}
+                    {
+                        "mid": s.claimed.message_id,
+                        "now": now,
+                        "provider": s.provider,
+                        "provider_id": s.provider_id,
+                    }
                     for s in sent
                     if s.claimed.message_id in moved
                 ],

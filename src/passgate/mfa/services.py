@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, upsert
+from passgate.db import HotStatement, defer_insert, defer_update, upsert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -130,9 +130,11 @@ _ACTIVATE_SECRET = HotStatement(
     .where(_SECRETS.c.id == bindparam("b_id"))
     .values(active=True, activated_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
 )
+# Guarded by the version read (`sequence`, moved by every status change): a session that changed since
+# is not overwritten (`db.defer_update`).
 _SENT_SESSION_UPDATE = HotStatement(
     update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("b_id"))
+    .where(_SESSIONS.c.id == bindparam("b_id"), _SESSIONS.c.sequence == bindparam("b_read_sequence"))
     .values(
         status=bindparam("b_status"),
         delivery_status=bindparam("b_delivery"),
@@ -745,8 +747,11 @@ class MfaService:
 
         Core statements, a few per round: the sessions read in one statement (locked on PostgreSQL, in id
         order, so a concurrent verify or cancel waits instead of being overwritten), the secrets that exist
-        in another, and both written back with one executemany each. The listeners get a transient session
-        object holding the `LISTENER_COLUMNS` (the rest are not read)."""
+        in another, and both written back at commit with one executemany each (`db.defer_update`), each
+        session's only if its `sequence` is still the one read: a worker's record can be worked out on a
+        read snapshot (SQLite), and a session that changed meanwhile makes it run again under the lock.
+        The listeners get a transient session object holding the `LISTENER_COLUMNS` (the rest are not
+        read)."""
         session_ids = sorted({m.session_id for m in sent if m.session_id})
         if not session_ids:
             return
@@ -755,6 +760,7 @@ class MfaService:
             row.id: _transient_session(dict(row._mapping))
             for row in conn.execute(_SENT_SESSIONS, {"ids": session_ids})
         }
+        read_sequence = {mfa.id: mfa.sequence for mfa in sessions.values()}
         wanted = [m.secret_id for m in sent if m.secret_id and m.session_id in sessions]
         existing = {r[0] for r in conn.execute(_EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
         secret_rows: list[dict[str, Any]] = []
@@ -778,13 +784,16 @@ class MfaService:
             )
             if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
                 self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
+        # Written at commit (this may run on a read snapshot: see Dispatcher.run_once).
         if secret_rows:
-            _ACTIVATE_SECRET.executemany(conn, secret_rows)
-        _SENT_SESSION_UPDATE.executemany(
-            conn,
+            defer_update(session, _ACTIVATE_SECRET, secret_rows)
+        defer_update(
+            session,
+            _SENT_SESSION_UPDATE,
             [
                 {
                     "b_id": mfa.id,
+                    "b_read_sequence": read_sequence[mfa.id],
                     "b_status": str(mfa.status),
                     "b_delivery": mfa.delivery_status,
                     "b_updated": mfa.updated_at,

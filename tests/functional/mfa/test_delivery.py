@@ -243,3 +243,66 @@ def test_secrets_made_before_the_claim_are_stored_only_for_the_messages_it_takes
     drain(registry)
     sent = " ".join(m.part("text/plain") for m in smtp.wait_for(4))
     assert all(c.secret and c.secret in sent for c in [first, *taken.values()])
+
+
+def test_a_session_cancelled_while_its_sent_message_is_recorded_stays_cancelled(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink, clock: FrozenClock
+) -> None:
+    """A round's record is worked out on a read snapshot and written later (SQLite): a session cancelled
+    in between is not moved back to MESSAGE_SENT; the record runs again with the write lock held."""
+    import asyncio
+    import sqlite3
+
+    import pytest
+
+    from passgate.batching import GroupCommitter
+    from passgate.messaging.services import Sent
+
+    url = str(registry.engine.url)
+    if not url.startswith("sqlite:///"):
+        pytest.skip("read snapshots and a single write lock are SQLite's")
+    m = challenge(http, tenant, "email-link", person={"emailAddress": "racing@example.com"})["mfa"]
+    [claimed] = registry.dispatcher.claim(limit=10)
+    sent = Sent(claimed, "smtp", "<queue-1>", clock.now())
+    computed: list[int] = []
+
+    def record(session):  # type: ignore[no-untyped-def]
+        computed.append(1)
+        registry.dispatcher._record_sent(session, [sent])
+
+    async def scenario() -> None:
+        committer = GroupCommitter(registry.sessions, inline=True)
+        committer.start()
+        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            task = asyncio.ensure_future(committer.run(record, writes_at_commit=True))
+            await asyncio.sleep(0.05)
+            assert computed == [1] and not task.done()  # worked out; its writes wait for the lock
+            # The session is cancelled meanwhile (as POST …/cancel would leave it).
+            other.execute(
+                "UPDATE mfa_sessions SET status = 'TERMINATED', termination_reason = 'CANCELLED', "
+                "sequence = sequence + 1 WHERE id = ?",
+                (m["ID"],),
+            )
+            other.execute("COMMIT")
+            await task
+        finally:
+            other.close()
+            committer.stop()
+
+    asyncio.run(scenario())
+    assert len(computed) == 2  # the stale write was refused and the record ran again
+    assert session_of(http, tenant, m["ID"])["status"] == "TERMINATED"
+    with registry.sessions() as s:
+        message = s.scalars(select(Message).where(Message.session_id == m["ID"])).one()
+        assert (message.status, message.provider_message_id, message.sealed_secret) == (
+            "SENT",
+            "<queue-1>",
+            None,
+        )
+    events = timeline(http, tenant, m["ID"])
+    assert [e["type"] for e in events].count("MESSAGE_SENT") == 1
+    assert not [
+        e for e in events if e["type"] == "STATUS_CHANGED" and e.get("data", {}).get("to") == "MESSAGE_SENT"
+    ]
