@@ -105,4 +105,6 @@ async def put_settings(body: SettingsBody, registry: RegistryDep, auth: AdminAut
             session.flush()
             return _view(session, auth.client_id)
 
-    return JSONResponse(await run_in_threadpool(run))
+    view = await run_in_threadpool(run)
+    registry.mfa.forget_config(auth.client_id)  # after the commit: a challenge in between read the old
+    return JSONResponse(view)

@@ -6,6 +6,7 @@ Every state change and its outbox rows are written in the caller's transaction; 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
@@ -237,8 +238,9 @@ class StatusListener(Protocol):
     """Called inside the transaction of every status change (webhooks write their outbox rows here).
 
     A listener reads only the session's `LISTENER_COLUMNS`: when a worker records a round of sent
-    messages, the sessions it hands over hold those and nothing else (it reads them under SQLite's write
-    lock, where every column decoded keeps the API waiting)."""
+    messages, the sessions it hands over hold those and nothing else (every column read and decoded
+    there is paid per message). It writes only by deferring (`db.defer_insert`): the record may run on a
+    read snapshot, its writes at commit."""
 
     def __call__(
         self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime
@@ -253,6 +255,28 @@ class MfaService:
     templates: TemplateSource
     public_url: str
     listeners: list[StatusListener] = field(default_factory=list)
+    # A client's challenge settings (and sandbox flag) are remembered this long: every challenge reads
+    # them. A change made through this process is seen at once (`forget_config`), through another within
+    # this many seconds, as for templates and brands.
+    config_seconds: float = 1.0
+    _configs: dict[str, tuple[float, bool, MfaConfig]] = field(default_factory=dict, repr=False)
+
+    def forget_config(self, client_id: str) -> None:
+        self._configs.pop(client_id, None)
+
+    def _client_config(self, session: Session, client_id: str) -> tuple[bool, MfaConfig]:
+        """The client's sandbox flag and effective settings, read at most once a `config_seconds`."""
+        now = time.monotonic()
+        hit = self._configs.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        [client] = _CLIENT_CONFIG.rows(session.connection(), {"client_id": client_id})
+        sandbox = bool(client[0])
+        config = _config_from(client[1], _StoredSettings(*client[3:]) if client[2] is not None else None)
+        if len(self._configs) > 100_000:
+            self._configs.clear()
+        self._configs[client_id] = (now + self.config_seconds, sandbox, config)
+        return sandbox, config
 
     # -- creation ------------------------------------------------------------------------------------
 
@@ -286,9 +310,7 @@ class MfaService:
             return _error("NOT_ENOUGH_INFO", mfa_type, channel), echoed
         echoed["person"] = {echo_key: raw_destination}
         conn = session.connection()
-        [client] = _CLIENT_CONFIG.rows(conn, {"client_id": ctx.client_id})
-        sandbox = bool(client[0])
-        config = _config_from(client[1], _StoredSettings(*client[3:]) if client[2] is not None else None)
+        sandbox, config = self._client_config(session, ctx.client_id)
 
         magic = is_sandbox_destination(channel, raw_destination)
         if magic and not sandbox:

@@ -334,6 +334,10 @@ def test_challenge_errors_send_nothing(
 def test_allowed_countries_setting(
     http: TestClient, tenant: Tenant, registry: Registry, gateway: HttpReceiver
 ) -> None:
+    # By default only the client's own country; the settings are now remembered for a second...
+    before = challenge(http, tenant, "sms-code", person={"phoneNumber": "+447400123456"})["mfa"]
+    assert before["error"] == "INVALID_DESTINATION"
+    # ...and a change made through this process applies to the very next challenge.
     r = http.put(
         "/manage/v1/settings",
         json={"smsAllowedCountries": ["US", "GB"], "otpLength": 8},

@@ -589,6 +589,7 @@ async def save_settings(
         audit(session, act.user.client_id, act.user.actor, "settings.updated", act.user.client_id, now)
 
     await run(registry, work)
+    registry.mfa.forget_config(act.user.client_id)  # after the commit: a challenge in between read the old
     return redirect(request, "/console/settings", "Settings saved.")
 
 
