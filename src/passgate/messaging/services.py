@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import Table, bindparam, null, or_, select, update
@@ -159,6 +159,76 @@ _CLAIM_SESSIONS = select(
 _RENDER_CONTEXTS = select(_sessions_table.c.id, _sessions_table.c.render_context).where(
     _sessions_table.c.id.in_(bindparam("ids", expanding=True))
 )
+# The round a claim worked out on a read snapshot takes (`_claim_on_snapshot`): the due messages as the
+# claim's RETURNING gives them, each with its session's row.
+_DUE_ROUND = (
+    select(
+        _messages.c.id,
+        _messages.c.client_id,
+        _messages.c.session_id,
+        _messages.c.channel,
+        _messages.c.destination,
+        _messages.c.template_name,
+        _messages.c.locale,
+        _messages.c.purpose,
+        _messages.c.sealed_secret,
+        _messages.c.secret_id,
+        _messages.c.attempts,
+        _messages.c.next_attempt_at,
+        _sessions_table.c.id.label("s_id"),
+        _sessions_table.c.status.label("s_status"),
+        _sessions_table.c.ttl_seconds.label("s_ttl_seconds"),
+        _sessions_table.c.type.label("s_type"),
+        _sessions_table.c.sandbox.label("s_sandbox"),
+        _sessions_table.c.code_length.label("s_code_length"),
+    )
+    .select_from(_messages.outerjoin(_sessions_table, _sessions_table.c.id == _messages.c.session_id))
+    .where(_IS_DUE)
+    .order_by(_messages.c.next_attempt_at, _messages.c.id)
+    .limit(bindparam("limit"))
+)
+# One message of such a round claimed, only if it is still due (`db.defer_update`: else the claim runs
+# again with the write lock held).
+_CLAIM_ONE = HotStatement(
+    update(_messages)
+    .where(_messages.c.id == bindparam("mid"), _IS_DUE)
+    .values(
+        status=MessageStatus.SENDING.value,
+        attempts=_messages.c.attempts + 1,
+        locked_until=bindparam("until"),
+        locked_by=bindparam("by"),
+        secret_id=bindparam("secret_id"),
+        sealed_secret=bindparam("sealed"),
+    )
+)
+
+
+class _ClaimedRow(NamedTuple):
+    """A message as the claim's RETURNING gives it (attempts counted), for a claim worked out on a snapshot."""
+
+    id: str
+    client_id: str
+    session_id: str | None
+    channel: str
+    destination: str
+    template_name: str
+    locale: str
+    purpose: str
+    sealed_secret: str | None
+    secret_id: str | None
+    attempts: int
+    next_attempt_at: datetime
+
+
+class _SessionOfClaim(NamedTuple):
+    id: str
+    status: str
+    ttl_seconds: int
+    type: str
+    sandbox: bool
+    code_length: int
+
+
 # The look before a claim (`look_ahead`), in a transaction that only reads: the messages the claim would
 # take, with what their codes or link tokens are made from.
 _LOOK_AHEAD = (
@@ -196,6 +266,8 @@ _SKIP = (
         locked_until=None,
     )
 )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -237,6 +309,10 @@ class Dispatcher:
         self.keep_connections = False
         # The event loop the group commit runs on, when the dispatcher runs on another (see `_db`).
         self.home_loop: asyncio.AbstractEventLoop | None = None
+        # SQLite: a round's claim is worked out on a read snapshot (`_claim_on_snapshot`). PostgreSQL
+        # claims with FOR UPDATE SKIP LOCKED, so that workers never wait on each other's rows.
+        bind = sessions.kw.get("bind")
+        self._snapshots = bind is not None and bind.dialect.name == "sqlite"
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -329,6 +405,70 @@ class Dispatcher:
             )
             for m, _ in skipped:
                 self.mfa.message_skipped(session, m.id, m.session_id)
+        return rows
+
+    def _claim_on_snapshot(
+        self,
+        session: Session,
+        limit: int,
+        premade: dict[str, tuple[NewSecret, dict[str, Any]]] | None = None,
+    ) -> list[tuple[Any, Any, str | None]]:
+        """`_claim` for a unit worked out on a read snapshot (SQLite, `writes_at_commit`): the due messages
+        are read, and each one's claim (with the code or link token made for it) is written at commit
+        only if it is still due then (`db.defer_update`): if another worker took one meanwhile, nothing
+        is written and the unit runs again with the write lock held. A round with a message whose session
+        closed goes the ordinary way at once (`_claim`: its skip writes are refused on a snapshot)."""
+        now = self.clock.now()
+        due = session.connection().execute(_DUE_ROUND, {"now": now, "limit": limit}).all()
+        if not due:
+            return []
+        if any(r.s_id is not None and is_terminal(r.s_status) for r in due):
+            return self._claim(session, limit, premade)
+        until = now + timedelta(seconds=self.lock_seconds)
+        rows: list[tuple[Any, Any, str | None]] = []
+        claims = []
+        stored = []
+        for r in due:
+            mfa = (
+                _SessionOfClaim(r.s_id, r.s_status, r.s_ttl_seconds, r.s_type, r.s_sandbox, r.s_code_length)
+                if r.s_id is not None
+                else None
+            )
+            secret_id, sealed, fresh = r.secret_id, r.sealed_secret, None
+            if mfa is not None and r.secret_id is None and r.purpose != test_sends.PURPOSE:
+                pre = premade.get(r.id) if premade else None
+                if pre is None:
+                    pre = self.mfa.make_secret(r.id, mfa, r.channel, r.destination)
+                secret, row = pre
+                stored.append(row)
+                secret_id, sealed, fresh = secret.secret_id, secret.sealed, secret.value
+            claims.append(
+                {
+                    "mid": r.id,
+                    "now": now,
+                    "until": until,
+                    "by": self.worker_id,
+                    "secret_id": secret_id,
+                    "sealed": sealed,
+                }
+            )
+            m = _ClaimedRow(
+                r.id,
+                r.client_id,
+                r.session_id,
+                r.channel,
+                r.destination,
+                r.template_name,
+                r.locale,
+                r.purpose,
+                sealed,
+                secret_id,
+                r.attempts + 1,
+                r.next_attempt_at,
+            )
+            rows.append((m, mfa, fresh))
+        self.mfa.store_secrets(session, stored)
+        defer_update(session, _CLAIM_ONE, claims)
         return rows
 
     def prepare(self, rows: list[tuple[Any, Any, str | None]]) -> list[Claimed]:
@@ -427,7 +567,13 @@ class Dispatcher:
             premade = self.look_ahead(limit)
             if premade is None:
                 return 0
-            rows = await self._db(lambda session: self._claim(session, limit, premade))
+            if self._snapshots:
+                # SQLite: worked out on a read snapshot, the write lock held only for its statements.
+                rows = await self._db(
+                    lambda session: self._claim_on_snapshot(session, limit, premade), writes_at_commit=True
+                )
+            else:
+                rows = await self._db(lambda session: self._claim(session, limit, premade))
             if not rows:
                 return 0
             claimed = self.prepare(rows)
@@ -554,8 +700,7 @@ class Dispatcher:
         # Only rows still SENDING move: read here, and checked again by the update's own WHERE when it runs
         # at commit (the record may run on a read snapshot, its writes later: see run_once).
         moved = {
-            row.id: row
-            for row in conn.execute(_STILL_SENDING, {"ids": [s.claimed.message_id for s in sent]})
+            row.id: row for row in conn.execute(_STILL_SENDING, {"ids": [s.claimed.message_id for s in sent]})
         }
         if moved:
             defer_update(

@@ -306,3 +306,58 @@ def test_a_session_cancelled_while_its_sent_message_is_recorded_stays_cancelled(
     assert not [
         e for e in events if e["type"] == "STATUS_CHANGED" and e.get("data", {}).get("to") == "MESSAGE_SENT"
     ]
+
+
+def test_claims_worked_out_on_one_snapshot_still_take_each_message_once(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    """Two rounds' claims worked out on read snapshots while the write lock is taken see the same due
+    messages; when written, the second finds them claimed (its guard fails), runs again under the lock,
+    and takes the rest."""
+    import asyncio
+    import sqlite3
+
+    import pytest
+
+    from passgate.batching import GroupCommitter
+
+    url = str(registry.engine.url)
+    if not url.startswith("sqlite:///"):
+        pytest.skip("read snapshots and a single write lock are SQLite's")
+    ids = [
+        challenge(http, tenant, "email-link", person={"emailAddress": f"snap{i}@example.com"})["mfa"]["ID"]
+        for i in range(6)
+    ]
+    dispatcher = registry.dispatcher
+
+    async def scenario() -> list[list[str]]:
+        committer = GroupCommitter(registry.sessions, inline=True)
+        committer.start()
+        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            tasks = [
+                asyncio.ensure_future(
+                    committer.run(lambda s: dispatcher._claim_on_snapshot(s, 4), writes_at_commit=True)
+                )
+                for _ in range(2)
+            ]
+            await asyncio.sleep(0.05)
+            assert committer.snapshot_batches >= 1 and not any(t.done() for t in tasks)
+            other.execute("COMMIT")
+            rounds = await asyncio.gather(*tasks)
+        finally:
+            other.close()
+            committer.stop()
+        return [[m.id for m, _, _ in r] for r in rounds]
+
+    first, second = asyncio.run(scenario())
+    assert len(first) == 4 and len(second) == 2 and not set(first) & set(second)
+    with registry.sessions() as s:
+        rows = s.scalars(select(Message).where(Message.session_id.in_(ids))).all()
+        assert sorted(m.status for m in rows) == ["SENDING"] * 6
+        assert {m.attempts for m in rows} == {1} and all(m.secret_id and m.sealed_secret for m in rows)
+        from passgate.mfa.models import MfaSecret
+
+        secrets = s.scalars(select(MfaSecret).where(MfaSecret.session_id.in_(ids))).all()
+        assert len(secrets) == 6  # one per message: nothing of the refused write was kept
