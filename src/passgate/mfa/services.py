@@ -99,6 +99,10 @@ def _config_from(country: str, s: Any) -> MfaConfig:
     )
 
 
+# Timeline rows that carry a second entry (see `timeline`): the key it is under, and its type.
+_QUEUED = "queued"
+_STATUS_CHANGED = "statusChanged"
+_FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHANGED", _STATUS_CHANGED)}
 _SESSIONS = cast(Table, MfaSession.__table__)
 _SECRETS = cast(Table, MfaSecret.__table__)
 # What a status listener may read of the session it is given (`StatusListener`): where a status changes
@@ -394,6 +398,9 @@ class MfaService:
             # Inserted at commit before the rows that reference it (secret, message, events): deferred rows
             # go in in foreign-key order.
             defer_insert(session, _SESSIONS, [row])
+        self._status_changed(session, mfa, None, Status.UNKNOWN, now)
+        queued = self._queue_send(session, mfa, now, event=False)
+        # One timeline row for the creation and the first send queued (`timeline` lists them as two).
         self._event(
             session,
             mfa,
@@ -404,10 +411,9 @@ class MfaService:
                 "templateName": name,
                 "locale": locale,
                 "sandbox": sandbox,
+                _QUEUED: queued,
             },
         )
-        self._status_changed(session, mfa, None, Status.UNKNOWN, now)
-        self._queue_send(session, mfa, now)
         # The counters the listeners and the send moved, into the row before it is written.
         row["sequence"] = mfa.sequence
         row["send_attempts"] = mfa.send_attempts
@@ -422,7 +428,9 @@ class MfaService:
             return self.limiter.hit("send:prefix", phone_prefix(destination), PREFIX_SEND_RATES).allowed
         return True
 
-    def _queue_send(self, session: Session, mfa: MfaSession, now: datetime) -> None:
+    def _queue_send(
+        self, session: Session, mfa: MfaSession, now: datetime, event: bool = True
+    ) -> dict[str, Any]:
         """The outbox row of a send, inserted at commit (nothing in the transaction reads it back; the
         worker claims it after). Its code or link token is made by the worker that first claims it
         (`new_secret`), not here: the request does less, and no secret exists before a worker holds it."""
@@ -458,11 +466,12 @@ class MfaService:
         )
         mfa.send_attempts += 1
         mfa.delivery_status = DeliveryStatus.QUEUED
-        self._event(
-            session, mfa, "MESSAGE_QUEUED", "api", {"messageId": message_id, "send": mfa.send_attempts}
-        )
+        queued = {"messageId": message_id, "send": mfa.send_attempts}
+        if event:  # else the caller stores it on a timeline row of its own (`_QUEUED`)
+            self._event(session, mfa, "MESSAGE_QUEUED", "api", queued)
         # Read after commit to wake an in-process worker (see bootstrap.WorkNotifier).
         session.info["work_queued"] = True
+        return queued
 
     def new_secret(
         self, session: Session, message_id: str, mfa: Any, channel: str, destination: str
@@ -560,7 +569,20 @@ class MfaService:
         rows = session.scalars(
             select(MfaEvent).where(MfaEvent.session_id == session_id).order_by(MfaEvent.id)
         ).all()
-        return [{"type": e.type, "at": _iso(e.created_at), "source": e.source, "data": e.data} for e in rows]
+        out: list[dict[str, Any]] = []
+        for e in rows:
+            at, data = _iso(e.created_at), e.data
+            # A row may stand for two entries: a creation with its first send queued, a send with the
+            # status it moved the session to (stored as one, to write a row less per challenge and send).
+            kind, inner = _FOLDED.get(e.type, (None, None))
+            if inner is not None and isinstance(data, dict) and inner in data:
+                data = dict(data)
+                follow = data.pop(inner)
+                out.append({"type": e.type, "at": at, "source": e.source, "data": data})
+                out.append({"type": kind, "at": at, "source": e.source, "data": follow})
+            else:
+                out.append({"type": e.type, "at": at, "source": e.source, "data": data})
+        return out
 
     # -- state changes -------------------------------------------------------------------------------
 
@@ -797,15 +819,13 @@ class MfaService:
                     mfa.expires_at = expires
             mfa.delivery_status = DeliveryStatus.SENT.value
             mfa.updated_at = now
-            self._event(
-                session,
-                mfa,
-                "MESSAGE_SENT",
-                "worker",
-                {"messageId": m.message_id, "provider": m.provider, "attempt": m.attempt},
-            )
+            data: dict[str, Any] = {"messageId": m.message_id, "provider": m.provider, "attempt": m.attempt}
             if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
-                self._move(session, mfa, Status.MESSAGE_SENT, now, "worker")
+                # One timeline row for the send and the status it moves the session to (listed as two).
+                data[_STATUS_CHANGED] = self._move(
+                    session, mfa, Status.MESSAGE_SENT, now, "worker", event=False
+                )
+            self._event(session, mfa, "MESSAGE_SENT", "worker", data)
         # Written at commit (this may run on a read snapshot: see Dispatcher.run_once).
         if secret_rows:
             defer_update(session, _ACTIVATE_SECRET, secret_rows)
@@ -896,13 +916,18 @@ class MfaService:
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _move(self, session: Session, mfa: MfaSession, new: Status, now: datetime, source: str) -> None:
+    def _move(
+        self, session: Session, mfa: MfaSession, new: Status, now: datetime, source: str, event: bool = True
+    ) -> dict[str, Any]:
         old = mfa.status
         check_move(old, new)
         mfa.status = new.value
         mfa.updated_at = now
-        self._event(session, mfa, "STATUS_CHANGED", source, {"from": old, "to": new.value})
+        change = {"from": old, "to": new.value}
+        if event:  # else the caller stores it on a timeline row of its own (`_STATUS_CHANGED`)
+            self._event(session, mfa, "STATUS_CHANGED", source, change)
         self._notify(session, mfa, old, new, now)
+        return change
 
     def _terminate(
         self, session: Session, mfa: MfaSession, reason: TerminationReason, now: datetime, source: str

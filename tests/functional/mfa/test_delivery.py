@@ -361,3 +361,29 @@ def test_claims_worked_out_on_one_snapshot_still_take_each_message_once(
 
         secrets = s.scalars(select(MfaSecret).where(MfaSecret.session_id.in_(ids))).all()
         assert len(secrets) == 6  # one per message: nothing of the refused write was kept
+
+
+def test_the_timeline_lists_creation_queueing_sending_and_the_status_change(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    from passgate.mfa.models import MfaEvent
+
+    m = challenge(http, tenant, "email-link", person={"emailAddress": "timeline@example.com"})["mfa"]
+    drain(registry)
+    events = timeline(http, tenant, m["ID"])
+    assert [(e["type"], e["source"]) for e in events] == [
+        ("CREATED", "api"),
+        ("MESSAGE_QUEUED", "api"),
+        ("MESSAGE_SENT", "worker"),
+        ("STATUS_CHANGED", "worker"),
+    ]
+    created, queued, sent, changed = (e["data"] for e in events)
+    assert set(created) == {"decisionId", "templateName", "locale", "sandbox"}
+    with registry.sessions() as s:
+        message_id = s.scalars(select(Message.id).where(Message.session_id == m["ID"])).one()
+        stored = s.scalars(select(MfaEvent).where(MfaEvent.session_id == m["ID"])).all()
+    assert queued == {"messageId": message_id, "send": 1}
+    assert sent == {"messageId": message_id, "provider": "smtp", "attempt": 1}
+    assert changed == {"from": "UNKNOWN", "to": "MESSAGE_SENT"}
+    assert events[0]["at"] == events[1]["at"] and events[2]["at"] == events[3]["at"]
+    assert len(stored) == 2  # each pair is one row
