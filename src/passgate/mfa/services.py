@@ -106,7 +106,7 @@ _FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHAN
 _SESSIONS = cast(Table, MfaSession.__table__)
 _SECRETS = cast(Table, MfaSecret.__table__)
 # What a status listener may read of the session it is given (`StatusListener`): where a status changes
-# for many sessions at once (`messages_sent`), only these columns are read, under the write lock.
+# for many sessions at once (`messages_sent`), only these columns are read.
 LISTENER_COLUMNS = (
     "id",
     "client_id",
