@@ -48,6 +48,8 @@ from passgate.observability import Metrics
 
 log = logging.getLogger("passgate.worker")
 T = TypeVar("T")
+# Codes and link tokens made before a claim (`Dispatcher.look_ahead`), by message id: each with its row.
+Premade = dict[str, tuple[NewSecret, dict[str, Any]]]
 LOCK_SECONDS = 60
 # Messages claimed per round. The round's sends run concurrently (over the SMTP sender's pooled
 # connections); under load the in-process worker waits on the GIL between SMTP replies, so a round of many
@@ -121,6 +123,22 @@ _DUE = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+# What a claim gives back of each message it takes (its RETURNING, or the read of a snapshot claim), in
+# the order of `_ClaimedRow`.
+_CLAIMED_COLUMNS = (
+    _messages.c.id,
+    _messages.c.client_id,
+    _messages.c.session_id,
+    _messages.c.channel,
+    _messages.c.destination,
+    _messages.c.template_name,
+    _messages.c.locale,
+    _messages.c.purpose,
+    _messages.c.sealed_secret,
+    _messages.c.secret_id,
+    _messages.c.attempts,
+    _messages.c.next_attempt_at,
+)
 _CLAIM = (
     update(_messages)
     .where(_messages.c.id.in_(_DUE.scalar_subquery()))
@@ -130,20 +148,7 @@ _CLAIM = (
         locked_until=bindparam("until"),
         locked_by=bindparam("by"),
     )
-    .returning(
-        _messages.c.id,
-        _messages.c.client_id,
-        _messages.c.session_id,
-        _messages.c.channel,
-        _messages.c.destination,
-        _messages.c.template_name,
-        _messages.c.locale,
-        _messages.c.purpose,
-        _messages.c.sealed_secret,
-        _messages.c.secret_id,
-        _messages.c.attempts,
-        _messages.c.next_attempt_at,
-    )
+    .returning(*_CLAIMED_COLUMNS)
 )
 _sessions_table = cast(Table, MfaSession.__table__)
 # What the claim reads of its sessions under the write lock: whether they are still open, and what a
@@ -163,18 +168,7 @@ _RENDER_CONTEXTS = select(_sessions_table.c.id, _sessions_table.c.render_context
 # claim's RETURNING gives them, each with its session's row.
 _DUE_ROUND = (
     select(
-        _messages.c.id,
-        _messages.c.client_id,
-        _messages.c.session_id,
-        _messages.c.channel,
-        _messages.c.destination,
-        _messages.c.template_name,
-        _messages.c.locale,
-        _messages.c.purpose,
-        _messages.c.sealed_secret,
-        _messages.c.secret_id,
-        _messages.c.attempts,
-        _messages.c.next_attempt_at,
+        *_CLAIMED_COLUMNS,
         _sessions_table.c.id.label("s_id"),
         _sessions_table.c.status.label("s_status"),
         _sessions_table.c.ttl_seconds.label("s_ttl_seconds"),
@@ -204,7 +198,8 @@ _CLAIM_ONE = HotStatement(
 
 
 class _ClaimedRow(NamedTuple):
-    """A message as the claim's RETURNING gives it (attempts counted), for a claim worked out on a snapshot."""
+    """A message as the claim's RETURNING gives it (attempts counted), for a claim worked out on a snapshot:
+    the fields of `_CLAIMED_COLUMNS`, in their order."""
 
     id: str
     client_id: str
@@ -316,14 +311,12 @@ class Dispatcher:
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
-    def claim(
-        self, limit: int = 20, premade: dict[str, tuple[NewSecret, dict[str, Any]]] | None = None
-    ) -> list[Claimed]:
+    def claim(self, limit: int = 20, premade: Premade | None = None) -> list[Claimed]:
         with transaction(self.sessions) as session:
             rows = self._claim(session, limit, premade)
         return self.prepare(rows)
 
-    def look_ahead(self, limit: int) -> dict[str, tuple[NewSecret, dict[str, Any]]] | None:
+    def look_ahead(self, limit: int) -> Premade | None:
         """Before a claim, with a read (no write lock on SQLite): None when nothing is due (the claim is
         skipped), else the codes and link tokens of the due messages that need one, made now
         (`MfaService.make_secret`), by message id. The claim stores those of the messages it takes, so
@@ -342,7 +335,7 @@ class Dispatcher:
         self,
         session: Session,
         limit: int,
-        premade: dict[str, tuple[NewSecret, dict[str, Any]]] | None = None,
+        premade: Premade | None = None,
     ) -> list[tuple[Any, Any, str | None]]:
         """Take a round: the claimed messages' rows, each with its session's row (None for a test send)
         and the code or link token made for it now (None when it had one, or needs none): a challenge
@@ -411,7 +404,7 @@ class Dispatcher:
         self,
         session: Session,
         limit: int,
-        premade: dict[str, tuple[NewSecret, dict[str, Any]]] | None = None,
+        premade: Premade | None = None,
     ) -> list[tuple[Any, Any, str | None]]:
         """`_claim` for a unit worked out on a read snapshot (SQLite, `writes_at_commit`): the due messages
         are read, and each one's claim (with the code or link token made for it) is written at commit
@@ -452,19 +445,8 @@ class Dispatcher:
                     "sealed": sealed,
                 }
             )
-            m = _ClaimedRow(
-                r.id,
-                r.client_id,
-                r.session_id,
-                r.channel,
-                r.destination,
-                r.template_name,
-                r.locale,
-                r.purpose,
-                sealed,
-                secret_id,
-                r.attempts + 1,
-                r.next_attempt_at,
+            m = _ClaimedRow(*r[: len(_CLAIMED_COLUMNS)])._replace(
+                sealed_secret=sealed, secret_id=secret_id, attempts=r.attempts + 1
             )
             rows.append((m, mfa, fresh))
         self.mfa.store_secrets(session, stored)
