@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from passgate.auth.models import Client
 from passgate.batching import GroupCommitter
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, defer_update, read_only, transaction
+from passgate.db import HotStatement, defer_insert, defer_update, is_sqlite, read_only, transaction
 from passgate.keyring import KeyRing
 from passgate.messaging import test_sends
 from passgate.messaging.branding import from_header
@@ -307,7 +307,7 @@ class Dispatcher:
         # SQLite: a round's claim is worked out on a read snapshot (`_claim_on_snapshot`). PostgreSQL
         # claims with FOR UPDATE SKIP LOCKED, so that workers never wait on each other's rows.
         bind = sessions.kw.get("bind")
-        self._snapshots = bind is not None and bind.dialect.name == "sqlite"
+        self._snapshots = bind is not None and is_sqlite(bind)
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -330,6 +330,16 @@ class Dispatcher:
             for r in due
             if r.id is not None and r.secret_id is None and r.purpose != test_sends.PURPOSE
         }
+
+    def _secret_for(
+        self, m: Any, mfa: Any | None, premade: Premade | None
+    ) -> tuple[NewSecret, dict[str, Any]] | None:
+        """The code or link token a claimed message goes out with, if it needs one now (a challenge's
+        message that has none yet): the one made before the claim, else one made here."""
+        if mfa is None or m.secret_id is not None or m.purpose == test_sends.PURPOSE:
+            return None
+        pre = premade.get(m.id) if premade else None
+        return pre if pre is not None else self.mfa.make_secret(m.id, mfa, m.channel, m.destination)
 
     def _claim(
         self,
@@ -378,10 +388,8 @@ class Dispatcher:
                 skipped.append((m, mfa.status))
                 continue
             fresh = None
-            if mfa is not None and m.secret_id is None and m.purpose != test_sends.PURPOSE:
-                pre = premade.get(m.id) if premade else None
-                if pre is None:  # due since the look ahead, or claimed without one
-                    pre = self.mfa.make_secret(m.id, mfa, m.channel, m.destination)
+            pre = self._secret_for(m, mfa, premade)
+            if pre is not None:
                 secret, row = pre
                 stored.append(row)
                 made.append({"mid": m.id, "secret_id": secret.secret_id, "sealed": secret.sealed})
@@ -428,10 +436,8 @@ class Dispatcher:
                 else None
             )
             secret_id, sealed, fresh = r.secret_id, r.sealed_secret, None
-            if mfa is not None and r.secret_id is None and r.purpose != test_sends.PURPOSE:
-                pre = premade.get(r.id) if premade else None
-                if pre is None:
-                    pre = self.mfa.make_secret(r.id, mfa, r.channel, r.destination)
+            pre = self._secret_for(r, mfa, premade)
+            if pre is not None:
                 secret, row = pre
                 stored.append(row)
                 secret_id, sealed, fresh = secret.secret_id, secret.sealed, secret.value
