@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, defer_update, upsert
+from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -203,20 +203,77 @@ _LOAD = select(MfaSession).where(
     MfaSession.id == bindparam("session_id"), MfaSession.client_id == bindparam("client_id")
 )
 _LOAD_LOCKED = _LOAD.with_for_update()
-_LIVE_CODES = (
-    select(MfaSecret)
-    .where(
-        MfaSecret.session_id == bindparam("session_id"), MfaSecret.kind == "CODE", MfaSecret.active.is_(True)
+# A verify's reads and writes, on the DBAPI cursor (db.HotStatement): through the ORM (statement cache
+# keys, identity map, unit of work) the same handful of statements cost several times what SQLite does.
+_SESSION_ROW = HotStatement(
+    select(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("b_id"), _SESSIONS.c.client_id == bindparam("b_client_id"))
+    .with_for_update()
+)
+_SESSION_COLUMN_NAMES = tuple(c.name for c in _SESSIONS.c)
+# What a verify or a link confirm changes on its session, written back in one statement.
+_WRITE_BACK = HotStatement(
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        termination_reason=bindparam("b_reason"),
+        verification_attempts=bindparam("b_attempts"),
+        updated_at=bindparam("b_updated"),
+        verified_at=bindparam("b_verified"),
+        sequence=bindparam("b_sequence"),
     )
-    .order_by(MfaSecret.activated_at.desc())
+)
+_STATUS_NOW = HotStatement(
+    select(_SESSIONS.c.status, _SESSIONS.c.termination_reason).where(_SESSIONS.c.id == bindparam("b_id"))
+)
+_LIVE_CODES = HotStatement(
+    select(_SECRETS.c.secret_hash, _SECRETS.c.key_id, _SECRETS.c.expires_at)
+    .where(
+        _SECRETS.c.session_id == bindparam("b_session_id"),
+        _SECRETS.c.kind == "CODE",
+        _SECRETS.c.active.is_(True),
+    )
+    .order_by(_SECRETS.c.activated_at.desc())
     .limit(VALID_CODES)
 )
 # The atomic consume of a verify: only one concurrent answer moves an open session to VERIFIED.
-_CONSUME = (
+_CONSUME = HotStatement(
     update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.status.in_([s.value for s in OPEN]))
-    .values(status=Status.VERIFIED.value, verified_at=bindparam("now"), updated_at=bindparam("now"))
+    # The statuses as bound values one by one (a HotStatement does not expand an IN list).
+    .where(_SESSIONS.c.id == bindparam("b_id"), or_(*(_SESSIONS.c.status == s.value for s in sorted(OPEN))))
+    .values(status=Status.VERIFIED.value, verified_at=bindparam("b_now"), updated_at=bindparam("b_now"))
 )
+_DEVICES = cast(Table, Device.__table__)
+_DEVICE_TRUST = HotStatement(
+    select(_DEVICES.c.trust_state).where(
+        _DEVICES.c.client_id == bindparam("b_client_id"),
+        _DEVICES.c.account_id == bindparam("b_account_id"),
+        _DEVICES.c.device_session_id == bindparam("b_device_session_id"),
+    )
+)
+_COUNTER_STATE = HotStatement(
+    select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(
+        _counters.client_id == bindparam("b_client_id"),
+        _counters.scope == bindparam("b_scope"),
+        _counters.subject_hash == bindparam("b_subject"),
+    )
+)
+_COUNTER_CLEAR = HotStatement(
+    update(cast(Table, FailureCounter.__table__))
+    .where(
+        _counters.client_id == bindparam("b_client_id"),
+        _counters.scope == bindparam("b_scope"),
+        _counters.subject_hash == bindparam("b_subject"),
+    )
+    .values(failures=0, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now"))
+)
+
+
+class _CounterState(NamedTuple):
+    failures: int
+    next_allowed_at: datetime | None
+    locked: bool
 
 
 class NewSecret(NamedTuple):
@@ -594,14 +651,21 @@ class MfaService:
             raise SessionClosed(Status.TERMINATED.value, TerminationReason.EXPIRED.value)
 
     def verify_code(self, session: Session, client_id: str, session_id: str, code: str) -> dict[str, Any]:
+        """An OTP verify. The session is read with Core statements into a transient object (never added to
+        the ORM session) and what the verify changed is written back at once, in one UPDATE (`_write_back`):
+        the row is locked for the transaction (the write lock on SQLite, FOR UPDATE on PostgreSQL), so a
+        second verify of the same session, later in the same transaction or in another, reads it as this
+        one left it."""
         now = self.clock.now()
-        mfa = self.load(session, client_id, session_id, lock=True)
+        conn = _connection_after_flush(session)
+        mfa = self._load_locked(conn, client_id, session_id)
         if mfa.type != "OTP":
             raise WrongMethod("this session is verified through its link, not a code")
         if is_terminal(mfa.status):
             raise SessionClosed(mfa.status, mfa.termination_reason)
         if now >= mfa.expires_at:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
+            _write_back(conn, mfa)
             return {"status": mfa.status, "terminationReason": mfa.termination_reason}
         subjects = self._subjects(mfa)
         if not mfa.sandbox:
@@ -609,19 +673,29 @@ class MfaService:
         # Count the attempt before checking the code, so no answer escapes the budget.
         mfa.verification_attempts += 1
         presented = mfa_secrets.normalise_code(code)
-        candidates = session.scalars(_LIVE_CODES, {"session_id": mfa.id}).all()
         matched = False
-        for secret in candidates:
+        for secret_hash, key_id, expires_at in _LIVE_CODES.rows(conn, {"b_session_id": mfa.id}):
             # Check every candidate (no early exit) so timing does not tell which code matched.
-            ok = self.keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret.secret_hash, secret.key_id)
-            matched = matched or (ok and secret.expires_at > now)
+            ok = self.keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret_hash, key_id)
+            matched = matched or (ok and expires_at > now)
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "api", {"attempt": mfa.verification_attempts, "ok": matched}
         )
         if matched:
             self._verify(session, mfa, now, "api")
-            return {"status": Status.VERIFIED.value}
-        return self._failed_attempt(session, mfa, subjects, now, "api")
+            result: dict[str, Any] = {"status": Status.VERIFIED.value}
+        else:
+            result = self._failed_attempt(session, mfa, subjects, now, "api")
+        _write_back(conn, mfa)
+        return result
+
+    def _load_locked(self, conn: Any, client_id: str, session_id: str) -> MfaSession:
+        """The session as a transient object, its row locked where the database locks rows (see
+        `verify_code`); SessionNotFound when the client has no such session."""
+        rows = _SESSION_ROW.rows(conn, {"b_id": session_id, "b_client_id": client_id})
+        if not rows:
+            raise SessionNotFound(session_id)
+        return _transient_session(dict(zip(_SESSION_COLUMN_NAMES, rows[0], strict=True)))
 
     def _failed_attempt(
         self, session: Session, mfa: MfaSession, subjects: list[tuple[str, str]], now: datetime, source: str
@@ -637,12 +711,13 @@ class MfaService:
 
     def _verify(self, session: Session, mfa: MfaSession, now: datetime, source: str) -> None:
         # The atomic consume: only one concurrent answer can move an open session to VERIFIED.
-        # (A Core statement on the transaction's connection: the attempt counted above is flushed with the
-        # object's other changes; the columns written here are set on the object as the row now has them.)
-        result = session.connection().execute(_CONSUME, {"session_id": mfa.id, "now": now})
-        if result.rowcount != 1:
-            session.refresh(mfa)
-            raise SessionClosed(mfa.status, mfa.termination_reason)
+        # (A Core statement on the transaction's connection; the columns it wrote are set on the object as
+        # the row now has them. A session the ORM holds (a link confirm) has its other changes flushed at
+        # commit; a verify's transient one is written back by `verify_code`.)
+        conn = session.connection()
+        if _CONSUME.executemany(conn, [{"b_id": mfa.id, "b_now": now}]) != 1:
+            [(status, reason)] = _STATUS_NOW.rows(conn, {"b_id": mfa.id})
+            raise SessionClosed(status, reason)
         old = mfa.status
         set_committed_value(mfa, "status", Status.VERIFIED.value)
         set_committed_value(mfa, "verified_at", now)
@@ -655,13 +730,22 @@ class MfaService:
             self._trust_device(session, mfa, now)
 
     def _trust_device(self, session: Session, mfa: MfaSession, now: datetime) -> None:
+        """The device becomes trusted for the account (not a banned one), written when the transaction
+        commits (`db.defer_upsert`), as a decision marks a device seen."""
         assert mfa.account_id is not None and mfa.device_session_id is not None
-        existing = session.get(Device, (mfa.client_id, mfa.account_id, mfa.device_session_id))
-        if existing is not None and existing.trust_state == "BANNED":
+        trust = _DEVICE_TRUST.rows(
+            session.connection(),
+            {
+                "b_client_id": mfa.client_id,
+                "b_account_id": mfa.account_id,
+                "b_device_session_id": mfa.device_session_id,
+            },
+        )
+        if trust and trust[0][0] == "BANNED":
             return
-        upsert(
+        defer_upsert(
             session,
-            Device.__table__,
+            _DEVICES,
             {
                 "client_id": mfa.client_id,
                 "account_id": mfa.account_id,
@@ -671,8 +755,8 @@ class MfaService:
                 "first_seen_at": now,
                 "last_seen_at": now,
             },
-            ["client_id", "account_id", "device_session_id"],
-            {"seen": True, "trust_state": "TRUSTED", "last_seen_at": now},
+            ("client_id", "account_id", "device_session_id"),
+            ("seen", "trust_state", "last_seen_at"),
         )
         self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
 
@@ -970,16 +1054,18 @@ class MfaService:
 
     def _counters(
         self, session: Session, client_id: str, subjects: list[tuple[str, str]]
-    ) -> list[FailureCounter]:
+    ) -> list[_CounterState]:
+        """The failure counters of these subjects that exist (read after any pending ORM change is flushed,
+        so a failure recorded earlier in the transaction counts)."""
+        conn = _connection_after_flush(session)
         out = []
         for scope, subject in subjects:
-            row = session.get(FailureCounter, (client_id, scope, subject))
-            if row is not None:
-                out.append(row)
+            rows = _COUNTER_STATE.rows(
+                conn, {"b_client_id": client_id, "b_scope": scope, "b_subject": subject}
+            )
+            if rows:
+                out.append(_CounterState(*rows[0]))
         return out
-
-    def _locked(self, session: Session, client_id: str, subjects: list[tuple[str, str]]) -> bool:
-        return any(c.locked for c in self._counters(session, client_id, subjects))
 
     def _check_throttle(
         self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
@@ -1014,11 +1100,42 @@ class MfaService:
     def _clear_failures(
         self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
     ) -> None:
-        for c in self._counters(session, client_id, subjects):
-            c.failures = 0
-            c.locked = False
-            c.next_allowed_at = None
-            c.updated_at = now
+        # After a flush: a counter object a failure in this transaction left unflushed would otherwise be
+        # written over the clear at commit.
+        conn = _connection_after_flush(session)
+        _COUNTER_CLEAR.executemany(
+            conn,
+            [
+                {"b_client_id": client_id, "b_scope": scope, "b_subject": subject, "b_now": now}
+                for scope, subject in subjects
+            ],
+        )
+
+
+def _connection_after_flush(session: Session) -> Any:
+    """The transaction's connection, for Core statements that must see (or must not be overwritten by)
+    ORM changes made earlier in the transaction and not yet flushed."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
+
+
+def _write_back(conn: Any, mfa: MfaSession) -> None:
+    """What a verify changes on a transient session (see `verify_code`), written to its row."""
+    _WRITE_BACK.executemany(
+        conn,
+        [
+            {
+                "b_id": mfa.id,
+                "b_status": mfa.status,
+                "b_reason": mfa.termination_reason,
+                "b_attempts": mfa.verification_attempts,
+                "b_updated": mfa.updated_at,
+                "b_verified": mfa.verified_at,
+                "b_sequence": mfa.sequence,
+            }
+        ],
+    )
 
 
 def _expired(now: datetime) -> tuple[Any, Any]:

@@ -10,6 +10,7 @@ from passgate.api.providers import twilio_signature
 from passgate.bootstrap import Registry, build_sms_sender
 from passgate.clock import FrozenClock
 from passgate.messaging.senders.dev import DevInboxSender
+from passgate.mfa.services import DESTINATION_SEND_RATES
 from tests.factories import Tenant, login_body
 from tests.functional.mfa.conftest import challenge, drain, session_of, sweep, timeline
 from tests.servers import HttpReceiver, twilio_responder
@@ -403,3 +404,87 @@ def test_throttle_schedule() -> None:
     from passgate.mfa.services import throttle_wait
 
     assert [throttle_wait(n) for n in (1, 9, 10, 11, 12, 16, 17, 99)] == [0, 0, 30, 60, 120, 1920, 3600, 3600]
+
+
+def test_a_verify_clears_the_persons_failures_and_never_unbans_a_device(
+    http: TestClient, tenant: Tenant, registry: Registry, gateway: HttpReceiver
+) -> None:
+    phone = "+12015550177"
+
+    def fail(times: int) -> None:
+        m = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]
+        drain(registry)
+        wrong = "999999" if code_from(last_sms(gateway)["body"]) != "999999" else "888888"
+        for _ in range(times):
+            assert verify(http, tenant, m["ID"], wrong).json()["status"] == "VERIFICATION_ATTEMPT_FAILED"
+
+    fail(4)
+    fail(4)
+    fail(1)  # nine in a row: one short of the first wait
+    out = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})
+    drain(registry)
+    right = code_from(last_sms(gateway)["body"])
+    # Banned while its challenge was open: the verify succeeds, and the device stays banned.
+    account = session_of(http, tenant, out["mfa"]["ID"])["accountId"]
+    device = {"accountId": account, "deviceSessionId": out["deviceSessionId"]}
+    banned = http.post("/trusted-device", json={**device, "trustState": "BANNED"}, headers=tenant.headers)
+    assert banned.status_code == 200
+    assert verify(http, tenant, out["mfa"]["ID"], right).json() == {"status": "VERIFIED"}
+    assert http.get("/trusted-device", params=device, headers=tenant.headers).json()["trustState"] == "BANNED"
+    # The success started the count again: nine more failures, and the right code is not made to wait.
+    # (The sends so far used up the number's send limit, which is not what this test is about.)
+    registry.limiter.clear("send:destination", _destination_hash(registry, phone), DESTINATION_SEND_RATES)
+    fail(4)
+    fail(4)
+    fail(1)
+    m = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]
+    drain(registry)
+    assert verify(http, tenant, m["ID"], code_from(last_sms(gateway)["body"])).json() == {
+        "status": "VERIFIED"
+    }
+
+
+def test_verifies_in_one_transaction_see_each_other(
+    http: TestClient, tenant: Tenant, registry: Registry, gateway: HttpReceiver
+) -> None:
+    """As the group commit runs them: several verifies in one transaction. A later one reads what an
+    earlier one wrote (the attempts of its session, the failures of its person), and a success clears a
+    failure recorded earlier in the same transaction."""
+    from passgate.db import transaction
+    from passgate.mfa.models import FailureCounter
+
+    phone = "+12015550166"
+    first = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]["ID"]
+    drain(registry)
+    first_code = code_from(last_sms(gateway)["body"])
+    second = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]["ID"]
+    drain(registry)
+    second_code = code_from(last_sms(gateway)["body"])
+    wrong = next(c for c in ("111111", "222222", "333333") if c not in (first_code, second_code))
+    with transaction(registry.sessions) as session:
+        one = registry.mfa.verify_code(session, tenant.client_id, first, wrong)
+        two = registry.mfa.verify_code(session, tenant.client_id, first, wrong)
+        other = registry.mfa.verify_code(session, tenant.client_id, second, wrong)
+        failures = session.get(
+            FailureCounter, (tenant.client_id, "destination", _destination_hash(registry, phone))
+        )
+        assert failures is not None and failures.failures == 3
+    assert (one["remainingAttempts"], two["remainingAttempts"], other["remainingAttempts"]) == (4, 3, 4)
+    assert session_of(http, tenant, first)["verificationAttempts"] == 2
+    with transaction(registry.sessions) as session:
+        assert registry.mfa.verify_code(session, tenant.client_id, first, wrong)["remainingAttempts"] == 2
+        assert registry.mfa.verify_code(session, tenant.client_id, second, second_code) == {
+            "status": "VERIFIED"
+        }
+    with registry.sessions() as session:
+        counters = session.query(FailureCounter).filter_by(client_id=tenant.client_id).all()
+        left = {(c.scope, c.subject_hash): c.failures for c in counters}
+    first_account = registry.keyring.keyed_hash("account", session_of(http, tenant, first)["accountId"])
+    # The number and the second session's account start again; the first account keeps its three.
+    assert sorted(left.values()) == [0, 0, 3] and left[("account", first_account)] == 3
+    assert left[("destination", _destination_hash(registry, phone))] == 0
+    assert session_of(http, tenant, first)["verificationAttempts"] == 3
+
+
+def _destination_hash(registry: Registry, phone: str) -> str:
+    return registry.keyring.keyed_hash("destination", phone)
