@@ -316,6 +316,8 @@ class _MessageSandbox(ImmutableSandboxedEnvironment):
         return not callable(value) and super().is_safe_attribute(obj, attr, value)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict:  # the context's own values: a key, without the ABC check below (per lookup)
+            return self._lookup(obj, attribute)
         if isinstance(obj, Mapping):
             return self._lookup(obj, attribute)
         if isinstance(obj, jinja2.Undefined):
