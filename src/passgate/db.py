@@ -530,7 +530,7 @@ class _RowInserts:
             statement.executemany(conn, group)
 
 
-def _dialect_insert(dialect_name: str, table: Any) -> Any:
+def dialect_insert(dialect_name: str, table: Any) -> Any:
     """The dialect's own INSERT (the one with ON CONFLICT), for PostgreSQL or SQLite."""
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -560,7 +560,7 @@ def _increment_statement(table: Any) -> HotStatement:
         values = {c.name: bindparam(c.name, type_=c.type) for c in table.columns}
 
         def build(dialect_name: str) -> Any:
-            upsert = _dialect_insert(dialect_name, table).values(values)
+            upsert = dialect_insert(dialect_name, table).values(values)
             return upsert.on_conflict_do_update(
                 index_elements=keys, set_={"count": table.c.count + upsert.excluded.count}
             )
@@ -586,7 +586,7 @@ def _upsert_statement(
         values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
 
         def build(dialect_name: str) -> Any:
-            upsert = _dialect_insert(dialect_name, table).values(values)
+            upsert = dialect_insert(dialect_name, table).values(values)
             return upsert.on_conflict_do_update(
                 index_elements=list(keys), set_={c: getattr(upsert.excluded, c) for c in update}
             )
@@ -637,7 +637,7 @@ def upsert(
     session: Session, table: Any, values: dict[str, Any], keys: list[str], update: dict[str, Any]
 ) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE, for SQLite and PostgreSQL alike."""
-    stmt: Any = _dialect_insert(session.get_bind().dialect.name, table).values(**values)
+    stmt: Any = dialect_insert(session.get_bind().dialect.name, table).values(**values)
     if update:
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=update)
     else:

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert
+from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert, dialect_insert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
@@ -252,20 +252,44 @@ _DEVICE_TRUST = HotStatement(
         _DEVICES.c.device_session_id == bindparam("b_device_session_id"),
     )
 )
-_COUNTER_STATE = HotStatement(
-    select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(
-        _counters.client_id == bindparam("b_client_id"),
-        _counters.scope == bindparam("b_scope"),
-        _counters.subject_hash == bindparam("b_subject"),
+
+
+_COUNTER_TABLE = cast(Table, FailureCounter.__table__)
+
+
+def _failure_hit(dialect_name: str) -> Any:
+    """One more consecutive failure, counted by the database (no read-modify-write to lose a concurrent
+    one): the row inserted at 1 or its count moved up; the new count comes back."""
+    keys: dict[str, Any] = {
+        "client_id": bindparam("b_client_id"),
+        "scope": bindparam("b_scope"),
+        "subject_hash": bindparam("b_subject"),
+    }
+    row = dialect_insert(dialect_name, _COUNTER_TABLE).values(
+        **keys, failures=1, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now")
     )
+    return row.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={"failures": _counters.failures + 1, "updated_at": row.excluded.updated_at},
+    ).returning(_counters.failures)
+
+
+_FAILURE_HIT = HotStatement(_failure_hit)
+_COUNTER_KEY = (
+    _counters.client_id == bindparam("b_client_id"),
+    _counters.scope == bindparam("b_scope"),
+    _counters.subject_hash == bindparam("b_subject"),
+)
+_FAILURE_WAIT = HotStatement(
+    update(_COUNTER_TABLE).where(*_COUNTER_KEY).values(next_allowed_at=bindparam("b_next"))
+)
+_FAILURE_LOCK = HotStatement(update(_COUNTER_TABLE).where(*_COUNTER_KEY).values(locked=True))
+_COUNTER_STATE = HotStatement(
+    select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(*_COUNTER_KEY)
 )
 _COUNTER_CLEAR = HotStatement(
-    update(cast(Table, FailureCounter.__table__))
-    .where(
-        _counters.client_id == bindparam("b_client_id"),
-        _counters.scope == bindparam("b_scope"),
-        _counters.subject_hash == bindparam("b_subject"),
-    )
+    update(_COUNTER_TABLE)
+    .where(*_COUNTER_KEY)
     .values(failures=0, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now"))
 )
 
@@ -1055,9 +1079,8 @@ class MfaService:
     def _counters(
         self, session: Session, client_id: str, subjects: list[tuple[str, str]]
     ) -> list[_CounterState]:
-        """The failure counters of these subjects that exist (read after any pending ORM change is flushed,
-        so a failure recorded earlier in the transaction counts)."""
-        conn = _connection_after_flush(session)
+        """The failure counters of these subjects that exist."""
+        conn = session.connection()
         out = []
         for scope, subject in subjects:
             rows = _COUNTER_STATE.rows(
@@ -1079,30 +1102,20 @@ class MfaService:
     def _record_failure(
         self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
     ) -> None:
+        conn = session.connection()
         for scope, subject in subjects:
-            row = session.get(FailureCounter, (client_id, scope, subject))
-            if row is None:
-                row = FailureCounter(
-                    client_id=client_id,
-                    scope=scope,
-                    subject_hash=subject,
-                    failures=0,
-                    locked=False,
-                    updated_at=now,
-                )
-                session.add(row)
-            row.failures += 1
-            row.updated_at = now
-            row.next_allowed_at = now + timedelta(seconds=throttle_wait(row.failures))
-            if row.failures >= LOCK_AFTER:
-                row.locked = True
+            key = {"b_client_id": client_id, "b_scope": scope, "b_subject": subject}
+            [(failures,)] = _FAILURE_HIT.rows(conn, {**key, "b_now": now})
+            wait = throttle_wait(failures)
+            if wait:
+                _FAILURE_WAIT.executemany(conn, [{**key, "b_next": now + timedelta(seconds=wait)}])
+            if failures >= LOCK_AFTER:
+                _FAILURE_LOCK.executemany(conn, [key])
 
     def _clear_failures(
         self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
     ) -> None:
-        # After a flush: a counter object a failure in this transaction left unflushed would otherwise be
-        # written over the clear at commit.
-        conn = _connection_after_flush(session)
+        conn = session.connection()
         _COUNTER_CLEAR.executemany(
             conn,
             [

@@ -488,3 +488,58 @@ def test_verifies_in_one_transaction_see_each_other(
 
 def _destination_hash(registry: Registry, phone: str) -> str:
     return registry.keyring.keyed_hash("destination", phone)
+
+
+def test_a_destination_is_locked_after_its_consecutive_failures(
+    http: TestClient, tenant: Tenant, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import passgate.mfa.services as services
+
+    monkeypatch.setattr(services, "LOCK_AFTER", 3)  # instead of 100; no waits before it
+    monkeypatch.setattr(services, "THROTTLE_AFTER", 1000)
+    phone = "+12015550155"
+    m = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]
+    for expected in ("VERIFICATION_ATTEMPT_FAILED",) * 3:
+        assert verify(http, tenant, m["ID"], "999999").json()["status"] == expected
+    r = verify(http, tenant, m["ID"], "999999")
+    assert r.status_code == 429  # locked: not even an attempt
+    assert session_of(http, tenant, m["ID"])["verificationAttempts"] == 3
+    again = challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]
+    assert again["error"] == "RATE_LIMITED"
+
+
+def test_concurrent_failures_are_all_counted(http: TestClient, tenant: Tenant, registry: Registry) -> None:
+    """Wrong codes for one person in several sessions at once, each in a transaction of its own (as from
+    several API processes): every failure counts (the database adds them up; none is lost to a
+    read-modify-write race)."""
+    import threading
+
+    from passgate.db import transaction
+    from passgate.mfa.models import FailureCounter
+
+    phone = "+12015550144"
+    sessions = []
+    for _ in range(8):
+        sessions.append(challenge(http, tenant, "sms-code", person={"phoneNumber": phone})["mfa"]["ID"])
+        registry.limiter.clear("send:destination", _destination_hash(registry, phone), DESTINATION_SEND_RATES)
+    start = threading.Barrier(len(sessions))
+    results: list[str] = []
+
+    def wrong(session_id: str) -> None:
+        with transaction(registry.sessions) as session:
+            start.wait(timeout=10)
+            results.append(
+                registry.mfa.verify_code(session, tenant.client_id, session_id, "999999")["status"]
+            )
+
+    threads = [threading.Thread(target=wrong, args=(sid,)) for sid in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == ["VERIFICATION_ATTEMPT_FAILED"] * len(sessions)
+    with registry.sessions() as session:
+        counter = session.get(
+            FailureCounter, (tenant.client_id, "destination", _destination_hash(registry, phone))
+        )
+        assert counter is not None and counter.failures == len(sessions)
