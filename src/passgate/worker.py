@@ -66,6 +66,8 @@ class Worker:
         dispatcher.home_loop = self.home_loop
         try:
             await self._loop_until_stopped(dispatcher)
+            if dispatcher.has_claimed:
+                await dispatcher.run_once(chain=False)  # what the last round claimed for the next one
         finally:
             await dispatcher.release()
         log.info("worker stopped")

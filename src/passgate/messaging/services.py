@@ -308,6 +308,8 @@ class Dispatcher:
         # claims with FOR UPDATE SKIP LOCKED, so that workers never wait on each other's rows.
         bind = sessions.kw.get("bind")
         self._snapshots = bind is not None and is_sqlite(bind)
+        # Messages claimed together with the last round's record, sent by the next round (`run_once`).
+        self._claimed_ahead: list[tuple[Any, Any, str | None]] | None = None
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -550,18 +552,21 @@ class Dispatcher:
         with transaction(self.sessions) as session:
             return fn(session)
 
-    async def run_once(self, limit: int = ROUND_LIMIT) -> int:
+    async def run_once(self, limit: int = ROUND_LIMIT, chain: bool = True) -> int:
+        """One round: claim what is due, send it, record the results. Returns how many messages it took.
+
+        `chain` (a long-running worker on SQLite, `keep_connections`): the round's record and the next
+        round's claim are written in one transaction. Both are worked out on one read snapshot and the
+        write lock is taken once for the two; the next call sends what was claimed (`has_claimed`). A
+        worker that stops calls `run_once(chain=False)` to send it first; one killed leaves those
+        messages claimed, and they are taken over when the claim expires, as for a kill mid-send."""
         try:
-            premade = self.look_ahead(limit)
-            if premade is None:
-                return 0
-            if self._snapshots:
-                # SQLite: worked out on a read snapshot, the write lock held only for its statements.
-                rows = await self._db(
-                    lambda session: self._claim_on_snapshot(session, limit, premade), writes_at_commit=True
-                )
-            else:
-                rows = await self._db(lambda session: self._claim(session, limit, premade))
+            rows, self._claimed_ahead = self._claimed_ahead, None
+            if rows is None:
+                premade = self.look_ahead(limit)
+                if premade is None:
+                    return 0
+                rows = await self._take(limit, premade)
             if not rows:
                 return 0
             claimed = self.prepare(rows)
@@ -578,11 +583,43 @@ class Dispatcher:
             # out on a read snapshot and holds the write lock only for their statements, the lock the
             # API's decisions wait for; a row changed in between sends the round back to run again with
             # the lock held (db.defer_update). A failure writes through the ORM: the ordinary way.
-            await self._db(record, writes_at_commit=True)
+            premade = None
+            if chain and self._snapshots and self.keep_connections:
+                try:
+                    premade = self.look_ahead(limit)
+                except Exception:  # the record goes alone; the next round looks again
+                    log.exception("looking ahead failed", extra={"workerId": self.worker_id})
+            if premade is None:
+                await self._db(record, writes_at_commit=True)
+                return len(claimed)
+            # Submitted in the same turn of the loop, the two units land in one group-commit batch. The
+            # look ahead ran before the record: this round's messages were still SENDING (not due), and
+            # the claim's guards check again at the write.
+            recorded, taken = await asyncio.gather(
+                self._db(record, writes_at_commit=True), self._take(limit, premade), return_exceptions=True
+            )
+            if not isinstance(taken, BaseException):
+                self._claimed_ahead = taken
+            for outcome in (recorded, taken):
+                if isinstance(outcome, BaseException):
+                    raise outcome
             return len(claimed)
         finally:
             if not self.keep_connections:
                 await self.release()
+
+    @property
+    def has_claimed(self) -> bool:
+        """Whether messages claimed with the last round's record are waiting to be sent (see `run_once`)."""
+        return bool(self._claimed_ahead)
+
+    async def _take(self, limit: int, premade: Premade) -> list[tuple[Any, Any, str | None]]:
+        if self._snapshots:
+            # SQLite: worked out on a read snapshot, the write lock held only for its statements.
+            return await self._db(
+                lambda session: self._claim_on_snapshot(session, limit, premade), writes_at_commit=True
+            )
+        return await self._db(lambda session: self._claim(session, limit, premade))
 
     async def release(self) -> None:
         """Close the connections the senders keep open on this event loop (SMTP)."""

@@ -387,3 +387,61 @@ def test_the_timeline_lists_creation_queueing_sending_and_the_status_change(
     assert changed == {"from": "UNKNOWN", "to": "MESSAGE_SENT"}
     assert events[0]["at"] == events[1]["at"] and events[2]["at"] == events[3]["at"]
     assert len(stored) == 2  # each pair is one row
+
+
+def test_a_rounds_record_and_the_next_claim_are_written_together(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    """A long-running worker on SQLite writes a round's record and the next round's claim in one
+    transaction; the next round sends what was claimed, and a stopping worker sends it without claiming
+    more (`run_once(chain=False)`)."""
+    import asyncio
+
+    import pytest
+
+    from passgate.batching import GroupCommitter
+
+    if not str(registry.engine.url).startswith("sqlite:///"):
+        pytest.skip("read snapshots and a single write lock are SQLite's")
+    ids = [
+        challenge(http, tenant, "email-link", person={"emailAddress": f"chain{i}@example.com"})["mfa"]["ID"]
+        for i in range(5)
+    ]
+    dispatcher = registry.dispatcher
+
+    def statuses() -> list[str]:
+        with registry.sessions() as s:
+            by_session = {
+                m.session_id: m.status for m in s.scalars(select(Message).where(Message.session_id.in_(ids)))
+            }
+        return [by_session[i] for i in ids]
+
+    async def scenario() -> list[tuple[int, int, list[str], bool]]:
+        committer = dispatcher.committer = GroupCommitter(registry.sessions, inline=True)
+        committer.start()
+        dispatcher.keep_connections = True
+        steps = []
+        try:
+            for chain in (True, True, False):
+                before = committer.batches
+                sent = await dispatcher.run_once(limit=2, chain=chain)
+                steps.append((sent, committer.batches - before, statuses(), dispatcher.has_claimed))
+        finally:
+            dispatcher.keep_connections = False
+            await dispatcher.release()
+            committer.stop()
+        return steps
+
+    try:
+        steps = asyncio.run(scenario())
+    finally:
+        dispatcher.committer = registry.committer
+    # Round 1 claims two in a transaction of its own, and its record claims the next two: two writes.
+    assert steps[0] == (2, 2, ["SENT", "SENT", "SENDING", "SENDING", "QUEUED"], True)
+    # Round 2 sends those; its record claims the last one: one write for both.
+    assert steps[1] == (2, 1, ["SENT", "SENT", "SENT", "SENT", "SENDING"], True)
+    # A stopping worker's round sends what was claimed, and claims nothing more.
+    assert steps[2] == (1, 1, ["SENT"] * 5, False)
+    assert sorted(m.rcpt_tos[0] for m in smtp.wait_for(5)) == sorted(
+        f"chain{i}@example.com" for i in range(5)
+    )
