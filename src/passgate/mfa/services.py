@@ -211,7 +211,7 @@ _SESSION_ROW = HotStatement(
     .with_for_update()
 )
 _SESSION_COLUMN_NAMES = tuple(c.name for c in _SESSIONS.c)
-# What a verify or a link confirm changes on its session, written back in one statement.
+# What a verify changes on its (transient) session, written back in one statement.
 _WRITE_BACK = HotStatement(
     update(_SESSIONS)
     .where(_SESSIONS.c.id == bindparam("b_id"))
@@ -689,7 +689,7 @@ class MfaService:
             raise SessionClosed(mfa.status, mfa.termination_reason)
         if now >= mfa.expires_at:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
-            _write_back(conn, mfa)
+            _write_back(session, conn, mfa)
             return {"status": mfa.status, "terminationReason": mfa.termination_reason}
         subjects = self._subjects(mfa)
         if not mfa.sandbox:
@@ -710,7 +710,7 @@ class MfaService:
             result: dict[str, Any] = {"status": Status.VERIFIED.value}
         else:
             result = self._failed_attempt(session, mfa, subjects, now, "api")
-        _write_back(conn, mfa)
+        _write_back(session, conn, mfa)
         return result
 
     def _load_locked(self, conn: Any, client_id: str, session_id: str) -> MfaSession:
@@ -1133,8 +1133,13 @@ def _connection_after_flush(session: Session) -> Any:
     return session.connection()
 
 
-def _write_back(conn: Any, mfa: MfaSession) -> None:
-    """What a verify changes on a transient session (see `verify_code`), written to its row."""
+def _write_back(session: Session, conn: Any, mfa: MfaSession) -> None:
+    """What a verify changes on a transient session (see `verify_code`), written to its row. A copy of the
+    session the ORM loaded earlier in the transaction is expired, so that it is read again, as now written,
+    before anything uses or changes it."""
+    tracked = session.identity_map.get(session.identity_key(MfaSession, (mfa.id,)))
+    if tracked is not None:
+        session.expire(tracked)
     _WRITE_BACK.executemany(
         conn,
         [

@@ -462,8 +462,10 @@ def test_verifies_in_one_transaction_see_each_other(
     second_code = code_from(last_sms(gateway)["body"])
     wrong = next(c for c in ("111111", "222222", "333333") if c not in (first_code, second_code))
     with transaction(registry.sessions) as session:
+        tracked = registry.mfa.load(session, tenant.client_id, first)  # as an ORM unit before it would
         one = registry.mfa.verify_code(session, tenant.client_id, first, wrong)
         two = registry.mfa.verify_code(session, tenant.client_id, first, wrong)
+        assert tracked.verification_attempts == 2  # read again after the verifies wrote, not stale
         other = registry.mfa.verify_code(session, tenant.client_id, second, wrong)
         failures = session.get(
             FailureCounter, (tenant.client_id, "destination", _destination_hash(registry, phone))
