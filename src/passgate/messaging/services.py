@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, bindparam, null, or_, select, update
+from sqlalchemy import Table, bindparam, null, or_, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.models import Client
@@ -111,11 +111,36 @@ _MARK_SENT = HotStatement(
         provider_message_id=bindparam("provider_id"),
     )
 )
-_IS_DUE = or_(
-    (_messages.c.status == MessageStatus.QUEUED) & (_messages.c.next_attempt_at <= bindparam("now")),
-    # A worker that died mid-send leaves SENDING with an expired lock: take it over.
-    (_messages.c.status == MessageStatus.SENDING) & (_messages.c.locked_until < bindparam("now")),
-)
+_sessions_table = cast(Table, MfaSession.__table__)
+_QUEUED_DUE = (_messages.c.status == MessageStatus.QUEUED) & (_messages.c.next_attempt_at <= bindparam("now"))
+# A worker that died mid-send leaves SENDING with an expired lock: take it over.
+_STALE_DUE = (_messages.c.status == MessageStatus.SENDING) & (_messages.c.locked_until < bindparam("now"))
+_IS_DUE = or_(_QUEUED_DUE, _STALE_DUE)
+
+
+def _first_due(columns: tuple[Any, ...], order: tuple[Any, ...]) -> Any:
+    """`columns` (of messages outer-joined to their sessions) of the first `limit` due messages by `order`.
+
+    Each kind of due message (queued, or claimed by a worker whose claim expired) is read in the order of
+    the due-messages index and stops at `limit`; the two short lists are merged. One statement over
+    `_IS_DUE` with the same ORDER BY sorted every due message first: after an outage with 50,000 mails
+    waiting, 22 ms per read, and a round reads twice (the look ahead and the claim)."""
+    joined = _messages.outerjoin(_sessions_table, _sessions_table.c.id == _messages.c.session_id)
+
+    def first(kind: Any) -> Any:
+        # Ordered by the index's own column only: a tie-breaker there would sort every due message again.
+        return (
+            select(*columns)
+            .select_from(joined)
+            .where(kind)
+            .order_by(_messages.c.next_attempt_at)
+            .limit(bindparam("limit"))
+        )
+
+    both = union_all(select(first(_QUEUED_DUE).subquery()), select(first(_STALE_DUE).subquery())).subquery()
+    return select(both).order_by(*(both.c[c.key] for c in order)).limit(bindparam("limit"))
+
+
 _DUE = (
     select(_messages.c.id)
     .where(_IS_DUE)
@@ -150,7 +175,6 @@ _CLAIM = (
     )
     .returning(*_CLAIMED_COLUMNS)
 )
-_sessions_table = cast(Table, MfaSession.__table__)
 # What the claim reads of its sessions under the write lock: whether they are still open, and what a
 # code or link token is made from. Their render context (JSON) is read after the commit (`prepare`).
 _CLAIM_SESSIONS = select(
@@ -166,8 +190,8 @@ _RENDER_CONTEXTS = select(_sessions_table.c.id, _sessions_table.c.render_context
 )
 # The round a claim worked out on a read snapshot takes (`_claim_on_snapshot`): the due messages as the
 # claim's RETURNING gives them, each with its session's row.
-_DUE_ROUND = (
-    select(
+_DUE_ROUND = _first_due(
+    (
         *_CLAIMED_COLUMNS,
         _sessions_table.c.id.label("s_id"),
         _sessions_table.c.status.label("s_status"),
@@ -175,11 +199,8 @@ _DUE_ROUND = (
         _sessions_table.c.type.label("s_type"),
         _sessions_table.c.sandbox.label("s_sandbox"),
         _sessions_table.c.code_length.label("s_code_length"),
-    )
-    .select_from(_messages.outerjoin(_sessions_table, _sessions_table.c.id == _messages.c.session_id))
-    .where(_IS_DUE)
-    .order_by(_messages.c.next_attempt_at, _messages.c.id)
-    .limit(bindparam("limit"))
+    ),
+    (_messages.c.next_attempt_at, _messages.c.id),
 )
 # One message of such a round claimed, only if it is still due (`db.defer_update`: else the claim runs
 # again with the write lock held).
@@ -226,23 +247,21 @@ class _SessionOfClaim(NamedTuple):
 
 # The look before a claim (`look_ahead`), in a transaction that only reads: the messages the claim would
 # take, with what their codes or link tokens are made from.
-_LOOK_AHEAD = (
-    select(
+_LOOK_AHEAD = _first_due(
+    (
         _messages.c.id.label("message_id"),
         _messages.c.channel,
         _messages.c.destination,
         _messages.c.secret_id,
         _messages.c.purpose,
+        _messages.c.next_attempt_at,
         _sessions_table.c.id,
         _sessions_table.c.type,
         _sessions_table.c.sandbox,
         _sessions_table.c.code_length,
         _sessions_table.c.ttl_seconds,
-    )
-    .select_from(_messages.outerjoin(_sessions_table, _sessions_table.c.id == _messages.c.session_id))
-    .where(_IS_DUE)
-    .order_by(_messages.c.next_attempt_at)
-    .limit(bindparam("limit"))
+    ),
+    (_messages.c.next_attempt_at,),
 )
 # Once per claimed message that gets its code or link token at the claim.
 _SET_SECRET = HotStatement(
