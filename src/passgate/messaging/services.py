@@ -580,7 +580,8 @@ class Dispatcher:
         worker that stops calls `run_once(chain=False)` to send it first; one killed leaves those
         messages claimed, and they are taken over when the claim expires, as for a kill mid-send."""
         try:
-            rows, self._claimed_ahead = self._claimed_ahead, None
+            # (An empty claim ahead, every message taken by another worker meanwhile, looks again.)
+            rows, self._claimed_ahead = self._claimed_ahead or None, None
             if rows is None:
                 premade = self.look_ahead(limit)
                 if premade is None:

@@ -426,6 +426,17 @@ def test_a_rounds_record_and_the_next_claim_are_written_together(
                 before = committer.batches
                 sent = await dispatcher.run_once(limit=2, chain=chain)
                 steps.append((sent, committer.batches - before, statuses(), dispatcher.has_claimed))
+            # A claim ahead that came back empty (another worker took everything meanwhile): the next
+            # round looks for itself.
+            ids.append(
+                challenge(http, tenant, "email-link", person={"emailAddress": "chain5@example.com"})["mfa"][
+                    "ID"
+                ]
+            )
+            dispatcher._claimed_ahead = []
+            steps.append(
+                (await dispatcher.run_once(limit=2, chain=False), 0, statuses(), dispatcher.has_claimed)
+            )
         finally:
             dispatcher.keep_connections = False
             await dispatcher.release()
@@ -442,6 +453,7 @@ def test_a_rounds_record_and_the_next_claim_are_written_together(
     assert steps[1] == (2, 1, ["SENT", "SENT", "SENT", "SENT", "SENDING"], True)
     # A stopping worker's round sends what was claimed, and claims nothing more.
     assert steps[2] == (1, 1, ["SENT"] * 5, False)
-    assert sorted(m.rcpt_tos[0] for m in smtp.wait_for(5)) == sorted(
-        f"chain{i}@example.com" for i in range(5)
+    assert steps[3] == (1, 0, ["SENT"] * 6, False)
+    assert sorted(m.rcpt_tos[0] for m in smtp.wait_for(6)) == sorted(
+        f"chain{i}@example.com" for i in range(6)
     )
