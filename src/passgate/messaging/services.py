@@ -50,6 +50,8 @@ log = logging.getLogger("passgate.worker")
 T = TypeVar("T")
 # Codes and link tokens made before a claim (`Dispatcher.look_ahead`), by message id: each with its row.
 Premade = dict[str, tuple[NewSecret, dict[str, Any]]]
+# A claimed round: each message's row, its session's row (None for a test send) and the secret made for it.
+ClaimedRows = list[tuple[Any, Any, str | None]]
 LOCK_SECONDS = 60
 # Messages claimed per round. The round's sends run concurrently (over the SMTP sender's pooled
 # connections); under load the in-process worker waits on the GIL between SMTP replies, so a round of many
@@ -328,7 +330,7 @@ class Dispatcher:
         bind = sessions.kw.get("bind")
         self._snapshots = bind is not None and is_sqlite(bind)
         # Messages claimed together with the last round's record, sent by the next round (`run_once`).
-        self._claimed_ahead: list[tuple[Any, Any, str | None]] | None = None
+        self._claimed_ahead: ClaimedRows | None = None
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -367,7 +369,7 @@ class Dispatcher:
         session: Session,
         limit: int,
         premade: Premade | None = None,
-    ) -> list[tuple[Any, Any, str | None]]:
+    ) -> ClaimedRows:
         """Take a round: the claimed messages' rows, each with its session's row (None for a test send)
         and the code or link token made for it now (None when it had one, or needs none): a challenge
         message gets its secret when a worker first claims it (`MfaService.new_secret`).
@@ -399,7 +401,7 @@ class Dispatcher:
         sessions = (
             {s.id: s for s in conn.execute(_CLAIM_SESSIONS, {"ids": session_ids})} if session_ids else {}
         )
-        rows: list[tuple[Any, Any, str | None]] = []
+        rows: ClaimedRows = []
         skipped = []
         made = []
         stored = []
@@ -434,7 +436,7 @@ class Dispatcher:
         session: Session,
         limit: int,
         premade: Premade | None = None,
-    ) -> list[tuple[Any, Any, str | None]]:
+    ) -> ClaimedRows:
         """`_claim` for a unit worked out on a read snapshot (SQLite, `writes_at_commit`): the due messages
         are read, and each one's claim (with the code or link token made for it) is written at commit
         only if it is still due then (`db.defer_update`): if another worker took one meanwhile, nothing
@@ -447,7 +449,7 @@ class Dispatcher:
         if any(r.s_id is not None and is_terminal(r.s_status) for r in due):
             return self._claim(session, limit, premade)
         until = now + timedelta(seconds=self.lock_seconds)
-        rows: list[tuple[Any, Any, str | None]] = []
+        rows: ClaimedRows = []
         claims = []
         stored = []
         for r in due:
@@ -480,7 +482,7 @@ class Dispatcher:
         defer_update(session, _CLAIM_ONE, claims)
         return rows
 
-    def prepare(self, rows: list[tuple[Any, Any, str | None]]) -> list[Claimed]:
+    def prepare(self, rows: ClaimedRows) -> list[Claimed]:
         """What sending the claimed rows needs (the secret unsealed, template, brand, sender), read outside
         the claim's transaction: templates and brands come from their caches, and the rare miss reads in
         a transaction of its own that takes no write lock (`db.read_only`)."""
@@ -633,7 +635,7 @@ class Dispatcher:
         """Whether messages claimed with the last round's record are waiting to be sent (see `run_once`)."""
         return bool(self._claimed_ahead)
 
-    async def _take(self, limit: int, premade: Premade) -> list[tuple[Any, Any, str | None]]:
+    async def _take(self, limit: int, premade: Premade) -> ClaimedRows:
         if self._snapshots:
             # SQLite: worked out on a read snapshot, the write lock held only for its statements.
             return await self._db(

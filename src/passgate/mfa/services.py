@@ -191,13 +191,6 @@ _CLIENT_CONFIG_STATEMENT = (
     .where(_clients.id == bindparam("client_id"))
 )
 _CLIENT_CONFIG = HotStatement(_CLIENT_CONFIG_STATEMENT)
-_COUNTER_LOCKED = HotStatement(
-    select(_counters.locked).where(
-        _counters.client_id == bindparam("client_id"),
-        _counters.scope == bindparam("scope"),
-        _counters.subject_hash == bindparam("subject_hash"),
-    )
-)
 # Statements every verify runs, built once (building one and its cache key costs more than running it).
 _LOAD = select(MfaSession).where(
     MfaSession.id == bindparam("session_id"), MfaSession.client_id == bindparam("client_id")
@@ -414,10 +407,10 @@ class MfaService:
         dest_hash = self.keyring.keyed_hash("destination", destination)
 
         if not sandbox:
-            locked = _COUNTER_LOCKED.rows(
-                conn, {"client_id": ctx.client_id, "scope": "destination", "subject_hash": dest_hash}
+            counter = _COUNTER_STATE.rows(
+                conn, {"b_client_id": ctx.client_id, "b_scope": "destination", "b_subject": dest_hash}
             )
-            if locked and locked[0][0]:
+            if counter and _CounterState(*counter[0]).locked:
                 return _error("RATE_LIMITED", mfa_type, channel), echoed
             if not self._send_allowed(channel, destination, dest_hash):
                 return _error("RATE_LIMITED", mfa_type, channel), echoed
