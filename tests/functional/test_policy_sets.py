@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import Tenant, login_body, publish
@@ -147,3 +148,81 @@ def test_tenants_cannot_see_or_change_each_others_sets(
     assert mine["document"]["name"] == "risk" and mine["versionName"] == "v2"
     assert decide(http, tenant)["decision"] == "ALLOW"
     assert decide(http, other_tenant)["decision"] == "BLOCK"
+
+
+@pytest.mark.parametrize(
+    ("field", "operator", "kind", "entries", "hit", "miss"),
+    [
+        (
+            "email.domain",
+            "inList",
+            "emailDomain",
+            ["mailinator.com"],
+            {"person": {"emailAddress": "evil@mailinator.com"}},
+            {"person": {"emailAddress": "jo@example.com"}},
+        ),
+        ("phone.country", "inList", "country", ["GB"], {"person": {"phoneNumber": "+447400123456"}}, {}),
+        (
+            "phone.lineType",
+            "inList",
+            "deviceId",
+            ["MOBILE"],
+            {"person": {"phoneNumber": "+447400123456"}},
+            {},
+        ),
+        ("ip.country", "inList", "country", ["gb"], {"userIp": "81.2.69.160"}, {"userIp": "8.8.8.8"}),
+        (
+            "phone.country",
+            "notInList",
+            "country",
+            ["US"],
+            {"person": {"phoneNumber": "+447400123456"}},
+            {"person": {"phoneNumber": "+12015550123"}},
+        ),
+    ],
+)
+def test_a_list_check_on_a_signal_decides_live_and_in_simulation(
+    http: TestClient,
+    tenant: Tenant,
+    field: str,
+    operator: str,
+    kind: str,
+    entries: list[str],
+    hit: dict[str, Any],
+    miss: dict[str, Any],
+) -> None:
+    """The list check is the only condition reading its signal: the signal is computed all the same."""
+    h = tenant.admin_headers
+    assert (
+        http.post("/manage/v1/lists", json={"name": "the-list", "kind": kind}, headers=h).status_code == 201
+    )
+    r = http.post("/manage/v1/lists/the-list/entries", json={"entries": entries}, headers=h)
+    assert r.json()["added"] == len(entries)
+    publish(
+        http,
+        tenant,
+        {
+            "name": "listed",
+            "segments": [{"name": "default", "mfaEnabled": True, "policies": ["listed"]}],
+            "policies": [
+                {
+                    "name": "listed",
+                    "outcome": "BLOCK",
+                    "conditions": [cond(field, operator, "the-list")],
+                    "tags": [{"name": "LISTED", "weight": 10}],
+                }
+            ],
+        },
+    )
+    # Nothing but the list's field: the request carries no address (no IP signal) unless the case gives one.
+    blocked = {**login_body(userIp=None), **hit}
+    assert decide(http, tenant, **blocked)["decision"] == "BLOCK"
+    sim = http.post(
+        "/manage/v1/policy-sets/LOGIN/simulate", json={"request": blocked, "version": "v2"}, headers=h
+    ).json()
+    assert (sim["decision"], sim["tags"]) == ("BLOCK", ["LISTED"])
+    (condition,) = sim["policies"][0]["conditions"]
+    assert condition["result"] is True
+    assert condition["actual"] is not None  # the signal's value, not "absent"
+    assert condition["actual"] == sim["signals"][field.split(".")[0]][field.split(".")[1]]
+    assert decide(http, tenant, **{**login_body(userIp=None), **miss})["decision"] == "ALLOW"

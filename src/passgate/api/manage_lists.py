@@ -34,7 +34,7 @@ class CreateList(BaseModel):
     )
 
     name: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
-    kind: Literal["email", "emailDomain", "phone", "ip", "deviceId", "accountId"]
+    kind: Literal["email", "emailDomain", "phone", "ip", "country", "deviceId", "accountId"]
     description: StrictStr | None = Field(default=None, max_length=1000)
 
 

@@ -243,7 +243,7 @@ async def simulate(
                 auth.client_id,
                 eventType.value,
                 request_body,
-                compiled,
+                compiled.signals,
                 registry.signals,
                 registry.clock.now(),
             )

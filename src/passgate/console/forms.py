@@ -96,6 +96,7 @@ OPERATOR_LABELS = {
     "lt": "<",
     "lte": "≤",
     "inList": "is in list",
+    "notInList": "is not in list",
 }
 assert set(OPERATOR_LABELS) == set(OPERATORS)
 
@@ -150,7 +151,7 @@ def parse_value(path: str, operator: str, text: str) -> Any:
     ftype = field_type(path)
     if operator in ("in", "notIn"):
         return [_scalar(part, ftype) for part in text.split(",") if part.strip()]
-    if operator in ("inList", "contains", "startsWith", "endsWith"):
+    if operator in ("inList", "notInList", "contains", "startsWith", "endsWith"):
         return text.strip()
     return _scalar(text, ftype)
 

@@ -73,6 +73,7 @@ OPERATOR_ALIASES = {
     "≤": "lte",
     "not in": "notIn",
     "in list": "inList",
+    "not in list": "notInList",
 }
 OPERATORS = (
     "equals",
@@ -87,8 +88,10 @@ OPERATORS = (
     "lt",
     "lte",
     "inList",
+    "notInList",
 )
 NEGATIVE = {"notEquals", "notIn"}
+LIST_OPERATORS = ("inList", "notInList")
 
 
 class ConditionError(ValueError):
@@ -156,9 +159,9 @@ def _check_value(op: str, ref: FieldRef, value: Any) -> None:
         if not isinstance(value, list) or not value or not all(isinstance(v, scalar) for v in value):
             raise ConditionError("value", f"operator {op} needs a non-empty list of values")
         return
-    if op == "inList":
+    if op in LIST_OPERATORS:
         if not isinstance(value, str) or not value:
-            raise ConditionError("value", "operator inList needs the name of a list")
+            raise ConditionError("value", f"operator {op} needs the name of a list")
         return
     if not isinstance(value, scalar):
         raise ConditionError("value", f"operator {op} needs a single value")
@@ -186,9 +189,10 @@ def compile_condition(
     op = normalise_operator(operator)
     _check_value(op, ref, value)
     f = ref.cel
-    if op == "inList":
-        # Membership is looked up in Python before evaluation (CIDR ranges, normalisation); CEL reads the result.
-        return f"(inList[{cel_literal(list_key(field, value))}] == true)"
+    if op in LIST_OPERATORS:
+        # Membership is looked up in Python before evaluation (CIDR ranges, normalisation); CEL reads the
+        # result. A value the request lacks is in no list.
+        return f"(inList[{cel_literal(list_key(field, value))}] == {'true' if op == 'inList' else 'false'})"
     if op == "in":
         expr = f"({f} in {cel_literal(value)})"
     elif op == "notIn":
@@ -465,12 +469,13 @@ def native_condition(
     """
     source = compile_condition(field, operator, value, extra_fields)  # validates; the reference semantics
     op = normalise_operator(operator)
-    if op == "inList":
+    if op in LIST_OPERATORS:
         key = list_key(field, value)
+        expected = op == "inList"
 
-        def in_list(facts: Facts) -> bool:  # CEL: inList["key"] == true
+        def in_list(facts: Facts) -> bool:  # CEL: inList["key"] == true (inList) or false (notInList)
             memberships = facts.get("inList")
-            return isinstance(memberships, dict) and memberships.get(key) is True
+            return isinstance(memberships, dict) and memberships.get(key) is expected
 
         return in_list
     fallback = _CelFallback(source)

@@ -93,7 +93,7 @@ class DecisionService:
         on_stored: Callable[[DecisionContext], None] | None = None,
     ) -> dict[str, Any]:
         compiled = self.cache.active(session, client_id, event_type)
-        facts = build_facts(session, client_id, event_type, body, compiled, self.sources, now)
+        facts = build_facts(session, client_id, event_type, body, compiled.signals, self.sources, now)
         account_id = (body.get("account") or {}).get("id")
         dsid = body["deviceSessionId"]
         device = facts.get("device")

@@ -1,10 +1,12 @@
 """The decision engine (pure): a compiled policy set plus request facts give a decision.
 
 A set compiles once per published version. Each policy and segment compiles to one CEL program (its
-conditions' guarded CEL AND-ed with its raw `cel`): that program is the reference semantics, gives the
-variables the set reads, and serves simulation. Deciding (`evaluate`) runs the structured conditions as
-native predicates (`conditions.native_condition`) and only the raw `cel` through CEL; `evaluate_cel` is
-the all-CEL reference it must agree with.
+conditions' guarded CEL AND-ed with its raw `cel`): that program is the reference semantics and serves
+simulation. The compiled set knows every field path it reads (each condition's field, list checks
+included, and the member chains of every program) and from them the signals a decision computes
+(`signals.SignalPlan`). Deciding (`evaluate`) runs the structured conditions as native predicates
+(`conditions.native_condition`) and only the raw `cel` through CEL; `evaluate_cel` is the all-CEL
+evaluation it must agree with, and `reference` the plain path the whole decision is tested against.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import cel
 
 from passgate.policy.conditions import (
+    LIST_OPERATORS,
     ConditionError,
     Predicate,
     compile_condition,
@@ -24,7 +27,7 @@ from passgate.policy.conditions import (
     normalise_operator,
 )
 from passgate.policy.schemas import Condition, PolicySetDocument
-from passgate.policy.velocity import Need, needed_from_sources
+from passgate.policy.signals import SignalPlan
 
 _LIST_REF = re.compile(r'inList\["([^"|]+)\|([^"]+)"\]')
 
@@ -68,8 +71,10 @@ class CompiledSet:
     version_name: str
     segments: tuple[CompiledSegment, ...]
     variables: frozenset[str]
-    velocity_needs: frozenset[Need] = frozenset()
-    list_refs: tuple[tuple[str, str], ...] = ()
+    # Every field path a condition, a list check or raw CEL reads (a root alone: read whole), and the
+    # signals a decision computes for them: exactly those.
+    reads: frozenset[str] = frozenset({"*"})
+    signals: SignalPlan = field(default_factory=SignalPlan.everything)
     document: PolicySetDocument | None = None
     # Per fact root, the members the set reads (see `read_shapes`); a root absent here is read whole.
     shapes: dict[str, Shape] = field(default_factory=dict)
@@ -77,9 +82,10 @@ class CompiledSet:
     raw_variables: frozenset[str] = frozenset()
     raw_shapes: dict[str, Shape] = field(default_factory=dict)
 
-    def needs(self, root: str) -> bool:
-        """Whether any condition reads the fact `root` (signals are computed only when needed)."""
-        return root in self.variables
+    @property
+    def list_refs(self) -> tuple[tuple[str, str], ...]:
+        """(field, list name) of every list check."""
+        return self.signals.lists
 
 
 # A tree of the members read below a fact: {member: subtree}; None means "the whole value".
@@ -121,6 +127,23 @@ def read_shapes(sources: list[str], roots: frozenset[str]) -> dict[str, Shape]:
                 node[part] = child
                 node = child
     return {root: shape for root, shape in shapes.items() if shape is not None}
+
+
+def shape_paths(roots: frozenset[str], shapes: dict[str, Shape]) -> set[str]:
+    """The field paths that CEL reading `roots` with these shapes reads: one per leaf, or the root alone
+    where it is read whole."""
+    out: set[str] = set()
+
+    def walk(prefix: str, shape: Shape | None) -> None:
+        if not shape:
+            out.add(prefix)
+            return
+        for member, sub in shape.items():
+            walk(f"{prefix}.{member}", sub)
+
+    for root in roots:
+        walk(root, shapes.get(root))
+    return out
 
 
 def project(value: Any, shape: Shape | None) -> Any:
@@ -251,16 +274,22 @@ def compile_set(doc: PolicySetDocument, version_name: str) -> CompiledSet:
             CompiledSegment(s.name, s.mfaEnabled, src, program, tuple(linked), run_as.conditions, run_as.raw)
         )
     sources = [p.source for p in policies.values()] + [s.source for s in segments]
-    refs = sorted({(m[0], m[1]) for src in sources for m in _LIST_REF.findall(src)})
+    shapes = read_shapes(sources, frozenset(variables))
+    # What the set reads: each condition's field (a list check reads its field, though its CEL reads
+    # only `inList`), and what every program reads, from its variables and their member chains.
+    reads = {c.field for p in doc.policies for c in p.conditions}
+    reads |= {c.field for s in doc.segments for c in s.conditions}
+    reads |= shape_paths(frozenset(variables), shapes)
+    refs = {(m[0], m[1]) for src in sources for m in _LIST_REF.findall(src)}
     return CompiledSet(
         doc.name,
         version_name,
         tuple(segments),
         frozenset(variables),
-        velocity_needs=needed_from_sources(sources),
-        list_refs=tuple(refs),
+        reads=frozenset(reads),
+        signals=SignalPlan.reading(reads, refs),
         document=doc,
-        shapes=read_shapes(sources, frozenset(variables)),
+        shapes=shapes,
         raw_variables=frozenset(raw_variables),
         raw_shapes=read_shapes(raw_sources, frozenset(raw_variables)),
     )
@@ -281,7 +310,7 @@ def check_raw_cel(doc: PolicySetDocument) -> None:
 
 
 def referenced_lists(doc: PolicySetDocument) -> set[tuple[str, str]]:
-    """(location, list name) of every inList condition, to check the lists exist before publishing."""
+    """(location, list name) of every list check, to check the lists exist before publishing."""
     out: set[tuple[str, str]] = set()
     groups = [(f"policies[{i}]", p.conditions) for i, p in enumerate(doc.policies)]
     groups += [(f"segments[{i}]", s.conditions) for i, s in enumerate(doc.segments)]
@@ -291,7 +320,7 @@ def referenced_lists(doc: PolicySetDocument) -> set[tuple[str, str]]:
                 op = normalise_operator(c.operator)
             except ConditionError:
                 continue
-            if op == "inList" and isinstance(c.value, str):
+            if op in LIST_OPERATORS and isinstance(c.value, str):
                 out.add((f"{where}.conditions[{j}].value", c.value))
     return out
 

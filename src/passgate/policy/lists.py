@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,8 @@ from sqlalchemy.orm import Session
 from passgate.ids import new_uuid
 from passgate.policy.models import PolicyList, PolicyListEntry
 
-KINDS = ("email", "emailDomain", "phone", "ip", "deviceId", "accountId")
+KINDS = ("email", "emailDomain", "phone", "ip", "country", "deviceId", "accountId")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_IMPORT = 10_000
 MAX_ENTRY = 320
 
@@ -87,16 +89,22 @@ def _normalise(kind: str, raw: str) -> str:
         except ValueError:
             raise ValueError("not an IP address or CIDR range") from None
         return str(net.network_address) if net.num_addresses == 1 else str(net)
+    if kind == "country":
+        code = value.upper()
+        if not _COUNTRY.match(code):
+            raise ValueError("not a two-letter country code (ISO 3166-1 alpha-2)")
+        return code
     if kind in ("deviceId", "accountId"):
         return value
     raise ValueError(f"unknown list kind {kind}")
 
 
 @lru_cache(maxsize=50_000)
-def _ip_int(value: str) -> tuple[int, int]:
-    """(IP version, address as an integer) of a normalised address; decisions see the same ones again."""
-    addr = ipaddress.ip_address(value)
-    return addr.version, int(addr)
+def _ip_parts(value: str) -> tuple[int, int, int]:
+    """(IP version, network address as an integer, prefix length) of a normalised address or range;
+    decisions see the same ones again."""
+    net = ipaddress.ip_network(value)
+    return net.version, int(net.network_address), net.prefixlen
 
 
 @dataclass
@@ -121,6 +129,8 @@ class Membership:
         return cls(kind, frozenset(exact), frozen)
 
     def contains(self, raw: Any) -> bool:
+        """Whether the value's normal form is an entry or, in an IP list, lies inside a listed range (a
+        range that a condition reads, from a custom field, must lie inside it whole)."""
         if raw is None:
             return False
         try:
@@ -130,11 +140,11 @@ class Membership:
         if value in self.exact:
             return True
         if self.kind == "ip" and self.networks:
-            version, as_int = _ip_int(value)
+            version, as_int, own_prefix = _ip_parts(value)
             bits = 32 if version == 4 else 128
             for prefix, nets in self.networks.get(version, {}).items():
                 mask = ((1 << prefix) - 1) << (bits - prefix) if prefix else 0
-                if as_int & mask in nets:
+                if prefix <= own_prefix and as_int & mask in nets:
                     return True
         return False
 

@@ -1,10 +1,12 @@
 """Facts about a request that conditions can read. Derived signals are computed only when the active set
-reads them (the compiled set knows which roots, velocity counters and lists its conditions use)."""
+reads them: the compiled set knows every field path its conditions and raw CEL read, and `SignalPlan`
+turns those paths into the signals to compute."""
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -15,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from passgate.db import HotStatement
 from passgate.policy.models import Device
+from passgate.policy.velocity import EVERY_COUNTER, Need, dimension_keys, needed_for
 
 if TYPE_CHECKING:
-    from passgate.policy.engine import CompiledSet
     from passgate.policy.lists import ListCache
     from passgate.policy.velocity import VelocityStore
 
@@ -235,39 +237,79 @@ class SignalSources:
     lists: ListCache
 
 
+@dataclass(frozen=True)
+class SignalPlan:
+    """The derived facts a decision computes. Every other fact comes from the request as it is."""
+
+    device: bool = False
+    email: bool = False
+    phone: bool = False
+    ip: bool = False
+    account_age: bool = False
+    velocity: frozenset[Need] = frozenset()
+    lists: tuple[tuple[str, str], ...] = ()  # (field, list name) of every list check
+
+    @classmethod
+    def reading(cls, paths: Iterable[str], lists: Iterable[tuple[str, str]] = ()) -> SignalPlan:
+        """What to compute for conditions that read these field paths (`email.domain`; a root alone,
+        `email`, is read whole; `*` reads everything) and check these lists. A list check reads its field."""
+        refs = tuple(sorted(set(lists)))
+        read = set(paths) | {field for field, _ in refs}
+        if "*" in read:
+            return cls.everything(refs)
+
+        def reads(path: str) -> bool:
+            # The path itself, a member below it, or a value above it that holds it.
+            return any(p == path or p.startswith(path + ".") or path.startswith(p + ".") for p in read)
+
+        return cls(
+            device=reads("device"),
+            email=reads("email"),
+            phone=reads("phone"),
+            ip=reads("ip"),
+            account_age=reads("account.ageDays"),
+            velocity=needed_for(p for p in read if p == "velocity" or p.startswith("velocity.")),
+            lists=refs,
+        )
+
+    @classmethod
+    def everything(cls, lists: Iterable[tuple[str, str]] = ()) -> SignalPlan:
+        # Every flag by name, so that a signal added later is in the plain path without another edit.
+        flags = {f.name: True for f in fields(cls) if f.type == "bool"}
+        return cls(**flags, velocity=EVERY_COUNTER, lists=tuple(sorted(set(lists))))
+
+
 def build_facts(
     session: Session,
     client_id: str,
     event_type: str,
     body: dict[str, Any],
-    compiled: CompiledSet,
+    plan: SignalPlan,
     sources: SignalSources,
     now: datetime,
 ) -> dict[str, Any]:
-    """Everything the compiled set may read, and nothing it does not."""
-    from passgate.policy.velocity import dimension_keys
-
+    """The request's facts and the signals of the plan (a compiled set's `signals`), and nothing more.
+    Live decisions and simulations both build their facts here."""
     facts = request_facts(event_type, body)
     person = facts["person"]
-    every = compiled.needs("*")
-    if every or compiled.needs("device"):
+    if plan.device:
         facts["device"] = device_facts(session, client_id, facts["account"]["id"], body["deviceSessionId"])
-    if every or compiled.needs("email"):
+    if plan.email:
         facts["email"] = email_facts(person["emailAddress"])
-    if every or compiled.needs("phone"):
+    if plan.phone:
         facts["phone"] = phone_facts(person["phoneNumber"])
-    if every or compiled.needs("ip"):
+    if plan.ip:
         facts["ip"] = ip_facts(facts["userIp"])
-    if every or compiled.needs("account"):
+    if plan.account_age:
         facts["account"]["ageDays"] = account_age_days(facts["account"]["creationDateTime"], now)
-    if compiled.velocity_needs:
+    if plan.velocity:
         facts["velocity"] = sources.velocity.counts(
-            session, client_id, dimension_keys(body), compiled.velocity_needs, now
+            session, client_id, dimension_keys(body), plan.velocity, now
         )
-    if compiled.list_refs:
-        memberships = sources.lists.memberships(session, client_id, {name for _, name in compiled.list_refs})
+    if plan.lists:
+        memberships = sources.lists.memberships(session, client_id, {name for _, name in plan.lists})
         in_list: dict[str, bool] = {}
-        for field, name in compiled.list_refs:
+        for field, name in plan.lists:
             membership = memberships.get(name)
             in_list[f"{field}|{name}"] = membership is not None and membership.contains(lookup(facts, field))
         facts["inList"] = in_list

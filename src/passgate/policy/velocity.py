@@ -24,9 +24,6 @@ from passgate.policy.models import VelocityCounter
 METRICS = ("logins", "failedAttempts", "accountOpenings", "challenges")
 DIMENSIONS = ("account", "ip", "device", "email")
 WINDOWS = {"1h": 3600, "24h": 86400}
-FIELD = re.compile(
-    r"velocity\.(account|ip|device|email)\.(logins|failedAttempts|accountOpenings|challenges)(1h|24h)"
-)
 
 Need = tuple[str, str]  # (dimension, metric)
 
@@ -35,12 +32,29 @@ def velocity_fields() -> dict[str, str]:
     return {f"velocity.{d}.{m}{w}": "number" for d in DIMENSIONS for m in METRICS for w in WINDOWS}
 
 
-def needed_from_sources(sources: Iterable[str]) -> frozenset[Need]:
-    """Which (dimension, metric) pairs the compiled CEL reads; counts are computed for those only."""
+EVERY_COUNTER: frozenset[Need] = frozenset((d, m) for d in DIMENSIONS for m in METRICS)
+_COUNTER = re.compile(rf"^({'|'.join(METRICS)})({'|'.join(WINDOWS)})$")
+
+
+def needed_for(paths: Iterable[str]) -> frozenset[Need]:
+    """The (dimension, metric) pairs to count for conditions reading these paths under `velocity`.
+
+    A path names one counter (`velocity.ip.logins1h`), a dimension (`velocity.ip`: all of its counters)
+    or the whole root (`velocity`). A member that is no counter still reads its dimension, and one that is
+    no dimension reads the root: `has(velocity.ip.other)` must see the dimension's other counters.
+    """
     found: set[Need] = set()
-    for src in sources:
-        for dim, metric, _ in FIELD.findall(src):
-            found.add((dim, metric))
+    for path in paths:
+        parts = path.split(".")
+        if parts[0] != "velocity":
+            continue
+        if len(parts) == 1 or parts[1] not in DIMENSIONS:
+            return EVERY_COUNTER
+        counter = _COUNTER.match(parts[2]) if len(parts) == 3 else None
+        if counter is None:
+            found.update((parts[1], m) for m in METRICS)
+        else:
+            found.add((parts[1], counter.group(1)))
     return frozenset(found)
 
 

@@ -4,9 +4,11 @@ from typing import Any
 
 import pytest
 
+from passgate.policy.conditions import FIELDS
 from passgate.policy.engine import PolicyCompileError, compile_set, evaluate
 from passgate.policy.schemas import PolicySetDocument, default_document
-from passgate.policy.signals import request_facts
+from passgate.policy.signals import SIGNAL_FIELDS, SignalPlan, request_facts
+from passgate.policy.velocity import METRICS, velocity_fields
 
 
 def doc(**kw: Any) -> PolicySetDocument:
@@ -88,8 +90,55 @@ def test_default_document_challenges_new_devices_only() -> None:
     compiled = compile_set(PolicySetDocument.model_validate(default_document("LOGIN")), "v1")
     assert evaluate(compiled, facts(seen=False)).decision == "CHALLENGE"
     assert evaluate(compiled, facts(seen=True)).decision == "ALLOW"
-    assert compiled.needs("device")
-    assert not compiled.needs("customFields")
+    # The device is all it reads, so it is all a decision computes.
+    assert compiled.signals == SignalPlan(device=True)
+    assert compiled.reads == {"device.seenForAccount"}
+
+
+def plan_of(**kw: Any) -> SignalPlan:
+    base = {"name": "s", "segments": [{"name": "d", "policies": ["p"]}]}
+    return compile_set(doc(**base, policies=[{"name": "p", "outcome": "BLOCK", **kw}]), "v1").signals
+
+
+@pytest.mark.parametrize(
+    ("policy", "plan"),
+    [
+        # A list check reads its field: the signal behind it is computed although its CEL reads `inList`.
+        (
+            {"conditions": [cond("email.domain", "inList", "disposable")]},
+            SignalPlan(email=True, lists=(("email.domain", "disposable"),)),
+        ),
+        ({"cel": 'inList["phone.country|c"]'}, SignalPlan(phone=True, lists=(("phone.country", "c"),))),
+        ({"conditions": [cond("ip.country", "notEquals", "US")]}, SignalPlan(ip=True)),
+        ({"cel": 'email.domain.endsWith(".ru")'}, SignalPlan(email=True)),
+        ({"cel": "size(account) > 3"}, SignalPlan(account_age=True)),
+        ({"conditions": [cond("account.ageDays", "lt", 2)]}, SignalPlan(account_age=True)),
+        ({"conditions": [cond("account.type", "equals", "PRO")]}, SignalPlan()),
+        ({"conditions": [cond("customFields.ip", "equals", "x")], "cel": "customFields.email"}, SignalPlan()),
+        (
+            {"cel": 'velocity.ip["logins1h"] > 3'},
+            SignalPlan(velocity=frozenset(("ip", m) for m in METRICS)),
+        ),
+        (
+            {"conditions": [cond("velocity.email.challenges24h", "gt", 1)]},
+            SignalPlan(velocity=frozenset({("email", "challenges")})),
+        ),
+        ({"cel": "device == null || email == null"}, SignalPlan(device=True, email=True)),
+    ],
+)
+def test_a_set_computes_the_signals_it_reads(policy: dict[str, Any], plan: SignalPlan) -> None:
+    assert plan_of(**policy) == plan
+
+
+def test_every_derived_field_of_the_catalogue_has_its_signal() -> None:
+    """A condition on any field the request does not carry itself computes a signal, list checks too."""
+    request = request_facts("LOGIN", {"inquiryId": "i", "deviceSessionId": "d"})
+    derived = [p for p in FIELDS if p == "account.ageDays" or p.split(".")[0] not in request]
+    assert len(derived) == len(SIGNAL_FIELDS) + len(velocity_fields()) + 3  # and device.*
+    for path in derived:
+        value = {"string": "x", "number": 1, "boolean": True}[FIELDS[path]]
+        assert plan_of(conditions=[cond(path, "equals", value)]) != SignalPlan(), path
+        assert plan_of(conditions=[cond(path, "inList", "l")]) != SignalPlan(lists=((path, "l"),)), path
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from tests.unit.policy.test_fact_shapes import _random_facts
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "policy-set-25.json"
 
-# Every operator but inList, which has tests of its own.
-OPERATORS = tuple(op for op in ALL_OPERATORS if op != "inList")
+# Every operator but the list checks, which have tests of their own.
+OPERATORS = tuple(op for op in ALL_OPERATORS if op not in ("inList", "notInList"))
 # One field of each declared type, a deeper path, and a custom field (type "any").
 FIELDS = (
     "channel",
@@ -233,11 +233,12 @@ def test_deeper_paths() -> None:
         {"channel|other": True},
     ],
 )
-def test_in_list(memberships: Any) -> None:
+@pytest.mark.parametrize("op", ["inList", "notInList"])
+def test_list_checks(memberships: Any, op: str) -> None:
     facts: dict[str, Any] = {"channel": "WEB"}
     if memberships is not MISSING:
         facts["inList"] = memberships
-    _compare("channel", "inList", "blocked", facts)
+    _compare("channel", op, "blocked", facts)
 
 
 def test_numeric_strings_are_left_to_cel() -> None:

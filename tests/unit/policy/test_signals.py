@@ -68,6 +68,7 @@ def test_account_age() -> None:
         ("ip", "203.0.113.7", "203.0.113.7"),
         ("ip", "2001:db8::/32", "2001:db8::/32"),
         ("deviceId", "dev-1", "dev-1"),
+        ("country", " gb ", "GB"),
     ],
 )
 def test_normalise(kind: str, raw: str, normal: str) -> None:
@@ -83,6 +84,8 @@ def test_normalise(kind: str, raw: str, normal: str) -> None:
         ("emailDomain", "no spaces.com x"),
         ("ip", ""),
         ("email", 5),
+        ("country", "GBR"),
+        ("country", "G1"),
     ],
 )
 def test_normalise_refuses(kind: str, raw: object) -> None:
@@ -99,6 +102,11 @@ def test_membership_exact_and_cidr() -> None:
     assert m.contains("2001:db8:1::5")
     assert not m.contains("2001:db9::1")
     assert not m.contains(None) and not m.contains("garbage")
+    # A range read from a custom field: in the list when a listed range holds all of it.
+    assert m.contains("10.1.2.0/24") and m.contains("10.0.0.0/8") and m.contains("192.168.1.128/25")
+    assert not m.contains("10.0.0.0/7") and not m.contains("192.168.0.0/16")
+    assert not m.contains("203.0.113.0/24")  # holds the one listed address, but is not held by it
+    assert not Membership.build("ip", ["203.0.113.7"]).contains("203.0.113.0/30")
     e = Membership.build("email", ["jo@example.com"])
     assert e.contains("JO@example.com") and not e.contains("ann@example.com")
 

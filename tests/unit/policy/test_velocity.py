@@ -15,7 +15,7 @@ from passgate.policy.velocity import (
     DatabaseVelocityStore,
     RedisVelocityStore,
     VelocityStore,
-    needed_from_sources,
+    needed_for,
 )
 
 BACKENDS = ["database"] + (["redis"] if os.environ.get("PASSGATE_TEST_REDIS_URL") else [])
@@ -63,6 +63,13 @@ def test_windows_slide(store: VelocityStore, engine: Engine) -> None:
     assert other_client["account"]["failedAttempts1h"] == 0  # tenants never share counters
 
 
-def test_needed_fields_are_read_from_compiled_sources() -> None:
-    src = "(velocity.account.failedAttempts1h != null) && double(velocity.ip.logins24h) > 3.0"
-    assert needed_from_sources([src]) == {("account", "failedAttempts"), ("ip", "logins")}
+def test_counters_needed_for_the_paths_a_set_reads() -> None:
+    paths = ["velocity.account.failedAttempts1h", "velocity.ip.logins24h", "email.domain"]
+    assert needed_for(paths) == {("account", "failedAttempts"), ("ip", "logins")}
+    # A dimension read whole, or a member that is no counter: every counter of the dimension.
+    every_ip = {("ip", m) for m in ("logins", "failedAttempts", "accountOpenings", "challenges")}
+    assert needed_for(["velocity.ip"]) == every_ip
+    assert needed_for(["velocity.ip.other"]) == every_ip
+    # The root read whole, or a member that is no dimension: every counter.
+    assert len(needed_for(["velocity"])) == len(needed_for(["velocity.other.x"])) == 16
+    assert needed_for(["customFields.velocity"]) == frozenset()

@@ -266,7 +266,7 @@ async def simulate(
                 act.user.client_id,
                 event_type,
                 request_body,
-                compiled,
+                compiled.signals,
                 registry.signals,
                 registry.clock.now(),
             )
@@ -425,6 +425,7 @@ LIST_KINDS = {
     "emailDomain": "Email domains",
     "phone": "Phone numbers",
     "ip": "IP addresses or CIDR ranges",
+    "country": "Country codes (for phone.country, ip.country)",
     "deviceId": "Device ids",
     "accountId": "Account ids",
 }
