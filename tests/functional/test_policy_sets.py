@@ -4,7 +4,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from passgate.bootstrap import Registry
+from passgate.db import transaction
+from passgate.policy.models import PolicySet
 from tests.factories import Tenant, login_body, publish
 
 
@@ -226,3 +230,90 @@ def test_a_list_check_on_a_signal_decides_live_and_in_simulation(
     assert condition["actual"] is not None  # the signal's value, not "absent"
     assert condition["actual"] == sim["signals"][field.split(".")[0]][field.split(".")[1]]
     assert decide(http, tenant, **{**login_body(userIp=None), **miss})["decision"] == "ALLOW"
+
+
+SETS = "/manage/v1/policy-sets/LOGIN"
+
+
+def test_a_segment_naming_a_missing_policy_is_refused_everywhere(
+    http: TestClient, tenant: Tenant, registry: Registry
+) -> None:
+    h = tenant.admin_headers
+    dangling = {
+        **RISK_SET,
+        "segments": [
+            RISK_SET["segments"][0],
+            {**RISK_SET["segments"][1], "policies": ["block-red", "ghost"]},
+        ],
+    }
+    r = http.put(f"{SETS}/draft", json=dangling, headers=h)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"] == [{"field": "segments[1].policies[1]", "message": "no policy named 'ghost'"}]
+    assert http.get(f"{SETS}/draft", headers=h).json()["document"]["name"] == "login"  # nothing written
+    # A draft stored before this check (written here directly) is refused by publish and simulate too.
+    with transaction(registry.sessions) as session:
+        session.execute(
+            update(PolicySet)
+            .where(PolicySet.client_id == tenant.client_id, PolicySet.event_type == "LOGIN")
+            .values(draft=dangling)
+        )
+    r = http.post(f"{SETS}/publish", headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "segments[1].policies[1]"
+    assert [v["versionName"] for v in http.get(f"{SETS}/versions", headers=h).json()["items"]] == ["v1"]
+    r = http.post(f"{SETS}/simulate", json={"request": login_body()}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "segments[1].policies[1]"
+
+
+def test_a_policy_no_segment_applies_is_a_warning(http: TestClient, tenant: Tenant) -> None:
+    h = tenant.admin_headers
+    unapplied = {**RISK_SET, "segments": [{"name": "default", "policies": ["challenge-big-cart"]}]}
+    r = http.put(f"{SETS}/draft", json=unapplied, headers=h)
+    assert r.status_code == 200
+    expected = [
+        {"field": "policies[0]", "message": "no segment applies 'block-red': it never decides"},
+        {"field": "policies[2]", "message": "no segment applies 'vip-tag': it never decides"},
+    ]
+    assert r.json()["warnings"] == expected
+    assert http.get(f"{SETS}/draft", headers=h).json()["warnings"] == expected
+    assert http.put(f"{SETS}/draft", json=RISK_SET, headers=h).json()["warnings"] == []
+
+
+def test_publishing_what_is_live_makes_no_version(http: TestClient, tenant: Tenant) -> None:
+    h = tenant.admin_headers
+    first = http.post(f"{SETS}/publish", headers=h)  # the draft is the default set, live as v1
+    assert first.status_code == 200
+    assert (first.json()["published"], first.json()["versionName"]) == (False, "v1")
+    assert "identical to the live version v1" in first.json()["detail"]
+    v2 = publish(http, tenant, RISK_SET)
+    assert (v2["versionName"], v2["published"]) == ("v2", True)
+
+    def audited() -> list[str]:
+        return [e["action"] for e in http.get("/manage/v1/audit-log", headers=h).json()["items"]]
+
+    before = audited()
+    again = http.post(f"{SETS}/publish", headers=h)
+    assert again.status_code == 200 and again.json()["versionName"] == "v2" and not again.json()["published"]
+    # Restoring the version that is live makes none either.
+    same = http.post(f"{SETS}/versions/v2/restore", headers=h)
+    assert same.status_code == 200 and same.json()["published"] is False
+    assert [v["versionName"] for v in http.get(f"{SETS}/versions", headers=h).json()["items"]] == ["v2", "v1"]
+    assert audited() == before  # nothing happened
+
+
+def test_restore_makes_an_old_version_live_and_leaves_the_draft(http: TestClient, tenant: Tenant) -> None:
+    h = tenant.admin_headers
+    publish(http, tenant, RISK_SET)
+    work = {**RISK_SET, "policies": [{**p, "outcome": "BLOCK"} for p in RISK_SET["policies"]]}
+    assert http.put(f"{SETS}/draft", json=work, headers=h).status_code == 200
+    before = http.get(f"{SETS}/draft", headers=h).json()
+    r = http.post(f"{SETS}/versions/v1/restore", headers=h)
+    assert r.status_code == 201
+    assert (r.json()["versionName"], r.json()["restoredFrom"], r.json()["published"]) == ("v3", "v1", True)
+    assert http.get(SETS, headers=h).json()["versionName"] == "v3"
+    assert decide(http, tenant, customFields={"riskTier": "red"})["tags"] == [
+        "NEW_DEVICE"
+    ]  # v1: the default set
+    assert http.get(f"{SETS}/draft", headers=h).json() == before  # the unpublished work is still there
+    d = http.get(f"{SETS}/diff", params={"from": "v3", "to": "draft"}, headers=h).json()["changes"]
+    assert d["segments"]["changed"][0]["linksAdded"] == ["block-red", "challenge-big-cart", "vip-tag"]
+    assert d["segments"]["changed"][0]["linksRemoved"] == ["new-device"]

@@ -15,8 +15,8 @@ from passgate.api.errors import ApiProblem, validation_errors
 from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.db import transaction
 from passgate.policy import services
-from passgate.policy.engine import compile_set, explain
-from passgate.policy.models import PolicySetVersion
+from passgate.policy.engine import explain
+from passgate.policy.models import PolicySet, PolicySetVersion
 from passgate.policy.schemas import PolicySetDocument, default_document
 from passgate.policy.signals import build_facts
 
@@ -66,16 +66,35 @@ async def get_active(eventType: EventTypeParam, registry: RegistryDep, auth: Adm
     return JSONResponse(await run_in_threadpool(run))
 
 
-@router.get("/{eventType}/draft", summary="The editable draft")
+def _draft_out(ps: PolicySet) -> dict[str, Any]:
+    return {
+        "eventType": ps.event_type,
+        "updatedAt": ps.draft_updated_at.isoformat(),
+        "document": ps.draft,
+        "warnings": services.unapplied_policies(ps.draft),
+    }
+
+
+def _published_out(p: services.Publication) -> JSONResponse:
+    out = {**_version_out(p.version), "published": p.new}
+    if not p.new:
+        out["detail"] = f"identical to the live version {p.version.version_name}: no new version"
+    return JSONResponse(out, status_code=201 if p.new else 200)
+
+
+_PUBLISHED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "nothing published: the document is the live version's already (`published: false`)"
+    },
+    201: {"description": "a new version, now live (`published: true`)"},
+}
+
+
+@router.get("/{eventType}/draft", summary="The editable draft, with warnings (policies no segment applies)")
 async def get_draft(eventType: EventTypeParam, registry: RegistryDep, auth: AdminAuth) -> JSONResponse:
     def run() -> dict[str, Any]:
         with transaction(registry.sessions) as session:
-            ps = services.get_draft(session, auth.client_id, eventType.value)
-            return {
-                "eventType": ps.event_type,
-                "updatedAt": ps.draft_updated_at.isoformat(),
-                "document": ps.draft,
-            }
+            return _draft_out(services.get_draft(session, auth.client_id, eventType.value))
 
     return JSONResponse(await run_in_threadpool(run))
 
@@ -96,25 +115,30 @@ async def put_draft(
             ps = services.put_draft(
                 session, auth.client_id, eventType.value, document, registry.clock.now(), author=_actor(auth)
             )
-            return {
-                "eventType": ps.event_type,
-                "updatedAt": ps.draft_updated_at.isoformat(),
-                "document": ps.draft,
-            }
+            return _draft_out(ps)
 
     return JSONResponse(await run_in_threadpool(run))
 
 
-@router.post("/{eventType}/publish", summary="Publish the draft as a new immutable version", status_code=201)
+@router.post(
+    "/{eventType}/publish",
+    summary="Publish the draft as a new immutable version (none when it is the live version already)",
+    status_code=201,
+    responses={
+        **_PUBLISHED,
+        422: {"description": "the draft does not compile; `errors[].field` names the part"},
+    },
+)
 async def publish(eventType: EventTypeParam, registry: RegistryDep, auth: AdminAuth) -> JSONResponse:
-    def run() -> dict[str, Any]:
+    def run() -> services.Publication:
         with transaction(registry.sessions) as session:
-            v = services.publish(session, auth.client_id, eventType.value, _actor(auth), registry.clock.now())
-            return _version_out(v)
+            return services.publish(
+                session, auth.client_id, eventType.value, _actor(auth), registry.clock.now()
+            )
 
-    out = await run_in_threadpool(run)
+    published = await run_in_threadpool(run)
     registry.policy_cache.forget_active(auth.client_id, eventType.value)
-    return JSONResponse(out, status_code=201)
+    return _published_out(published)
 
 
 @router.get("/{eventType}/versions", summary="Every published version, newest first")
@@ -145,21 +169,21 @@ async def version(
 @router.post(
     "/{eventType}/versions/{versionName}/restore",
     status_code=201,
-    summary="Make an old version active again, as a new version (the draft follows)",
+    summary="Make an old version live again, as a new version; the draft is left as it was",
+    responses=_PUBLISHED,
 )
 async def restore(
     eventType: EventTypeParam, versionName: str, registry: RegistryDep, auth: AdminAuth
 ) -> JSONResponse:
-    def run() -> dict[str, Any]:
+    def run() -> services.Publication:
         with transaction(registry.sessions) as session:
-            v = services.restore(
+            return services.restore(
                 session, auth.client_id, eventType.value, versionName, _actor(auth), registry.clock.now()
             )
-            return _version_out(v)
 
-    out = await run_in_threadpool(run)
+    published = await run_in_threadpool(run)
     registry.policy_cache.forget_active(auth.client_id, eventType.value)
-    return JSONResponse(out, status_code=201)
+    return _published_out(published)
 
 
 @router.get("/{eventType}/diff", summary="What changed between two versions (or a version and the draft)")
@@ -233,8 +257,10 @@ async def simulate(
         # A session that is never committed: simulation reads devices, lists and counters, and writes nothing.
         with registry.sessions() as session:
             if body.version == "draft":
-                doc = services.draft_document(session, auth.client_id, eventType.value)
-                compiled = compile_set(doc, "draft")
+                # Checked as a save checks it (a draft stored by an older release may not compile).
+                compiled = services.validate_document(
+                    services.draft_document(session, auth.client_id, eventType.value)
+                )
             else:
                 v = services.get_version(session, auth.client_id, eventType.value, body.version)
                 compiled = registry.policy_cache.get(session, v.id)

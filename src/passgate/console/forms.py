@@ -181,8 +181,22 @@ def _conditions(form: Form, prefix: str) -> list[dict[str, Any]]:
     return out
 
 
+POLICY_REF = re.compile(r"^#([0-9]{1,4})$")
+
+
 def document_from_form(form: Form) -> dict[str, Any]:
-    """The policy-set document the editor's fields describe (checked later by the policy service)."""
+    """The policy-set document the editor's fields describe (checked later by the policy service).
+
+    A segment's policy checkboxes name a policy by its place in the form (`#2`), not by its name, so a
+    policy renamed in the same form stays applied under its new name. A plain name is read as it is."""
+    names = [form.get(f"p{i}.name").strip() for i in range(_count(form, "policies", MAX_POLICIES))]
+
+    def linked(ref: str) -> str:
+        found = POLICY_REF.match(ref)
+        if found and int(found.group(1)) < len(names):
+            return names[int(found.group(1))]
+        return ref
+
     segments = []
     for i in range(_count(form, "segments", MAX_SEGMENTS)):
         p = f"s{i}"
@@ -190,7 +204,7 @@ def document_from_form(form: Form) -> dict[str, Any]:
             "name": form.get(f"{p}.name").strip(),
             "conditions": _conditions(form, p),
             "mfaEnabled": form.get(f"{p}.mfaEnabled") == "on",
-            "policies": [n for n in form.getlist(f"{p}.policies") if n],
+            "policies": [linked(n) for n in form.getlist(f"{p}.policies") if n],
         }
         if form.get(f"{p}.cel").strip():
             seg["cel"] = form.get(f"{p}.cel").strip()
@@ -282,10 +296,13 @@ def apply_edit(doc: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 _LOCATION = re.compile(r"(segments|policies|conditions|tags)\[(\d+)\]")
+_SEGMENT_LINK = re.compile(r"^segments\[(\d+)\]\.policies\[\d+\]$")
 
 
 def form_key(location: str) -> str:
     """Where in the editor a compile error belongs: policies[1].conditions[0].field -> p1.c0.field."""
     letters = {"segments": "s", "policies": "p", "conditions": "c", "tags": "t"}
+    # A segment's link to a policy belongs with the segment's checkboxes.
+    location = _SEGMENT_LINK.sub(r"segments[\1].policies", location)
     key = _LOCATION.sub(lambda m: f"{letters[m.group(1)]}{m.group(2)}", location)
     return key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
 from typing import Any
@@ -40,6 +41,30 @@ def install_default_sets(session: Session, client_id: str, now: datetime) -> Non
         )
         session.flush()
         publish(session, client_id, event_type, author="system", now=now)
+
+
+def unapplied_policies(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Warnings for the policies no segment applies (they never decide), each naming the policy's path.
+    Reads the document as stored or typed, valid or not."""
+    segments = document.get("segments")
+    policies = document.get("policies")
+    segments = segments if isinstance(segments, list) else []
+    policies = policies if isinstance(policies, list) else []
+    applied = {
+        name
+        for s in segments
+        if isinstance(s, dict)
+        for name in (s.get("policies") or [])
+        if isinstance(name, str)
+    }
+    out = []
+    for i, p in enumerate(policies):
+        name = p.get("name") if isinstance(p, dict) else None
+        if isinstance(name, str) and name not in applied:
+            out.append(
+                {"field": f"policies[{i}]", "message": f"no segment applies {name!r}: it never decides"}
+            )
+    return out
 
 
 def validate_document(doc: PolicySetDocument, known_lists: set[str] | None = None) -> CompiledSet:
@@ -117,15 +142,35 @@ def _new_version(
     return version
 
 
-def publish(
-    session: Session, client_id: str, event_type: str, author: str, now: datetime
-) -> PolicySetVersion:
+@dataclass(frozen=True)
+class Publication:
+    """The version live after a publish or restore; `new` is False when the document was the live
+    version's already, and nothing was made."""
+
+    version: PolicySetVersion
+    new: bool
+
+
+def _live_if_same(session: Session, ps: PolicySet, doc: PolicySetDocument) -> PolicySetVersion | None:
+    if ps.active_version_id is None:
+        return None
+    live = session.get(PolicySetVersion, ps.active_version_id)
+    if live is not None and live.document == doc.model_dump(mode="json", exclude_none=True):
+        return live
+    return None
+
+
+def publish(session: Session, client_id: str, event_type: str, author: str, now: datetime) -> Publication:
+    """The draft becomes a new live version, unless it is the live version's document already."""
     ps = _get_set(session, client_id, event_type, lock=True)
     try:
         doc = PolicySetDocument.model_validate(ps.draft)
     except ValidationError as exc:
         raise InvalidPolicySet("draft", str(exc)) from exc
     validate_document(doc, list_names(session, client_id))
+    same = _live_if_same(session, ps, doc)
+    if same is not None:
+        return Publication(same, new=False)
     version = _new_version(session, ps, doc, author, now, None)
     audit(
         session,
@@ -136,7 +181,7 @@ def publish(
         now,
         {"versionName": version.version_name},
     )
-    return version
+    return Publication(version, new=True)
 
 
 def list_versions(
@@ -167,15 +212,17 @@ def get_version(session: Session, client_id: str, event_type: str, version_name:
 
 def restore(
     session: Session, client_id: str, event_type: str, version_name: str, author: str, now: datetime
-) -> PolicySetVersion:
-    """Publish an old version's document again, as a new version; the draft follows it."""
+) -> Publication:
+    """Make an old version's document live again, as a new version. The draft is left as it was: work not
+    yet published is never lost to a restore."""
     old = get_version(session, client_id, event_type, version_name)
     doc = PolicySetDocument.model_validate(old.document)
     validate_document(doc, list_names(session, client_id))
     ps = _get_set(session, client_id, event_type, lock=True)
+    same = _live_if_same(session, ps, doc)
+    if same is not None:
+        return Publication(same, new=False)
     version = _new_version(session, ps, doc, author, now, version_name)
-    ps.draft = dict(old.document)
-    ps.draft_updated_at = now
     audit(
         session,
         client_id,
@@ -185,7 +232,7 @@ def restore(
         now,
         {"versionName": version.version_name, "restoredFrom": version_name},
     )
-    return version
+    return Publication(version, new=True)
 
 
 def get_active_version(session: Session, client_id: str, event_type: str) -> PolicySetVersion:
@@ -227,12 +274,15 @@ def diff_documents(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         for name in sorted(set(o) & set(n)):
             fields = sorted(k for k in set(o[name]) | set(n[name]) if o[name].get(k) != n[name].get(k))
             if fields:
-                changed.append(
-                    {
-                        "name": name,
-                        "fields": {k: {"from": o[name].get(k), "to": n[name].get(k)} for k in fields},
-                    }
-                )
+                change: dict[str, Any] = {
+                    "name": name,
+                    "fields": {k: {"from": o[name].get(k), "to": n[name].get(k)} for k in fields},
+                }
+                if "policies" in fields:  # a segment's links, by policy name
+                    was, now = o[name].get("policies") or [], n[name].get("policies") or []
+                    change["linksAdded"] = [p for p in now if p not in was]
+                    change["linksRemoved"] = [p for p in was if p not in now]
+                changed.append(change)
         return {
             "added": sorted(set(n) - set(o)),
             "removed": sorted(set(o) - set(n)),

@@ -31,7 +31,7 @@ from passgate.console.services import CurrentUser
 from passgate.policy import lists as list_svc
 from passgate.policy import services as policy_svc
 from passgate.policy.conditions import FIELDS, OPERATORS
-from passgate.policy.engine import compile_set, explain
+from passgate.policy.engine import explain
 from passgate.policy.exceptions import InvalidPolicySet, VersionNotFound
 from passgate.policy.schemas import PolicySetDocument
 from passgate.policy.signals import build_facts
@@ -132,6 +132,7 @@ async def _policy_page(
             "versions": versions,
             "lists": list_names,
             "dirty": dirty,
+            "unapplied": {w["field"]: w["message"] for w in policy_svc.unapplied_policies(doc)},
         },
         user,
         status=status,
@@ -207,18 +208,26 @@ async def publish(
     event_type = _event(act.user, event_type)
     registry = registry_of(request)
 
-    def work(session: Any) -> str:
-        v = policy_svc.publish(session, act.user.client_id, event_type, act.user.actor, registry.clock.now())
-        return v.version_name
+    def work(session: Any) -> policy_svc.Publication:
+        return policy_svc.publish(
+            session, act.user.client_id, event_type, act.user.actor, registry.clock.now()
+        )
 
     try:
-        name = await run(registry, work)
+        published = await run(registry, work)
     except Exception as exc:
         found = problem_of(exc)
         if found is None:
             raise
         return await _policy_page(request, act.user, event_type, found=found, status=found.status)
     registry.policy_cache.forget_active(act.user.client_id, event_type)
+    name = published.version.version_name
+    if not published.new:
+        return redirect(
+            request,
+            f"/console/policies/{event_type}",
+            f"Nothing to publish: the draft is the live version {name} already.",
+        )
     return redirect(request, f"/console/policies/{event_type}", f"Published {name}: it decides from now on.")
 
 
@@ -255,8 +264,9 @@ async def simulate(
         # Never committed: a simulation reads devices, lists and counters and writes nothing.
         with registry.sessions() as session:
             if version == "draft":
-                compiled = compile_set(
-                    policy_svc.draft_document(session, act.user.client_id, event_type), "draft"
+                # Checked as a save checks it (a draft stored by an older release may not compile).
+                compiled = policy_svc.validate_document(
+                    policy_svc.draft_document(session, act.user.client_id, event_type)
                 )
             else:
                 v = policy_svc.get_version(session, act.user.client_id, event_type, version)
@@ -285,11 +295,7 @@ async def simulate(
     except Exception as exc:
         found: Problem | None = problem_of(exc)
         if found is None:
-            from passgate.policy.engine import PolicyCompileError
-
-            if not isinstance(exc, PolicyCompileError):
-                raise
-            found = Problem(str(exc), [], 422)  # a draft saved before a compiler change
+            raise
         return await _policy_page(
             request,
             act.user,
@@ -397,14 +403,13 @@ async def restore(
         raise not_found(act.user, "such version")
     registry = registry_of(request)
 
-    def work(session: Any) -> str:
-        v = policy_svc.restore(
+    def work(session: Any) -> policy_svc.Publication:
+        return policy_svc.restore(
             session, act.user.client_id, event_type, version, act.user.actor, registry.clock.now()
         )
-        return v.version_name
 
     try:
-        name = await run(registry, work)
+        published = await run(registry, work)
     except Exception as exc:
         found = problem_of(exc)
         if found is None:
@@ -413,8 +418,17 @@ async def restore(
             request, f"/console/policies/{event_type}/versions/{version}", f"Not restored: {found.message}"
         )
     registry.policy_cache.forget_active(act.user.client_id, event_type)
+    name = published.version.version_name
+    if not published.new:
+        return redirect(
+            request,
+            f"/console/policies/{event_type}",
+            f"Nothing restored: {version} is what {name} holds, live.",
+        )
     return redirect(
-        request, f"/console/policies/{event_type}", f"{version} restored as {name}; it decides now."
+        request,
+        f"/console/policies/{event_type}",
+        f"{version} restored as {name}; it decides now. The draft is unchanged.",
     )
 
 

@@ -22,6 +22,16 @@
     }, Math.max(1, Number(poll)) * 1000);
   }
 
+  // Policy editor: a segment's checkbox for a policy is labelled with the policy's name as it is typed
+  // (the checkbox itself refers to the policy by its place, so the link survives a rename either way).
+  document.addEventListener("input", function (event) {
+    var index = event.target.getAttribute && event.target.getAttribute("data-policy-name");
+    if (index === null || index === undefined) { return; }
+    document.querySelectorAll('[data-policy-label="' + index + '"]').forEach(function (label) {
+      label.textContent = event.target.value;
+    });
+  });
+
   // Template editor: the preview follows the text as it is typed (the Preview button still works alone).
   var form = document.getElementById("template-form");
   if (!form) { return; }
