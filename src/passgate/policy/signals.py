@@ -275,7 +275,7 @@ class SignalPlan:
     @classmethod
     def everything(cls, lists: Iterable[tuple[str, str]] = ()) -> SignalPlan:
         # Every flag by name, so that a signal added later is in the plain path without another edit.
-        flags = {f.name: True for f in fields(cls) if f.type == "bool"}
+        flags = {f.name: True for f in fields(cls) if f.type in ("bool", bool)}
         return cls(**flags, velocity=EVERY_COUNTER, lists=tuple(sorted(set(lists))))
 
 
