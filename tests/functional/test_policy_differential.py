@@ -759,7 +759,7 @@ def test_simulate_and_live_decisions_agree(
                     body,
                     doc,
                     http_world.registry.signals,
-                    world_now(http_world),
+                    http_world.registry.clock.now(),
                 )
                 session.rollback()
             expected = reference.outcome(plain_set, facts)
@@ -771,10 +771,6 @@ def test_simulate_and_live_decisions_agree(
             assert sim.json()["tagWeights"] == live.json()["tagWeights"] == expected.tag_weights
             outcomes.add(expected.decision)
     assert outcomes == {"ALLOW", "CHALLENGE", "BLOCK"}
-
-
-def world_now(w: World) -> datetime:
-    return w.registry.clock.now()
 
 
 def publish_set(http: TestClient, tenant: Tenant, document: dict[str, Any], event_type: str) -> None:
