@@ -171,15 +171,16 @@ def default_public_url(host: str, port: int) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if "public_url" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"public_url": default_public_url(args.host, args.port)})
+    sock = _listen(args.host, args.port)
+    # Imported once the settings and the port are known good: a refusal comes at once.
     import uvicorn
 
     from passgate.main import create_app
     from passgate.observability import configure_logging
 
-    settings = _settings()
-    if "public_url" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"public_url": default_public_url(args.host, args.port)})
-    sock = _listen(args.host, args.port)
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
     app = create_app(settings)
@@ -202,6 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
     import asyncio
     import signal
 
@@ -209,7 +211,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from passgate.observability import configure_logging
     from passgate.worker import Worker
 
-    settings = _settings()
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
     registry = build_registry(settings)

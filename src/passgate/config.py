@@ -73,7 +73,7 @@ def _message(field: str, err: Any) -> str:
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '').replace(chr(39), '')}{got}"
+        return f"must be {ctx.get('expected', '').replace(chr(39), '')}{got}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"must be a whole number{got}"
     if kind in ("float_parsing", "float_type"):
