@@ -75,7 +75,8 @@ def _passwords(*urls: str | None) -> list[str]:
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
+    # Values of a few characters would blank out ordinary words; no real secret is that short.
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 

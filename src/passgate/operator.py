@@ -150,7 +150,7 @@ def list_messages(
     session: Session, client_id: str | None, status: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Outbox messages, newest first; destinations masked (the command line is read over shoulders)."""
-    stmt = select(Message).order_by(Message.created_at.desc(), Message.id).limit(limit)
+    stmt = select(Message).order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     if client_id is not None:
         get_client(session, client_id)
         stmt = stmt.where(Message.client_id == client_id)
