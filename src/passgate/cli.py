@@ -51,11 +51,21 @@ def _settings() -> Settings:
 
 
 def _engine_migrated(settings: Settings) -> Any:
+    from sqlalchemy.exc import OperationalError
+
     from passgate.db import make_engine
     from passgate.migrate import upgrade
 
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        # The driver's first line says why (refused, unknown host, bad password, no such folder).
+        why = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise CommandError(
+            f"cannot use the database {redact_url(settings.database_url)}: {why} (passgate check tells more)"
+        ) from None
     return engine
 
 
@@ -184,7 +194,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
     app = create_app(settings)
-    served = f"http://{args.host}:{args.port}"
+    served = f"http://[{args.host}]:{args.port}" if ":" in args.host else f"http://{args.host}:{args.port}"
     print(
         f"Passgate serving on {served}  (API docs: /docs"
         + (", dev inbox: /dev/inbox" if settings.dev_inbox_enabled else "")

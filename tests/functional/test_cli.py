@@ -231,6 +231,19 @@ def test_every_command_refuses_a_mistake_before_it_runs(command: list[str], tmp_
     )
 
 
+def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql://passgate:db-password-9@127.0.0.1:{port}/passgate"
+    for command in (["migrate"], ["serve", "--port", str(free_port())], ["client", "list"]):
+        out = run(command, tmp_path, clean_env(PASSGATE_DATABASE_URL=url), timeout=30)
+        assert out.returncode == 1, out.stderr
+        [line] = out.stderr.splitlines()
+        assert line.startswith(f"passgate: cannot use the database postgresql://***@127.0.0.1:{port}/passgate: ")
+        assert "Connection refused" in line and "db-password-9" not in line
+
+
 def test_keys_generate_prints_a_key_production_accepts(tmp_path: Path) -> None:
     out = run(["keys", "generate"], tmp_path)
     assert out.returncode == 0, out.stderr
