@@ -29,6 +29,38 @@ TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("PASSGATE_TEST_DATABASE_URL") else [])
 
 
+# -- what this run leaves out, said once at the end ---------------------------------------------------------
+
+_NOT_RUN = pytest.StashKey[str]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Count the selected tests whose PostgreSQL or Redis variant is not collected for want of a server."""
+    twins = {"PostgreSQL": 0, "Redis": 0}
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("database_url") == "sqlite":
+            twins["PostgreSQL"] += 1
+        if params.get("velocity_backend") == "database" or params.get("store") == "database":
+            twins["Redis"] += 1
+    why = {"PostgreSQL": "PASSGATE_TEST_DATABASE_URL", "Redis": "PASSGATE_TEST_REDIS_URL"}
+    left = [
+        f"the {name} variants of {count} test{'s' if count != 1 else ''} ({why[name]} is unset)"
+        for name, count in twins.items()
+        if count and not os.environ.get(why[name])
+    ]
+    if left:
+        session.config.stash[_NOT_RUN] = (
+            "NOT RUN: " + " and ".join(left) + '; README.md ("Tests and benchmarks") says how to run them'
+        )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = terminalreporter.config.stash.get(_NOT_RUN, None)
+    if line:
+        terminalreporter.write_line(line, yellow=True, bold=True)
+
+
 def _pg_url_with_schema(base: str, schema: str) -> str:
     sep = "&" if "?" in base else "?"
     return f"{base}{sep}options=-csearch_path%3D{schema}"

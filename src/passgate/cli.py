@@ -1,15 +1,37 @@
-"""The `passgate` command line."""
+"""The `passgate` command line.
+
+Every command reads and checks the settings first (`load_settings`): a mistake ends the command before it
+touches anything, with one line per mistake on stderr and exit status 2. `--json` prints one JSON object;
+a reader that goes away (`| head -c1`) ends the command quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import getpass
 import json
+import os
+import socket
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from passgate.config import Settings
+from passgate.config import (
+    MIN_SECRET_KEY_LENGTH,
+    InvalidConfiguration,
+    Settings,
+    generate_secret_key,
+    load_settings,
+    redact_url,
+)
 from passgate.runtime import run_event_loop, tune_gc
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from passgate.bootstrap import Registry
 
 EPILOG = """\
 environment: PASSGATE_DATABASE_URL (default sqlite:///./passgate.db), PASSGATE_PUBLIC_URL, PASSGATE_SMTP_URL,
@@ -17,11 +39,83 @@ PASSGATE_SMS_PROVIDER, PASSGATE_REDIS_URL, PASSGATE_SECRET_KEYS, ... (see README
 """
 
 
+class CommandError(Exception):
+    """A refusal worth one line on stderr (`passgate: …`), exit status 1."""
+
+
+# -- settings, database, output ------------------------------------------------------------------------
+
+
 def _settings() -> Settings:
+    return load_settings()
+
+
+def _engine_migrated(settings: Settings) -> Any:
+    from sqlalchemy.exc import OperationalError
+
+    from passgate.db import make_engine
+    from passgate.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
     try:
-        return Settings()
-    except Exception as exc:  # pydantic's message names the variable at fault
-        raise SystemExit(f"passgate: invalid configuration: {exc}") from None
+        upgrade(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        # The driver's first line says why (refused, unknown host, bad password, no such folder).
+        why = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise CommandError(
+            f"cannot use the database {redact_url(settings.database_url)}: {why} (passgate check tells more)"
+        ) from None
+    return engine
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Any]:
+    """A session factory on the migrated database, for commands that only read and write rows."""
+    from passgate.db import make_sessionmaker
+
+    engine = _engine_migrated(settings)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _registry(settings: Settings) -> Iterator[Registry]:
+    """Everything `passgate serve` builds, for commands that go through the services (hashing, audit)."""
+    from passgate.bootstrap import build_registry
+
+    _engine_migrated(settings).dispose()
+    registry = build_registry(settings)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+@contextmanager
+def _unit(factory: Any) -> Iterator[Session]:
+    from passgate.auth.exceptions import NotFound
+    from passgate.console.exceptions import InvalidUser
+    from passgate.db import transaction
+
+    try:
+        with transaction(factory) as session:
+            yield session
+    except NotFound as exc:
+        hint = " (passgate client list shows them)" if exc.what == "client" else ""
+        raise CommandError(f"no {exc.what} {exc.ident!r}{hint}") from None
+    except InvalidUser as exc:
+        raise CommandError(exc.message if exc.field == "email" else str(exc)) from None
+
+
+def _actor() -> str:
+    """How the audit log names a change made from the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def _out(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
@@ -31,47 +125,95 @@ def _out(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
         print(human)
 
 
-def _engine_migrated(settings: Settings) -> Any:
-    from passgate.db import make_engine
-    from passgate.migrate import upgrade
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], empty: str) -> str:
+    """Rows as aligned columns under a header; `columns` are (key, header)."""
+    if not rows:
+        return empty
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, list):
+            return " ".join(map(str, value)) or "-"
+        return str(value).replace("\n", " ")
+
+    table = [[header.upper() for _, header in columns]] + [[cell(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table
+    )
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = _settings()
-    engine = _engine_migrated(settings)
-    engine.dispose()
-    _out(args, {"status": "ok"}, f"database is up to date ({_redact(settings.database_url)})")
-    return 0
+# -- serve, worker, migrate, demo, keys, check ------------------------------------------------------------
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts, so a taken port is said in one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is in use on {host}; choose another with --port"
+        elif exc.errno == errno.EACCES:
+            why = f"port {port} on {host} needs privileges this user lacks; choose one above 1023 with --port"
+        elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+            why = f"cannot listen on {host}: not an address of this machine; choose another with --host"
+        else:
+            why = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise CommandError(why, 2) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def default_public_url(host: str, port: int) -> str:
+    """The base of emailed links when PASSGATE_PUBLIC_URL is unset: where `serve` listens (loopback when it
+    listens on every address, since no one name is known for the machine)."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104  (a comparison, not a bind)
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if "public_url" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"public_url": default_public_url(args.host, args.port)})
+    sock = _listen(args.host, args.port)
+    # Imported once the settings and the port are known good: a refusal comes at once.
     import uvicorn
 
     from passgate.main import create_app
     from passgate.observability import configure_logging
 
-    settings = _settings()
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
-    settings.secret_key_list  # noqa: B018  (fail now, not on the first request, when secrets are missing)
     app = create_app(settings)
+    served = f"http://[{args.host}]:{args.port}" if ":" in args.host else f"http://{args.host}:{args.port}"
     print(
-        f"Passgate serving on http://{args.host}:{args.port}  (API docs: /docs"
+        f"Passgate serving on {served}  (API docs: /docs"
         + (", dev inbox: /dev/inbox" if settings.dev_inbox_enabled else "")
-        + f"; database: {_redact(settings.database_url)})",
+        + f"; database: {redact_url(settings.database_url)}"
+        + (f"; links in messages: {settings.public_url}" if settings.public_url != served else "")
+        + ")",
         file=sys.stderr,
         flush=True,
     )
     tune_gc()
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True
+    )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
     import asyncio
     import signal
 
@@ -79,14 +221,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from passgate.observability import configure_logging
     from passgate.worker import Worker
 
-    settings = _settings()
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
     registry = build_registry(settings)
     worker = Worker(registry, poll_interval=args.poll)
     tune_gc()
+    unset = "public_url" not in settings.model_fields_set
     print(
-        f"Passgate worker {registry.dispatcher.worker_id} running (Ctrl-C to stop)",
+        f"Passgate worker {registry.dispatcher.worker_id} running (Ctrl-C to stop); links in messages: "
+        f"{settings.public_url}" + (" (PASSGATE_PUBLIC_URL is unset)" if unset else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -110,33 +253,99 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    engine = _engine_migrated(settings)
+    engine.dispose()
+    _out(args, {"status": "ok"}, f"database is up to date ({redact_url(settings.database_url)})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from passgate.demo import run_demo
+    from passgate.demo import DemoFailed, run_demo
 
+    settings = _settings()
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    try:
+        result = run_demo(
+            settings,
+            data_dir,
+            say=(lambda _: None) if args.json else print,
+            own_server=args.own_server,
+        )
+    except DemoFailed as exc:
+        raise CommandError(f"demo: {exc}") from None
     if args.json:
-        result = run_demo(Path(args.data_dir) if args.data_dir else None, say=lambda _: None)
         print(json.dumps(result))
-    else:
-        result = run_demo(Path(args.data_dir) if args.data_dir else None)
     return 0 if result["status"] == "VERIFIED" else 1
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    key = generate_secret_key()
+    _out(args, {"secretKey": key}, key)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from passgate.doctor import FAIL, run_checks
+
+    settings = _settings()
+    checks = run_checks(settings, timeout=args.timeout)
+    failed = [c for c in checks if c.status == FAIL]
+    human = _table(
+        [c.view() for c in checks], [("name", "check"), ("status", "status"), ("detail", "detail")], ""
+    )
+    summary = (
+        f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed" if failed else "all checks passed"
+    )
+    _out(args, {"ok": not failed, "checks": [c.view() for c in checks]}, f"{human}\n{summary}")
+    return 1 if failed else 0
+
+
+# -- clients ---------------------------------------------------------------------------------------------
+
+CLIENT_COLUMNS = [
+    ("clientId", "client id"),
+    ("name", "name"),
+    ("country", "country"),
+    ("sandbox", "sandbox"),
+    ("activeKeys", "keys"),
+    ("consoleUsers", "users"),
+    ("disabledAt", "disabled"),
+    ("createdAt", "created"),
+]
+KEY_COLUMNS = [
+    ("keyId", "key id"),
+    ("clientId", "client id"),
+    ("name", "name"),
+    ("prefix", "prefix"),
+    ("scopes", "scopes"),
+    ("lastUsedAt", "last used"),
+    ("revokedAt", "revoked"),
+]
+USER_COLUMNS = [
+    ("email", "email"),
+    ("clientId", "client id"),
+    ("role", "role"),
+    ("lastSignInAt", "last sign-in"),
+    ("disabledAt", "disabled"),
+    ("userId", "user id"),
+]
 
 
 def cmd_client_create(args: argparse.Namespace) -> int:
     from passgate.auth.services import create_client
     from passgate.clock import SystemClock
-    from passgate.db import make_sessionmaker, transaction
 
     country = args.country.upper()
     if len(country) != 2 or not country.isalpha():
-        raise SystemExit("passgate: --country takes a two-letter ISO 3166 code, e.g. US")
+        raise CommandError("--country takes a two-letter ISO 3166 code, e.g. US")
     settings = _settings()
-    engine = _engine_migrated(settings)
-    with transaction(make_sessionmaker(engine)) as session:
+    with _database(settings) as sessions, _unit(sessions) as session:
         client = create_client(session, args.name, country, args.sandbox, SystemClock().now())
         cid = client.id
-    engine.dispose()
     _out(
         args,
         {"clientId": cid, "name": args.name, "country": country, "sandbox": args.sandbox},
@@ -146,27 +355,98 @@ def cmd_client_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_client_list(args: argparse.Namespace) -> int:
+    from passgate.operator import list_clients
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        items = list_clients(session)
+    _out(args, {"items": items}, _table(items, CLIENT_COLUMNS, "no clients yet (passgate client create)"))
+    return 0
+
+
+def cmd_client_show(args: argparse.Namespace) -> int:
+    from passgate.operator import show_client
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        view = show_client(session, args.client)
+    state = f"disabled since {view['disabledAt']}" if view["disabledAt"] else "active"
+    human = "\n".join(
+        [
+            f"{view['name']} ({view['clientId']}): {state}; country {view['country']}"
+            + (", sandbox" if view["sandbox"] else "")
+            + f"; created {view['createdAt']}",
+            "",
+            "API keys:",
+            _table(view["apiKeys"], KEY_COLUMNS, "  none"),
+            "",
+            "Console users:",
+            _table(view["users"], USER_COLUMNS, "  none"),
+            "",
+            "Webhook endpoints:",
+            _table(
+                view["webhookEndpoints"],
+                [
+                    ("id", "endpoint id"),
+                    ("url", "url"),
+                    ("enabled", "enabled"),
+                    ("signatureScheme", "scheme"),
+                ],
+                "  none",
+            ),
+            "",
+            "Messages: " + ", ".join(f"{n} {s}" for s, n in view["messages"].items()),
+        ]
+    )
+    _out(args, view, human)
+    return 0
+
+
+def _client_disabled(args: argparse.Namespace, disabled: bool) -> int:
+    from passgate.audit.services import record as audit
+    from passgate.clock import SystemClock
+    from passgate.operator import set_client_disabled
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        now = SystemClock().now()
+        view = set_client_disabled(session, args.client, disabled, now)
+        action = "client.disabled" if disabled else "client.enabled"
+        audit(session, args.client, _actor(), action, args.client, now)
+    if disabled:
+        human = (
+            f"Client {args.client} disabled: no new tokens, tokens already issued refused within "
+            "PASSGATE_KEY_CACHE_SECONDS, no console sign-in. Undo with: passgate client enable "
+            f"{args.client}"
+        )
+    else:
+        human = f"Client {args.client} enabled again."
+    _out(args, view, human)
+    return 0
+
+
+def cmd_client_disable(args: argparse.Namespace) -> int:
+    return _client_disabled(args, True)
+
+
+def cmd_client_enable(args: argparse.Namespace) -> int:
+    return _client_disabled(args, False)
+
+
+# -- API keys --------------------------------------------------------------------------------------------
+
+
 def cmd_apikey_create(args: argparse.Namespace) -> int:
-    from passgate.auth.exceptions import NotFound, TooManyKeys
+    from passgate.auth.exceptions import TooManyKeys
     from passgate.auth.services import create_api_key
     from passgate.clock import SystemClock
-    from passgate.db import make_sessionmaker, transaction
 
     settings = _settings()
-    engine = _engine_migrated(settings)
     scopes = ["admin"] if args.scope == "admin" else []
     try:
-        with transaction(make_sessionmaker(engine)) as session:
+        with _database(settings) as sessions, _unit(sessions) as session:
             created = create_api_key(session, args.client, scopes, SystemClock().now(), name=args.name)
             secret, key_id, granted = created.secret, created.key.id, created.key.scopes.split()
-    except NotFound:
-        raise SystemExit(
-            f"passgate: no client {args.client!r} (create one with: passgate client create)"
-        ) from None
     except TooManyKeys as exc:
-        raise SystemExit(f"passgate: {exc}") from None
-    finally:
-        engine.dispose()
+        raise CommandError(f"{exc} (revoke one with: passgate apikey revoke KEY_ID)") from None
     _out(
         args,
         {"apiKey": secret, "keyId": key_id, "clientId": args.client, "scopes": granted},
@@ -175,31 +455,227 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apikey_list(args: argparse.Namespace) -> int:
+    from passgate.operator import list_keys
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        items = list_keys(session, args.client)
+    _out(args, {"items": items}, _table(items, KEY_COLUMNS, "no API keys"))
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    from passgate.audit.services import record as audit
+    from passgate.auth.services import revoke_api_key
+    from passgate.clock import SystemClock
+    from passgate.operator import get_key, key_view
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        key = get_key(session, args.key_id)
+        now = SystemClock().now()
+        was_active = key.revoked_at is None
+        revoke_api_key(session, key.client_id, key.id, now)
+        if was_active:
+            audit(session, key.client_id, _actor(), "apikey.revoked", key.id, now)
+        view = key_view(key)
+    human = (
+        f"Key {view['keyId']} of client {view['clientId']} revoked: its tokens stop working within "
+        "PASSGATE_KEY_CACHE_SECONDS."
+        if was_active
+        else f"Key {view['keyId']} was already revoked ({view['revokedAt']})."
+    )
+    _out(args, view, human)
+    return 0
+
+
+# -- console users ---------------------------------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        # One line; a trailing newline from `echo` or a file is not part of the password.
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for the password; use --password-stdin")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise CommandError("the passwords differ")
+    return first
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from passgate.console.exceptions import InvalidUser, UserExists
+    from passgate.console.routes.common import auth_service
+    from passgate.db import transaction
+
+    settings = _settings()
+    password = _read_password(args)
+    with _registry(settings) as registry:
+        try:
+            with transaction(registry.sessions) as session:
+                user = auth_service(registry).create_user(
+                    session, args.client, args.email, password, args.role, registry.clock.now()
+                )
+                user_id, email = user.id, user.email
+        except (InvalidUser, UserExists) as exc:
+            raise CommandError(str(exc)) from None
+    _out(
+        args,
+        {"userId": user_id, "email": email, "clientId": args.client, "role": args.role},
+        f"Created console user {email} ({args.role}) for client {args.client}: userId {user_id}\n"
+        f"Sign in at {settings.public_url}/console",
+    )
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from passgate.operator import list_users
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        items = list_users(session, args.client)
+    _out(args, {"items": items}, _table(items, USER_COLUMNS, "no console users (passgate user create)"))
+    return 0
+
+
+def _change_user(
+    args: argparse.Namespace, change: Callable[[Any, Session, Any, Any], str], action: str
+) -> dict[str, Any]:
+    """Find the user by email, apply `change` (which returns the audit details' note), record it."""
+    from passgate.audit.services import record as audit
+    from passgate.console.routes.common import auth_service
+    from passgate.operator import user_view
+
+    settings = _settings()
+    password = _read_password(args) if action == "console_user.password_reset" else None
+    with _registry(settings) as registry, _unit(registry.sessions) as session:
+        auth = auth_service(registry)
+        user = auth.user_by_email(session, args.email)
+        now = registry.clock.now()
+        note = change(auth, session, user, password)
+        audit(session, user.client_id, _actor(), action, user.email, now, {"note": note} if note else None)
+        return {**user_view(user), "note": note}
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    def change(auth: Any, session: Session, user: Any, _: Any) -> str:
+        ended = auth.set_disabled(session, user, True, auth.clock.now())
+        return f"{ended} signed-in session{'s' if ended != 1 else ''} ended"
+
+    view = _change_user(args, change, "console_user.disabled")
+    _out(args, view, f"Console user {view['email']} disabled; {view['note']}.")
+    return 0
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    def change(auth: Any, session: Session, user: Any, _: Any) -> str:
+        auth.set_disabled(session, user, False, auth.clock.now())
+        return ""
+
+    view = _change_user(args, change, "console_user.enabled")
+    _out(args, view, f"Console user {view['email']} enabled again.")
+    return 0
+
+
+def cmd_user_reset_password(args: argparse.Namespace) -> int:
+    def change(auth: Any, session: Session, user: Any, password: Any) -> str:
+        ended = auth.set_password(session, user, password, auth.clock.now())
+        return f"{ended} signed-in session{'s' if ended != 1 else ''} ended"
+
+    view = _change_user(args, change, "console_user.password_reset")
+    _out(args, view, f"New password set for {view['email']}; {view['note']}.")
+    return 0
+
+
+def cmd_user_role(args: argparse.Namespace) -> int:
+    def change(auth: Any, session: Session, user: Any, _: Any) -> str:
+        before = user.role
+        auth.set_role(session, user, args.role, auth.clock.now())
+        return f"{before} -> {args.role}"
+
+    view = _change_user(args, change, "console_user.role_changed")
+    _out(args, view, f"{view['email']} is now {view['role']} ({view['note']}).")
+    return 0
+
+
+# -- destinations, messages, webhooks --------------------------------------------------------------------
+
+
+def cmd_destination_unlock(args: argparse.Namespace) -> int:
+    from passgate.audit.services import record as audit
+    from passgate.mfa.exceptions import InvalidDestination
+    from passgate.operator import get_client
+
+    channel, value = ("EMAIL", args.email) if args.email is not None else ("SMS", args.phone)
+    with _registry(_settings()) as registry, _unit(registry.sessions) as session:
+        get_client(session, args.client)
+        try:
+            result = registry.mfa.unlock_destination(session, args.client, channel, value)
+        except InvalidDestination as exc:
+            raise CommandError(f"--{'email' if channel == 'EMAIL' else 'phone'}: {exc}") from None
+        audit(
+            session,
+            args.client,
+            _actor(),
+            "destination.unlocked",
+            result.masked,
+            registry.clock.now(),
+            {"channel": result.channel, "failures": result.failures, "locked": result.locked},
+        )
+    view = {**result.view(), "clientId": args.client}
+    if view["cleared"]:
+        human = (
+            f"{result.masked} unlocked for client {args.client}: {result.failures} consecutive failures"
+            + (" and the lock cleared." if result.locked else " cleared.")
+        )
+    else:
+        human = f"{result.masked} had no failures to clear for client {args.client}."
+    _out(args, view, human)
+    return 0
+
+
+def cmd_messages_list(args: argparse.Namespace) -> int:
+    from passgate.operator import list_messages
+
+    with _database(_settings()) as sessions, _unit(sessions) as session:
+        items = list_messages(session, args.client, args.status, args.limit)
+    columns = [
+        ("messageId", "message id"),
+        ("clientId", "client id"),
+        ("channel", "channel"),
+        ("destination", "to"),
+        ("template", "template"),
+        ("status", "status"),
+        ("attempts", "tries"),
+        ("lastError", "last error"),
+        ("createdAt", "created"),
+    ]
+    _out(args, {"items": items}, _table(items, columns, "no messages"))
+    return 0
+
+
+def _webhooks_service(registry: Registry) -> Any:
+    from passgate.webhooks.services import WebhookService
+
+    service = registry.extras["webhooks"]
+    assert isinstance(service, WebhookService)
+    return service
+
+
 def cmd_webhooks_rotate_key(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from passgate.auth.models import Client
-    from passgate.bootstrap import build_registry
-    from passgate.db import transaction
-    from passgate.webhooks.services import WebhookService, public_key_view
+    from passgate.webhooks.services import public_key_view
 
     if args.overlap is not None and not 0 <= args.overlap <= 7 * 86400:
-        raise SystemExit("passgate: --overlap takes 0 to 604800 seconds")
-    settings = _settings()
-    _engine_migrated(settings).dispose()
-    registry = build_registry(settings)
-    service = registry.extras["webhooks"]
-    assert isinstance(service, WebhookService)
-    overlap = None if args.overlap is None else timedelta(seconds=args.overlap)
-    try:
-        with transaction(registry.sessions) as session:
-            if session.get(Client, args.client) is None:
-                raise SystemExit(
-                    f"passgate: no client {args.client!r} (create one with: passgate client create)"
-                )
+        raise CommandError("--overlap takes 0 to 604800 seconds")
+    from passgate.operator import get_client
+
+    with _registry(_settings()) as registry:
+        service = _webhooks_service(registry)
+        overlap = None if args.overlap is None else timedelta(seconds=args.overlap)
+        with _unit(registry.sessions) as session:
+            get_client(session, args.client)
             keys, used = service.rotate_key(session, args.client, overlap)
-    finally:
-        registry.close()
     view = {**public_key_view(keys), "overlapSeconds": int(used.total_seconds()), "clientId": args.client}
     old = ", ".join(f"{k['keyId']} until {k['validUntil']}" for k in view["previous"]) or "none"
     _out(
@@ -212,54 +688,154 @@ def cmd_webhooks_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        # One line; a trailing newline from `echo` or a file is not part of the password.
-        return sys.stdin.readline().rstrip("\r\n")
-    import getpass
+def cmd_webhooks_deliveries(args: argparse.Namespace) -> int:
+    from passgate.operator import get_client
+    from passgate.webhooks.exceptions import EndpointNotFound
+    from passgate.webhooks.services import delivery_view
 
-    if not sys.stdin.isatty():
-        raise SystemExit("passgate: no terminal to ask for the password; use --password-stdin")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Password again: "):
-        raise SystemExit("passgate: the passwords differ")
-    return first
-
-
-def cmd_user_create(args: argparse.Namespace) -> int:
-    from passgate.bootstrap import build_registry
-    from passgate.console.exceptions import InvalidUser, UserExists
-    from passgate.console.routes.common import auth_service
-    from passgate.db import transaction
-
-    password = _read_password(args)
-    settings = _settings()
-    _engine_migrated(settings).dispose()
-    registry = build_registry(settings)
-    try:
-        with transaction(registry.sessions) as session:
-            user = auth_service(registry).create_user(
-                session, args.client, args.email, password, args.role, registry.clock.now()
+    with _registry(_settings()) as registry:
+        service = _webhooks_service(registry)
+        with _unit(registry.sessions) as session:
+            get_client(session, args.client)
+            endpoints = (
+                [args.endpoint]
+                if args.endpoint
+                else [e.id for e in service.list_endpoints(session, args.client)]
             )
-            user_id, email = user.id, user.email
-    except (InvalidUser, UserExists) as exc:
-        raise SystemExit(f"passgate: {exc}") from None
-    finally:
-        registry.close()
+            items: list[dict[str, Any]] = []
+            for endpoint_id in endpoints:
+                try:
+                    rows = service.deliveries(
+                        session, args.client, endpoint_id, status=args.status, limit=args.limit
+                    )
+                except EndpointNotFound:
+                    raise CommandError(
+                        f"no webhook endpoint {endpoint_id!r} for client {args.client} "
+                        f"(passgate client show {args.client} lists them)"
+                    ) from None
+                items += [{**delivery_view(d, e, a), "endpointId": endpoint_id} for d, e, a in rows]
+    items.sort(key=lambda d: d["createdAt"] or "", reverse=True)
+    items = items[: args.limit]
+    columns = [
+        ("id", "delivery id"),
+        ("endpointId", "endpoint id"),
+        ("eventType", "event"),
+        ("eventId", "event id"),
+        ("status", "status"),
+        ("attemptCount", "tries"),
+        ("lastStatusCode", "last code"),
+        ("lastError", "last error"),
+        ("createdAt", "created"),
+    ]
+    _out(args, {"items": items}, _table(items, columns, "no deliveries"))
+    return 0
+
+
+def cmd_webhooks_replay(args: argparse.Namespace) -> int:
+    from passgate.audit.services import record as audit
+    from passgate.operator import get_client
+    from passgate.webhooks.exceptions import EndpointDisabled, EndpointNotFound, EventNotFound
+
+    with _registry(_settings()) as registry:
+        service = _webhooks_service(registry)
+        try:
+            with _unit(registry.sessions) as session:
+                get_client(session, args.client)
+                count = service.replay(session, args.client, args.endpoint, args.event)
+                audit(
+                    session,
+                    args.client,
+                    _actor(),
+                    "webhook.replayed",
+                    args.endpoint,
+                    registry.clock.now(),
+                    {"eventId": args.event, "count": count},
+                )
+        except EndpointNotFound:
+            raise CommandError(f"no webhook endpoint {args.endpoint!r} for client {args.client}") from None
+        except EventNotFound:
+            raise CommandError(f"no event {args.event!r} was sent to endpoint {args.endpoint}") from None
+        except EndpointDisabled:
+            raise CommandError(f"endpoint {args.endpoint} is disabled; enable it first") from None
+    what = f"event {args.event}" if args.event else "every FAILED delivery"
     _out(
         args,
-        {"userId": user_id, "email": email, "clientId": args.client, "role": args.role},
-        f"Created console user {email} ({args.role}) for client {args.client}: userId {user_id}\n"
-        f"Sign in at {settings.public_url}/console",
+        {"replayed": count, "endpointId": args.endpoint, "clientId": args.client},
+        f"{count} deliver{'y' if count == 1 else 'ies'} queued again ({what}); the workers send "
+        f"{'it' if count == 1 else 'them'} with the usual retries.",
     )
     return 0
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+# -- the parser ------------------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
+    return port
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be 1 to 10000")
+    return value
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 120:
+        raise argparse.ArgumentTypeError("must be 0.1 to 120 seconds")
+    return value
+
+
+class _Commands:
+    """Adds commands (and groups of them) with the description, example and `--json` each one has."""
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+
+    def add(
+        self,
+        name: str,
+        fn: Callable[[argparse.Namespace], int],
+        help_: str,
+        desc: str,
+        example: str,
+        json_flag: bool = True,
+        aliases: Sequence[str] = (),
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = self.sub.add_parser(
+            name,
+            help=help_,
+            description=desc,
+            epilog=f"example:\n  {example}\n\n{EPILOG}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            aliases=list(aliases),
+        )
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+        p.set_defaults(func=fn)
+        return p
+
+    def group(self, name: str, help_: str, desc: str) -> _Commands:
+        p = self.sub.add_parser(
+            name, help=help_, description=desc, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        inner = p.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+        inner.required = True
+        return _Commands(inner)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,75 +847,95 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    top = _Commands(sub)
 
-    def add(
-        name: str, fn: Callable[[argparse.Namespace], int], help_: str, desc: str, json_flag: bool = True
-    ) -> Any:
-        p = sub.add_parser(
-            name,
-            help=help_,
-            description=desc,
-            epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        if json_flag:
-            p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-        p.set_defaults(func=fn)
-        return p
-
-    p = add(
+    p = top.add(
         "serve",
         cmd_serve,
         "run the API (and, by default, the workers) in one process",
-        "Apply migrations, then serve the API. With PASSGATE_WORKERS_IN_PROCESS=true (the default) the\n"
-        "message and webhook workers run inside this process too.",
+        "Check the settings, take the port, apply migrations, then serve the API. With\n"
+        "PASSGATE_WORKERS_IN_PROCESS=true (the default) the message and webhook workers run inside this\n"
+        "process too. Links in messages start with PASSGATE_PUBLIC_URL, or, when it is unset, with the\n"
+        "address served here.",
+        "passgate serve --host 127.0.0.1 --port 8031",
         json_flag=False,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
 
-    p = add(
-        "demo",
-        cmd_demo,
-        "run a whole challenge end to end against the dev inbox",
-        "On a fresh data folder: create a client, post a login that is challenged, read the email in the\n"
-        "dev inbox, open and confirm its link, and print each step until the session is VERIFIED.",
-    )
-    p.add_argument(
-        "--data-dir", default=None, help="folder for the demo's database (default: a new temp folder)"
-    )
-
-    p = add(
+    p = top.add(
         "worker",
         cmd_worker,
         "run only the delivery workers (any number of them, on any machine)",
         "Send queued messages and webhook events, and expire sessions on time. Run as many as you like\n"
-        "against PostgreSQL; they share the work (FOR UPDATE SKIP LOCKED). SIGTERM stops it cleanly.",
+        "against PostgreSQL; they share the work (FOR UPDATE SKIP LOCKED). SIGTERM stops it cleanly.\n"
+        "Set PASSGATE_PUBLIC_URL: the worker writes the links in messages.",
+        "PASSGATE_WORKERS_IN_PROCESS=false passgate serve & PASSGATE_PUBLIC_URL=http://127.0.0.1:8000 "
+        "passgate worker",
         json_flag=False,
     )
     p.add_argument(
         "--poll", type=float, default=0.25, help="seconds between looks for new work (default 0.25)"
     )
 
-    add(
+    top.add(
         "migrate",
         cmd_migrate,
         "create or upgrade the database schema",
-        "Apply every pending migration to PASSGATE_DATABASE_URL.",
+        "Apply every pending migration to PASSGATE_DATABASE_URL (serve and worker do it on start too).",
+        "PASSGATE_DATABASE_URL=postgresql://passgate@db/passgate passgate migrate",
     )
 
-    client = sub.add_parser(
-        "client", help="manage clients (tenants)", description="Manage clients (tenants)."
+    p = top.add(
+        "demo",
+        cmd_demo,
+        "run a whole challenge end to end against the dev inbox",
+        "Create a client, post a login that is challenged, read the email in the dev inbox, open and\n"
+        "confirm its link, and print each step until the session is VERIFIED. When a Passgate with a dev\n"
+        "inbox answers at PASSGATE_PUBLIC_URL (e.g. `make run` in another terminal) the demo uses it and\n"
+        "its database; otherwise it starts its own on a free port, in a temporary folder removed at the end.",
+        "passgate demo --json",
     )
-    csub = client.add_subparsers(dest="client_command", metavar="ACTION")
-    csub.required = True
-    p = csub.add_parser(
+    p.add_argument(
+        "--data-dir", default=None, help="keep the demo's own server's database here (default: a temp folder)"
+    )
+    p.add_argument(
+        "--own-server", action="store_true", help="start a server of its own even when one answers"
+    )
+
+    p = top.add(
+        "check",
+        cmd_check,
+        "check the database, Redis, SMTP, SMS providers and the public URL",
+        "Check what the settings name, without sending anything: the database answers and its migrations\n"
+        "are current; Redis answers PING; the SMTP relay accepts a connection, EHLO, STARTTLS and AUTH\n"
+        "(no mail is sent); the SMS providers' settings make sense and an HTTP gateway accepts a\n"
+        "connection (no message is sent); the public URL is well-formed and, on this machine, answers\n"
+        "/healthz. Prints a table; exits 1 when a check fails, 2 when a setting is invalid.",
+        "passgate check --json",
+        aliases=("doctor",),
+    )
+    p.add_argument("--timeout", type=_timeout, default=5.0, help="seconds each check may take (default 5)")
+
+    keys = top.group("keys", "secret keys", "Secret keys for PASSGATE_SECRET_KEYS.")
+    keys.add(
+        "generate",
+        cmd_keys_generate,
+        "print a new random secret key",
+        "Print a new secret key for PASSGATE_SECRET_KEYS: 64 URL-safe characters (384 random bits);\n"
+        f"the minimum is {MIN_SECRET_KEY_LENGTH} characters. To rotate, put the new key first and keep the old ones after it,\n"
+        "comma-separated, until what they signed has expired.",
+        'export PASSGATE_SECRET_KEYS="$(passgate keys generate),$PASSGATE_SECRET_KEYS"',
+    )
+
+    client = top.group("client", "manage clients (tenants)", "Manage clients (tenants).")
+    p = client.add(
         "create",
-        help="create a client with the default policy sets",
-        description="Create a client (a business using Passgate) with published default policy\n"
+        cmd_client_create,
+        "create a client with the default policy sets",
+        "Create a client (a business using Passgate) with published default policy\n"
         "sets: allow known devices, challenge new ones.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: passgate client create --name 'Acme Shop' --country GB --json",
+        "passgate client create --name 'Acme Shop' --country GB --json",
     )
     p.add_argument("--name", required=True, help="the business's name, shown in messages by default")
     p.add_argument(
@@ -348,17 +944,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sandbox", action="store_true", help="test client: magic destinations, nothing sent outside"
     )
-    p.add_argument("--json", action="store_true", help='print {"clientId": …}')
-    p.set_defaults(func=cmd_client_create)
+    client.add(
+        "list",
+        cmd_client_list,
+        "list every client",
+        "List every client with its active API keys, console users and state.",
+        "passgate client list --json",
+    )
+    p = client.add(
+        "show",
+        cmd_client_show,
+        "show one client: keys, console users, webhook endpoints, messages",
+        "Show one client with its API keys (never their secrets), console users, webhook endpoints and\n"
+        "its messages counted by status.",
+        "passgate client show cl_0123abcd",
+    )
+    p.add_argument("client", metavar="CLIENT_ID", help="the client id (passgate client list)")
+    p = client.add(
+        "disable",
+        cmd_client_disable,
+        "stop a client: no tokens, no console",
+        "Disable a client: its API keys get no new tokens, tokens already issued are refused within\n"
+        "PASSGATE_KEY_CACHE_SECONDS, and its console users cannot sign in. Nothing is deleted; challenges\n"
+        "already started finish. Recorded in the client's audit log.",
+        "passgate client disable cl_0123abcd",
+    )
+    p.add_argument("client", metavar="CLIENT_ID", help="the client id")
+    p = client.add(
+        "enable",
+        cmd_client_enable,
+        "undo client disable",
+        "Enable a disabled client again.",
+        "passgate client enable cl_0123abcd",
+    )
+    p.add_argument("client", metavar="CLIENT_ID", help="the client id")
 
-    apikey = sub.add_parser("apikey", help="manage API keys", description="Manage API keys.")
-    asub = apikey.add_subparsers(dest="apikey_command", metavar="ACTION")
-    asub.required = True
-    p = asub.add_parser(
+    apikey = top.group("apikey", "manage API keys", "Manage API keys.")
+    p = apikey.add(
         "create",
-        help="create an API key (shown once)",
-        description="Create an API key for a client. A client has at most 2 active keys.",
-        epilog="example: passgate apikey create --client cl_0123abcd --scope admin --json",
+        cmd_apikey_create,
+        "create an API key (shown once)",
+        "Create an API key for a client. A client has at most 2 active keys.",
+        "passgate apikey create --client cl_0123abcd --scope admin --json",
     )
     p.add_argument("--client", required=True, help="the client id (from `passgate client create`)")
     p.add_argument(
@@ -368,39 +995,122 @@ def build_parser() -> argparse.ArgumentParser:
         help="admin also allows the management API (default k1_integration_api)",
     )
     p.add_argument("--name", default=None, help="a label to recognise the key by")
-    p.add_argument("--json", action="store_true", help='print {"apiKey": …}')
-    p.set_defaults(func=cmd_apikey_create)
+    p = apikey.add(
+        "list",
+        cmd_apikey_list,
+        "list API keys (never their secrets)",
+        "List API keys, active and revoked, of one client or of all: id, name, first characters, scopes,\n"
+        "last use.",
+        "passgate apikey list --client cl_0123abcd",
+    )
+    p.add_argument("--client", default=None, help="only this client's keys")
+    p = apikey.add(
+        "revoke",
+        cmd_apikey_revoke,
+        "revoke an API key",
+        "Revoke an API key: no new tokens; its tokens stop working within PASSGATE_KEY_CACHE_SECONDS.\n"
+        "Recorded in the client's audit log.",
+        "passgate apikey revoke key_0123456789abcdef",
+    )
+    p.add_argument("key_id", metavar="KEY_ID", help="the key id (passgate apikey list)")
 
-    user = sub.add_parser("user", help="manage console users", description="Manage console users.")
-    usub = user.add_subparsers(dest="user_command", metavar="ACTION")
-    usub.required = True
-    p = usub.add_parser(
+    user = top.group("user", "manage console users", "Manage console users (people who sign in at /console).")
+    p = user.add(
         "create",
-        help="create a console user (sign-in at /console)",
-        description="Create a person who signs in to the web console for one client. Roles: viewer reads;\n"
+        cmd_user_create,
+        "create a console user (sign-in at /console)",
+        "Create a person who signs in to the web console for one client. Roles: viewer reads;\n"
         "analyst also edits policies, lists and templates; owner also manages keys, webhooks, settings\n"
         "and branding. The password (12 characters or more) is read from a prompt or from standard input.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='example: echo "$PASSWORD" | passgate user create --client cl_0123abcd '
+        'echo "$PASSWORD" | passgate user create --client cl_0123abcd '
         "--email ana@acme.example --role owner --password-stdin --json",
     )
     p.add_argument("--client", required=True, help="the client id (from `passgate client create`)")
     p.add_argument("--email", required=True, help="the person's email address (unique across clients)")
     p.add_argument("--role", required=True, choices=["owner", "analyst", "viewer"], help="what they may do")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p.add_argument("--json", action="store_true", help='print {"userId": …}')
-    p.set_defaults(func=cmd_user_create)
+    p = user.add(
+        "list",
+        cmd_user_list,
+        "list console users",
+        "List console users of one client or of all, with role, last sign-in and state.",
+        "passgate user list --client cl_0123abcd",
+    )
+    p.add_argument("--client", default=None, help="only this client's users")
+    for name, fn, help_, desc in (
+        (
+            "disable",
+            cmd_user_disable,
+            "stop a console user from signing in",
+            "Disable a console user and sign out every browser signed in as them. Recorded in the audit log.",
+        ),
+        ("enable", cmd_user_enable, "undo user disable", "Let a disabled console user sign in again."),
+    ):
+        p = user.add(name, fn, help_, desc, f"passgate user {name} ana@acme.example")
+        p.add_argument("email", metavar="EMAIL", help="the user's email address")
+    p = user.add(
+        "reset-password",
+        cmd_user_reset_password,
+        "set a new password for a console user",
+        "Set a new password (12 characters or more, from a prompt or standard input) and sign out every\n"
+        "browser signed in as the user. Recorded in the audit log.",
+        "printf '%s\\n' \"$NEW_PASSWORD\" | passgate user reset-password ana@acme.example --password-stdin",
+    )
+    p.add_argument("email", metavar="EMAIL", help="the user's email address")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p = user.add(
+        "role",
+        cmd_user_role,
+        "change a console user's role",
+        "Change what a console user may do: viewer reads; analyst also edits policies, lists and\n"
+        "templates; owner also manages keys, webhooks, settings and branding. Takes effect on their next\n"
+        "page. Recorded in the audit log.",
+        "passgate user role ana@acme.example analyst",
+    )
+    p.add_argument("email", metavar="EMAIL", help="the user's email address")
+    p.add_argument("role", choices=["owner", "analyst", "viewer"], help="the new role")
 
-    webhooks = sub.add_parser("webhooks", help="manage webhooks", description="Manage webhooks.")
-    wsub = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION")
-    wsub.required = True
-    p = wsub.add_parser(
+    destination = top.group(
+        "destination", "act on one email address or phone number", "Act on one destination of a client."
+    )
+    p = destination.add(
+        "unlock",
+        cmd_destination_unlock,
+        "clear a destination's failure counter and lock",
+        "After 10 consecutive failed verifications of one email address or phone number the next try\n"
+        "waits (30 s, doubling up to 1 h); after 100 the destination is locked and new challenges to it\n"
+        "answer RATE_LIMITED. This clears the failures, the wait and the lock for one client (the value is\n"
+        "normalised and hashed as challenges do), and records it in the client's audit log. The API has\n"
+        "the same: POST /manage/v1/destinations/unlock; the console has it on its MFA settings page.",
+        "passgate destination unlock --client cl_0123abcd --email jo@example.com",
+    )
+    p.add_argument("--client", required=True, help="the client id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--email", help="the email address")
+    which.add_argument("--phone", help="the phone number, E.164 (+15551234567)")
+
+    messages = top.group("messages", "look at the outbox", "Look at the outbox of emails and SMS.")
+    p = messages.add(
+        "list",
+        cmd_messages_list,
+        "list outbox messages, newest first",
+        "List emails and SMS in the outbox, newest first, with their status, tries and last error;\n"
+        "destinations are masked. QUEUED waits for a worker (or a retry), SENDING is being sent, SENT was\n"
+        "accepted by the provider, FAILED was given up.",
+        "passgate messages list --status FAILED --limit 20",
+    )
+    p.add_argument("--client", default=None, help="only this client's messages")
+    p.add_argument("--status", choices=["QUEUED", "SENDING", "SENT", "FAILED"], type=str.upper, default=None)
+    p.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
+
+    webhooks = top.group("webhooks", "manage webhooks", "Manage webhooks.")
+    p = webhooks.add(
         "rotate-key",
-        help="sign kount-rsa-pss webhooks with a new RSA key",
-        description="Make a new RSA key sign the client's kount-rsa-pss webhooks from now on. The previous\n"
+        cmd_webhooks_rotate_key,
+        "sign kount-rsa-pss webhooks with a new RSA key",
+        "Make a new RSA key sign the client's kount-rsa-pss webhooks from now on. The previous\n"
         "key stays published and valid for the overlap, so receivers can fetch the new one meanwhile.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: passgate webhooks rotate-key --client cl_0123abcd --overlap 86400 --json",
+        "passgate webhooks rotate-key --client cl_0123abcd --overlap 86400 --json",
     )
     p.add_argument("--client", required=True, help="the client id")
     p.add_argument(
@@ -409,15 +1119,56 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds the previous key stays valid (default PASSGATE_WEBHOOK_KEY_OVERLAP_SECONDS, 86400)",
     )
-    p.add_argument("--json", action="store_true", help='print {"publicKey", "previous", "overlapSeconds"}')
-    p.set_defaults(func=cmd_webhooks_rotate_key)
+    p = webhooks.add(
+        "deliveries",
+        cmd_webhooks_deliveries,
+        "list webhook deliveries with their tries",
+        "List a client's webhook deliveries, newest first, of one endpoint or all: event, status, tries,\n"
+        "last HTTP status and error. --json adds every try and the payload.",
+        "passgate webhooks deliveries --client cl_0123abcd --status FAILED",
+    )
+    p.add_argument("--client", required=True, help="the client id")
+    p.add_argument("--endpoint", default=None, help="only this endpoint (passgate client show lists them)")
+    p.add_argument("--status", choices=["PENDING", "SENDING", "DELIVERED", "FAILED"], type=str.upper)
+    p.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
+    p = webhooks.add(
+        "replay",
+        cmd_webhooks_replay,
+        "send webhook events again",
+        "Queue one event again for an endpoint (--event), whatever its state, or every FAILED delivery of\n"
+        "the endpoint. The workers send them with the usual retries. Recorded in the audit log.",
+        "passgate webhooks replay --client cl_0123abcd --endpoint 0190… --event 0190…",
+    )
+    p.add_argument("--client", required=True, help="the client id")
+    p.add_argument("--endpoint", required=True, help="the endpoint id")
+    p.add_argument("--event", default=None, help="only this event (default: every FAILED delivery)")
     return parser
+
+
+def _quiet_stdout() -> None:
+    # Whatever is still buffered for the reader that left must not fail again at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()
+        return code
+    except InvalidConfiguration as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"passgate: {exc.args[0]}", file=sys.stderr)
+        return int(exc.args[1]) if len(exc.args) > 1 else 1
+    except BrokenPipeError:
+        # The reader went away (`passgate client list --json | head -c1`): nothing more to say to it.
+        _quiet_stdout()
+        return 1
 
 
 if __name__ == "__main__":

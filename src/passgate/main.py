@@ -18,6 +18,7 @@ from passgate.api import (
     links,
     manage_audit,
     manage_branding,
+    manage_destinations,
     manage_keys,
     manage_lists,
     manage_policy,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         manage_lists,
         manage_audit,
         manage_webhooks,
+        manage_destinations,
         events,
         ops,
     ):

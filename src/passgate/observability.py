@@ -50,6 +50,9 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # uvicorn's access log prints raw paths (which may hold link tokens); ours logs route templates.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic announces each of its autogenerate plugins at INFO on every start: noise before the banner
+    # (and before a one-line refusal), nothing an operator acts on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

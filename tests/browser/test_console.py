@@ -383,6 +383,13 @@ def test_webhooks_keys_settings_branding(
     page.get_by_role("button", name="Save settings").click()
     expect(page.locator("#st-otpLength-error")).to_be_visible()
     a11y(page, axe_source, "settings")
+    page.get_by_label(re.compile("Email address or phone number")).fill("jo@example.com")
+    page.get_by_role("button", name="Unlock", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("had no failures to clear")
+    page.get_by_label(re.compile("Email address or phone number")).fill("12")
+    page.get_by_role("button", name="Unlock", exact=True).click()
+    expect(page.locator("#ul-destination-error")).to_be_visible()
+    a11y(page, axe_source, "settings-unlock")
 
     page.get_by_role("link", name="Branding").click()
     page.get_by_label("Company name").fill("Owner Co Bank")

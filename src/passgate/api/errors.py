@@ -32,6 +32,7 @@ from passgate.messaging.exceptions import (
     Unprocessable,
 )
 from passgate.mfa.exceptions import (
+    InvalidDestination,
     SendLimitReached,
     SendRateLimited,
     SessionClosed,
@@ -196,6 +197,7 @@ RULES: dict[type[Exception], Rule] = {
     EndpointDisabled: Rule(409, "Endpoint disabled", "endpoint-disabled"),
     WrongSignatureScheme: Rule(409, "Wrong signature scheme", "wrong-signature-scheme"),
     TooManyEndpoints: Rule(409, "Too many webhook endpoints", "too-many-endpoints"),
+    InvalidDestination: Rule(400, "Invalid request", "validation"),
     ImportTooLarge: Rule(413, "Payload too large", "too-large", field="entries"),
     SendLimitReached: Rule(429, "Send limit reached", "send-limit"),
     SendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
@@ -206,12 +208,13 @@ RULES: dict[type[Exception], Rule] = {
 def _by_rule(rule: Rule) -> Any:
     async def handler(_: Request, exc: Exception) -> JSONResponse:
         detail = str(exc)
+        field = rule.field or getattr(exc, "field", None)
         return problem(
             rule.status,
             rule.title,
             detail,
             slug=rule.slug,
-            errors=[{"field": rule.field, "message": detail}] if rule.field else None,
+            errors=[{"field": field, "message": detail}] if field else None,
             headers={"Retry-After": str(getattr(exc, "retry_after", 1))} if rule.retry_after else None,
         )
 

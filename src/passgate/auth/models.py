@@ -18,6 +18,8 @@ class Client(Base):
     country: Mapped[str] = mapped_column(String(2))
     sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by `passgate client disable`: no new tokens, existing ones refused, no console sign-in.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ApiKey(Base):

@@ -111,17 +111,22 @@ def grant_client_credentials(
     requested_scope: str | None,
     now: datetime,
 ) -> IssuedToken:
-    keys = session.scalars(
-        select(ApiKey).where(ApiKey.client_id == client_id, ApiKey.revoked_at.is_(None))
+    rows = session.execute(
+        select(ApiKey, Client.disabled_at)
+        .join(Client, Client.id == ApiKey.client_id)
+        .where(ApiKey.client_id == client_id, ApiKey.revoked_at.is_(None))
     ).all()
     presented = hash_key(secret)
     match = None
-    for k in keys:
+    disabled = False
+    for k, disabled_at in rows:
         # Compare every candidate so the time taken does not reveal which one matched.
         if hmac.compare_digest(k.key_hash, presented):
-            match = k
+            match, disabled = k, disabled_at is not None
     if match is None:
         raise InvalidClient("unknown client or wrong secret")
+    if disabled:  # said only to the holder of a right key
+        raise InvalidClient("this client is disabled; ask the Passgate operator")
     granted = set(match.scopes.split())
     wanted = (requested_scope or INTEGRATION_SCOPE).split()
     for s in wanted:
@@ -133,9 +138,10 @@ def grant_client_credentials(
 
 
 class KeyStatusCache:
-    """Whether a key is still active, remembered for a few seconds to keep a query off every request.
+    """Whether a key is still active (not revoked, its client not disabled), remembered for a few seconds
+    to keep a query off every request.
 
-    Revoking a key therefore takes effect within `ttl` seconds on every API process.
+    Revoking a key or disabling its client therefore takes effect within `ttl` seconds on every API process.
     """
 
     def __init__(self, factory: sessionmaker[Session], ttl: float) -> None:
@@ -151,9 +157,16 @@ class KeyStatusCache:
             return hit[1]
         with self._factory() as session:
             row = session.execute(
-                select(ApiKey.revoked_at, ApiKey.client_id).where(ApiKey.id == key_id)
+                select(ApiKey.revoked_at, ApiKey.client_id, Client.disabled_at)
+                .join(Client, Client.id == ApiKey.client_id)
+                .where(ApiKey.id == key_id)
             ).first()
-        active = row is not None and row.revoked_at is None and row.client_id == client_id
+        active = (
+            row is not None
+            and row.revoked_at is None
+            and row.disabled_at is None
+            and row.client_id == client_id
+        )
         with self._lock:
             if len(self._seen) > 50_000:
                 self._seen.clear()

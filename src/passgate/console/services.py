@@ -172,6 +172,44 @@ class ConsoleAuth:
         session.flush()
         return user
 
+    def user_by_email(self, session: Session, email: str) -> ConsoleUser:
+        address = normalise_email(email)
+        user = None
+        if "\x00" not in address:
+            user = session.scalars(select(ConsoleUser).where(ConsoleUser.email == address)).first()
+        if user is None:
+            raise InvalidUser("email", f"no console user {address!r}")
+        return user
+
+    def set_password(self, session: Session, user: ConsoleUser, password: str, now: datetime) -> int:
+        """A new password; every browser signed in as this user is signed out (how many comes back)."""
+        check_password_rules(password)
+        user.password_hash = self.hasher.hash(password)
+        user.updated_at = now
+        return self._end_sessions(session, user.id, now)
+
+    def set_role(self, session: Session, user: ConsoleUser, role: str, now: datetime) -> None:
+        try:
+            Role(role)
+        except ValueError:
+            raise InvalidUser("role", "must be owner, analyst or viewer") from None
+        user.role = role
+        user.updated_at = now
+
+    def set_disabled(self, session: Session, user: ConsoleUser, disabled: bool, now: datetime) -> int:
+        """Disable (signing out every browser of the user; how many comes back) or enable again."""
+        user.disabled_at = now if disabled else None
+        user.updated_at = now
+        return self._end_sessions(session, user.id, now) if disabled else 0
+
+    def _end_sessions(self, session: Session, user_id: str, now: datetime) -> int:
+        result = session.execute(
+            update(ConsoleSession)
+            .where(ConsoleSession.user_id == user_id, ConsoleSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     # -- sign-in -------------------------------------------------------------------------------------
 
     def check_password(self, session: Session, email: str, password: str, ip: str) -> ConsoleUser:
@@ -197,6 +235,9 @@ class ConsoleAuth:
         except (VerificationError, InvalidHashError):
             raise BadCredentials() from None
         if user is None or user.disabled_at is not None:
+            raise BadCredentials()
+        client = session.get(Client, user.client_id)
+        if client is None or client.disabled_at is not None:
             raise BadCredentials()
         if self.hasher.check_needs_rehash(user.password_hash):
             user.password_hash = self.hasher.hash(password)
@@ -341,15 +382,17 @@ class ConsoleAuth:
         if token is None:
             return None
         row = session.execute(
-            select(ConsoleSession, ConsoleUser, Client.name)
+            select(ConsoleSession, ConsoleUser, Client.name, Client.disabled_at)
             .join(ConsoleUser, ConsoleUser.id == ConsoleSession.user_id)
             .join(Client, Client.id == ConsoleUser.client_id)
             .where(ConsoleSession.token_hash.in_(self._hashes("session", token)))
         ).first()
         if row is None:
             return None
-        cs, user, client_name = row
+        cs, user, client_name, client_disabled_at = row
         if cs.revoked_at is not None or user.disabled_at is not None or cs.client_id != user.client_id:
+            return None
+        if client_disabled_at is not None:
             return None
         if cs.expires_at <= now or cs.last_seen_at + SESSION_IDLE <= now:
             return None

@@ -127,6 +127,23 @@ def check_phone(value: str | None, allowed_countries: list[str], reject_voip: bo
     return DestinationCheck(True, e164, country=region)
 
 
+def normalise_destination(channel: str, value: str | None) -> DestinationCheck:
+    """An email address or phone number in the form challenges store and hash it (normalised address,
+    E.164 number), whatever the client's country and VoIP rules: for finding a destination's counters."""
+    if channel == "EMAIL":
+        return check_email(value)
+    if not value:
+        return DestinationCheck(False, reason="no phone number")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return DestinationCheck(False, reason="must be a phone number in E.164 form, e.g. +15551234567")
+    if not phonenumbers.is_possible_number(number):
+        return DestinationCheck(False, reason="not a possible phone number")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return DestinationCheck(True, e164, country=phonenumbers.region_code_for_number(number))
+
+
 def phone_prefix(e164: str) -> str:
     """The number less its last four digits: the unit SMS-pumping rings rotate through."""
     return e164[:-4] if len(e164) > 8 else e164

@@ -49,3 +49,11 @@ class SendRateLimited(MfaError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many messages to this destination; retry in {retry_after} s")
         self.retry_after = retry_after
+
+
+class InvalidDestination(MfaError):
+    """An email address or phone number given to an operator call that is not one (`field` names it)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field

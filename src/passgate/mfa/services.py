@@ -25,8 +25,16 @@ from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus, MessageStatus
 from passgate.messaging.templates import choose_locale
 from passgate.mfa import secrets as mfa_secrets
-from passgate.mfa.destinations import check_email, check_phone, is_sandbox_destination, mask, phone_prefix
+from passgate.mfa.destinations import (
+    check_email,
+    check_phone,
+    is_sandbox_destination,
+    mask,
+    normalise_destination,
+    phone_prefix,
+)
 from passgate.mfa.exceptions import (
+    InvalidDestination,
     SendLimitReached,
     SendRateLimited,
     SessionClosed,
@@ -291,6 +299,29 @@ class _CounterState(NamedTuple):
     failures: int
     next_allowed_at: datetime | None
     locked: bool
+
+
+@dataclass(frozen=True)
+class UnlockResult:
+    """What `MfaService.unlock_destination` found and cleared (the state before it)."""
+
+    channel: str
+    masked: str
+    failures: int
+    locked: bool
+    waiting_until: datetime | None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "destination": self.masked,
+            "failures": self.failures,
+            "locked": self.locked,
+            "waitingUntil": self.waiting_until.isoformat().replace("+00:00", "Z")
+            if self.waiting_until
+            else None,
+            "cleared": self.failures > 0 or self.locked or self.waiting_until is not None,
+        }
 
 
 class NewSecret(NamedTuple):
@@ -1062,6 +1093,33 @@ class MfaService:
                 )
             ],
         )
+
+    def unlock_destination(
+        self, session: Session, client_id: str, channel: str, destination: str
+    ) -> UnlockResult:
+        """Clear a destination's consecutive failures, its wait and its lock (after 100 failures new
+        challenges to it answer RATE_LIMITED) for one client. `destination` is normalised here as challenges
+        normalise it, and looked up under every configured secret key, so counters kept before a key
+        rotation are found too. The send limits (per destination and prefix) are windows that pass by
+        themselves and are left alone."""
+        check = normalise_destination(channel, destination)
+        if not check.ok:
+            raise InvalidDestination("emailAddress" if channel == "EMAIL" else "phoneNumber", check.reason)
+        conn = session.connection()
+        failures, locked, waiting = 0, False, None
+        keys = []
+        for subject in self.keyring.all_hashes("destination", check.value):
+            key = {"b_client_id": client_id, "b_scope": "destination", "b_subject": subject}
+            for row in _COUNTER_STATE.rows(conn, key):
+                state = _CounterState(*row)
+                failures = max(failures, state.failures)
+                locked = locked or state.locked
+                if state.next_allowed_at is not None and state.next_allowed_at > self.clock.now():
+                    waiting = max(waiting or state.next_allowed_at, state.next_allowed_at)
+                keys.append({**key, "b_now": self.clock.now()})
+        if keys:
+            _COUNTER_CLEAR.executemany(conn, keys)
+        return UnlockResult(channel, mask(channel, check.value), failures, locked, waiting)
 
     def _subjects(self, mfa: MfaSession) -> list[tuple[str, str]]:
         subjects = [("destination", mfa.destination_hash)]

@@ -32,7 +32,9 @@ from passgate.console.routes.common import (
     run,
 )
 from passgate.console.services import CurrentUser
+from passgate.mfa.exceptions import InvalidDestination
 from passgate.mfa.models import ClientSettings
+from passgate.mfa.services import UnlockResult
 from passgate.webhooks.events import Channel, EventType, SignatureScheme
 from passgate.webhooks.exceptions import EndpointNotFound
 from passgate.webhooks.services import (
@@ -506,6 +508,7 @@ async def _settings_page(
             "maxSends": row.max_sends if row else None,
             "smsAllowedCountries": ", ".join(row.sms_allowed_countries or []) if row else "",
             "rejectVoip": bool(row.reject_voip) if row else False,
+            "destination": "",
         }
         return settings_view(session, user.client_id), raw
 
@@ -591,6 +594,44 @@ async def save_settings(
     await run(registry, work)
     registry.mfa.forget_config(act.user.client_id)  # after the commit: a challenge in between read the old
     return redirect(request, "/console/settings", "Settings saved.")
+
+
+@router.post("/settings/unlock")
+async def unlock_destination(
+    request: Request, act: Annotated[Action, Depends(action(Permission.SETTINGS_EDIT))]
+) -> Response:
+    """Clear one destination's failure counter and lock (docs/mfa.md), as POST
+    /manage/v1/destinations/unlock does."""
+    registry = registry_of(request)
+    raw = act.form.get("destination").strip()[:320]
+    channel = "EMAIL" if "@" in raw else "SMS"
+
+    def work(session: Any) -> UnlockResult:
+        result = registry.mfa.unlock_destination(session, act.user.client_id, channel, raw)
+        audit(
+            session,
+            act.user.client_id,
+            act.user.actor,
+            "destination.unlocked",
+            result.masked,
+            registry.clock.now(),
+            {"channel": result.channel, "failures": result.failures, "locked": result.locked},
+        )
+        return result
+
+    try:
+        result = await run(registry, work)
+    except InvalidDestination as exc:
+        message = "an email address or a phone number in E.164 form is needed" if not raw else str(exc)
+        found = Problem("Nothing was unlocked.", [{"field": "destination", "message": message}], 400)
+        return await _settings_page(request, act.user, found=found, posted={"destination": raw}, status=400)
+    if result.view()["cleared"]:
+        done = f"{result.masked} unlocked: {result.failures} consecutive failures cleared" + (
+            " (it was locked)." if result.locked else "."
+        )
+    else:
+        done = f"{result.masked} had no failures to clear."
+    return redirect(request, "/console/settings", done)
 
 
 def re_split(text: str) -> list[str]:

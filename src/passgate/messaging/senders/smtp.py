@@ -35,7 +35,6 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
@@ -46,6 +45,7 @@ from passgate.messaging.senders.base import (
     TemporarySendError,
     provider_said,
 )
+from passgate.messaging.senders.smtp_url import parse_smtp_url
 
 _POLICY = email.policy.SMTP  # CRLF line ends, as the message goes on the wire
 # A plain ASCII mailbox (no display name, no quoting): what the fast path writes into To as it is.
@@ -300,28 +300,20 @@ class SmtpEmailSender:
         pool_size: int | None = None,
         max_idle_seconds: float = 30.0,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise ValueError("PASSGATE_SMTP_URL must start with smtp:// or smtps://")
-        self.hostname = parts.hostname or "localhost"
-        self.implicit_tls = parts.scheme == "smtps"
-        self.port = parts.port or (465 if self.implicit_tls else 587)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        target = parse_smtp_url(url)
+        self.hostname = target.hostname
+        self.implicit_tls = target.implicit_tls
+        self.port = target.port
+        self.username = target.username
+        self.password = target.password
         self.timeout = timeout
         self.tls_context = tls_context
         self.domain = "passgate.local"
         # Connections per event loop: `?pool=N` on the URL (1 to 64), else 32. Under load a send waits on
         # the event loop between SMTP replies more than on the server, so more connections send more.
-        query = parse_qs(parts.query)
-        if pool_size is None:
-            try:
-                pool_size = int(query.get("pool", ["32"])[0])
-            except ValueError:
-                raise ValueError("the pool parameter of PASSGATE_SMTP_URL must be a number") from None
-        if not 1 <= pool_size <= 64:
+        if pool_size is not None and not 1 <= pool_size <= 64:
             raise ValueError("the pool parameter of PASSGATE_SMTP_URL must be 1 to 64")
-        self.pool_size = pool_size
+        self.pool_size = target.pool_size if pool_size is None else pool_size
         # Servers drop idle sessions (RFC 5321 asks them to wait 5 minutes; some wait less): an older
         # connection is closed rather than tried.
         self.max_idle_seconds = max_idle_seconds
