@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session
 
 from passgate.db import defer_insert, defer_upsert
 from passgate.policy.engine import Outcome, evaluate
+from passgate.policy.fields import dimension_keys
 from passgate.policy.lists import ListCache
 from passgate.policy.models import Decision, Device
 from passgate.policy.services import CompiledSetCache
 from passgate.policy.signals import SignalSources, build_facts
-from passgate.policy.velocity import DatabaseVelocityStore, dimension_keys
+from passgate.policy.velocity import DatabaseVelocityStore
 
 EVENT_PATHS = {"LOGIN": "mfa", "NEW_ACCOUNT_OPENING": "verification"}
 
