@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import bindparam, select
@@ -16,11 +16,9 @@ from sqlalchemy.orm import Session
 
 from passgate.db import HotStatement
 from passgate.policy.fields import SignalPlan, dimension_keys, lookup
+from passgate.policy.lists import ListCache
 from passgate.policy.models import Device
-
-if TYPE_CHECKING:
-    from passgate.policy.lists import ListCache
-    from passgate.policy.velocity import VelocityStore
+from passgate.policy.velocity import VelocityStore
 
 FREE_PROVIDERS = frozenset(
     {
