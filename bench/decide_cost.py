@@ -100,8 +100,8 @@ def measure(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
                 out = registry.decisions.decide(
                     session, client_id, False, "LOGIN", payload, new_uuid(), registry.clock.now()
                 )
-                if out["decision"] != expected[kind]:
-                    raise SystemExit(f"a {kind} decision answered {out['decision']}: {out}")
+                if out.decision != expected[kind]:
+                    raise SystemExit(f"a {kind} decision answered {out.decision}: {out}")
             t1 = time.thread_time()
             flush_deferred_inserts(session)
             t2 = time.thread_time()

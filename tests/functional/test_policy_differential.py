@@ -34,11 +34,12 @@ from passgate.bootstrap import Registry
 from passgate.db import transaction
 from passgate.policy import lists as list_svc
 from passgate.policy import reference
-from passgate.policy.conditions import FIELDS, OPERATORS, ConditionError, compile_condition
+from passgate.policy.conditions import OPERATORS, ConditionError, compile_condition
 from passgate.policy.engine import CompiledSet, Outcome, PolicyCompileError, compile_set, evaluate
+from passgate.policy.fields import FIELDS, lookup
 from passgate.policy.models import Device
 from passgate.policy.schemas import PolicySetDocument
-from passgate.policy.signals import build_facts, lookup
+from passgate.policy.signals import build_facts
 from tests.factories import Tenant
 
 ABSENT = object()

@@ -13,8 +13,10 @@ from passgate.api.deps import principal
 from passgate.api.errors import ApiProblem
 from passgate.api.responses import CompactJSONResponse
 from passgate.api.schemas_decisions import AccountOpeningRequest, DecisionResponse, LoginRequest
+from passgate.api.views import decision_view
 from passgate.auth.services import INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
+from passgate.policy.decisions import Decision
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DecisionResponse},
@@ -81,7 +83,7 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     decision_id: str = request.scope["state"]["correlation_id"]
     payload = body.model_dump(mode="json", exclude_none=True)
 
-    def decide(session: Session) -> dict[str, Any]:
+    def decide(session: Session) -> Decision:
         sandbox = registry.clients.sandbox(session, client_id)
         if sandbox is None:
             raise ApiProblem(401, "Unauthorized", "unknown client", slug="unauthorized")
@@ -92,9 +94,9 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
     # Decisions only read and defer their writes to the commit: on SQLite they run on a read snapshot and
     # hold the write lock only to write (batching.GroupCommitter).
-    result = await registry.committer.run(decide, writes_at_commit=True)
-    registry.metrics.decision_counter(event_type, result["decision"]).inc()
-    return CompactJSONResponse(result)
+    decision = await registry.committer.run(decide, writes_at_commit=True)
+    registry.metrics.decision_counter(event_type, decision.decision).inc()
+    return CompactJSONResponse(decision_view(decision))
 
 
 async def login(request: Request) -> CompactJSONResponse:

@@ -15,7 +15,8 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from passgate.policy.conditions import FIELDS, OPERATORS
+from passgate.policy.conditions import OPERATORS
+from passgate.policy.fields import FIELDS
 
 MAX_FORM_BYTES = 2_000_000  # the middleware's cap too; CSV imports of 10,000 entries fit
 MAX_FILE_BYTES = 1_500_000

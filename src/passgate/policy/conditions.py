@@ -15,50 +15,11 @@ import operator as _op
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import cel
 
-FieldType = Literal["string", "number", "boolean", "any"]
-
-# The facts a condition can read. Signals added by later features register here too.
-FIELDS: dict[str, FieldType] = {
-    "eventType": "string",
-    "inquiryId": "string",
-    "channel": "string",
-    "deviceSessionId": "string",
-    "userIp": "string",
-    "loginUrl": "string",
-    "accountCreationUrl": "string",
-    "preferredLanguageCode": "string",
-    "person.name.first": "string",
-    "person.name.last": "string",
-    "person.name.preferred": "string",
-    "person.emailAddress": "string",
-    "person.phoneNumber": "string",
-    "account.id": "string",
-    "account.username": "string",
-    "account.type": "string",
-    "account.creationDateTime": "string",
-    "account.accountIsActive": "boolean",
-    "device.seenForAccount": "boolean",
-    "device.trusted": "boolean",
-    "device.banned": "boolean",
-}
-
-
-def _register_signals() -> None:
-    from passgate.policy.signals import SIGNAL_FIELDS
-    from passgate.policy.velocity import velocity_fields
-
-    for path, ftype in {**SIGNAL_FIELDS, **velocity_fields()}.items():
-        FIELDS[path] = ftype  # type: ignore[assignment]
-
-
-_register_signals()
-
-CUSTOM_PREFIX = "customFields."
-CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+from passgate.policy.fields import CUSTOM_KEY, CUSTOM_PREFIX, FIELDS, FieldType
 
 OPERATOR_ALIASES = {
     "==": "equals",

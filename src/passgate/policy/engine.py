@@ -4,7 +4,7 @@ A set compiles once per published version. Each policy and segment compiles to o
 conditions' guarded CEL AND-ed with its raw `cel`): that program is the reference semantics and serves
 simulation. The compiled set knows every field path it reads (each condition's field, list checks
 included, and the member chains of every program) and from them the signals a decision computes
-(`signals.SignalPlan`). Deciding (`evaluate`) runs the structured conditions as native predicates
+(`fields.SignalPlan`). Deciding (`evaluate`) runs the structured conditions as native predicates
 (`conditions.native_condition`) and only the raw `cel` through CEL; `evaluate_cel` is the all-CEL
 evaluation it must agree with, and `reference` the plain path the whole decision is tested against.
 """
@@ -26,8 +26,8 @@ from passgate.policy.conditions import (
     native_condition,
     normalise_operator,
 )
+from passgate.policy.fields import SignalPlan, lookup
 from passgate.policy.schemas import Condition, PolicySetDocument
-from passgate.policy.signals import SignalPlan
 
 _LIST_REF = re.compile(r'inList\["([^"|]+)\|([^"]+)"\]')
 
@@ -431,8 +431,6 @@ def _outcome(segment: CompiledSegment, matched: list[CompiledPolicy]) -> Outcome
 def explain(compiled: CompiledSet, facts: dict[str, Any]) -> dict[str, Any]:
     """The decision with its reasons: each segment's match, and every policy of the chosen segment with
     each condition's actual value and result. Compiles the single conditions on the fly (simulation only)."""
-    from passgate.policy.signals import lookup
-
     doc = compiled.document
     assert doc is not None, "explain needs the compiled set's document"
     outcome = evaluate(compiled, facts)

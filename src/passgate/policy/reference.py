@@ -33,10 +33,11 @@ from passgate.policy.conditions import (
     normalise_operator,
 )
 from passgate.policy.engine import Outcome, run
+from passgate.policy.fields import SignalPlan, lookup
 from passgate.policy.lists import normalise
 from passgate.policy.models import PolicyList, PolicyListEntry
 from passgate.policy.schemas import Condition, PolicySetDocument
-from passgate.policy.signals import SignalPlan, SignalSources, build_facts, lookup
+from passgate.policy.signals import SignalSources, build_facts
 
 _RAW_LIST = re.compile(r'inList\["([^"|]+)\|([^"]+)"\]')
 _RANK = {"NO_CHANGE": 0, "CHALLENGE": 1, "BLOCK": 2}

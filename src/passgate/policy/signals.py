@@ -1,27 +1,24 @@
-"""Facts about a request that conditions can read. Derived signals are computed only when the active set
-reads them: the compiled set knows every field path its conditions and raw CEL read, and `SignalPlan`
-turns those paths into the signals to compute."""
+"""Facts about a request that conditions can read (the catalogue is `fields`). Derived signals are computed
+only when the active set reads them: the compiled set knows every field path its conditions and raw CEL
+read, and its `fields.SignalPlan` names the signals to compute."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from passgate.db import HotStatement
+from passgate.policy.fields import SignalPlan, dimension_keys, lookup
+from passgate.policy.lists import ListCache
 from passgate.policy.models import Device
-from passgate.policy.velocity import EVERY_COUNTER, Need, dimension_keys, needed_for
-
-if TYPE_CHECKING:
-    from passgate.policy.lists import ListCache
-    from passgate.policy.velocity import VelocityStore
+from passgate.policy.velocity import VelocityStore
 
 FREE_PROVIDERS = frozenset(
     {
@@ -79,19 +76,6 @@ LINE_TYPES = {
     9: "UAN",
     10: "VOICEMAIL",
     99: "UNKNOWN",
-}
-SIGNAL_FIELDS: dict[str, str] = {
-    "email.domain": "string",
-    "email.disposable": "boolean",
-    "email.freeProvider": "boolean",
-    "email.valid": "boolean",
-    "phone.country": "string",
-    "phone.lineType": "string",
-    "phone.valid": "boolean",
-    "ip.country": "string",
-    "ip.private": "boolean",
-    "ip.version": "number",
-    "account.ageDays": "number",
 }
 
 
@@ -237,48 +221,6 @@ class SignalSources:
     lists: ListCache
 
 
-@dataclass(frozen=True)
-class SignalPlan:
-    """The derived facts a decision computes. Every other fact comes from the request as it is."""
-
-    device: bool = False
-    email: bool = False
-    phone: bool = False
-    ip: bool = False
-    account_age: bool = False
-    velocity: frozenset[Need] = frozenset()
-    lists: tuple[tuple[str, str], ...] = ()  # (field, list name) of every list check
-
-    @classmethod
-    def reading(cls, paths: Iterable[str], lists: Iterable[tuple[str, str]] = ()) -> SignalPlan:
-        """What to compute for conditions that read these field paths (`email.domain`; a root alone,
-        `email`, is read whole; `*` reads everything) and check these lists. A list check reads its field."""
-        refs = tuple(sorted(set(lists)))
-        read = set(paths) | {field for field, _ in refs}
-        if "*" in read:
-            return cls.everything(refs)
-
-        def reads(path: str) -> bool:
-            # The path itself, a member below it, or a value above it that holds it.
-            return any(p == path or p.startswith(path + ".") or path.startswith(p + ".") for p in read)
-
-        return cls(
-            device=reads("device"),
-            email=reads("email"),
-            phone=reads("phone"),
-            ip=reads("ip"),
-            account_age=reads("account.ageDays"),
-            velocity=needed_for(p for p in read if p == "velocity" or p.startswith("velocity.")),
-            lists=refs,
-        )
-
-    @classmethod
-    def everything(cls, lists: Iterable[tuple[str, str]] = ()) -> SignalPlan:
-        # Every flag by name, so that a signal added later is in the plain path without another edit.
-        flags = {f.name: True for f in fields(cls) if f.type in ("bool", bool)}
-        return cls(**flags, velocity=EVERY_COUNTER, lists=tuple(sorted(set(lists))))
-
-
 def build_facts(
     session: Session,
     client_id: str,
@@ -314,15 +256,3 @@ def build_facts(
             in_list[f"{field}|{name}"] = membership is not None and membership.contains(lookup(facts, field))
         facts["inList"] = in_list
     return facts
-
-
-def lookup(facts: dict[str, Any], path: str) -> Any:
-    """The value at a dotted field path (customFields keys may themselves contain dots)."""
-    if path.startswith("customFields."):
-        return facts.get("customFields", {}).get(path[len("customFields.") :])
-    node: Any = facts
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node

@@ -2,15 +2,14 @@
 device or email had in the last hour and day. Sliding windows, in Redis when configured, else the database.
 
 Counts are of events *before* the current request. Times come from the injected clock, so windows slide
-with a frozen clock in tests exactly as with the real one.
+with a frozen clock in tests exactly as with the real one. The counters a condition can read, and which of
+them a set reads, are catalogued in `fields`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
@@ -19,55 +18,8 @@ from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from passgate.db import HotStatement, defer_increments
+from passgate.policy.fields import DIMENSIONS, METRICS, WINDOWS, Need
 from passgate.policy.models import VelocityCounter
-
-METRICS = ("logins", "failedAttempts", "accountOpenings", "challenges")
-DIMENSIONS = ("account", "ip", "device", "email")
-WINDOWS = {"1h": 3600, "24h": 86400}
-
-Need = tuple[str, str]  # (dimension, metric)
-
-
-def velocity_fields() -> dict[str, str]:
-    return {f"velocity.{d}.{m}{w}": "number" for d in DIMENSIONS for m in METRICS for w in WINDOWS}
-
-
-EVERY_COUNTER: frozenset[Need] = frozenset((d, m) for d in DIMENSIONS for m in METRICS)
-_COUNTER = re.compile(rf"^({'|'.join(METRICS)})({'|'.join(WINDOWS)})$")
-
-
-def needed_for(paths: Iterable[str]) -> frozenset[Need]:
-    """The (dimension, metric) pairs to count for conditions reading these paths under `velocity`.
-
-    A path names one counter (`velocity.ip.logins1h`), a dimension (`velocity.ip`: all of its counters)
-    or the whole root (`velocity`). A member that is no counter still reads its dimension, and one that is
-    no dimension reads the root: `has(velocity.ip.other)` must see the dimension's other counters.
-    """
-    found: set[Need] = set()
-    for path in paths:
-        parts = path.split(".")
-        if parts[0] != "velocity":
-            continue
-        if len(parts) == 1 or parts[1] not in DIMENSIONS:
-            return EVERY_COUNTER
-        counter = _COUNTER.match(parts[2]) if len(parts) == 3 else None
-        if counter is None:
-            found.update((parts[1], m) for m in METRICS)
-        else:
-            found.add((parts[1], counter.group(1)))
-    return frozenset(found)
-
-
-def dimension_keys(body: dict[str, Any]) -> dict[str, str]:
-    person = body.get("person") or {}
-    account = body.get("account") or {}
-    keys = {
-        "account": account.get("id"),
-        "ip": body.get("userIp"),
-        "device": body.get("deviceSessionId"),
-        "email": (person.get("emailAddress") or "").lower() or None,
-    }
-    return {k: v for k, v in keys.items() if v}
 
 
 @lru_cache(maxsize=50_000)

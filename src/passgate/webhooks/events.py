@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 API_VERSION = "v1"
 
@@ -73,13 +73,34 @@ def status_payload(event_id: str, change: SessionChange) -> dict[str, Any]:
     }
 
 
+class DecisionFacts(Protocol):
+    """What a decision event tells of a decision (`policy.decisions.Decision` has it)."""
+
+    @property
+    def decision(self) -> str: ...
+    @property
+    def inquiry_id(self) -> str: ...
+    @property
+    def device_session_id(self) -> str: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def segment(self) -> str: ...
+    @property
+    def set_name(self) -> str: ...
+    @property
+    def version_name(self) -> str: ...
+    @property
+    def challenge(self) -> Mapping[str, Any] | None: ...
+
+
 def decision_payload(
     event_id: str,
     *,
     client_id: str,
     decision_id: str,
     request_type: str,
-    response: Mapping[str, Any],
+    decision: DecisionFacts,
     account_id: str | None,
     occurred_at: datetime,
 ) -> dict[str, Any]:
@@ -88,7 +109,7 @@ def decision_payload(
     `requestType` is the Kount event type (LOGIN or NEW_ACCOUNT_OPENING); `mfaId`, `mfaType`, `channel` and
     `mfaError` describe the challenge the decision started, and are null when it started none.
     """
-    challenge = response.get("mfa") or response.get("verification") or {}
+    challenge = decision.challenge or {}
     return {
         "id": event_id,
         "eventType": EventType.DECISION_CREATED.value,
@@ -96,13 +117,13 @@ def decision_payload(
         "clientId": client_id,
         "decisionId": decision_id,
         "requestType": request_type,
-        "inquiryId": response.get("inquiryId"),
-        "deviceSessionId": response.get("deviceSessionId"),
+        "inquiryId": decision.inquiry_id,
+        "deviceSessionId": decision.device_session_id,
         "accountId": account_id,
-        "decision": response.get("decision"),
-        "tags": list(response.get("tags") or []),
-        "userSegment": response.get("userSegment"),
-        "set": response.get("set"),
+        "decision": decision.decision,
+        "tags": list(decision.tags),
+        "userSegment": decision.segment,
+        "set": {"name": decision.set_name, "versionName": decision.version_name},
         "mfaId": challenge.get("ID"),
         "mfaType": challenge.get("type"),
         "channel": challenge.get("channel"),

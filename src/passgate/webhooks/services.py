@@ -27,7 +27,7 @@ from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.mfa.models import MfaSession
 from passgate.observability import Metrics
-from passgate.policy.decisions import DecisionContext
+from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import signing
 from passgate.webhooks.events import (
     EndpointFilter,
@@ -539,10 +539,10 @@ class WebhookService:
             now=now,
         )
 
-    def on_decision(self, session: Session, ctx: DecisionContext, response: dict[str, Any]) -> None:
+    def on_decision(self, session: Session, ctx: DecisionContext, decision: Decision) -> None:
         if not self._endpoint_filters(session, ctx.client_id):
             return  # most decisions: a client without endpoints pays one cached lookup
-        challenge = response.get("mfa") or response.get("verification") or {}
+        challenge = decision.challenge or {}
         account_id = (ctx.body.get("account") or {}).get("id")
         self.publish(
             session,
@@ -556,7 +556,7 @@ class WebhookService:
                 client_id=ctx.client_id,
                 decision_id=ctx.decision_id,
                 request_type=ctx.event_type,
-                response=response,
+                decision=decision,
                 account_id=account_id,
                 occurred_at=ctx.now,
             ),

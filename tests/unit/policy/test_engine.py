@@ -4,11 +4,10 @@ from typing import Any
 
 import pytest
 
-from passgate.policy.conditions import FIELDS
 from passgate.policy.engine import PolicyCompileError, compile_set, evaluate
+from passgate.policy.fields import FIELDS, METRICS, SIGNAL_FIELDS, VELOCITY_FIELDS, SignalPlan
 from passgate.policy.schemas import PolicySetDocument, default_document
-from passgate.policy.signals import SIGNAL_FIELDS, SignalPlan, request_facts
-from passgate.policy.velocity import METRICS, velocity_fields
+from passgate.policy.signals import request_facts
 
 
 def doc(**kw: Any) -> PolicySetDocument:
@@ -134,7 +133,7 @@ def test_every_derived_field_of_the_catalogue_has_its_signal() -> None:
     """A condition on any field the request does not carry itself computes a signal, list checks too."""
     request = request_facts("LOGIN", {"inquiryId": "i", "deviceSessionId": "d"})
     derived = [p for p in FIELDS if p == "account.ageDays" or p.split(".")[0] not in request]
-    assert len(derived) == len(SIGNAL_FIELDS) + len(velocity_fields()) + 3  # and device.*
+    assert len(derived) == len(SIGNAL_FIELDS) + len(VELOCITY_FIELDS) + 3  # and device.*
     for path in derived:
         value = {"string": "x", "number": 1, "boolean": True}[FIELDS[path]]
         assert plan_of(conditions=[cond(path, "equals", value)]) != SignalPlan(), path

@@ -11,12 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from passgate.db import make_sessionmaker, transaction
-from passgate.policy.velocity import (
-    DatabaseVelocityStore,
-    RedisVelocityStore,
-    VelocityStore,
-    needed_for,
-)
+from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
 
 BACKENDS = ["database"] + (["redis"] if os.environ.get("PASSGATE_TEST_REDIS_URL") else [])
 
@@ -61,15 +56,3 @@ def test_windows_slide(store: VelocityStore, engine: Engine) -> None:
         assert store.counts(s, client, keys, needed, t0 + timedelta(minutes=5))["account"]["logins1h"] == 1
         other_client = store.counts(s, client + "x", keys, needed, t0 + timedelta(minutes=55))
     assert other_client["account"]["failedAttempts1h"] == 0  # tenants never share counters
-
-
-def test_counters_needed_for_the_paths_a_set_reads() -> None:
-    paths = ["velocity.account.failedAttempts1h", "velocity.ip.logins24h", "email.domain"]
-    assert needed_for(paths) == {("account", "failedAttempts"), ("ip", "logins")}
-    # A dimension read whole, or a member that is no counter: every counter of the dimension.
-    every_ip = {("ip", m) for m in ("logins", "failedAttempts", "accountOpenings", "challenges")}
-    assert needed_for(["velocity.ip"]) == every_ip
-    assert needed_for(["velocity.ip.other"]) == every_ip
-    # The root read whole, or a member that is no dimension: every counter.
-    assert len(needed_for(["velocity"])) == len(needed_for(["velocity.other.x"])) == 16
-    assert needed_for(["customFields.velocity"]) == frozenset()

@@ -1,6 +1,7 @@
 import json
 from datetime import UTC, datetime
 
+from passgate.policy.decisions import Decision
 from passgate.webhooks.events import (
     EndpointFilter,
     SessionChange,
@@ -48,22 +49,26 @@ def test_account_openings_are_verification_events() -> None:
 
 
 def test_decision_payload_carries_the_decision_not_the_person() -> None:
-    response = {
-        "decision": "CHALLENGE",
-        "inquiryId": "inq1",
-        "deviceSessionId": "dev1",
-        "tags": ["NEW_DEVICE"],
-        "userSegment": "default",
-        "set": {"name": "login", "versionName": "v1"},
-        "person": {"emailAddress": "jo@example.com"},
-        "mfa": {"ID": "s-1", "type": "NONCE_OTH", "channel": "EMAIL", "error": None},
-    }
+    decision = Decision(
+        event_type="LOGIN",
+        decision="CHALLENGE",
+        inquiry_id="inq1",
+        device_session_id="dev1",
+        device_id="x",
+        segment="default",
+        set_name="login",
+        version_name="v1",
+        tags=["NEW_DEVICE"],
+        tag_weights=[{"name": "NEW_DEVICE", "weight": 10}],
+        challenge={"ID": "s-1", "type": "NONCE_OTH", "channel": "EMAIL", "error": None},
+        echoed={"person": {"emailAddress": "jo@example.com"}},
+    )
     payload = decision_payload(
         "e-2",
         client_id="cl_1",
         decision_id="d-1",
         request_type="LOGIN",
-        response=response,
+        decision=decision,
         account_id="acct1",
         occurred_at=NOW,
     )
@@ -80,7 +85,9 @@ def test_decision_payload_carries_the_decision_not_the_person() -> None:
         client_id="cl_1",
         decision_id="d-2",
         request_type="NEW_ACCOUNT_OPENING",
-        response={"decision": "ALLOW"},
+        decision=Decision(
+            "NEW_ACCOUNT_OPENING", "ALLOW", "inq2", "dev2", "y", "default", "nao", "v1", [], [], None, {}
+        ),
         account_id=None,
         occurred_at=NOW,
     )

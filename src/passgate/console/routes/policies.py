@@ -30,9 +30,10 @@ from passgate.console.routes.common import (
 from passgate.console.services import CurrentUser
 from passgate.policy import lists as list_svc
 from passgate.policy import services as policy_svc
-from passgate.policy.conditions import FIELDS, OPERATORS
+from passgate.policy.conditions import OPERATORS
 from passgate.policy.engine import explain
 from passgate.policy.exceptions import InvalidPolicySet, VersionNotFound
+from passgate.policy.fields import FIELDS
 from passgate.policy.schemas import PolicySetDocument
 from passgate.policy.signals import build_facts
 
