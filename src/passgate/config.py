@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MAX_PUBLIC_URL_CHARS = 200
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PASSGATE_", extra="ignore")
@@ -69,7 +71,11 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
-        return v.rstrip("/")
+        v = v.rstrip("/")
+        # Links are made from it and templates print them: their save-time size checks count on it.
+        if len(v) > MAX_PUBLIC_URL_CHARS:
+            raise ValueError(f"PASSGATE_PUBLIC_URL must be at most {MAX_PUBLIC_URL_CHARS} characters")
+        return v
 
     @cached_property
     def secret_key_list(self) -> list[bytes]:
