@@ -31,6 +31,8 @@ P = ParamSpec("P")
 class RenderTimeout(Exception):
     """A render did not finish within the pool's timeout (the pool is busy, or the machine is)."""
 
+    retry_after = 1
+
     def __init__(self, seconds: float) -> None:
         super().__init__(f"rendering did not finish within {seconds:g} s; try again")
         self.seconds = seconds
