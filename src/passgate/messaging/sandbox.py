@@ -82,9 +82,10 @@ class BudgetExceeded(SecurityError):
     """A render went over one of its budgets. `retryable`: the wall clock ran out (a busy machine can
     make a render slow that is not heavy), rather than a count that would be the same next time."""
 
-    def __init__(self, message: str, retryable: bool = False) -> None:
+    def __init__(self, message: str, retryable: bool = False, line: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.line = line
 
 
 class Budget:
@@ -668,7 +669,7 @@ def make_environment(html: bool) -> MessageSandbox:
 
 def template_line(exc: BaseException) -> int | None:
     """The template line a render's exception was raised at (the innermost template frame), if any."""
-    line = None
+    line = getattr(exc, "line", None) if isinstance(exc, BudgetExceeded) else None
     tb = exc.__traceback__
     while tb is not None:
         template = tb.tb_frame.f_globals.get("__jinja_template__")
@@ -695,7 +696,9 @@ def render_budgeted(
         chunks = batch
         while True:
             if total > limit:
-                raise BudgetExceeded(f"the {part} would be longer than {limit:,} characters")
+                frame = stream.gi_frame  # where the template is: at the output that went over
+                line = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
+                raise BudgetExceeded(f"the {part} would be longer than {limit:,} characters", line=line)
             if len(batch) < _OUTPUT_BATCH:
                 return "".join(chunks)
             batch = list(islice(stream, _OUTPUT_BATCH))
