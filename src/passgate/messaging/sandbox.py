@@ -696,7 +696,7 @@ def render_budgeted(
         chunks = batch
         while True:
             if total > limit:
-                frame = stream.gi_frame  # where the template is: at the output that went over
+                frame = getattr(stream, "gi_frame", None)  # the template's, at the output that went over
                 line = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
                 raise BudgetExceeded(f"the {part} would be longer than {limit:,} characters", line=line)
             if len(batch) < _OUTPUT_BATCH:

@@ -120,6 +120,7 @@ class Generator:
 
 def requests(rng: random.Random) -> list[RenderContext]:
     """Random requests, and the largest each field allows."""
+
     def value() -> str:
         return rng.choice(["", "a", "9" * rng.randint(1, 40), "x" * rng.randint(0, 256), "é<&>'\"" * 20,
                            "\U0001f600" * rng.randint(0, 60)])  # fmt: skip
