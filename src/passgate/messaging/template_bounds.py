@@ -95,7 +95,7 @@ def sequence(items: int, elem: Bound) -> Bound:
 def mapping(fields: Mapping[str, Bound], default: Bound | None, keys: int, key: Bound) -> Bound:
     values = [*fields.values(), *([default] if default is not None else [])]
     value_size = max((v.size for v in values), default=0)
-    size = _sat(1 + keys * (key.size + value_size + 3))
+    size = _sat(1 + keys * (key.size + value_size + 4))  # as size_of counts: 2 a pair, 1 a key or value
     return Bound(
         kinds=MAP,
         chars=_sat(10 * size + 2),
@@ -735,7 +735,14 @@ class Analysis:
         if any(frame.macro is macro for frame in self._macro_stack):
             self.refuse(call, f"macro {node.name!r} calls itself; recursive macros are not allowed")
             return TOP, Cost(INF, INF, INF, INF)
-        key = (id(node), tuple(args), tuple(sorted(kwargs.items())), dynamic)
+        # The other macros it may call are found from where it is called: part of what it costs.
+        visible = tuple(
+            sorted(
+                ((name, b.macros) for s in scope.chain() for name, b in s.names.items() if b.kinds & MACRO),
+                key=lambda item: item[0],
+            )
+        )
+        key = (id(node), tuple(args), tuple(sorted(kwargs.items())), dynamic, visible)
         if key in self._memo:
             return self._memo[key]
         frame = _MacroFrame(macro, node.name, scope)
