@@ -67,10 +67,18 @@ COST_ITERATION = 2_000
 COST_NODE = 100
 COST_CALL = 3_000
 
-# Strings printed below this length are not charged: `{{ x }}` of a short value is the common case, and
-# it keeps bookkeeping off the hot path. What they add up to is still bounded: by the part's output, or
-# in a buffer by the iterations and node weights charged for the loop around them.
+# Strings printed below this length are not counted: `{{ x }}` of a short value is the common case, and it
+# keeps bookkeeping off the hot path. Longer ones are counted as work and, all together, may be at most
+# `long_print_limit(part)` characters: the output is checked a batch of chunks at a time, and so holds
+# at most that (escaped: five times) plus a batch of short ones before a check. Blocks and macros write
+# into buffers that check every chunk (`BoundedBuffer`).
 _UNCOUNTED_OUTPUT = 1_024
+
+
+def long_print_limit(part: str) -> int:
+    return OUTPUT_LIMITS.get(part, MAX_VALUE_SIZE) + MAX_VALUE_SIZE
+
+
 _OUTPUT_BATCH = 256
 # Filters the code generator routes loops and macro bodies through; the space keeps them out of reach of
 # template source.
@@ -91,12 +99,13 @@ class BudgetExceeded(SecurityError):
 class Budget:
     """What one render may still use."""
 
-    __slots__ = ("calls", "deadline", "iterations", "seconds", "work")
+    __slots__ = ("calls", "deadline", "iterations", "long_print_limit", "long_prints", "seconds", "work")
 
-    def __init__(self, seconds: float = RENDER_SECONDS) -> None:
+    def __init__(self, seconds: float = RENDER_SECONDS, part: str = "text") -> None:
         self.iterations = MAX_ITERATIONS
         self.calls = MAX_CALLS
         self.work = MAX_WORK
+        self.long_print_limit = self.long_prints = long_print_limit(part)
         self.seconds = seconds
         # The clock starts at the first counted operation: before it, a render is only straight-line
         # code no longer than its source, and most renders never read the clock at all.
@@ -111,6 +120,13 @@ class Budget:
         self.calls -= 1
         if self.calls < 0:
             raise BudgetExceeded(f"macros would be called more than {MAX_CALLS:,} times")
+
+    def print_long(self, chars: int) -> None:
+        """A long value printed (into the output or a block): counted as work and against the part."""
+        self.long_prints -= chars
+        if self.long_prints < 0:
+            raise BudgetExceeded("the template would print more long values than its part can hold")
+        self.spend(COST_CHAR * chars)
 
     def spend(self, units: int) -> None:
         self.work -= units
@@ -131,6 +147,7 @@ class Budget:
             "iterations": MAX_ITERATIONS - self.iterations,
             "calls": MAX_CALLS - self.calls,
             "work": MAX_WORK - self.work,
+            "long_prints": self.long_print_limit - self.long_prints,
         }
 
 
@@ -461,6 +478,10 @@ class _BudgetedCodeGenerator(CodeGenerator):
                 macro.body.insert(0, nodes.ExprStmt(charge, lineno=macro.lineno))
         super().visit_Template(node, frame)
 
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.new_buffer()")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.checked_concat((")
         for arg in node.nodes:
@@ -509,13 +530,34 @@ def _finalize(value: object) -> object:
     # Optional fields are None in Python; a message should show nothing rather than "None".
     if isinstance(value, str):
         if len(value) >= _UNCOUNTED_OUTPUT:
-            _spend(COST_CHAR * len(value))  # escaping or copying it into a buffer
+            _budget().print_long(len(value))
         return value
     if value is None:
         return ""
     if isinstance(value, _CONTAINERS):
-        _spend(cost_of(value) + COST_CHAR * printed_size(value))  # what str() of it is about to cost
+        _spend(cost_of(value))
+        _budget().print_long(printed_size(value))  # what str() of it is about to make
     return value
+
+
+class BoundedBuffer(list[str]):
+    """What a macro, `{% set %}` block or `{% filter %}` block writes into: at most a value's size."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def append(self, chunk: str) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_VALUE_SIZE:
+            raise BudgetExceeded(f"a block would render more than {MAX_VALUE_SIZE:,} characters")
+        super().append(chunk)
+
+    def extend(self, chunks: Iterable[str]) -> None:
+        for chunk in chunks:
+            self.append(chunk)
 
 
 class MessageSandbox(ImmutableSandboxedEnvironment):
@@ -636,6 +678,9 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         _spend(COST_ITEM * size_of(value))
         return value
 
+    def new_buffer(self) -> BoundedBuffer:
+        return BoundedBuffer()
+
     def concat(self, parts: Iterable[str]) -> str:
         """The output of a macro, `{% set %}` block or `{% filter %}` block, within the value budget."""
         buffered = parts if isinstance(parts, list) else list(parts)
@@ -685,7 +730,7 @@ def render_budgeted(
     """Render one part within its budgets; BudgetExceeded (or the template's own error) otherwise."""
     limit = OUTPUT_LIMITS.get(part, MAX_VALUE_SIZE)
     active = _active
-    previous, active.budget = active.budget, budget or Budget()
+    previous, active.budget = active.budget, budget or Budget(part=part)
     try:
         stream = template.root_render_func(template.new_context(dict(data)))
         # The output is counted a batch of chunks at a time, in C rather than in a Python loop per

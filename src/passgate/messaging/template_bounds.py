@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 from jinja2 import nodes
@@ -218,35 +218,26 @@ REQUEST_BOUNDS: Mapping[str, Bound] = {
 
 @dataclass(frozen=True)
 class Cost:
-    """Upper bounds of what running some template code uses, in the sandbox's units."""
+    """Upper bounds of what running some template code uses, in the sandbox's units: loop iterations,
+    macro calls, work, characters output, and characters of long values printed (sandbox.Budget)."""
 
     iterations: int = 0
     calls: int = 0
     work: int = 0
     output: int = 0
+    long_prints: int = 0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(
-            _sat(self.iterations + other.iterations),
-            _sat(self.calls + other.calls),
-            _sat(self.work + other.work),
-            _sat(self.output + other.output),
-        )
+        return Cost(*(_sat(a + b) for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def times(self, n: int) -> Cost:
-        return Cost(
-            _sat(self.iterations * n), _sat(self.calls * n), _sat(self.work * n), _sat(self.output * n)
-        )
+        return Cost(*(_sat(a * n) for a in astuple(self)))
 
     def most(self, other: Cost) -> Cost:
-        return Cost(
-            max(self.iterations, other.iterations),
-            max(self.calls, other.calls),
-            max(self.work, other.work),
-            max(self.output, other.output),
-        )
+        return Cost(*(max(a, b) for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
+UNBOUNDED = Cost(INF, INF, INF, INF, INF)
 NO_COST = Cost()
 
 
@@ -355,9 +346,9 @@ class Analysis:
             return self.ev(node.node, scope)[1]
         if isinstance(node, nodes.CallBlock):
             self.refuse(node, "{% call %} is not allowed in message templates: call the macro with arguments")
-            return Cost(INF, INF, INF, INF)
+            return UNBOUNDED
         self.refuse(node, f"{type(node).__name__} is not allowed in message templates")
-        return Cost(INF, INF, INF, INF)
+        return UNBOUNDED
 
     def _output(self, node: nodes.Output, scope: _Scope) -> Cost:
         cost = NO_COST
@@ -367,12 +358,12 @@ class Analysis:
                 continue
             value, c = self.ev(child, scope)
             printed = value.chars if value.safe or not self.html else _sat(5 * value.chars)
-            charged = 0
+            charged = long = 0
             if value.kinds & STR and value.chars >= sb._UNCOUNTED_OUTPUT:
-                charged = sb.COST_CHAR * value.chars
+                charged, long = sb.COST_CHAR * value.chars, value.chars
             if value.kinds & _CONTAINER_KINDS:
-                charged = max(charged, _cost(value) + sb.COST_CHAR * value.chars)
-            cost = cost + c + Cost(work=_sat(charged), output=printed)
+                charged, long = max(charged, _cost(value) + sb.COST_CHAR * value.chars), value.chars
+            cost = cost + c + Cost(work=_sat(charged), output=printed, long_prints=long)
         return cost
 
     def _block(
@@ -391,7 +382,7 @@ class Analysis:
     def _for(self, node: nodes.For, scope: _Scope) -> Cost:
         if node.recursive:
             self.refuse(node, "recursive loops are not allowed in message templates")
-            return Cost(INF, INF, INF, INF)
+            return UNBOUNDED
         iterable, cost = self.ev(_unwrapped(node.iter), scope)
         n = iterable.items
         elem = elem_of(iterable)
@@ -480,7 +471,7 @@ class Analysis:
             return self._getitem(node, scope)
         if isinstance(node, nodes.Filter):
             if node.node is None:  # only in {% filter %} blocks, handled there
-                return TOP, Cost(INF, INF, INF, INF)
+                return TOP, UNBOUNDED
             value, cost = self.ev(node.node, scope)
             out, c = self._filter(node, value, scope)
             return out, cost + c
@@ -544,7 +535,7 @@ class Analysis:
                     cost = cost + self.ev(part, scope)[1]
             return EMPTY, cost
         self.refuse(node, f"{type(node).__name__} is not allowed in message templates")
-        return TOP, Cost(INF, INF, INF, INF)
+        return TOP, UNBOUNDED
 
     def _name(self, node: nodes.Name, scope: _Scope) -> Bound:
         found = scope.lookup(node.name)
@@ -636,7 +627,7 @@ class Analysis:
         cost = cost + c
         if left.top or right.top:
             self.refuse(node, "this expression's size cannot be bounded")
-            return TOP, Cost(INF, INF, INF, INF)
+            return TOP, UNBOUNDED
         out: list[Bound] = []
         numbers = INT | FLOAT
         if isinstance(node, nodes.Mod):
@@ -710,7 +701,7 @@ class Analysis:
                 cost = cost + self.ev(extra, scope)[1]
         cost = cost + Cost(calls=1)
         if callee.top:
-            return TOP, cost + Cost(INF, INF, INF, INF)
+            return TOP, cost + UNBOUNDED
         results: list[Bound] = []
         most = NO_COST
         for macro in sorted(callee.macros, key=lambda m: id(m.node)):
@@ -734,7 +725,7 @@ class Analysis:
         node = macro.node
         if any(frame.macro is macro for frame in self._macro_stack):
             self.refuse(call, f"macro {node.name!r} calls itself; recursive macros are not allowed")
-            return TOP, Cost(INF, INF, INF, INF)
+            return TOP, UNBOUNDED
         # The other macros it may call are found from where it is called: part of what it costs.
         visible = tuple(
             sorted(
@@ -806,7 +797,7 @@ class Analysis:
             cost = cost + c
         if node.dyn_args is not None or node.dyn_kwargs is not None or value.top:
             self.refuse(node, f"the |{name} filter's result here cannot be bounded")
-            return TOP, Cost(INF, INF, INF, INF)
+            return TOP, UNBOUNDED
         if name in (sb.COUNTED_LOOP, sb.CHARGED_BODY):
             return value, cost
 
@@ -890,7 +881,7 @@ class Analysis:
             )
         else:
             self.refuse(node, f"the |{name} filter is not allowed in message templates")
-            return TOP, Cost(INF, INF, INF, INF)
+            return TOP, UNBOUNDED
         # As the sandbox charges: the input read, the comparisons of a sort, the result made.
         cost = cost + work(_cost(value))
         if name in sb.SORTING_FILTERS and value.items > 1:
@@ -957,6 +948,11 @@ def analyse(tree: nodes.Template, part: str) -> Analysis:
             (_heaviest(tree, "work", analysis) or first_line),
             f"the {part} could need more than its work budget (about {sb.MAX_WORK // 1_000_000} ms) "
             "for some request",
+        )
+    if total.long_prints > sb.long_print_limit(part):
+        analysis.refuse(
+            (_heaviest(tree, "long_prints", analysis) or first_line),
+            f"the {part} could print more long values than it can hold for some request",
         )
     limit = sb.OUTPUT_LIMITS.get(part, sb.MAX_VALUE_SIZE)
     if total.output > limit:

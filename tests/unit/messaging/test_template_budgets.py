@@ -96,10 +96,26 @@ def test_the_power_tower_is_never_computed():
     assert time.process_time() - started < 0.5
 
 
-def test_a_100_mb_output_is_stopped_before_it_is_made():
+@pytest.mark.parametrize(
+    ("part", "body"),
+    [
+        ("text", REVIEW["100 MB output"]),
+        # Long values, escaped five times over, straight into the output.
+        ("html", "{% set s = '&' * 150000 %}{% for a in 'x' * 300 %}{{ s }}{% endfor %}"),
+        # Many short ones into a block's buffer, which is only joined at its end.
+        (
+            "html",
+            "{% set s = '&' * 1000 %}{% set b %}{% for a in 'x' * 100 %}"
+            + "{{ s }}" * 40
+            + "{% endfor %}{% endset %}{{ b|length }}",
+        ),
+    ],
+    ids=["review", "long values", "a block of short ones"],
+)
+def test_a_huge_output_is_stopped_before_it_is_made(part, body):
     tracemalloc.start()
     try:
-        fails_over_budget(email(body=REVIEW["100 MB output"]))
+        fails_over_budget(email(part=part, body=body))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
