@@ -97,19 +97,22 @@ class BudgetExceeded(SecurityError):
 
 
 class Budget:
-    """What one render may still use."""
+    """What one render may still use: the counts are per part, the clock per message."""
 
     __slots__ = ("calls", "deadline", "iterations", "long_print_limit", "long_prints", "seconds", "work")
 
     def __init__(self, seconds: float = RENDER_SECONDS, part: str = "text") -> None:
-        self.iterations = MAX_ITERATIONS
-        self.calls = MAX_CALLS
-        self.work = MAX_WORK
-        self.long_print_limit = self.long_prints = long_print_limit(part)
         self.seconds = seconds
         # The clock starts at the first counted operation: before it, a render is only straight-line
         # code no longer than its source, and most renders never read the clock at all.
         self.deadline = 0.0
+        self.start_part(part)
+
+    def start_part(self, part: str) -> None:
+        self.iterations = MAX_ITERATIONS
+        self.calls = MAX_CALLS
+        self.work = MAX_WORK
+        self.long_print_limit = self.long_prints = long_print_limit(part)
 
     def iterate(self, count: int) -> None:
         self.iterations -= count
@@ -724,30 +727,47 @@ def template_line(exc: BaseException) -> int | None:
     return line
 
 
+class budget_scope:  # noqa: N801 - used as `with budget_scope() as budget:`
+    """A budget for the renders of one message on this thread (its parts, one after the other)."""
+
+    __slots__ = ("_budget", "_previous")
+
+    def __init__(self, budget: Budget | None = None) -> None:
+        self._budget = budget or Budget()
+        self._previous: Budget | None = None
+
+    def __enter__(self) -> Budget:
+        self._previous, _active.budget = _active.budget, self._budget
+        return self._budget
+
+    def __exit__(self, *exc: object) -> None:
+        _active.budget = self._previous
+
+
 def render_budgeted(
     template: jinja2.Template, part: str, data: Mapping[str, object], budget: Budget | None = None
 ) -> str:
-    """Render one part within its budgets; BudgetExceeded (or the template's own error) otherwise."""
+    """Render one part within its budgets; BudgetExceeded (or the template's own error) otherwise.
+    `budget`: the message's, from an enclosing `budget_scope`; else the part gets one of its own."""
+    if budget is None or _active.budget is not budget:
+        with budget_scope(budget) as own:
+            return render_budgeted(template, part, data, own)
+    budget.start_part(part)
     limit = OUTPUT_LIMITS.get(part, MAX_VALUE_SIZE)
-    active = _active
-    previous, active.budget = active.budget, budget or Budget(part=part)
-    try:
-        stream = template.root_render_func(template.new_context(dict(data)))
-        # The output is counted a batch of chunks at a time, in C rather than in a Python loop per
-        # chunk; most messages are a single batch. What a batch can hold past the limit is small:
-        # repeated text is the same string object each time, and long printed values count as work.
+    stream = template.root_render_func(template.new_context(data))  # type: ignore[arg-type]  # it copies
+    # The output is counted a batch of chunks at a time, in C rather than in a Python loop per chunk;
+    # most messages are a single batch. What a batch can hold past the limit is small: repeated text is
+    # the same string object each time, and long values printed are counted as they are (_finalize).
+    batch = list(islice(stream, _OUTPUT_BATCH))
+    total = sum(map(len, batch))
+    chunks = batch
+    while True:
+        if total > limit:
+            frame = getattr(stream, "gi_frame", None)  # the template's, at the output that went over
+            line = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
+            raise BudgetExceeded(f"the {part} would be longer than {limit:,} characters", line=line)
+        if len(batch) < _OUTPUT_BATCH:
+            return "".join(chunks)
         batch = list(islice(stream, _OUTPUT_BATCH))
-        total = sum(map(len, batch))
-        chunks = batch
-        while True:
-            if total > limit:
-                frame = getattr(stream, "gi_frame", None)  # the template's, at the output that went over
-                line = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
-                raise BudgetExceeded(f"the {part} would be longer than {limit:,} characters", line=line)
-            if len(batch) < _OUTPUT_BATCH:
-                return "".join(chunks)
-            batch = list(islice(stream, _OUTPUT_BATCH))
-            total += sum(map(len, batch))
-            chunks += batch
-    finally:
-        active.budget = previous
+        total += sum(map(len, batch))
+        chunks += batch

@@ -26,8 +26,10 @@ from pydantic.alias_generators import to_camel
 
 from passgate.messaging import template_bounds
 from passgate.messaging.sandbox import (
+    Budget,
     BudgetExceeded,
     MessageSandbox,
+    budget_scope,
     make_environment,
     render_budgeted,
     template_line,
@@ -409,8 +411,8 @@ def _context_data(context: RenderContext, locale: str) -> dict[str, object]:
     }
 
 
-def _render_part(source: str, part: str, data: Mapping[str, object]) -> str:
-    return render_budgeted(_compile(source, part == "html"), part, data)
+def _render_part(source: str, part: str, data: Mapping[str, object], budget: Budget | None = None) -> str:
+    return render_budgeted(_compile(source, part == "html"), part, data, budget)
 
 
 def _one_line(subject: str) -> str:
@@ -424,27 +426,39 @@ def render(template: MessageTemplate, locale: str, context: RenderContext) -> Re
     content = template.locales[chosen]
     data = _context_data(context, chosen)
     rendered: dict[str, str] = {}
-    for part in PARTS_BY_CHANNEL[template.channel]:
-        source = getattr(content, part)
-        if source is None:
-            raise TemplateRenderError("part is missing", template=template.name, locale=chosen, part=part)
-        try:
-            rendered[part] = _render_part(source, part, data)
-        # Template code is author-supplied and can fail the way any Python expression can (a sandbox
-        # refusal, 1/0, "a" + 1); callers need one exception to handle, whatever the cause.
-        except Exception as exc:
-            raise TemplateRenderError(
-                str(exc),
-                template=template.name,
-                locale=chosen,
-                part=part,
-                line=template_line(exc),
-                over_budget=isinstance(exc, BudgetExceeded),
-                retryable=isinstance(exc, BudgetExceeded) and exc.retryable,
-            ) from exc
+    with budget_scope() as budget:
+        for part in PARTS_BY_CHANNEL[template.channel]:
+            rendered[part] = _render_one(template, chosen, content, part, data, budget)
     if "subject" in rendered:
         rendered["subject"] = _one_line(rendered["subject"])
     return RenderedMessage(channel=template.channel, locale=chosen, **rendered)
+
+
+def _render_one(
+    template: MessageTemplate,
+    chosen: str,
+    content: LocaleContent,
+    part: str,
+    data: Mapping[str, object],
+    budget: Budget,
+) -> str:
+    source = getattr(content, part)
+    if source is None:
+        raise TemplateRenderError("part is missing", template=template.name, locale=chosen, part=part)
+    try:
+        return _render_part(source, part, data, budget)
+    # Template code is author-supplied and can fail the way any Python expression can (a sandbox
+    # refusal, 1/0, "a" + 1); callers need one exception to handle, whatever the cause.
+    except Exception as exc:
+        raise TemplateRenderError(
+            str(exc),
+            template=template.name,
+            locale=chosen,
+            part=part,
+            line=template_line(exc),
+            over_budget=isinstance(exc, BudgetExceeded),
+            retryable=isinstance(exc, BudgetExceeded) and exc.retryable,
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------------
