@@ -43,13 +43,14 @@ def plain_environment(html: bool) -> Any:
     finalize and undefined, but Jinja's own code generator, operators, calls, filters and joins."""
     import jinja2
     from jinja2.compiler import CodeGenerator
-    from jinja2.defaults import DEFAULT_FILTERS, DEFAULT_TESTS
+    from jinja2.filters import FILTERS
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.tests import TESTS
 
     from passgate.messaging.sandbox import ALLOWED_FILTERS, MessageSandbox
 
     class Plain(MessageSandbox):
-        code_generator_class = CodeGenerator
+        code_generator_class = CodeGenerator  # type: ignore[assignment]
         intercepted_binops = frozenset({"*", "**", "%"})
         call_binop = ImmutableSandboxedEnvironment.call_binop
         call = ImmutableSandboxedEnvironment.call
@@ -64,8 +65,8 @@ def plain_environment(html: bool) -> Any:
         auto_reload=False,
     )
     env.globals.clear()
-    env.filters = {k: v for k, v in DEFAULT_FILTERS.items() if k in ALLOWED_FILTERS}
-    env.tests = dict(DEFAULT_TESTS)
+    env.filters = {k: v for k, v in FILTERS.items() if k in ALLOWED_FILTERS}
+    env.tests = dict(TESTS)
     return env
 
 
