@@ -938,26 +938,29 @@ def analyse(tree: nodes.Template, part: str) -> Analysis:
     analysis.total = total
     lines = [getattr(node, "lineno", None) for node in tree.body]
     first_line = next((line for line in lines if line), None)
-    if total.iterations > sb.MAX_ITERATIONS:
-        analysis.refuse((_heaviest(tree, "iterations", analysis) or first_line),
+    # A budget of the whole part, unless a problem already names the loop or call that breaks it.
+    named = " ".join(message for _, message in analysis.problems)
+    if total.iterations > sb.MAX_ITERATIONS and "this loop could run" not in named:
+        analysis.refuse(_heaviest(tree, "iterations", analysis) or first_line,
                         f"loops could run more than {sb.MAX_ITERATIONS:,} times in all")  # fmt: skip
-    if total.calls > sb.MAX_CALLS:
-        analysis.refuse((first_line), f"macros could be called more than {sb.MAX_CALLS:,} times")
+    if total.calls > sb.MAX_CALLS and "macros could be called" not in named:
+        analysis.refuse(_heaviest(tree, "calls", analysis) or first_line,
+                        f"macros could be called more than {sb.MAX_CALLS:,} times")  # fmt: skip
     if total.work > sb.MAX_WORK:
         analysis.refuse(
-            (_heaviest(tree, "work", analysis) or first_line),
+            _heaviest(tree, "work", analysis) or first_line,
             f"the {part} could need more than its work budget (about {sb.MAX_WORK // 1_000_000} ms) "
             "for some request",
         )
     if total.long_prints > sb.long_print_limit(part):
         analysis.refuse(
-            (_heaviest(tree, "long_prints", analysis) or first_line),
+            _heaviest(tree, "long_prints", analysis) or first_line,
             f"the {part} could print more long values than it can hold for some request",
         )
     limit = sb.OUTPUT_LIMITS.get(part, sb.MAX_VALUE_SIZE)
     if total.output > limit:
         analysis.refuse(
-            (_heaviest(tree, "output", analysis) or first_line),
+            _heaviest(tree, "output", analysis) or first_line,
             f"the {part} could be longer than {limit:,} characters for some request",
         )
     return analysis

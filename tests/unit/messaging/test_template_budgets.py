@@ -308,3 +308,16 @@ def test_templates_too_deep_or_too_big_to_compile_quickly_are_refused(body, word
     refused_fast(email(body=body), words)
     with pytest.raises(TemplateRenderError):
         render(email(body=body), "en", context())
+
+
+def test_the_public_url_is_short_enough_for_the_save_time_bound_on_links():
+    # Links are PASSGATE_PUBLIC_URL + /v/ + a 43-character token; the bound for every request counts on it.
+    from pydantic import ValidationError
+
+    from passgate.config import Settings
+    from passgate.messaging.template_bounds import LINK_CHARS
+
+    assert len(Settings(public_url="https://" + "a" * 192).public_url) == 200
+    with pytest.raises(ValidationError, match="at most 200 characters"):
+        Settings(public_url="https://" + "a" * 193)
+    assert LINK_CHARS == 200 + len("/v/") + 43
