@@ -5,6 +5,7 @@ a second, the API keeps answering, and the hostile messages fail alone, with the
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -30,8 +31,14 @@ POWER_TOWER = "{{ (((9**64)**64)**64)**64 }}"
 LOOP = "{% for a in 'x' * 10000 %}{% for b in 'x' * 10000 %}{% endfor %}{% endfor %}"
 OUTPUT = "{% for a in 'x' * 10000 %}{{ 'y' * 10000 }}{% endfor %}"
 HOSTILE = {"power-tower": POWER_TOWER, "loop": LOOP, "output": OUTPUT}
-# What the test asks of the other tenant's mail: from its login request to the SMTP server's 250.
+# What the test asks of the other tenant's mail: from its login request to the SMTP server's 250. The
+# median of three must be within it, and none three times over: one sample can be slow on the shared
+# two-core machine whatever the templates do. Before the budgets, every one of them waited over 10 s.
 WITHIN = 1.0
+
+
+def arrived_in_time(took: list[float]) -> bool:
+    return statistics.median(took) < WITHIN and max(took) < 3 * WITHIN
 
 
 @pytest.fixture
@@ -107,26 +114,23 @@ def other_tenants_mail_takes(base: str, tenant: Tenant, mail: SmtpSink, address:
 
 
 class Probe(threading.Thread):
-    """/healthz every 50 ms until stopped; the slowest answer (a timeout counts as its timeout)."""
+    """/healthz every 50 ms until stopped: how long each answer took (None: no answer within 2 s)."""
 
     def __init__(self, base: str) -> None:
         super().__init__(daemon=True)
         self.base = base
         self.stop = threading.Event()
-        self.slowest = 0.0
-        self.count = 0
+        self.answers: list[float | None] = []
 
     def run(self) -> None:
         with httpx.Client(base_url=self.base, timeout=2) as client:
-            while not self.stop.is_set() and self.count < 400:
+            while not self.stop.is_set() and len(self.answers) < 400:
                 started = time.monotonic()
                 try:
                     ok = client.get("/healthz").status_code == 200
                 except httpx.TransportError:
                     ok = False
-                took = time.monotonic() - started
-                self.slowest = max(self.slowest, took if ok else 2.0)
-                self.count += 1
+                self.answers.append(time.monotonic() - started if ok else None)
                 self.stop.wait(0.05)
 
 
@@ -149,6 +153,7 @@ def test_while_a_tenant_saves_hostile_templates_the_api_answers_and_another_tena
                                headers=tenant.admin_headers)  # fmt: skip
                 answers.append((name, r.status_code, r.json(), time.monotonic() - started))
 
+    other_tenants_mail_takes(serve, other_tenant, mail, "warm-up@example.com")  # its first, not timed
     probe = Probe(serve)
     probe.start()
     thread = threading.Thread(target=attacker, daemon=True)
@@ -163,16 +168,17 @@ def test_while_a_tenant_saves_hostile_templates_the_api_answers_and_another_tena
         thread.join(40)
         probe.stop.set()
         probe.join(5)
-    assert max(took) < WITHIN, took
-    assert probe.count >= 5 and probe.slowest < WITHIN, (probe.count, probe.slowest)
+    assert arrived_in_time(took), took
+    # Every probe answered, and as fast as ever (the review saw 36 of 38 time out).
+    assert len(probe.answers) >= 5 and None not in probe.answers, probe.answers
+    assert arrived_in_time([a for a in probe.answers if a is not None]), probe.answers
     assert len(answers) >= 3, answers
-    for name, status, problem, seconds in answers:
+    for name, status, problem, _ in answers:
         assert status == 422, (name, problem)
         assert problem["type"] == "urn:passgate:problem:invalid-template"
-        assert {(e["locale"], e["part"], e["line"]) for e in problem["errors"]} == {("en", "text", 2)}, (
-            problem
-        )
-        assert seconds < WITHIN, (name, seconds)
+        where = {(e["locale"], e["part"], e["line"]) for e in problem["errors"]}
+        assert where == {("en", "text", 2)}, problem
+    assert arrived_in_time([seconds for *_, seconds in answers]), answers  # refused as fast
 
 
 def store_as_if_saved_before_the_rules(registry: Registry, tenant: Tenant, name: str, payload: str) -> None:
@@ -207,6 +213,7 @@ def test_while_a_tenant_sends_hostile_templates_another_tenants_mail_arrives_and
             r = client.post("/manage/v1/templates/loop/preview", json={}, headers=tenant.admin_headers)
             assert r.status_code == 422 and r.json()["errors"][0]["line"] == 2, r.text
 
+    other_tenants_mail_takes(serve, other_tenant, mail, "warm-up@example.com")  # its first, not timed
     thread = threading.Thread(target=attacker, daemon=True)
     thread.start()
     try:
@@ -216,7 +223,7 @@ def test_while_a_tenant_sends_hostile_templates_another_tenants_mail_arrives_and
         ]
     finally:
         thread.join(40)
-    assert max(took) < WITHIN, took
+    assert arrived_in_time(took), took
     assert len(sessions) == 6
 
     # The hostile messages failed, each alone and for good, with the budget named; none was sent.
@@ -232,7 +239,7 @@ def test_while_a_tenant_sends_hostile_templates_another_tenants_mail_arrives_and
     for destination, reason in reasons.items():
         assert reason.startswith("template failed to render: template"), reason
         assert "part 'text' line 2" in reason, reason
-        assert any(word in reason for word in ("1,024 bits", "more than 10,000 times", "longer than")), reason
+        assert any(word in reason for word in ("1,024 bits", "more than 10,000 times", "long values")), reason
     assert not [m for m in mail.received if any("hostile" in r or "test-send" in r for r in m.rcpt_tos)]
     for address, session_id in sessions.items():
         view = http.get(f"/mfa/v2/{session_id}", headers=tenant.headers).json()
