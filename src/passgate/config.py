@@ -26,6 +26,8 @@ SMS_PROVIDERS = ("dev", "twilio", "http")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Links are made from the public URL and templates print them: their save-time size checks count on it.
+MAX_PUBLIC_URL_CHARS = 200
 # Values of settings whose name holds one of these words are never repeated in an error line.
 _SECRET_WORDS = ("secret", "token", "password", "url", "sid", "key")
 
@@ -201,7 +203,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be the plain base URL that people's browsers reach, e.g. https://passgate.example.com"
             )
-        return v.rstrip("/")
+        v = v.rstrip("/")
+        if len(v) > MAX_PUBLIC_URL_CHARS:
+            raise ValueError(f"must be at most {MAX_PUBLIC_URL_CHARS} characters")
+        return v
 
     @field_validator("smtp_url")
     @classmethod

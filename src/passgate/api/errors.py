@@ -31,6 +31,7 @@ from passgate.messaging.exceptions import (
     TooManyTemplates,
     Unprocessable,
 )
+from passgate.messaging.render_pool import RenderTimeout
 from passgate.mfa.exceptions import (
     InvalidDestination,
     SendLimitReached,
@@ -202,6 +203,7 @@ RULES: dict[type[Exception], Rule] = {
     SendLimitReached: Rule(429, "Send limit reached", "send-limit"),
     SendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
     TestSendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
+    RenderTimeout: Rule(503, "Busy", "rendering-busy", retry_after=True),
 }
 
 

@@ -1,5 +1,6 @@
 """Preview of a template as it is being edited (not saved yet): the same checks as saving, then the same
-rendering as the management API's preview, with the client's branding and sample values."""
+rendering as the management API's preview, with the client's branding and sample values, in the same
+bounded render pool (the live preview runs on every keystroke)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.messaging import test_sends
+from passgate.messaging.catalog import render_problem
 from passgate.messaging.exceptions import InvalidTemplate
+from passgate.messaging.render_pool import EDITING
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.templates import (
     LocaleContent,
@@ -63,7 +66,7 @@ def preview_draft(
     template: MessageTemplate,
     locale: str,
 ) -> dict[str, Any]:
-    problems = validate_template(template)
+    problems = EDITING.run(validate_template, template)
     if problems:
         raise InvalidTemplate.from_problems(problems)
     client = session.get(Client, client_id)
@@ -78,12 +81,9 @@ def preview_draft(
         values,
     )
     try:
-        rendered = render(template, locale, context)
+        rendered = EDITING.run(render, template, locale, context)
     except TemplateRenderError as exc:
-        raise InvalidTemplate(
-            "the template cannot be rendered",
-            [{"field": f"locales.{exc.locale}.{exc.part}", "message": str(exc), "part": exc.part}],
-        ) from None
+        raise InvalidTemplate("the template cannot be rendered", [render_problem(exc)]) from None
     out: dict[str, Any] = {"channel": template.channel, "locale": rendered.locale}
     if template.channel == "EMAIL":
         out.update(subject=rendered.subject, html=rendered.html, text=rendered.text)

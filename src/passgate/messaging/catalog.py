@@ -29,6 +29,7 @@ from passgate.messaging.exceptions import (
     Unprocessable,
 )
 from passgate.messaging.models import ClientTemplate, Message
+from passgate.messaging.render_pool import EDITING
 from passgate.messaging.sources import TEMPLATE_NAME, TemplateSource, template_from_row
 from passgate.messaging.states import DeliveryStatus, MessageStatus
 from passgate.messaging.templates import (
@@ -104,6 +105,19 @@ def _config(session: Session, client_id: str) -> tuple[Client, MfaConfig]:
     client = session.get(Client, client_id)
     assert client is not None  # the caller was authenticated as this client
     return client, resolve_config(session, client)
+
+
+def render_problem(exc: TemplateRenderError) -> dict[str, Any]:
+    """An errors[] entry for a render that failed: field, locale, part and (when known) line."""
+    entry: dict[str, Any] = {
+        "field": f"locales.{exc.locale}.{exc.part}",
+        "message": str(exc),
+        "locale": exc.locale,
+        "part": exc.part,
+    }
+    if exc.line is not None:
+        entry["line"] = exc.line
+    return entry
 
 
 def _explicit_locale(template: MessageTemplate, wanted: str, field: str) -> str:
@@ -184,7 +198,7 @@ class TemplateCatalog:
                     }
                 ],
             )
-        problems = validate_template(template)
+        problems = EDITING.run(validate_template, template)
         for tag, content in template.locales.items():
             for part, source in content.present_parts().items():
                 if isinstance(source, str) and _STRAY_CONTROL.search(source):
@@ -298,13 +312,12 @@ class TemplateCatalog:
             sample_values,
         )
         try:
-            rendered = render(template, chosen, context)
+            rendered = EDITING.run(render, template, chosen, context)
         except TemplateRenderError as exc:
             # Save-time checks render with sample values; values given here can still trip template code
             # (say, `values.n|int * 1000`), and the author should see why rather than a 500.
             raise InvalidTemplate(
-                "the template cannot be rendered with these values",
-                [{"field": f"locales.{exc.locale}.{exc.part}", "message": str(exc)}],
+                "the template cannot be rendered with these values", [render_problem(exc)]
             ) from None
         out: dict[str, Any] = {
             "name": template.name,

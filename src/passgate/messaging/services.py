@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from passgate.keyring import KeyRing
 from passgate.messaging import test_sends
 from passgate.messaging.branding import from_header
 from passgate.messaging.models import Message, MessageAttempt
+from passgate.messaging.render_pool import SENDING, RenderPool, RenderTimeout
 from passgate.messaging.senders.base import (
     EmailSender,
     OutgoingEmail,
@@ -52,12 +54,18 @@ T = TypeVar("T")
 Premade = dict[str, tuple[NewSecret, dict[str, Any]]]
 # A claimed round: each message's row, its session's row (None for a test send) and the secret made for it.
 ClaimedRows = list[tuple[Any, Any, str | None]]
+# A message of a round after rendering: what to send (with its link and code), why it cannot be sent, or
+# _DEFERRED (to the next round).
+Rendered = tuple["OutgoingEmail | OutgoingSms", str | None, str | None] | SendError | object
+_DEFERRED = object()
 LOCK_SECONDS = 60
 # Messages claimed per round. The round's sends run concurrently (over the SMTP sender's pooled
 # connections); under load the in-process worker waits on the GIL between SMTP replies, so a round of many
 # keeps more conversations moving per wait: measured with passgate serve at full challenge load, 50 -> 200
 # per round took the mails delivered while the load ran from ~240/s to ~450/s.
 ROUND_LIMIT = 200
+# Render time a client's messages may take in one round (see Dispatcher._render_batch).
+ROUND_RENDER_SECONDS = 0.25
 
 
 @dataclass
@@ -302,8 +310,11 @@ class Dispatcher:
         retry_schedule: tuple[float, ...] = RETRY_SCHEDULE,
         lock_seconds: int = LOCK_SECONDS,
         committer: GroupCommitter | None = None,
+        render_pool: RenderPool = SENDING,
     ) -> None:
         self.committer = committer
+        # Templates render there, never on the event loop the round's sends run on.
+        self.render_pool = render_pool
         self.lock_seconds = lock_seconds
         # Sandbox clients' messages never leave the machine: they go to the dev inbox whatever is configured.
         self.sandbox_sender = sandbox_sender
@@ -592,7 +603,7 @@ class Dispatcher:
             if not rows:
                 return 0
             claimed = self.prepare(rows)
-            outcomes = await asyncio.gather(*(self._send_one(c) for c in claimed))
+            outcomes = [o for group in await self._send_all(claimed) for o in group]
 
             def record(session: Session) -> None:
                 # Every result of this round in one transaction; the accepted ones in a few statements.
@@ -710,18 +721,58 @@ class Dispatcher:
             code,
         )
 
-    async def _send_one(self, c: Claimed) -> Sent | Callable[[Session], None]:
+    async def _send_all(self, claimed: list[Claimed]) -> list[list[Sent | Callable[[Session], None]]]:
+        """Render and send a round: each client's messages rendered together in the render pool (see
+        `_render_batch`), beside the other clients', and each sent as soon as its client's are rendered."""
+        by_client: dict[str, list[Claimed]] = {}
+        for c in claimed:
+            by_client.setdefault(c.client_id, []).append(c)
+        return await asyncio.gather(*(self._send_group(group) for group in by_client.values()))
+
+    async def _send_group(self, group: list[Claimed]) -> list[Sent | Callable[[Session], None]]:
+        try:
+            rendered = await self.render_pool.run_async(self._render_batch, group, ROUND_RENDER_SECONDS)
+        except RenderTimeout as exc:
+            rendered = [TemporarySendError(str(exc))] * len(group)
+        return list(
+            await asyncio.gather(*(self._send_one(c, r) for c, r in zip(group, rendered, strict=True)))
+        )
+
+    def _render_batch(self, group: list[Claimed], allowance: float) -> list[Rendered]:
+        """In the render pool: one client's messages of a round, until `allowance` seconds are used; the
+        rest wait for the next round. So a client whose templates are heavy (or who has many messages
+        due) holds one pool thread for a bounded time, and never delays another client's mail."""
+        started = time.monotonic()
+        out: list[Rendered] = []
+        for c in group:
+            if out and time.monotonic() - started >= allowance:
+                out.append(_DEFERRED)
+                continue
+            try:
+                out.append(self._render(c))
+            except TemplateRenderError as exc:
+                failure = TemporarySendError if exc.retryable else SendError
+                out.append(failure(f"template failed to render: {exc}"))
+            except SendError as exc:
+                out.append(exc)
+            except Exception as exc:  # a bug must not kill the worker; retry it like a transient fault
+                log.exception("rendering raised unexpectedly", extra={"messageId": c.message_id})
+                out.append(TemporarySendError(type(exc).__name__))
+        return out
+
+    async def _send_one(self, c: Claimed, rendered: Rendered) -> Sent | Callable[[Session], None]:
         """Sends; returns the accepted send, or how to record the failure (run later, with the others of
         the round)."""
+        if rendered is _DEFERRED:
+            return partial(self._record_deferred, c=c)
         started = self.clock.now()
         email_sender = self.sandbox_sender if c.sandbox else self.email_sender
         sms_sender = self.sandbox_sender if c.sandbox else self.sms_sender
         provider = email_sender.name if c.channel == "EMAIL" else sms_sender.name
         try:
-            try:
-                outgoing, _, _ = self._render(c)
-            except TemplateRenderError as exc:
-                raise SendError(f"template failed to render: {exc}") from exc
+            if isinstance(rendered, SendError):
+                raise rendered
+            outgoing = cast(tuple[OutgoingEmail | OutgoingSms, Any, Any], rendered)[0]
             if isinstance(outgoing, OutgoingEmail):
                 provider_id = await email_sender.send_email(outgoing)
             else:
@@ -736,6 +787,17 @@ class Dispatcher:
             return partial(self._record_failure, c=c, provider=provider, exc=failure, started=started)
         self.metrics.messages.labels(c.channel, "sent").inc()
         return Sent(c, provider, provider_id[:128], started)
+
+    def _record_deferred(self, session: Session, *, c: Claimed) -> None:
+        """Not rendered this round (its client's render time ran out): due again at once, the attempt not
+        counted, the code or link token kept."""
+        message = session.get(Message, c.message_id)
+        if message is None or message.status != MessageStatus.SENDING:
+            return
+        message.status = MessageStatus.QUEUED
+        message.attempts = max(message.attempts - 1, 0)
+        message.locked_until = None
+        message.next_attempt_at = self.clock.now()
 
     def _record_sent(self, session: Session, sent: list[Sent]) -> None:
         """The provider accepted these: each message SENT (unless another worker already recorded it after

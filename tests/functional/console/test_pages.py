@@ -3,6 +3,7 @@ paths, NUL bytes, oversized or malformed forms — gets a 5xx."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -229,3 +230,32 @@ def test_preview_api_answers_problem_json(people: Any) -> None:
     )
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
     assert any(e.get("line") == 2 for e in bad.json()["errors"])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ (((9**64)**64)**64)**64 }}",
+        "{% for a in 'x' * 10000 %}{% for b in 'x' * 10000 %}{% endfor %}{% endfor %}",
+        "{% for a in 'x' * 10000 %}{{ 'y' * 10000 }}{% endfor %}",
+    ],
+)
+def test_the_live_preview_refuses_hostile_templates_fast(people: Any, payload: str) -> None:
+    # The live preview renders on every keystroke: the review's payloads are refused there as at save.
+    viewer = people("viewer")
+    started = time.monotonic()
+    r = viewer.http.post(
+        "/console/api/templates/preview",
+        headers={"x-csrf-token": viewer.csrf},
+        data={
+            "channel": "EMAIL",
+            "kind": "OTH",
+            "locale": "en",
+            "subject": "s",
+            "html": "{{ link }}",
+            "text": "{{ link }}\n" + payload,
+        },  # fmt: skip
+    )
+    assert time.monotonic() - started < 2.0
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert {(e["field"], e.get("line")) for e in r.json()["errors"]} == {("locales.en.text", 2)}, r.json()

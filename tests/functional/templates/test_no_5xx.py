@@ -90,3 +90,17 @@ def test_random_input_never_gives_a_5xx(http: TestClient, tenant: Tenant) -> Non
     assert listed.status_code == 200
     for item in listed.json()["items"]:
         assert http.post(f"/manage/v1/templates/{item['name']}/preview", headers=h).status_code == 200
+
+
+def test_templates_too_deep_or_too_big_to_compile_are_422_not_500(http: TestClient, tenant: Tenant) -> None:
+    # Jinja's parser and compiler recurse once per level of nesting, and compiling holds the GIL.
+    for text in [
+        "{{ " + "(" * 400 + "link" + ")" * 400 + " }}",
+        "{{ link" + "|upper" * 15000 + " }}",
+        "{% if link %}" * 60 + "{{ link }}" + "{% endif %}" * 60,
+        "{{ link }}" * 9000,
+    ]:
+        body = {"channel": "SMS", "kind": "OTH", "defaultLocale": "en", "locales": {"en": {"sms": text}}}
+        r = http.put("/manage/v1/templates/deep", json=body, headers=tenant.admin_headers)
+        assert r.status_code == 422, (text[:40], r.status_code, r.text[:300])
+        assert r.json()["errors"][0]["field"] == "locales.en.sms"

@@ -33,6 +33,7 @@ from passgate.messaging.exceptions import (
     TooManyTemplates,
     Unprocessable,
 )
+from passgate.messaging.render_pool import RenderTimeout
 from passgate.mfa.exceptions import SendLimitReached, SendRateLimited, SessionClosed, Throttled
 from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
 from passgate.policy.lists import ImportTooLarge, ListExists, ListNotFound
@@ -307,6 +308,8 @@ def problem_of(exc: Exception) -> Problem | None:
         return Problem("Some values are not valid: fix the fields marked below.", errors, 400)
     if isinstance(exc, TestSendRateLimited | SendRateLimited):
         return Problem(str(exc), [], 429)
+    if isinstance(exc, RenderTimeout):
+        return Problem(str(exc), [], 503)
     if isinstance(exc, TemplateNotFound | ListNotFound | VersionNotFound | NotFound | NoActiveVersion):
         return Problem(str(exc), [], 404)
     if isinstance(
