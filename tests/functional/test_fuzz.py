@@ -1,0 +1,107 @@
+"""Schemathesis against the app's own OpenAPI document: every operation, with a token holding both scopes, on
+each database, in positive (valid per the document) and negative (invalid) modes. Any 5xx, or any response
+the document does not describe (status, content type, body schema), fails the test.
+
+The run is bounded: PASSGATE_FUZZ_EXAMPLES examples per operation and mode (3 by default, a few hundred
+requests in all); `make fuzz` sets it much higher. PASSGATE_FUZZ_SEED repeats a run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from passgate.bootstrap import Registry
+from tests.factories import get_token, make_tenant
+
+EXAMPLES = int(os.environ.get("PASSGATE_FUZZ_EXAMPLES", "3"))
+SEED = int(os.environ.get("PASSGATE_FUZZ_SEED") or random.randrange(2**32))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def _send(http: TestClient, case: Any, headers: dict[str, str]) -> Any:
+    """The case through the test client (the app's own lifespan and event loop), as schemathesis would send it."""
+    kwargs = case.as_transport_kwargs(base_url=str(http.base_url), headers=headers)
+    body: dict[str, Any] = {}
+    if "json" in kwargs:
+        body["json"] = kwargs["json"]
+    if "data" in kwargs:
+        data = kwargs["data"]
+        body["content" if isinstance(data, str | bytes) else "data"] = data
+    if "files" in kwargs:
+        body["files"] = kwargs["files"]
+    return http.request(
+        kwargs["method"],
+        kwargs["url"],
+        params=kwargs.get("params"),
+        headers=kwargs.get("headers"),
+        cookies=kwargs.get("cookies") or None,
+        **body,
+    )
+
+
+def fuzz(http: TestClient, spec: dict[str, Any], headers: dict[str, str], examples: int) -> dict[str, Any]:
+    """Every operation of `spec`, `examples` cases per generation mode; returns what was sent and what failed."""
+    schema = schemathesis.openapi.from_dict(spec)
+    statuses: Counter[int] = Counter()
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @seed(SEED)
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=False,
+                phases=[Phase.explicit, Phase.generate, Phase.shrink],
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                response = _send(http, case, headers)
+                statuses[response.status_code] += 1
+                case.validate_response(response, checks=CHECKS)
+
+            try:
+                run()
+            except Unsatisfiable:
+                pass  # nothing to negate: an operation without inputs, or with free-form strings only
+            except (
+                Exception,
+                BaseExceptionGroup,
+            ) as exc:  # one operation's failure does not hide the others'
+                failures.append(f"{operation.label} ({mode.value}): {exc}")
+    return {"statuses": statuses, "failures": failures}
+
+
+@pytest.mark.slow
+def test_fuzz_every_operation(http: TestClient, registry: Registry, app: Any) -> None:
+    tenant = make_tenant(http, registry, name="Fuzz Co")
+    token = get_token(http, tenant.client_id, tenant.api_key, "k1_integration_api admin")
+    started = time.monotonic()
+    outcome = fuzz(http, app.openapi(), {"Authorization": f"Bearer {token}"}, EXAMPLES)
+    statuses = outcome["statuses"]
+    print(
+        f"\nfuzz ({registry.engine.dialect.name}, seed {SEED}): {sum(statuses.values())} requests in "
+        f"{time.monotonic() - started:.0f} s; by status {dict(sorted(statuses.items()))}"
+    )
+    assert not outcome["failures"], f"seed {SEED}\n\n" + "\n\n".join(outcome["failures"])
