@@ -7,15 +7,16 @@ infinity), so a body carrying one would reach a route and only fail in the datab
 beyond 64 bits fit no integer column nor any engine's integer arithmetic, and a lone UTF-16 surrogate
 (`"\\ud800"`) is no character at all: neither can be written to a database either.
 
-Each check starts with a scan of the raw bytes for what could be such a value, so an ordinary request
-(no candidate) costs one search; only a body with a candidate is parsed, to name the fields.
+Each check first looks cheaply for what could be such a value, so an ordinary request costs little; only a
+body with a candidate is walked, to name the fields. For JSON, that look is a parse by Python's C scanner
+whose number hooks raise at a non-finite number or a long integer (cheaper than any regular expression
+over the body), plus a search for a `\\u` escape (the only way JSON writes a NUL or a lone surrogate).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,11 +30,26 @@ NON_FINITE_MESSAGE = "must be a finite number"
 INT_RANGE_MESSAGE = "must be an integer from -9223372036854775808 to 9223372036854775807"
 SURROGATE_MESSAGE = "must be valid Unicode text (a lone UTF-16 surrogate is not)"
 
-# What in a JSON text could be one of the values above (a match may also be inside a string: then the
-# parse below finds nothing): NaN and Infinity literals, exponents of three digits or more, runs of 19 or
-# more digits (an integer past int64, or a float past 1.8e308 written out in full), the escape of NUL and
-# the escapes of surrogates (which JSON allows, and which only count when not in a valid pair).
-_JSON_CANDIDATE = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}|\d{19}|\\u0000|\\u[dD][89abcdefABCDEF]")
+
+class _Candidate(Exception):
+    """Raised by the scan's number hooks: this body has a number to look at closely."""
+
+
+def _scan_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Candidate()
+    return value
+
+
+def _scan_int(text: str) -> int:
+    if len(text) > 18:  # 19 digits or more: past int64 or close to it; 18 never are
+        raise _Candidate()
+    return int(text)
+
+
+def _scan_constant(_: str) -> Any:
+    raise _Candidate()
 
 
 class _NonFinite:
@@ -90,8 +106,14 @@ def json_problems(body: bytes, scan: bool = True) -> list[dict[str, str]]:
     """The fields of a JSON body holding a value no route can take ([] for none, or for a body that is not
     JSON at all: the route's own parser answers that). `scan=False` skips the byte scan and always parses:
     the plain path tests/unit/test_inputs.py holds the scan to."""
-    if scan and not _JSON_CANDIDATE.search(body):
-        return []
+    if scan and b"\\u" not in body:
+        try:
+            json.loads(body, parse_float=_scan_float, parse_int=_scan_int, parse_constant=_scan_constant)
+            return []
+        except _Candidate:
+            pass
+        except (ValueError, RecursionError):
+            return []
     try:
         parsed = json.loads(body, parse_float=_float, parse_constant=lambda _: _NON_FINITE)
     except (ValueError, RecursionError):
