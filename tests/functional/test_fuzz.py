@@ -2,7 +2,7 @@
 each database, in positive (valid per the document) and negative (invalid) modes. Any 5xx, or any response
 the document does not describe (status, content type, body schema), fails the test.
 
-The run is bounded: PASSGATE_FUZZ_EXAMPLES examples per operation and mode (3 by default, a few hundred
+The run is bounded: PASSGATE_FUZZ_EXAMPLES examples per operation and mode (5 by default, a few hundred
 requests in all); `make fuzz` sets it much higher. Past PASSGATE_FUZZ_SECONDS (per database) the operations
 not yet run get 3 examples each, so every operation is still tried. PASSGATE_FUZZ_SEED repeats a run.
 """
@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -31,11 +32,17 @@ from schemathesis.specs.openapi.checks import (
 from passgate.bootstrap import Registry
 from tests.factories import get_token, make_tenant
 
-EXAMPLES = int(os.environ.get("PASSGATE_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("PASSGATE_FUZZ_EXAMPLES", "5"))
 MINIMUM_EXAMPLES = 3
 BUDGET_S = float(os.environ.get("PASSGATE_FUZZ_SECONDS", "600"))
 SEED = int(os.environ.get("PASSGATE_FUZZ_SEED") or random.randrange(2**32))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 def _send(http: TestClient, case: Any, headers: dict[str, str]) -> Any:
@@ -109,3 +116,15 @@ def test_fuzz_every_operation(http: TestClient, registry: Registry, app: Any) ->
         f"{time.monotonic() - started:.0f} s; by status {dict(sorted(statuses.items()))}"
     )
     assert not outcome["failures"], f"seed {SEED}\n\n" + "\n\n".join(outcome["failures"])
+
+
+def test_every_error_response_documented_is_a_problem_document(app: Any) -> None:
+    spec = app.openapi()
+    assert "HTTPValidationError" not in str(spec)
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert "400" in responses, (method, path)
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, status)

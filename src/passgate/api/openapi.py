@@ -118,6 +118,7 @@ def truthful_errors(spec: dict[str, Any]) -> dict[str, Any]:
             statuses |= set(_ALSO.get((method, path), ()))
             for status in sorted(statuses):
                 responses[str(status)] = _problem_response(status, responses.get(str(status)))
+            operation["responses"] = dict(sorted(responses.items()))
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
     if "HTTPValidationError" not in str(spec.get("paths")):
