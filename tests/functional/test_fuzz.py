@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed
+from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -30,7 +32,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from passgate.bootstrap import Registry
-from tests.factories import get_token, make_tenant
+from passgate.config import Settings
+from tests.factories import Tenant, get_token, login_body, make_tenant
 
 EXAMPLES = int(os.environ.get("PASSGATE_FUZZ_EXAMPLES", "5"))
 MINIMUM_EXAMPLES = 3
@@ -43,6 +46,13 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A webhook endpoint on loopback, to fuzz the operations on an existing one (nothing is delivered:
+    # the app runs no workers in tests).
+    return settings.model_copy(update={"webhook_allow_private": True})
 
 
 def _send(http: TestClient, case: Any, headers: dict[str, str]) -> Any:
@@ -66,18 +76,65 @@ def _send(http: TestClient, case: Any, headers: dict[str, str]) -> Any:
     )
 
 
-def fuzz(http: TestClient, spec: dict[str, Any], headers: dict[str, str], examples: int) -> dict[str, Any]:
-    """Every operation of `spec`, `examples` cases per generation mode; returns what was sent and what failed."""
+def existing_resources(http: TestClient, tenant: Tenant) -> dict[str, dict[str, str]]:
+    """Path parameter values naming things that exist, by the first segments of the paths that take them, so
+    the fuzz also reaches the code behind a found resource (generated ids are almost never found)."""
+    admin = tenant.admin_headers
+    r = http.post("/manage/v1/lists", json={"name": "fuzz-list", "kind": "emailDomain"}, headers=admin)
+    assert r.status_code == 201, r.text
+    http.post("/manage/v1/lists/fuzz-list/entries", json={"entries": ["mailinator.com"]}, headers=admin)
+    r = http.post(
+        "/manage/v1/webhooks", json={"url": "http://127.0.0.1:9/fuzz", "events": ["Decision.Created"]}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    endpoint_id = r.json()["id"]
+    login = login_body(strategy={"mfaTemplateName": "email-link"})
+    r = http.post("/login/v2", json=login, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["mfa"]["ID"], r.text
+    device = {"accountId": login["account"]["id"], "deviceSessionId": login["deviceSessionId"]}
+    return {
+        "/manage/v1/lists": {"name": "fuzz-list"},
+        "/manage/v1/templates": {"name": "email-link"},
+        "/manage/v1/policy-sets": {"eventType": "LOGIN", "versionName": "v1"},
+        "/manage/v1/webhooks": {"endpoint_id": endpoint_id},
+        "/mfa/v2": {"session_id": r.json()["mfa"]["ID"]},
+        "/trusted-device": device,
+    }
+
+
+def _known(path: str, resources: dict[str, dict[str, str]]) -> dict[str, str]:
+    names = set(re.findall(r"{(\w+)}", path))
+    for prefix, values in resources.items():
+        if path.startswith(prefix + "/"):
+            return {k: v for k, v in values.items() if k in names}
+    return {}
+
+
+def fuzz(
+    http: TestClient,
+    spec: dict[str, Any],
+    headers: dict[str, str],
+    examples: int,
+    resources: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Every operation of `spec`, `examples` cases per generation mode (and positive cases on existing
+    resources, for operations with path parameters); returns what was sent and what failed."""
     schema = schemathesis.openapi.from_dict(spec)
     deadline = time.monotonic() + BUDGET_S
     statuses: Counter[int] = Counter()
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        known = _known(operation.path, resources or {})
+        variants = [(GenerationMode.POSITIVE, {}), (GenerationMode.NEGATIVE, {})]
+        if known:
+            variants.append((GenerationMode.POSITIVE, known))
+        for mode, path_parameters in variants:
+            label = f"{operation.label} ({mode.value}{', existing' if path_parameters else ''})"
+            strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters or None)
 
             @seed(SEED)
-            @settings(
+            @hypothesis_settings(
                 max_examples=examples if time.monotonic() < deadline else min(examples, MINIMUM_EXAMPLES),
                 deadline=None,
                 database=None,
@@ -86,7 +143,7 @@ def fuzz(http: TestClient, spec: dict[str, Any], headers: dict[str, str], exampl
                 suppress_health_check=list(HealthCheck),
                 print_blob=False,
             )
-            @given(case=operation.as_strategy(generation_mode=mode))
+            @given(case=strategy)
             def run(case: Any) -> None:
                 response = _send(http, case, headers)
                 statuses[response.status_code] += 1
@@ -100,16 +157,17 @@ def fuzz(http: TestClient, spec: dict[str, Any], headers: dict[str, str], exampl
                 Exception,
                 BaseExceptionGroup,
             ) as exc:  # one operation's failure does not hide the others'
-                failures.append(f"{operation.label} ({mode.value}): {str(exc)[:3000]}")
+                failures.append(f"{label}: {str(exc)[:3000]}")
     return {"statuses": statuses, "failures": failures}
 
 
 @pytest.mark.slow
 def test_fuzz_every_operation(http: TestClient, registry: Registry, app: Any) -> None:
     tenant = make_tenant(http, registry, name="Fuzz Co")
+    resources = existing_resources(http, tenant)
     token = get_token(http, tenant.client_id, tenant.api_key, "k1_integration_api admin")
     started = time.monotonic()
-    outcome = fuzz(http, app.openapi(), {"Authorization": f"Bearer {token}"}, EXAMPLES)
+    outcome = fuzz(http, app.openapi(), {"Authorization": f"Bearer {token}"}, EXAMPLES, resources)
     statuses = outcome["statuses"]
     print(
         f"\nfuzz ({registry.engine.dialect.name}, seed {SEED}): {sum(statuses.values())} requests in "
