@@ -200,8 +200,8 @@ def _body_problems(content_type: bytes, body: bytes) -> list[dict[str, str]]:
 class RequestContextMiddleware:
     """Gives every request a correlation id (echoed as x-correlation-id), times it and logs it; refuses
     bodies over MAX_BODY bytes, and any input no route can take (passgate.api.inputs): a NUL character in
-    the path, a query value, a header or a body, a non-finite number or an integer past 64 bits in a JSON
-    body."""
+    the path, a query value, a header or a body; in a JSON body, a non-finite number, an integer past 64
+    bits or a lone UTF-16 surrogate."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
