@@ -72,6 +72,24 @@ _ALSO: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/trusted-device"): (404,),
     ("post", "/manage/v1/lists"): (409,),
     ("post", "/manage/v1/webhooks"): (409,),
+    ("patch", "/manage/v1/webhooks/{endpoint_id}"): (422,),
+    ("post", "/manage/v1/webhooks/{endpoint_id}/replay"): (409,),
+    ("post", "/manage/v1/webhooks/{endpoint_id}/rotate-secret"): (409,),
+    ("put", "/manage/v1/templates/{name}"): (409,),
+    ("post", "/manage/v1/templates/{name}/preview"): (422,),
+    ("post", "/mfa/v2/{session_id}/resend"): (409,),
+    ("post", "/mfa/v2/{session_id}/cancel"): (409,),
+    # A client without a policy set of this event type (409), a stored draft or version that no longer
+    # compiles (422).
+    ("get", "/manage/v1/policy-sets/{eventType}"): (409,),
+    ("get", "/manage/v1/policy-sets/{eventType}/draft"): (409,),
+    ("put", "/manage/v1/policy-sets/{eventType}/draft"): (409,),
+    ("post", "/manage/v1/policy-sets/{eventType}/publish"): (409, 422),
+    ("get", "/manage/v1/policy-sets/{eventType}/versions"): (409,),
+    ("get", "/manage/v1/policy-sets/{eventType}/versions/{versionName}"): (409,),
+    ("post", "/manage/v1/policy-sets/{eventType}/versions/{versionName}/restore"): (409, 422),
+    ("get", "/manage/v1/policy-sets/{eventType}/diff"): (409, 422),
+    ("post", "/manage/v1/policy-sets/{eventType}/simulate"): (409, 422),
 }
 
 
