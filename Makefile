@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint unit bench demo lock wheel-check clean
+.PHONY: run test lint unit fuzz bench demo lock wheel-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit("Passgate needs Python 3.11 or newer (found " + sys.version.split()[0] + ")") if sys.version_info < (3, 11) else None'
@@ -34,6 +34,15 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
+
+# The fuzz test at length: FUZZ_EXAMPLES cases per operation and mode (about 90 requests per unit, so
+# 230 is some 20,000 requests per database), stopping more generation after FUZZ_SECONDS per database.
+# On PostgreSQL too when PASSGATE_TEST_DATABASE_URL is set.
+FUZZ_EXAMPLES ?= 230
+FUZZ_SECONDS  ?= 1800
+fuzz: $(STAMP)
+	PASSGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PASSGATE_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		$(BIN)/python -m pytest tests/functional/test_fuzz.py -q -s -p no:randomly
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

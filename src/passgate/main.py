@@ -29,6 +29,7 @@ from passgate.api import (
     ops,
     providers,
 )
+from passgate.api import openapi as api_document
 from passgate.bootstrap import Registry, build_registry
 from passgate.config import Settings
 from passgate.observability import RequestContextMiddleware
@@ -108,5 +109,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     from passgate.console.routes import install as install_console
 
     install_console(app)
+    api_document.install(app)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app

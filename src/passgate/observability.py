@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from passgate.api import inputs
 from passgate.ids import new_uuid
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -58,26 +59,16 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
 
 
-def _nul_paths(value: Any, path: str) -> list[str]:
-    """Where in a parsed JSON document a NUL character occurs, as field paths (person.name.first, a[2])."""
-    if isinstance(value, str):
-        return [path or "body"] if "\x00" in value else []
-    found: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            sub = f"{path}.{k}" if path else str(k)
-            found += [sub] if "\x00" in str(k) else _nul_paths(v, sub)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found += _nul_paths(v, f"{path}[{i}]")
-    return found
-
-
 async def _problem(
-    send: Send, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    slug: str | None = None,
 ) -> None:
     body: dict[str, Any] = {
-        "type": f"urn:passgate:problem:{title.lower().replace(' ', '-')}",
+        "type": f"urn:passgate:problem:{slug or title.lower().replace(' ', '-')}",
         "title": title,
         "status": status,
         "detail": detail,
@@ -96,6 +87,13 @@ async def _problem(
         }
     )
     await send({"type": "http.response.body", "body": raw})
+
+
+async def _invalid(send: Send, problems: list[dict[str, str]]) -> None:
+    names = ", ".join(p["field"] for p in problems[:5])
+    await _problem(
+        send, 400, "Invalid request", f"invalid value for {names}", problems[:20], slug="validation"
+    )
 
 
 class _GroupCommitCollector:
@@ -187,20 +185,46 @@ class Metrics:
 
 
 MAX_BODY = 2_000_000
-_JSON_NUL = b"\\u0000"
+_NOT_CHECKED = (b"multipart/", b"application/octet-stream")
+
+
+def _body_problems(content_type: bytes, body: bytes) -> list[dict[str, str]]:
+    content_type = content_type.lower()
+    # No content type at all: the JSON routes read such a body as JSON.
+    if not content_type or b"json" in content_type:
+        return inputs.json_problems(body)
+    if content_type.startswith(b"application/x-www-form-urlencoded"):
+        return inputs.query_problems(body)
+    if content_type.startswith(_NOT_CHECKED):
+        return []  # files (a logo) may hold any byte; their fields are checked where they are read
+    return inputs.text_problems(body)
 
 
 class RequestContextMiddleware:
     """Gives every request a correlation id (echoed as x-correlation-id), times it and logs it; refuses
-    bodies over MAX_BODY bytes and JSON bodies carrying a NUL character (no database stores one)."""
+    bodies over MAX_BODY bytes, and any input no route can take (passgate.api.inputs): a NUL character in
+    the path, a query value, a header or a body; in a JSON body, a non-finite number, an integer past 64
+    bits or a lone UTF-16 surrogate."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
         self.log = logging.getLogger("passgate.access")
 
+    @staticmethod
+    def _request_problems(scope: Scope) -> list[dict[str, str]]:
+        if "\x00" in scope["path"]:
+            return [{"field": "path", "message": inputs.NUL_MESSAGE}]
+        return inputs.query_problems(scope.get("query_string", b"")) + inputs.header_problems(
+            scope.get("headers", [])
+        )
+
     async def _checked_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
+        problems = self._request_problems(scope)
+        if problems:
+            await _invalid(send, problems)
+            return None
+        if scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
             return receive
         chunks: list[bytes] = []
         size = 0
@@ -217,20 +241,12 @@ class RequestContextMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        content_type = dict(scope.get("headers", [])).get(b"content-type", b"")
-        if b"json" in content_type and _JSON_NUL in body:
-            try:
-                fields = _nul_paths(json.loads(body), "") or ["body"]
-            except ValueError:
-                fields = ["body"]
-            await _problem(
-                send,
-                400,
-                "Invalid request",
-                "text must not contain a NUL character",
-                [{"field": f, "message": "must not contain a NUL character"} for f in fields[:20]],
-            )
-            return None
+        if body:
+            content_type = dict(scope.get("headers", [])).get(b"content-type", b"")
+            problems = _body_problems(content_type, body)
+            if problems:
+                await _invalid(send, problems)
+                return None
         sent = False
 
         async def replay() -> Message:

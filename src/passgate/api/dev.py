@@ -41,7 +41,20 @@ def _rows(registry: Any, limit: int) -> list[dict[str, Any]]:
         ]
 
 
-@router.get("/dev/inbox", response_model=None, summary="Dev inbox (development only, no provider configured)")
+@router.get(
+    "/dev/inbox",
+    response_model=None,
+    summary="Dev inbox (development only, no provider configured)",
+    description="An HTML page, or with `Accept: application/json` the messages as JSON.",
+    responses={
+        200: {
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            }
+        }
+    },
+)
 async def inbox(request: Request, registry: RegistryDep, limit: int = 50) -> Response:
     if not registry.settings.dev_inbox_enabled:
         raise ApiProblem(

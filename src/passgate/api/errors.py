@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import InterfaceError as PgInterfaceError
+from psycopg import OperationalError as PgOperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from passgate.auth.exceptions import (
@@ -223,9 +228,38 @@ def _by_rule(rule: Rule) -> Any:
     return handler
 
 
+# The database cannot be reached or cannot answer now (connection refused or lost, the file unreadable,
+# the pool exhausted, SQLite's lock held past its timeout): the request did nothing (its transaction rolled
+# back), and the same request can be sent again. The pool replaces broken connections (pre-ping on
+# PostgreSQL), so the service recovers by itself once the database is back. Some statements run on the
+# driver's own cursor (db.HotStatement), whose errors reach here unwrapped.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    sqlite3.OperationalError,
+    PgOperationalError,
+    PgInterfaceError,
+)
+DATABASE_RETRY_AFTER_S = 2
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return problem(
+        503,
+        "Service unavailable",
+        "the database cannot be reached; nothing was changed, try again shortly",
+        slug="unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 def install(app: FastAPI) -> None:
     for exc_type, rule in RULES.items():
         app.add_exception_handler(exc_type, _by_rule(rule))
+    for exc_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, _database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

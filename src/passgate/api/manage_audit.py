@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import AdminAuth, RegistryDep
+from passgate.api.inputs import INT32_MAX
 from passgate.audit.services import entries
 from passgate.db import transaction
 
@@ -21,7 +22,7 @@ async def audit_log(
     auth: AdminAuth,
     limit: int = Query(default=100, ge=1, le=500),
     before: int | None = Query(
-        default=None, ge=1, description="the id of the oldest entry of the previous page"
+        default=None, ge=1, le=INT32_MAX, description="the id of the oldest entry of the previous page"
     ),
 ) -> JSONResponse:
     def run() -> list[dict[str, Any]]:

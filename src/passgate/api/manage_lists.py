@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +16,7 @@ from passgate.audit.services import record as audit
 from passgate.db import transaction
 from passgate.policy import lists as svc
 
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 router = APIRouter(prefix="/manage/v1/lists", tags=["lists"])
 MAX_BODY = 2_000_000
 
@@ -137,13 +139,22 @@ async def add(name: str, request: Request, registry: RegistryDep, auth: AdminAut
     if ctype == "text/csv":
         try:
             values = svc.parse_csv(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except UnicodeDecodeError as exc:
+            line = len(_LINE_BREAK.split(raw[: exc.start]))
+            raise ApiProblem(
+                400,
+                "Invalid CSV",
+                f"the CSV cannot be read: line {line} is not UTF-8",
+                slug="validation",
+                extra={"errors": [{"field": "body", "line": line, "message": "not UTF-8 text"}]},
+            ) from None
+        except svc.InvalidCsv as exc:
             raise ApiProblem(
                 400,
                 "Invalid CSV",
                 f"the CSV cannot be read: {exc}",
                 slug="validation",
-                errors=[{"field": "body", "message": "not UTF-8 CSV"}],
+                extra={"errors": [{"field": "body", "line": exc.line, "message": exc.reason}]},
             ) from None
     else:
         try:

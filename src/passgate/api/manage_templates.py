@@ -152,7 +152,8 @@ async def get_template(
     "/{name}",
     summary="Create or replace the client's template of this name (201 when created)",
     responses={
-        422: {"description": "the template cannot be saved; `errors[]` give field, locale, part and line"}
+        201: {"description": "created (no template of this name existed)"},
+        422: {"description": "the template cannot be saved; `errors[]` give field, locale, part and line"},
     },
 )
 async def replace_template(
@@ -222,7 +223,10 @@ async def preview_template(
     "/{name}/test-send",
     status_code=202,
     summary="Queue a test message (sample values, marked as a test) through the configured providers",
-    responses={429: {"description": "too many test sends for this client; see Retry-After"}},
+    responses={
+        422: {"description": "the message cannot be sent to this destination; `errors[].field` names it"},
+        429: {"description": "too many test sends for this client; see Retry-After"},
+    },
 )
 async def send_test_message(
     name: str, body: SendTestBody, registry: RegistryDep, catalog: CatalogDep, auth: AdminAuth

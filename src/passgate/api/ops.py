@@ -11,7 +11,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import RegistryDep
-from passgate.api.errors import ApiProblem
+from passgate.api.errors import DATABASE_RETRY_AFTER_S, ApiProblem, problem
 
 router = APIRouter(tags=["operations"])
 
@@ -30,7 +30,14 @@ async def readyz(registry: RegistryDep) -> JSONResponse:
     try:
         await run_in_threadpool(ping)
     except Exception:
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return problem(
+            503,
+            "Service unavailable",
+            "the database cannot be reached",
+            slug="unavailable",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            extra={"status": "unavailable", "database": "unreachable"},
+        )
     return JSONResponse({"status": "ok", "database": "ok"})
 
 

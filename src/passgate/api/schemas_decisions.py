@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from passgate.mfa.destinations import email_verdict
+from passgate.mfa.destinations import email_verdict, is_possible_phone
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -100,6 +100,8 @@ class Person(_In):
     def _phone(cls, v: str | None) -> str | None:
         if v is not None and not E164.match(v):
             raise ValueError("phone number must be in E.164 form, e.g. +15551234567")
+        if v is not None and not is_possible_phone(v):
+            raise ValueError("not a possible phone number (wrong length for its country code)")
         return v
 
 

@@ -47,6 +47,15 @@ class ListExists(ListError):
         self.name = name
 
 
+class InvalidCsv(ListError, ValueError):
+    """A CSV import that cannot be read as CSV; `line` is the line (from 1) where reading stopped."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
 class ImportTooLarge(ListError):
     def __init__(self, count: int) -> None:
         super().__init__(f"at most {MAX_IMPORT} entries per import, got {count}")
@@ -65,6 +74,8 @@ def _normalise(kind: str, raw: str) -> str:
     value = raw.strip()
     if not value or len(value) > MAX_ENTRY:
         raise ValueError("empty or too long")
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
     if kind == "email":
         try:
             return validate_email(value, check_deliverability=False, test_environment=True).normalized.lower()
@@ -330,13 +341,23 @@ def entries_page(session: Session, row: PolicyList, limit: int, after: str | Non
 
 
 def parse_csv(text: str) -> list[tuple[int, Any]]:
-    """First column of each line; a first line reading `value` (any case) is a header. Line numbers from 1."""
+    """First column of each line; a first line reading `value` (any case) is a header. Line numbers from 1,
+    counted the way the file was written: lines may end in LF, CRLF or a bare CR (old Mac exports), in any
+    mix. Raises InvalidCsv naming the line where the text stops being CSV."""
     out: list[tuple[int, Any]] = []
-    for lineno, record in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not record or not any(cell.strip() for cell in record):
-            continue
-        first = record[0]
-        if lineno == 1 and first.strip().lower() in ("value", "entry", "values"):
-            continue
-        out.append((lineno, first))
+    # newline="": the reader sees each line ending as written and splits on all three itself; a quoted
+    # field may then span lines.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    first_line = 1
+    try:
+        for record in reader:
+            lineno, first_line = first_line, reader.line_num + 1
+            if not record or not any(cell.strip() for cell in record):
+                continue
+            first = record[0]
+            if lineno == 1 and first.strip().lower() in ("value", "entry", "values"):
+                continue
+            out.append((lineno, first))
+    except csv.Error as exc:
+        raise InvalidCsv(first_line, str(exc)) from None
     return out
