@@ -25,7 +25,7 @@ from passgate.db import transaction
 from passgate.messaging.templates import Brand, is_rtl, negotiate_accept_language
 from passgate.mfa.exceptions import SessionClosed
 from passgate.mfa.models import MfaSession
-from passgate.mfa.secrets import new_match_numbers
+from passgate.mfa.secrets import match_choices
 from passgate.web.i18n import STRINGS, strings
 
 router = APIRouter(tags=["hosted pages"], include_in_schema=False)
@@ -124,7 +124,8 @@ async def open_link(token: str, request: Request, registry: RegistryDep) -> Resp
                     _browser_like(request),
                 )
                 if mfa.bind_to_device and mfa.match_number:
-                    choices = new_match_numbers(mfa.match_number)[1]
+                    seed = registry.keyring.keyed_hash("match-choices", mfa.id)
+                    choices = match_choices(mfa.match_number, seed)
             return ctx, mfa, choices
 
     ctx, mfa, choices = await run_in_threadpool(run)

@@ -52,6 +52,8 @@ FIRST_WAIT_SECONDS = 30
 MAX_WAIT_SECONDS = 3600
 VALID_CODES = 3  # the last three codes issued stay valid (resend does not break a code in flight)
 PREFETCH_WINDOW_SECONDS = 10
+# The timeline's reason for a session ended by a wrong pick on the confirm page (`confirm_link`).
+NUMBER_MISMATCH = "NUMBER_MISMATCH"
 
 
 @dataclass(frozen=True)
@@ -419,7 +421,7 @@ class MfaService:
         ttl = config.ttl(channel, mfa_type, ctx.event_type)
         account_id = (body.get("account") or {}).get("id")
         bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
-        match_number = mfa_secrets.new_match_numbers()[0] if bind else None
+        match_number = mfa_secrets.new_match_number() if bind else None
         locale = choose_locale(
             list(template.locales),
             template.default_locale,
@@ -863,16 +865,21 @@ class MfaService:
         now = self.clock.now()
         self._open_or_raise(session, mfa, now)
         mfa.verification_attempts += 1
-        subjects = self._subjects(mfa)
-        if mfa.bind_to_device and chosen_number != mfa.match_number:
+        if mfa.bind_to_device and not mfa_secrets.same_number(chosen_number, mfa.match_number):
+            # A wrong pick ends the session, as "This wasn't me" does (authenticator apps do the same): the
+            # person at the link is not the one at the screen. Were it one attempt of several, picking each
+            # of the three numbers in turn would always verify.
             self._event(
                 session,
                 mfa,
                 "VERIFY_ATTEMPT",
                 "link",
-                {"attempt": mfa.verification_attempts, "ok": False, "reason": "number mismatch"},
+                {"attempt": mfa.verification_attempts, "ok": False, "reason": NUMBER_MISMATCH},
             )
-            return self._failed_attempt(session, mfa, subjects, now, "link")
+            if not mfa.sandbox:
+                self._record_failure(session, mfa.client_id, self._subjects(mfa), now)
+            self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
+            return {"status": mfa.status, "terminationReason": mfa.termination_reason, "reason": NUMBER_MISMATCH}
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "link", {"attempt": mfa.verification_attempts, "ok": True}
         )
