@@ -58,7 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
     settings.secret_key_list  # noqa: B018  (fail now, not on the first request, when secrets are missing)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # a provider's settings (bootstrap): say which, without a trace
+        raise SystemExit(f"passgate: invalid configuration: {exc}") from None
     print(
         f"Passgate serving on http://{args.host}:{args.port}  (API docs: /docs"
         + (", dev inbox: /dev/inbox" if settings.dev_inbox_enabled else "")
@@ -82,7 +85,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
-    registry = build_registry(settings)
+    try:
+        registry = build_registry(settings)
+    except ValueError as exc:
+        raise SystemExit(f"passgate: invalid configuration: {exc}") from None
     worker = Worker(registry, poll_interval=args.poll)
     tune_gc()
     print(

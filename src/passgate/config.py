@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # One provider, or several in order of preference: "twilio,http" fails over to the gateway.
     sms_provider: str | None = None
     sms_http_url: str | None = None
+    # The generic HTTP gateway's Standard Webhooks secret (whsec_…): Passgate signs its requests to the
+    # gateway with it and requires it on the gateway's delivery reports. Required in production.
+    sms_http_secret: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
@@ -93,6 +96,11 @@ class Settings(BaseSettings):
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+    @property
+    def sms_providers(self) -> list[str]:
+        """The SMS providers named in PASSGATE_SMS_PROVIDER, in order of preference."""
+        return [n.strip() for n in (self.sms_provider or "").split(",") if n.strip()]
 
     @property
     def retry_schedule(self) -> tuple[float, ...]:

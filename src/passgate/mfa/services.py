@@ -879,7 +879,11 @@ class MfaService:
             if not mfa.sandbox:
                 self._record_failure(session, mfa.client_id, self._subjects(mfa), now)
             self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
-            return {"status": mfa.status, "terminationReason": mfa.termination_reason, "reason": NUMBER_MISMATCH}
+            return {
+                "status": mfa.status,
+                "terminationReason": mfa.termination_reason,
+                "reason": NUMBER_MISMATCH,
+            }
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "link", {"attempt": mfa.verification_attempts, "ok": True}
         )
