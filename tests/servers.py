@@ -134,7 +134,9 @@ class SmtpSink:
         credentials: tuple[str, str] | None = None,
         pipelining: bool = False,
         tls: Literal["starttls", "implicit"] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.port = port or free_port()
         self.pipelining = pipelining
         self.tls = tls
@@ -174,7 +176,7 @@ class SmtpSink:
             kwargs.update(tls_context=server_tls_context(self.cert_pem, self._key_pem), require_starttls=True)
         elif self.tls == "implicit":
             kwargs["ssl_context"] = server_tls_context(self.cert_pem, self._key_pem)
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self.controller.start()
         return self
 
