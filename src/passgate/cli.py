@@ -51,6 +51,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from passgate.httpserver import limited_protocol
     from passgate.main import create_app
     from passgate.observability import configure_logging
 
@@ -70,8 +71,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     tune_gc()
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        http=limited_protocol(http_limits(settings)),
+        timeout_keep_alive=settings.http_keepalive_seconds,
+    )
     return 0
+
+
+def http_limits(settings: Settings) -> Any:
+    from passgate.httpserver import HttpLimits
+
+    return HttpLimits(
+        max_header_bytes=settings.http_max_header_bytes,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

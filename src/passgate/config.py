@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     console_sign_in_rates_email: str = "5/15 minutes"
     console_sign_in_rates_ip: str = "50/15 minutes"
 
+    # `passgate serve`'s HTTP limits (src/passgate/httpserver.py): the request line and headers at most
+    # this many bytes (431 past it); the head within this many seconds of the connection (or of the next
+    # request's first byte), the body within this many of the head (408); an idle kept-alive connection
+    # closed after this many.
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    http_keepalive_seconds: int = Field(default=5, ge=1, le=3600)
+
     token_ttl_seconds: int = 1200
     metrics_token: str | None = None
     log_level: str = "INFO"
