@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     http_keepalive_seconds: int = Field(default=5, ge=1, le=3600)
 
     token_ttl_seconds: int = 1200
+    # Wrong secrets at POST /oauth2/token: per IP address, and per client id (which refuses only the
+    # addresses that sent a wrong secret for it; see auth.services.TokenAttempts).
+    oauth_failure_rates_ip: str = "20/minute;200/hour"
+    oauth_failure_rates_client: str = "50/minute;500/hour"
     metrics_token: str | None = None
     log_level: str = "INFO"
     # Seconds the API process trusts its cached view of an API key's revocation state.

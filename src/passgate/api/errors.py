@@ -19,6 +19,7 @@ from passgate.auth.exceptions import (
     InvalidScope,
     InvalidToken,
     NotFound,
+    TooManyFailedAttempts,
     TooManyKeys,
 )
 from passgate.messaging.exceptions import (
@@ -200,6 +201,7 @@ RULES: dict[type[Exception], Rule] = {
     SendLimitReached: Rule(429, "Send limit reached", "send-limit"),
     SendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
     TestSendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
+    TooManyFailedAttempts: Rule(429, "Too many failed attempts", "throttled", retry_after=True),
 }
 
 
