@@ -282,6 +282,17 @@ _FAILURE_LOCK = HotStatement(update(_COUNTER_TABLE).where(*_COUNTER_KEY).values(
 _COUNTER_STATE = HotStatement(
     select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(*_COUNTER_KEY)
 )
+# Whether a challenge's destination or account is locked: the scopes of the two counters that are.
+_LOCKED = HotStatement(
+    select(_counters.scope).where(
+        _counters.client_id == bindparam("b_client_id"),
+        _counters.locked.is_(True),
+        or_(
+            (_counters.scope == "destination") & (_counters.subject_hash == bindparam("b_destination")),
+            (_counters.scope == "account") & (_counters.subject_hash == bindparam("b_account")),
+        ),
+    )
+)
 _COUNTER_CLEAR = HotStatement(
     update(_COUNTER_TABLE)
     .where(*_COUNTER_KEY)
@@ -408,18 +419,23 @@ class MfaService:
         echoed["person"] = {echo_key: destination}
         dest_hash = self.keyring.keyed_hash("destination", destination)
 
+        account_id = (body.get("account") or {}).get("id")
         if not sandbox:
-            counter = _COUNTER_STATE.rows(
-                conn, {"b_client_id": ctx.client_id, "b_scope": "destination", "b_subject": dest_hash}
+            # A locked destination or account could never verify: no message is sent to it (to another
+            # address of the account neither).
+            account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
+            locked = _LOCKED.rows(
+                conn, {"b_client_id": ctx.client_id, "b_destination": dest_hash, "b_account": account_hash}
             )
-            if counter and _CounterState(*counter[0]).locked:
-                return _error("RATE_LIMITED", mfa_type, channel), echoed
+            if locked:
+                reason = "DESTINATION_LOCKED" if "destination" in (r[0] for r in locked) else "ACCOUNT_LOCKED"
+                log.info("challenge refused: %s", reason, extra={"channel": channel})
+                return _error("RATE_LIMITED", mfa_type, channel, reason), echoed
             if not self._send_allowed(channel, destination, dest_hash):
-                return _error("RATE_LIMITED", mfa_type, channel), echoed
+                return _error("RATE_LIMITED", mfa_type, channel, "TOO_MANY_SENDS"), echoed
 
         now = ctx.now
         ttl = config.ttl(channel, mfa_type, ctx.event_type)
-        account_id = (body.get("account") or {}).get("id")
         bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
         match_number = mfa_secrets.new_match_number() if bind else None
         locale = choose_locale(
@@ -786,7 +802,8 @@ class MfaService:
         if mfa.send_attempts >= mfa.max_sends:
             raise SendLimitReached(mfa.max_sends)
         if not mfa.sandbox:
-            self._check_throttle(session, mfa.client_id, [("destination", mfa.destination_hash)], now)
+            # The account's counter too: a message to a locked account could never verify.
+            self._check_throttle(session, mfa.client_id, self._subjects(mfa), now)
             if not self._send_allowed(mfa.channel, mfa.destination, mfa.destination_hash):
                 raise SendRateLimited(60)
         self._event(session, mfa, "RESEND_REQUESTED", "api", {})
@@ -1172,8 +1189,10 @@ def throttle_wait(failures: int) -> int:
     return int(min(MAX_WAIT_SECONDS, FIRST_WAIT_SECONDS * 2 ** (failures - THROTTLE_AFTER)))
 
 
-def _error(code: str, mfa_type: str | None = None, channel: str | None = None) -> dict[str, Any]:
-    return {
+def _error(
+    code: str, mfa_type: str | None = None, channel: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "ID": None,
         "type": mfa_type,
         "channel": channel,
@@ -1183,6 +1202,9 @@ def _error(code: str, mfa_type: str | None = None, channel: str | None = None) -
         "verificationAttempts": 0,
         "error": code,
     }
+    if reason is not None:
+        out["errorReason"] = reason
+    return out
 
 
 def _iso(value: datetime) -> str:
