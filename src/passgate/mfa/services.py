@@ -54,6 +54,9 @@ VALID_CODES = 3  # the last three codes issued stay valid (resend does not break
 PREFETCH_WINDOW_SECONDS = 10
 # The timeline's reason for a session ended by a wrong pick on the confirm page (`confirm_link`).
 NUMBER_MISMATCH = "NUMBER_MISMATCH"
+# Opens of a link that get a LINK_OPENED timeline row each; the rest are only counted (`link_opens`).
+LISTED_LINK_OPENS = 20
+LINK_OPENS_UNLISTED = "LINK_OPENS_UNLISTED"
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,13 @@ _DEVICE_TRUST = HotStatement(
 )
 
 
+# One more open of a session's link, counted by the database; the new count comes back.
+_LINK_OPENED = HotStatement(
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("b_id"))
+    .values(link_opens=_SESSIONS.c.link_opens + 1)
+    .returning(_SESSIONS.c.link_opens)
+)
 _COUNTER_TABLE = cast(Table, FailureCounter.__table__)
 
 
@@ -482,6 +492,7 @@ class MfaService:
                 "person": {k: name_parts.get(k) for k in ("first", "last", "preferred")},
             },
             "sequence": 0,
+            "link_opens": 0,
         }
         # A transient object (never added to the session) for the listeners and the answer; made without
         # the mapped constructor, which costs more than the rest of this function's bookkeeping.
@@ -654,10 +665,13 @@ class MfaService:
             "updatedAt": _iso(mfa.updated_at),
             "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
             "sandbox": mfa.sandbox,
+            "linkOpens": mfa.link_opens,
         }
 
     def timeline(self, session: Session, client_id: str, session_id: str) -> list[dict[str, Any]]:
-        self.load(session, client_id, session_id)
+        mfa = self.load(session, client_id, session_id)
+        unlisted = mfa.link_opens - LISTED_LINK_OPENS
+        listed_opens = LISTED_LINK_OPENS if unlisted > 0 else None
         rows = session.scalars(
             select(MfaEvent).where(MfaEvent.session_id == session_id).order_by(MfaEvent.id)
         ).all()
@@ -674,6 +688,12 @@ class MfaService:
                 out.append({"type": kind, "at": at, "source": e.source, "data": follow})
             else:
                 out.append({"type": e.type, "at": at, "source": e.source, "data": data})
+            if e.type == "LINK_OPENED" and listed_opens is not None:
+                listed_opens -= 1
+                if listed_opens == 0:  # after the last open listed: how many more there were
+                    out.append(
+                        {"type": LINK_OPENS_UNLISTED, "at": at, "source": "link", "data": {"count": unlisted}}
+                    )
         return out
 
     # -- state changes -------------------------------------------------------------------------------
@@ -869,13 +889,17 @@ class MfaService:
         )
         fast = sent is not None and (now - sent).total_seconds() < PREFETCH_WINDOW_SECONDS
         prefetch = method == "HEAD" or not browser_like or fast
-        self._event(
-            session,
-            mfa,
-            "LINK_OPENED",
-            "link",
-            {"method": method, "userAgent": user_agent[:300], "ip": ip, "prefetch": prefetch},
-        )
+        # Anyone holding the link can open it any number of times: past the first few, opens are counted
+        # on the session instead of each writing a timeline row.
+        [(opens,)] = _LINK_OPENED.rows(session.connection(), {"b_id": mfa.id})
+        if opens <= LISTED_LINK_OPENS:
+            self._event(
+                session,
+                mfa,
+                "LINK_OPENED",
+                "link",
+                {"method": method, "userAgent": user_agent[:300], "ip": ip, "prefetch": prefetch},
+            )
         return prefetch
 
     def confirm_link(self, session: Session, mfa: MfaSession, chosen_number: str | None) -> dict[str, Any]:
