@@ -74,6 +74,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    at: float = field(default_factory=time.monotonic)  # when the server accepted it
 
     @property
     def message(self) -> Message:
@@ -110,7 +111,12 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.sink.stall_data:
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
+        stall = self.sink.stall_data and (
+            not self.sink.stall_rcpt or set(envelope.rcpt_tos) & self.sink.stall_rcpt
+        )
+        if stall:
             # Hold the sender mid-transaction (to kill it there); what arrives while stalled is not kept.
             self.sink.stalled.set()
             await asyncio.sleep(self.sink.stall_data)
@@ -148,7 +154,9 @@ class SmtpSink:
         self.defer_data = False
         self.defer_text = "451 4.3.0 Try again later"
         self.stall_data = 0.0
+        self.stall_rcpt: set[str] = set()  # stall only the mail to these (all of them when empty)
         self.stalled = threading.Event()
+        self.data_delay = 0.0  # seconds each DATA takes before it is accepted
         self.credentials = credentials
         self.auth_seen: list[str] = []
         self.controller: Controller | None = None

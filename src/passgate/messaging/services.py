@@ -58,6 +58,9 @@ LOCK_SECONDS = 60
 # keeps more conversations moving per wait: measured with passgate serve at full challenge load, 50 -> 200
 # per round took the mails delivered while the load ran from ~240/s to ~450/s.
 ROUND_LIMIT = 200
+# See `Dispatcher._send_recording_early`: how long the first finished sends of a round wait for others to
+# be recorded with, while the round goes on.
+RECORD_WINDOW = 0.05
 
 
 @dataclass
@@ -88,6 +91,10 @@ class Sent:
     provider: str
     provider_id: str
     started: datetime
+
+
+# What a send comes back with (`Dispatcher._send_one`): the accepted send, or how to record its failure.
+Outcome = Sent | Callable[[Session], None]
 
 
 _messages = cast(Table, Message.__table__)
@@ -331,6 +338,9 @@ class Dispatcher:
         self._snapshots = bind is not None and is_sqlite(bind)
         # Messages claimed together with the last round's record, sent by the next round (`run_once`).
         self._claimed_ahead: ClaimedRows | None = None
+        # Sends of a round that finish within this many seconds of each other are recorded together
+        # (`_send_recording_early`).
+        self.record_window = RECORD_WINDOW
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -592,14 +602,8 @@ class Dispatcher:
             if not rows:
                 return 0
             claimed = self.prepare(rows)
-            outcomes = await asyncio.gather(*(self._send_one(c) for c in claimed))
-
-            def record(session: Session) -> None:
-                # Every result of this round in one transaction; the accepted ones in a few statements.
-                self._record_sent(session, [o for o in outcomes if isinstance(o, Sent)])
-                for outcome in outcomes:
-                    if not isinstance(outcome, Sent):
-                        outcome(session)
+            outcomes = await self._send_recording_early(claimed)
+            record = partial(self._record_outcomes, outcomes)
 
             # The accepted ones only read and defer their writes: on SQLite the group commit works them
             # out on a read snapshot and holds the write lock only for their statements, the lock the
@@ -629,6 +633,44 @@ class Dispatcher:
         finally:
             if not self.keep_connections:
                 await self.release()
+
+    async def _send_recording_early(self, claimed: list[Claimed]) -> list[Outcome]:
+        """Sends the round concurrently. While some sends are still going, those that finished are recorded
+        (with those finishing within `record_window` of the first, in one unit of work): an accepted
+        message waits for its record no longer than that and a transaction, not for the round's slowest
+        send, so a worker that dies mid-round leaves unrecorded (and sent again by the worker that takes
+        it over) only what was in flight. Returns the outcomes of the sends that finished last, for the
+        caller to record (with the next claim, see `run_once`). A round whose sends end together, the
+        usual case, is recorded once, as a whole."""
+        pending = {asyncio.ensure_future(self._send_one(c)) for c in claimed}
+        carried: list[Outcome] = []
+        try:
+            while True:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    more, pending = await asyncio.wait(pending, timeout=self.record_window)
+                    done |= more
+                outcomes = carried + [task.result() for task in done]
+                if not pending:
+                    return outcomes
+                try:
+                    await self._db(partial(self._record_outcomes, outcomes), writes_at_commit=True)
+                    carried = []
+                except Exception:  # recorded with the next ones; the round's last record raises
+                    log.exception(
+                        "recording sends failed; retried with the next", extra={"workerId": self.worker_id}
+                    )
+                    carried = outcomes
+        finally:
+            for task in pending:
+                task.cancel()
+
+    def _record_outcomes(self, outcomes: list[Outcome], session: Session) -> None:
+        """Results of a round's sends in one transaction; the accepted ones in a few statements."""
+        self._record_sent(session, [o for o in outcomes if isinstance(o, Sent)])
+        for outcome in outcomes:
+            if not isinstance(outcome, Sent):
+                outcome(session)
 
     @property
     def has_claimed(self) -> bool:
