@@ -93,3 +93,17 @@ def test_demo_reaches_verified(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result == {"status": "VERIFIED", "nextDecision": "ALLOW", "dataDir": str(tmp_path / "demo")}
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"]])
+def test_the_http_sms_gateway_needs_its_secret_in_production(command: list[str], tmp_path: Path) -> None:
+    env = {
+        "PASSGATE_ENVIRONMENT": "production",
+        "PASSGATE_SECRET_KEYS": "k" * 40,
+        "PASSGATE_SMTP_URL": "smtp://127.0.0.1:25",
+        "PASSGATE_SMS_PROVIDER": "http",
+        "PASSGATE_SMS_HTTP_URL": "https://gateway.example/sms",
+    }
+    out = run(command, tmp_path, env=env)
+    assert out.returncode != 0
+    assert "PASSGATE_SMS_HTTP_SECRET" in out.stderr and "Traceback" not in out.stderr, out.stderr
