@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -602,7 +602,7 @@ class Dispatcher:
             if not rows:
                 return 0
             claimed = self.prepare(rows)
-            outcomes = await self._send_recording_early(claimed)
+            outcomes = await self._send_recording_early([self._send_one(c) for c in claimed])
             record = partial(self._record_outcomes, outcomes)
 
             # The accepted ones only read and defer their writes: on SQLite the group commit works them
@@ -634,15 +634,15 @@ class Dispatcher:
             if not self.keep_connections:
                 await self.release()
 
-    async def _send_recording_early(self, claimed: list[Claimed]) -> list[Outcome]:
-        """Sends the round concurrently. While some sends are still going, those that finished are recorded
-        (with those finishing within `record_window` of the first, in one unit of work): an accepted
-        message waits for its record no longer than that and a transaction, not for the round's slowest
-        send, so a worker that dies mid-round leaves unrecorded (and sent again by the worker that takes
-        it over) only what was in flight. Returns the outcomes of the sends that finished last, for the
-        caller to record (with the next claim, see `run_once`). A round whose sends end together, the
-        usual case, is recorded once, as a whole."""
-        pending = {asyncio.ensure_future(self._send_one(c)) for c in claimed}
+    async def _send_recording_early(self, sends: list[Coroutine[Any, Any, Outcome]]) -> list[Outcome]:
+        """Runs the round's sends (one coroutine per message) concurrently. While some are still going,
+        those that finished are recorded (with those finishing within `record_window` of the first, in one
+        unit of work): an accepted message waits for its record no longer than that and a transaction, not
+        for the round's slowest send, so a worker that dies mid-round leaves unrecorded (and sent again by
+        the worker that takes it over) only what was in flight. Returns the outcomes of the sends that
+        finished last, for the caller to record (with the next claim, see `run_once`). A round whose sends
+        end together, the usual case, is recorded once, as a whole."""
+        pending = {asyncio.ensure_future(send) for send in sends}
         carried: list[Outcome] = []
         try:
             while True:
