@@ -80,16 +80,23 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
     parser.add_argument("--log-level", default="WARNING", help="Passgate JSON log level (default WARNING)")
+    parser.add_argument(
+        "--limited",
+        action="store_true",
+        help="serve with `passgate serve`'s HTTP limits (passgate.httpserver) instead of plain httptools",
+    )
     args = parser.parse_args()
     configure_logging(args.log_level)
     tune_gc()  # as `passgate serve` does
+    from passgate.httpserver import HttpLimits, limited_protocol
+
     # The options `passgate serve` passes, with its "auto" loop/http choices spelled out.
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=limited_protocol(HttpLimits()) if args.limited else "httptools",
         log_config=None,
         access_log=False,
         proxy_headers=True,

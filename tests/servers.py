@@ -74,6 +74,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    at: float = field(default_factory=time.monotonic)  # when the server accepted it
 
     @property
     def message(self) -> Message:
@@ -110,7 +111,12 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.sink.stall_data:
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
+        stall = self.sink.stall_data and (
+            not self.sink.stall_rcpt or set(envelope.rcpt_tos) & self.sink.stall_rcpt
+        )
+        if stall:
             # Hold the sender mid-transaction (to kill it there); what arrives while stalled is not kept.
             self.sink.stalled.set()
             await asyncio.sleep(self.sink.stall_data)
@@ -134,7 +140,9 @@ class SmtpSink:
         credentials: tuple[str, str] | None = None,
         pipelining: bool = False,
         tls: Literal["starttls", "implicit"] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.port = port or free_port()
         self.pipelining = pipelining
         self.tls = tls
@@ -146,7 +154,9 @@ class SmtpSink:
         self.defer_data = False
         self.defer_text = "451 4.3.0 Try again later"
         self.stall_data = 0.0
+        self.stall_rcpt: set[str] = set()  # stall only the mail to these (all of them when empty)
         self.stalled = threading.Event()
+        self.data_delay = 0.0  # seconds each DATA takes before it is accepted
         self.credentials = credentials
         self.auth_seen: list[str] = []
         self.controller: Controller | None = None
@@ -174,7 +184,7 @@ class SmtpSink:
             kwargs.update(tls_context=server_tls_context(self.cert_pem, self._key_pem), require_starttls=True)
         elif self.tls == "implicit":
             kwargs["ssl_context"] = server_tls_context(self.cert_pem, self._key_pem)
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self.controller.start()
         return self
 

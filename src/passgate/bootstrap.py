@@ -98,9 +98,8 @@ def build_email_sender(settings: Settings, dev: DevInboxSender) -> EmailSender:
 def build_sms_sender(settings: Settings, dev: DevInboxSender) -> SmsSender:
     from passgate.messaging.senders.http import FailoverSmsSender, HttpGatewaySmsSender, TwilioSmsSender
 
-    names = [n.strip() for n in (settings.sms_provider or "").split(",") if n.strip()]
     senders: list[SmsSender] = []
-    for name in names:
+    for name in settings.sms_providers:
         if name == "twilio":
             if not (settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from):
                 raise ValueError(
@@ -118,7 +117,9 @@ def build_sms_sender(settings: Settings, dev: DevInboxSender) -> SmsSender:
         elif name == "http":
             if not settings.sms_http_url:
                 raise ValueError("PASSGATE_SMS_PROVIDER=http needs PASSGATE_SMS_HTTP_URL")
-            senders.append(HttpGatewaySmsSender(settings.sms_http_url, settings.sms_from))
+            senders.append(
+                HttpGatewaySmsSender(settings.sms_http_url, settings.sms_from, gateway_secret(settings))
+            )
         elif name == "dev":
             senders.append(dev)
         else:
@@ -131,6 +132,18 @@ def build_sms_sender(settings: Settings, dev: DevInboxSender) -> SmsSender:
             return UnconfiguredSender("SMS")
         return dev
     return senders[0] if len(senders) == 1 else FailoverSmsSender(senders)
+
+
+def gateway_secret(settings: Settings) -> str | None:
+    """The HTTP SMS gateway's signing secret (its form, and its presence in production, are checked with
+    the settings); in development its absence is allowed (delivery reports are then taken unsigned) and
+    said at start."""
+    if not settings.sms_http_secret:
+        log.warning(
+            "PASSGATE_SMS_HTTP_SECRET is not set: requests to the SMS gateway go unsigned and its delivery "
+            "reports on /providers/http/status are taken without a signature (development only)"
+        )
+    return settings.sms_http_secret
 
 
 def build_registry(

@@ -188,6 +188,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imported once the settings and the port are known good: a refusal comes at once.
     import uvicorn
 
+    from passgate.httpserver import limited_protocol
     from passgate.main import create_app
     from passgate.observability import configure_logging
 
@@ -206,10 +207,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     tune_gc()
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        http=limited_protocol(http_limits(settings)),
+        timeout_keep_alive=settings.http_keepalive_seconds,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def http_limits(settings: Settings) -> Any:
+    from passgate.httpserver import HttpLimits
+
+    return HttpLimits(
+        max_header_bytes=settings.http_max_header_bytes,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -223,7 +241,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
-    registry = build_registry(settings)
+    try:
+        registry = build_registry(settings)
+    except ValueError as exc:
+        raise SystemExit(f"passgate: invalid configuration: {exc}") from None
     worker = Worker(registry, poll_interval=args.poll)
     tune_gc()
     unset = "public_url" not in settings.model_fields_set

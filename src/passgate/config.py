@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from passgate.webhooks.signing import InvalidSigningKeyError, decode_whsec
+
 ENV_PREFIX = "PASSGATE_"
 # A secret key is at least this long; `passgate keys generate` makes 64 random URL-safe characters.
 MIN_SECRET_KEY_LENGTH = 32
@@ -135,6 +137,9 @@ class Settings(BaseSettings):
     # One provider, or several in order of preference: "twilio,http" fails over to the gateway.
     sms_provider: str | None = None
     sms_http_url: str | None = None
+    # The generic HTTP gateway's Standard Webhooks secret (whsec_…): Passgate signs its requests to the
+    # gateway with it and requires it on the gateway's delivery reports. Required in production.
+    sms_http_secret: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
@@ -170,7 +175,20 @@ class Settings(BaseSettings):
     console_sign_in_rates_email: str = "5/15 minutes"
     console_sign_in_rates_ip: str = "50/15 minutes"
 
+    # `passgate serve`'s HTTP limits (src/passgate/httpserver.py): the request line and headers at most
+    # this many bytes (431 past it); the head within this many seconds of the connection (or of the next
+    # request's first byte), the body within this many of the head (408); an idle kept-alive connection
+    # closed after this many.
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    http_keepalive_seconds: int = Field(default=5, ge=1, le=3600)
+
     token_ttl_seconds: int = Field(default=1200, ge=1)
+    # Wrong secrets at POST /oauth2/token: per IP address, and per client id (which refuses only the
+    # addresses that sent a wrong secret for it; see auth.services.TokenAttempts).
+    oauth_failure_rates_ip: str = "20/minute;200/hour"
+    oauth_failure_rates_client: str = "50/minute;500/hour"
     metrics_token: str | None = None
     log_level: str = "INFO"
     # Seconds the API process trusts its cached view of an API key's revocation state.
@@ -285,7 +303,12 @@ class Settings(BaseSettings):
             raise ValueError("lists a key twice")
         return ",".join(keys) or None
 
-    @field_validator("console_sign_in_rates_email", "console_sign_in_rates_ip")
+    @field_validator(
+        "console_sign_in_rates_email",
+        "console_sign_in_rates_ip",
+        "oauth_failure_rates_ip",
+        "oauth_failure_rates_client",
+    )
     @classmethod
     def _rates(cls, v: str) -> str:
         from limits import parse_many
@@ -303,6 +326,19 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)} (got {v!r})")
         return level
+
+    @field_validator("sms_http_secret")
+    @classmethod
+    def _sms_http_secret(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64")
+        try:
+            decode_whsec(v)
+        except InvalidSigningKeyError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     # -- checks of several settings together ---------------------------------------------------------
 
@@ -325,6 +361,14 @@ class Settings(BaseSettings):
                     problems.append((env_name(field), "must be set when PASSGATE_SMS_PROVIDER names twilio"))
         if "http" in providers and not self.sms_http_url:
             problems.append(("PASSGATE_SMS_HTTP_URL", "must be set when PASSGATE_SMS_PROVIDER names http"))
+        if "http" in providers and self.environment == "production" and not self.sms_http_secret:
+            problems.append(
+                (
+                    "PASSGATE_SMS_HTTP_SECRET",
+                    "must be set in production when PASSGATE_SMS_PROVIDER names http (a whsec_ secret "
+                    "shared with the gateway: it signs Passgate's requests and the gateway's delivery reports)",
+                )
+            )
         if problems:
             raise ConfigProblems(problems)
         return self
@@ -350,6 +394,11 @@ class Settings(BaseSettings):
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+    @property
+    def sms_providers(self) -> list[str]:
+        """The SMS providers named in PASSGATE_SMS_PROVIDER, in order of preference."""
+        return [n.strip() for n in (self.sms_provider or "").split(",") if n.strip()]
 
     @property
     def retry_schedule(self) -> tuple[float, ...]:

@@ -8,7 +8,9 @@ artifacts/screenshots/hosted/.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from playwright.sync_api import Browser, Page
 from passgate.auth.services import create_api_key, create_client
 from passgate.db import transaction
 from tests.browser.conftest import LiveServer
+from tests.servers import free_port, self_signed, server_tls_context
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots" / "hosted"
@@ -61,7 +64,7 @@ def _link(server: LiveServer, email: str) -> str:
 
 
 def _page(chromium: Browser, locale: str = "en-US") -> Page:
-    # bypass_csp only so the test can inject axe-core; the page's own policy forbids any script.
+    # bypass_csp only so the test can inject axe-core; the page's own policy forbids any other script.
     context = chromium.new_context(locale=locale, viewport={"width": 390, "height": 800}, bypass_csp=True)
     return context.new_page()
 
@@ -121,3 +124,89 @@ def test_number_matching(chromium: Browser, live_server: LiveServer) -> None:
     page.wait_for_load_state()
     assert _status(http, mfa["ID"]) == "VERIFIED"
     page.context.close()
+
+
+def _brand_logo(server: LiveServer, client_id: str, logo_url: str) -> None:
+    """Sets the client's logo as it is stored (an old http:// one included, which saving now refuses)."""
+    from passgate.messaging.models import ClientBranding
+
+    with transaction(server.registry.sessions) as session:
+        session.merge(
+            ClientBranding(
+                client_id=client_id,
+                company_name="Harbour Bank",
+                logo_url=logo_url,
+                primary_color="#0f766e",
+                sending_domains=[],
+                updated_at=server.registry.clock.now(),
+            )
+        )
+    server.registry.templates.forget(client_id)  # type: ignore[attr-defined]
+
+
+def _tls_image_server() -> tuple[ThreadingHTTPServer, str]:
+    """An https server on 127.0.0.1 answering every GET with a 160×40 PNG (self-signed certificate)."""
+    from tests.browser.test_builtin_emails import _png
+
+    logo = _png(160, 40, (15, 118, 110))
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(logo)))
+            self.end_headers()
+            self.wfile.write(logo)
+
+    cert, key = self_signed("127.0.0.1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_tls_context(cert, key).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://127.0.0.1:{server.server_address[1]}/logo.png"
+
+
+@pytest.mark.parametrize("logo", ["unreachable", "http", "loads"])
+def test_the_business_name_stands_in_for_a_logo_that_does_not_load(
+    logo: str, chromium: Browser, live_server: LiveServer
+) -> None:
+    http, client_id = _api(live_server)
+    images = None
+    if logo == "unreachable":
+        url = f"https://127.0.0.1:{free_port()}/logo.png"  # nothing listens there
+    elif logo == "http":
+        url = "http://127.0.0.1:9/logo.png"  # stored before http:// was refused; the page's CSP blocks it
+    else:
+        images, url = _tls_image_server()
+    _brand_logo(live_server, client_id, url)
+    email = f"ana.logo.{logo}@example.com"
+    _challenge(http, email)
+    # The page's own Content-Security-Policy applies here (no bypass): its one script runs by its hash.
+    context = chromium.new_context(ignore_https_errors=True)
+    violations: list[str] = []
+    try:
+        page = context.new_page()
+        page.on(
+            "console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None
+        )
+        page.goto(_link(live_server, email))
+        page.wait_for_load_state("load")
+        name = page.locator("header strong")
+        if logo == "loads":
+            assert page.locator("#brand-logo").evaluate("el => el.complete && el.naturalWidth") == 160
+            assert not name.is_visible()
+        else:
+            name.wait_for(state="visible", timeout=5000)
+            assert name.inner_text() == "Harbour Bank"
+            assert page.locator("#brand-logo").count() == 0  # no broken image left behind
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / f"logo-fallback-{logo}.png"), full_page=True)
+        # Only the http:// logo may be refused by the policy; never the page's script.
+        assert not [v for v in violations if "script" in v.lower()], violations
+    finally:
+        context.close()
+        if images is not None:
+            images.shutdown()
+            images.server_close()

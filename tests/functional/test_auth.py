@@ -153,3 +153,54 @@ def test_client_cannot_revoke_another_clients_key(
     r = http.delete(f"/manage/v1/api-keys/{tenant.key_id}", headers=other_tenant.admin_headers)
     assert r.status_code == 404
     assert http.post("/login/v2", json=login_body(), headers=tenant.headers).status_code == 200
+
+
+def _from(app: object, ip: str) -> TestClient:
+    """A client of the same app whose requests come from `ip`."""
+    return TestClient(app, client=(ip, 50000), raise_server_exceptions=False)  # type: ignore[arg-type]
+
+
+def _token(client: TestClient, client_id: str, secret: str) -> int:
+    return client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    ).status_code
+
+
+def test_wrong_secrets_from_one_address_are_limited(app: object, http: TestClient, tenant: Tenant) -> None:
+    # The review's payload: 600 wrong secrets in a few seconds, never a 429.
+    attacker = _from(app, "198.51.100.7")
+    codes = [_token(attacker, tenant.client_id, f"pgk_guess{i}") for i in range(600)]
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}, codes[:25]
+    r = attacker.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(tenant.client_id, "x")
+    )
+    assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(r.headers["retry-after"]) <= 61
+    # The address is refused whatever it presents, the right key included; other addresses are not.
+    assert _token(attacker, tenant.client_id, tenant.api_key) == 429
+    assert _token(_from(app, "192.0.2.10"), tenant.client_id, tenant.api_key) == 200
+    # Malformed or missing credentials count against the address too.
+    other = _from(app, "198.51.100.8")
+    bad = [
+        other.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic !!"}
+        ).status_code
+        for _ in range(25)
+    ]
+    assert bad[:20] == [401] * 20 and set(bad[20:]) == {429}
+
+
+def test_guessing_from_many_addresses_does_not_lock_out_the_right_key(app: object, tenant: Tenant) -> None:
+    # Ten addresses, each under its own limit, together past the client's (50 a minute).
+    for n in range(10):
+        guesser = _from(app, f"203.0.113.{n}")
+        assert [_token(guesser, tenant.client_id, f"pgk_wrong{n}{i}") for i in range(5)] == [401] * 5
+    assert _token(_from(app, "203.0.113.0"), tenant.client_id, "pgk_again") == 429  # a guesser: refused
+    newcomer = _from(app, "203.0.113.200")
+    assert _token(newcomer, tenant.client_id, "pgk_new") == 401  # one try from a new address...
+    assert _token(newcomer, tenant.client_id, "pgk_new2") == 429  # ...then refused too
+    # The client's own server, which never sent a wrong secret, keeps getting tokens.
+    server = _from(app, "192.0.2.20")
+    assert [_token(server, tenant.client_id, tenant.api_key) for _ in range(5)] == [200] * 5
+    # Another client is not affected at all.
+    assert _token(_from(app, "203.0.113.1"), "cl_someone_else", "pgk_x") == 401

@@ -404,3 +404,19 @@ def test_demo_uses_a_running_server(tmp_path: Path) -> None:
         assert again.returncode == 0 and f"Using the Passgate at http://127.0.0.1:{port}" in again.stdout
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"]])
+def test_the_http_sms_gateway_needs_its_secret_in_production(command: list[str], tmp_path: Path) -> None:
+    env = clean_env(
+        PASSGATE_ENVIRONMENT="production",
+        PASSGATE_SECRET_KEYS="k" * 40,
+        PASSGATE_SMTP_URL="smtp://127.0.0.1:25",
+        PASSGATE_SMS_PROVIDER="http",
+        PASSGATE_SMS_HTTP_URL="https://gateway.example/sms",
+    )
+    out = run(command, tmp_path, env=env)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("passgate: invalid configuration: PASSGATE_SMS_HTTP_SECRET: ")
+    assert not (tmp_path / "passgate.db").exists()

@@ -69,6 +69,16 @@ def problems(**settings: object) -> list[str]:
         ({"mail_from": "nobody"}, "PASSGATE_MAIL_FROM", "email address"),
         ({"console_sign_in_rates_ip": "lots"}, "PASSGATE_CONSOLE_SIGN_IN_RATES_IP", "rates like"),
         ({"twilio_base_url": "api.twilio.com"}, "PASSGATE_TWILIO_BASE_URL", "http://"),
+        ({"sms_http_secret": "not-a-secret"}, "PASSGATE_SMS_HTTP_SECRET", "whsec_"),
+        ({"sms_http_secret": "whsec_c2hvcnQ="}, "PASSGATE_SMS_HTTP_SECRET", "bytes"),
+        ({"oauth_failure_rates_ip": "lots"}, "PASSGATE_OAUTH_FAILURE_RATES_IP", "rates like"),
+        ({"http_max_header_bytes": "10"}, "PASSGATE_HTTP_MAX_HEADER_BYTES", "at least 1024"),
+        (
+            {"environment": "production", "secret_keys": GOOD_KEY, "sms_provider": "http",
+             "sms_http_url": "https://gw.example/send"},
+            "PASSGATE_SMS_HTTP_SECRET",
+            "must be set in production",
+        ),
     ],
 )
 def test_each_mistake_is_one_line_naming_its_variable(
@@ -116,6 +126,7 @@ def test_good_settings_are_kept_and_normalised() -> None:
         secret_keys=f" {GOOD_KEY} ,{'j' * 40}",
         sms_provider=" twilio , http ",
         sms_http_url="https://gw.example/send",
+        sms_http_secret="whsec_" + "A" * 43,
         twilio_account_sid="AC" + "0" * 32,
         twilio_auth_token="token",
         twilio_from="+12015550100",

@@ -84,3 +84,16 @@ def test_windows_nobody_touched_for_longer_than_they_last_are_dropped(
     assert len(limiter.memory) == 1
     # A pruned key starts from nothing, as its hits were all outside the window anyway.
     assert limiter.hit("send:destination", "old0", "1/day").allowed
+
+
+def test_test_answers_as_hit_would_without_counting(clock: FakeTime) -> None:
+    limiter = RateLimiter()
+    for _ in range(3):
+        assert limiter.test("s", "k", "3/minute").allowed
+    for _ in range(3):
+        limiter.hit("s", "k", "3/minute")
+    refused = limiter.test("s", "k", "3/minute")
+    assert not refused.allowed and refused.retry_after == 61
+    clock.now += 61
+    assert limiter.test("s", "k", "3/minute").allowed
+    assert limiter.test("s", "never-hit", "1/minute").allowed and len(limiter.memory or ()) == 1

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from passgate.api.deps import RegistryDep
 from passgate.api.errors import ApiProblem
 from passgate.auth.exceptions import InvalidClient
-from passgate.auth.services import grant_client_credentials
+from passgate.auth.services import TokenAttempts, grant_client_credentials
 from passgate.db import transaction
 
 router = APIRouter(tags=["authentication"])
@@ -67,9 +67,18 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
             },
         }
     },
-    responses={200: {"content": {"application/json": {"example": TOKEN_RESPONSE_EXAMPLE}}}},
+    responses={
+        200: {"content": {"application/json": {"example": TOKEN_RESPONSE_EXAMPLE}}},
+        429: {"description": "too many wrong secrets from this address, or for this client; see Retry-After"},
+    },
 )
 async def token(request: Request, registry: RegistryDep) -> JSONResponse:
+    settings = registry.settings
+    attempts = TokenAttempts(
+        registry.limiter, settings.oauth_failure_rates_ip, settings.oauth_failure_rates_client
+    )
+    ip = request.client.host if request.client else "unknown"
+    attempts.check_address(ip)
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("application/x-www-form-urlencoded"):
         raise ApiProblem(
@@ -91,13 +100,19 @@ async def token(request: Request, registry: RegistryDep) -> JSONResponse:
             slug="unsupported-grant-type",
             extra={"error": "unsupported_grant_type"},
         )
-    creds = _basic_credentials(request.headers.get("authorization", ""))
+    try:
+        creds = _basic_credentials(request.headers.get("authorization", ""))
+    except InvalidClient:
+        attempts.failed(ip, None)
+        raise
     if creds is None:
         form_id, form_secret = form.get("client_id"), form.get("client_secret")
         if isinstance(form_id, str) and isinstance(form_secret, str):
             creds = (form_id, form_secret)
     if creds is None:
+        attempts.failed(ip, None)
         raise InvalidClient("client credentials are required")
+    attempts.check_client(creds[0], ip)
     scope = form.get("scope")
     scope_str = scope if isinstance(scope, str) and scope.strip() else None
 
@@ -107,7 +122,12 @@ async def token(request: Request, registry: RegistryDep) -> JSONResponse:
                 session, registry.tokens, creds[0], creds[1], scope_str, registry.clock.now()
             )
 
-    issued = await run_in_threadpool(grant)
+    try:
+        issued = await run_in_threadpool(grant)
+    except InvalidClient:
+        attempts.failed(ip, creds[0])
+        raise
+    attempts.succeeded(creds[0], ip)
     return JSONResponse(
         {
             "access_token": issued.access_token,

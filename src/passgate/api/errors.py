@@ -24,6 +24,7 @@ from passgate.auth.exceptions import (
     InvalidScope,
     InvalidToken,
     NotFound,
+    TooManyFailedAttempts,
     TooManyKeys,
 )
 from passgate.messaging.exceptions import (
@@ -209,6 +210,7 @@ RULES: dict[type[Exception], Rule] = {
     SendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
     TestSendRateLimited: Rule(429, "Rate limited", "rate-limited", retry_after=True),
     RenderTimeout: Rule(503, "Busy", "rendering-busy", retry_after=True),
+    TooManyFailedAttempts: Rule(429, "Too many failed attempts", "throttled", retry_after=True),
 }
 
 

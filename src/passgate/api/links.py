@@ -6,6 +6,7 @@ oracle for which tokens exist.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -25,7 +26,7 @@ from passgate.db import transaction
 from passgate.messaging.templates import Brand, is_rtl, negotiate_accept_language
 from passgate.mfa.exceptions import SessionClosed
 from passgate.mfa.models import MfaSession
-from passgate.mfa.secrets import new_match_numbers
+from passgate.mfa.secrets import match_choices
 from passgate.web.i18n import STRINGS, strings
 
 router = APIRouter(tags=["hosted pages"], include_in_schema=False)
@@ -48,6 +49,16 @@ def _locale(request: Request, available: list[str], default: str) -> str:
     return negotiate_accept_language(request.headers.get("accept-language"), available, default)
 
 
+# The page's one script (base.html): a logo that fails to load (unreachable, or blocked by the policy
+# below) gives way to the business's name. The policy allows this script by its hash, and no other.
+LOGO_FALLBACK = (
+    '(function(){var l=document.getElementById("brand-logo");if(!l)return;'
+    'function f(){l.remove();document.getElementById("brand-name").hidden=false}'
+    'if(l.complete&&!l.naturalWidth)f();else l.addEventListener("error",f)})();'
+)
+_LOGO_FALLBACK_HASH = base64.b64encode(hashlib.sha256(LOGO_FALLBACK.encode()).digest()).decode()
+
+
 def _headers(form_target: str | None = None) -> dict[str, str]:
     form_action = "'self'"
     if form_target:
@@ -60,7 +71,7 @@ def _headers(form_target: str | None = None) -> dict[str, str]:
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": (
             f"default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action {form_action}; "
-            "frame-ancestors 'none'; base-uri 'none'"
+            f"script-src 'sha256-{_LOGO_FALLBACK_HASH}'; frame-ancestors 'none'; base-uri 'none'"
         ),
     }
 
@@ -90,7 +101,13 @@ def _page_context(
         brand = Brand(company_name="Passgate")
         available, default = list(STRINGS), "en"
     locale = _locale(request, [a for a in available if a.split("-")[0] in STRINGS] or ["en"], default)
-    return {"brand": brand, "lang": locale, "dir": "rtl" if is_rtl(locale) else "ltr", "t": strings(locale)}
+    return {
+        "brand": brand,
+        "lang": locale,
+        "dir": "rtl" if is_rtl(locale) else "ltr",
+        "t": strings(locale),
+        "logo_fallback": LOGO_FALLBACK,
+    }
 
 
 def _message(
@@ -124,7 +141,8 @@ async def open_link(token: str, request: Request, registry: RegistryDep) -> Resp
                     _browser_like(request),
                 )
                 if mfa.bind_to_device and mfa.match_number:
-                    choices = new_match_numbers(mfa.match_number)[1]
+                    seed = registry.keyring.keyed_hash("match-choices", mfa.id)
+                    choices = match_choices(mfa.match_number, seed)
             return ctx, mfa, choices
 
     ctx, mfa, choices = await run_in_threadpool(run)

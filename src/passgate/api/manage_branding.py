@@ -49,7 +49,7 @@ class BrandingBody(BaseModel):
     companyName: StrictStr | None = Field(
         default=None, max_length=1000, description="defaults to the client's name"
     )
-    logoUrl: StrictStr | None = Field(default=None, max_length=4096, description="https:// or http://")
+    logoUrl: StrictStr | None = Field(default=None, max_length=4096, description="https:// only")
     primaryColor: StrictStr | None = Field(default=None, max_length=100, description="hex, e.g. #0f766e")
     supportUrl: StrictStr | None = Field(
         default=None, max_length=4096, description="https://, http:// or mailto:"

@@ -1,4 +1,5 @@
-"""Delivery callbacks: Twilio's signed status callback and the generic HTTP gateway's."""
+"""Delivery callbacks: Twilio's signed status callback and the generic HTTP gateway's (Standard Webhooks
+signature)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import hmac
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +20,8 @@ from passgate.api.errors import ApiProblem
 from passgate.bootstrap import Registry
 from passgate.db import transaction
 from passgate.messaging.models import Message
-from passgate.messaging.states import DELIVERY_TRANSITIONS, DeliveryStatus
+from passgate.messaging.states import DELIVERY_TRANSITIONS, DeliveryStatus, MessageStatus
+from passgate.webhooks.signing import standard_verify
 
 router = APIRouter(prefix="/providers", tags=["provider callbacks"])
 
@@ -35,17 +38,30 @@ def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
-def _apply(registry: Registry, by: str, ident: str, status: DeliveryStatus, source: str) -> bool:
+def _apply(
+    registry: Registry, by: str, ident: str, status: DeliveryStatus, source: str, gateway: str | None = None
+) -> str:
+    """Records a delivery report: "applied" (or a duplicate, changing nothing), "missing", or "early" (a
+    message of this gateway not yet recorded as sent). With `gateway`, only SMS messages that gateway
+    sent are reported on: an email's Message-ID carries its outbox id too, and anyone who sees a mail's
+    headers would otherwise be able to report on it."""
     with transaction(registry.sessions) as session:
         column = Message.provider_message_id if by == "provider" else Message.id
         message = session.scalars(select(Message).where(column == ident).with_for_update()).first()
         if message is None:
-            return False
+            return "missing"
+        if gateway is not None:
+            if message.channel != "SMS" or message.provider not in (gateway, None):
+                return "missing"
+            if message.provider is None:
+                return (
+                    "early" if message.status in (MessageStatus.QUEUED, MessageStatus.SENDING) else "missing"
+                )
         current = DeliveryStatus(message.delivery_status)
         if status == current or status not in DELIVERY_TRANSITIONS[current]:
-            return True  # a duplicate or out-of-order report changes nothing
+            return "applied"  # a duplicate or out-of-order report changes nothing
         registry.mfa.delivery_report(session, message, status, source)
-        return True
+        return "applied"
 
 
 @router.post("/twilio/status", summary="Twilio message status callback (X-Twilio-Signature checked)")
@@ -75,10 +91,68 @@ class GatewayStatus(BaseModel):
     status: Literal["delivered", "failed"]
 
 
-@router.post("/http/status", summary="Delivery report from the generic HTTP SMS gateway")
-async def http_status(body: GatewayStatus, registry: RegistryDep) -> Any:
-    mapped = DeliveryStatus.DELIVERED if body.status == "delivered" else DeliveryStatus.UNDELIVERED
-    found = await run_in_threadpool(_apply, registry, "id", body.messageId, mapped, "http-gateway")
-    if not found:
-        raise ApiProblem(404, "Not found", "no such message", slug="not-found")
+MAX_REPORT_BYTES = 16 * 1024
+
+
+async def _report_body(request: Request) -> bytes:
+    """The request body, refused past `MAX_REPORT_BYTES` (a report is a few dozen bytes)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_REPORT_BYTES:
+            raise ApiProblem(
+                413, "Payload too large", f"a delivery report is at most {MAX_REPORT_BYTES} bytes"
+            )
+    return bytes(body)
+
+
+@router.post(
+    "/http/status",
+    summary="Delivery report from the generic HTTP SMS gateway (Standard Webhooks signature checked)",
+    description=(
+        'Exists only when PASSGATE_SMS_PROVIDER names `http`. The body `{"messageId", "status": '
+        '"delivered"|"failed"}` must carry `webhook-id`, `webhook-timestamp` and `webhook-signature` '
+        "made with PASSGATE_SMS_HTTP_SECRET (docs/mfa.md)."
+    ),
+    responses={
+        401: {"description": "missing, stale (over 5 minutes) or wrong signature; nothing changed"},
+        404: {"description": "no SMS message sent through this gateway has that id"},
+        409: {"description": "the message is not yet recorded as sent: report it again shortly"},
+    },
+)
+async def http_status(request: Request, registry: RegistryDep) -> Any:
+    settings = registry.settings
+    if "http" not in settings.sms_providers:
+        raise ApiProblem(404, "Not found", "the HTTP SMS gateway is not configured", slug="not-found")
+    body = await _report_body(request)
+    # Checked before anything is read or looked up: an unsigned report learns nothing.
+    if settings.sms_http_secret is not None and not standard_verify(
+        settings.sms_http_secret, request.headers, body, registry.clock.now()
+    ):
+        raise ApiProblem(
+            401,
+            "Unauthorized",
+            "a delivery report needs a valid webhook-signature made with the gateway's secret, and a "
+            "webhook-timestamp within 5 minutes",
+            slug="bad-signature",
+        )
+    try:
+        report = GatewayStatus.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    mapped = DeliveryStatus.DELIVERED if report.status == "delivered" else DeliveryStatus.UNDELIVERED
+    outcome = await run_in_threadpool(
+        _apply, registry, "id", report.messageId, mapped, "http-gateway", "http"
+    )
+    if outcome == "missing":
+        raise ApiProblem(
+            404, "Not found", "no SMS message sent through this gateway has that id", slug="not-found"
+        )
+    if outcome == "early":
+        raise ApiProblem(
+            409,
+            "Not sent yet",
+            "the message is not yet recorded as sent; report it again in a few seconds",
+            slug="not-sent-yet",
+        )
     return JSONResponse({"status": "ok"})

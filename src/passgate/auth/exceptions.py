@@ -9,6 +9,14 @@ class InvalidClient(AuthError):
     """Unknown client, wrong or revoked key."""
 
 
+class TooManyFailedAttempts(AuthError):
+    """Too many wrong client secrets lately from this address, or for this client from this address."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed attempts; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
 class InvalidScope(AuthError):
     def __init__(self, scope: str) -> None:
         super().__init__(f"scope not granted to this key: {scope}")

@@ -13,10 +13,11 @@ from threading import Lock
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.auth.exceptions import InvalidClient, InvalidScope, NotFound, TooManyKeys
+from passgate.auth.exceptions import InvalidClient, InvalidScope, NotFound, TooManyFailedAttempts, TooManyKeys
 from passgate.auth.models import ApiKey, Client
 from passgate.auth.tokens import TokenService
 from passgate.ids import new_client_id, new_key_id, new_uuid
+from passgate.ratelimit import RateLimiter
 
 MAX_ACTIVE_KEYS = 2
 INTEGRATION_SCOPE = "k1_integration_api"
@@ -135,6 +136,50 @@ def grant_client_credentials(
     session.execute(update(ApiKey).where(ApiKey.id == match.id).values(last_used_at=now))
     token = tokens.issue(client_id, match.id, wanted, now, new_uuid())
     return IssuedToken(token, tokens.ttl_seconds, " ".join(wanted))
+
+
+@dataclass(frozen=True)
+class TokenAttempts:
+    """Limits on wrong secrets at `POST /oauth2/token`, per IP address and per client id.
+
+    An address past its limit is refused before anything is checked. A client id past its limit refuses
+    only the addresses that sent a wrong secret for it within the window: its own servers, which present
+    the right key, keep getting tokens while someone elsewhere guesses (and a guesser moving to a new
+    address gets one try there before it is refused too)."""
+
+    limiter: RateLimiter
+    ip_rates: str
+    client_rates: str
+
+    @property
+    def _pair_rates(self) -> str:
+        # "Had a failure for this client within the client window": one hit fills it.
+        return "1/" + self.client_rates.split(";")[-1].split("/", 1)[1].strip()
+
+    def check_address(self, ip: str) -> None:
+        by_ip = self.limiter.test("token-failures:ip", ip, self.ip_rates)
+        if not by_ip.allowed:
+            raise TooManyFailedAttempts(by_ip.retry_after)
+
+    def check_client(self, client_id: str, ip: str) -> None:
+        by_client = self.limiter.test("token-failures:client", client_id[:100], self.client_rates)
+        if by_client.allowed:
+            return
+        if not self.limiter.test("token-failures:pair", self._pair(client_id, ip), self._pair_rates).allowed:
+            raise TooManyFailedAttempts(by_client.retry_after)
+
+    def failed(self, ip: str, client_id: str | None) -> None:
+        self.limiter.hit("token-failures:ip", ip, self.ip_rates)
+        if client_id is not None:
+            self.limiter.hit("token-failures:client", client_id[:100], self.client_rates)
+            self.limiter.hit("token-failures:pair", self._pair(client_id, ip), self._pair_rates)
+
+    def succeeded(self, client_id: str, ip: str) -> None:
+        self.limiter.clear("token-failures:pair", self._pair(client_id, ip), self._pair_rates)
+
+    @staticmethod
+    def _pair(client_id: str, ip: str) -> str:
+        return f"{client_id[:100]}\x00{ip}"
 
 
 class KeyStatusCache:

@@ -74,13 +74,19 @@ def check(data: BrandingInput, client_name_brand: Brand) -> tuple[Brand, list[st
     """Validate a branding document; every problem is reported at once, by field."""
     errors: list[dict[str, Any]] = []
     brand: Brand | None = None
+    logo_url = data.logo_url
+    if logo_url is not None and not logo_url.lower().startswith("https://"):
+        # The hosted confirm page's Content-Security-Policy loads images over https only: an http:// logo
+        # would show as a broken image on every page (and mixed content in mail clients).
+        errors.append({"field": "logoUrl", "message": "logoUrl must be a URL starting with https://"})
+        logo_url = None
     try:
         brand = Brand.model_validate(
             {
                 "companyName": data.company_name
                 if data.company_name is not None
                 else client_name_brand.company_name,
-                "logoUrl": data.logo_url,
+                "logoUrl": logo_url,
                 "primaryColor": data.primary_color or DEFAULT_PRIMARY_COLOR,
                 "supportUrl": data.support_url,
                 "senderName": data.sender_name,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -66,6 +66,9 @@ LOCK_SECONDS = 60
 ROUND_LIMIT = 200
 # Render time a client's messages may take in one round (see Dispatcher._render_batch).
 ROUND_RENDER_SECONDS = 0.25
+# See `Dispatcher._send_recording_early`: how long the first finished sends of a round wait for others to
+# be recorded with, while the round goes on.
+RECORD_WINDOW = 0.05
 
 
 @dataclass
@@ -96,6 +99,10 @@ class Sent:
     provider: str
     provider_id: str
     started: datetime
+
+
+# What a send comes back with (`Dispatcher._send_one`): the accepted send, or how to record its failure.
+Outcome = Sent | Callable[[Session], None]
 
 
 _messages = cast(Table, Message.__table__)
@@ -342,6 +349,9 @@ class Dispatcher:
         self._snapshots = bind is not None and is_sqlite(bind)
         # Messages claimed together with the last round's record, sent by the next round (`run_once`).
         self._claimed_ahead: ClaimedRows | None = None
+        # Sends of a round that finish within this many seconds of each other are recorded together
+        # (`_send_recording_early`).
+        self.record_window = RECORD_WINDOW
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -603,14 +613,8 @@ class Dispatcher:
             if not rows:
                 return 0
             claimed = self.prepare(rows)
-            outcomes = [o for group in await self._send_all(claimed) for o in group]
-
-            def record(session: Session) -> None:
-                # Every result of this round in one transaction; the accepted ones in a few statements.
-                self._record_sent(session, [o for o in outcomes if isinstance(o, Sent)])
-                for outcome in outcomes:
-                    if not isinstance(outcome, Sent):
-                        outcome(session)
+            outcomes = await self._send_recording_early(self._sends(claimed))
+            record = partial(self._record_outcomes, outcomes)
 
             # The accepted ones only read and defer their writes: on SQLite the group commit works them
             # out on a read snapshot and holds the write lock only for their statements, the lock the
@@ -640,6 +644,44 @@ class Dispatcher:
         finally:
             if not self.keep_connections:
                 await self.release()
+
+    async def _send_recording_early(self, sends: list[Coroutine[Any, Any, Outcome]]) -> list[Outcome]:
+        """Runs the round's sends (one coroutine per message) concurrently. While some are still going,
+        those that finished are recorded (with those finishing within `record_window` of the first, in one
+        unit of work): an accepted message waits for its record no longer than that and a transaction, not
+        for the round's slowest send, so a worker that dies mid-round leaves unrecorded (and sent again by
+        the worker that takes it over) only what was in flight. Returns the outcomes of the sends that
+        finished last, for the caller to record (with the next claim, see `run_once`). A round whose sends
+        end together, the usual case, is recorded once, as a whole."""
+        pending = {asyncio.ensure_future(send) for send in sends}
+        carried: list[Outcome] = []
+        try:
+            while True:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    more, pending = await asyncio.wait(pending, timeout=self.record_window)
+                    done |= more
+                outcomes = carried + [task.result() for task in done]
+                if not pending:
+                    return outcomes
+                try:
+                    await self._db(partial(self._record_outcomes, outcomes), writes_at_commit=True)
+                    carried = []
+                except Exception:  # recorded with the next ones; the round's last record raises
+                    log.exception(
+                        "recording sends failed; retried with the next", extra={"workerId": self.worker_id}
+                    )
+                    carried = outcomes
+        finally:
+            for task in pending:
+                task.cancel()
+
+    def _record_outcomes(self, outcomes: list[Outcome], session: Session) -> None:
+        """Results of a round's sends in one transaction; the accepted ones in a few statements."""
+        self._record_sent(session, [o for o in outcomes if isinstance(o, Sent)])
+        for outcome in outcomes:
+            if not isinstance(outcome, Sent):
+                outcome(session)
 
     @property
     def has_claimed(self) -> bool:
@@ -721,22 +763,30 @@ class Dispatcher:
             code,
         )
 
-    async def _send_all(self, claimed: list[Claimed]) -> list[list[Sent | Callable[[Session], None]]]:
-        """Render and send a round: each client's messages rendered together in the render pool (see
-        `_render_batch`), beside the other clients', and each sent as soon as its client's are rendered."""
+    def _sends(self, claimed: list[Claimed]) -> list[Coroutine[Any, Any, Outcome]]:
+        """A round's sends, one coroutine per message: each client's messages are rendered together in the
+        render pool (see `_render_batch`), beside the other clients', and each is sent as soon as its
+        client's are rendered."""
         by_client: dict[str, list[Claimed]] = {}
         for c in claimed:
             by_client.setdefault(c.client_id, []).append(c)
-        return await asyncio.gather(*(self._send_group(group) for group in by_client.values()))
+        sends = []
+        for group in by_client.values():
+            rendering = asyncio.ensure_future(self._render_group(group))
+            sends += [self._send_rendered(c, rendering, i) for i, c in enumerate(group)]
+        return sends
 
-    async def _send_group(self, group: list[Claimed]) -> list[Sent | Callable[[Session], None]]:
+    async def _render_group(self, group: list[Claimed]) -> list[Rendered]:
         try:
-            rendered = await self.render_pool.run_async(self._render_batch, group, ROUND_RENDER_SECONDS)
+            return await self.render_pool.run_async(self._render_batch, group, ROUND_RENDER_SECONDS)
         except RenderTimeout as exc:
-            rendered = [TemporarySendError(str(exc))] * len(group)
-        return list(
-            await asyncio.gather(*(self._send_one(c, r) for c, r in zip(group, rendered, strict=True)))
-        )
+            return [TemporarySendError(str(exc))] * len(group)
+
+    async def _send_rendered(self, c: Claimed, rendering: asyncio.Future[list[Rendered]], i: int) -> Outcome:
+        # Shielded: the group's render is awaited by each of its messages' sends; one cancelled must not
+        # cancel it for the others.
+        rendered = (await asyncio.shield(rendering))[i]
+        return await self._send_one(c, rendered)
 
     def _render_batch(self, group: list[Claimed], allowance: float) -> list[Rendered]:
         """In the render pool: one client's messages of a round, until `allowance` seconds are used; the

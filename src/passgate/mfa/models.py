@@ -51,6 +51,8 @@ class MfaSession(Base):
     render_context: Mapped[dict[str, Any]] = mapped_column(JSONType)
     # Per-session order of status events, so webhook receivers can sort MESSAGE_SENT before VERIFIED.
     sequence: Mapped[int] = mapped_column(Integer, default=0)
+    # Opens of the session's link (GET or HEAD); only the first few get a timeline row each.
+    link_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MfaSecret(Base):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 
 CODE_PURPOSE = "mfa-code"
@@ -20,14 +22,35 @@ def new_link_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def new_match_numbers(correct: str | None = None) -> tuple[str, list[str]]:
-    """The two-digit number the business shows, and three choices (one correct) for the confirm page."""
-    answer = correct or f"{secrets.randbelow(90) + 10}"
-    choices = {answer}
+def new_match_number() -> str:
+    """The two-digit number the business shows on its screen (`strategy.bindToDevice`)."""
+    return f"{secrets.randbelow(90) + 10}"
+
+
+def match_choices(answer: str, seed: str) -> list[str]:
+    """The three numbers the confirm page offers (the answer and two decoys, in an order of their own),
+    the same on every open of the session's link. `seed` is a keyed hash of the session: secret, and fixed
+    for the session. Decoys drawn afresh on each open would give the answer away to anyone who opened the
+    link twice: it would be the one number on both pages."""
+    choices = [answer]
+    counter = 0
     while len(choices) < 3:
-        choices.add(f"{secrets.randbelow(90) + 10}")
-    ordered = sorted(choices, key=lambda _: secrets.randbelow(1_000_000))
-    return answer, ordered
+        digest = hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        candidate = f"{int.from_bytes(digest[:4], 'big') % 90 + 10}"
+        if candidate not in choices:
+            choices.append(candidate)
+        counter += 1
+    position = hashlib.sha256(f"{seed}:order".encode()).digest()[0] % 3
+    decoys = choices[1:]
+    decoys.insert(position, answer)
+    return decoys
+
+
+def same_number(chosen: str | None, answer: str | None) -> bool:
+    """Whether the number picked on the confirm page is the session's (compared in constant time)."""
+    if chosen is None or answer is None:
+        return False
+    return hmac.compare_digest(chosen.strip().encode(), answer.encode())
 
 
 def normalise_code(presented: str) -> str:

@@ -60,6 +60,11 @@ FIRST_WAIT_SECONDS = 30
 MAX_WAIT_SECONDS = 3600
 VALID_CODES = 3  # the last three codes issued stay valid (resend does not break a code in flight)
 PREFETCH_WINDOW_SECONDS = 10
+# The timeline's reason for a session ended by a wrong pick on the confirm page (`confirm_link`).
+NUMBER_MISMATCH = "NUMBER_MISMATCH"
+# Opens of a link that get a LINK_OPENED timeline row each; the rest are only counted (`link_opens`).
+LISTED_LINK_OPENS = 20
+LINK_OPENS_UNLISTED = "LINK_OPENS_UNLISTED"
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,13 @@ _DEVICE_TRUST = HotStatement(
 )
 
 
+# One more open of a session's link, counted by the database; the new count comes back.
+_LINK_OPENED = HotStatement(
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("b_id"))
+    .values(link_opens=_SESSIONS.c.link_opens + 1)
+    .returning(_SESSIONS.c.link_opens)
+)
 _COUNTER_TABLE = cast(Table, FailureCounter.__table__)
 
 
@@ -287,6 +299,17 @@ _FAILURE_WAIT = HotStatement(
 _FAILURE_LOCK = HotStatement(update(_COUNTER_TABLE).where(*_COUNTER_KEY).values(locked=True))
 _COUNTER_STATE = HotStatement(
     select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(*_COUNTER_KEY)
+)
+# Whether a challenge's destination or account is locked: the scopes of the two counters that are.
+_LOCKED = HotStatement(
+    select(_counters.scope).where(
+        _counters.client_id == bindparam("b_client_id"),
+        _counters.locked.is_(True),
+        or_(
+            (_counters.scope == "destination") & (_counters.subject_hash == bindparam("b_destination")),
+            (_counters.scope == "account") & (_counters.subject_hash == bindparam("b_account")),
+        ),
+    )
 )
 _COUNTER_CLEAR = HotStatement(
     update(_COUNTER_TABLE)
@@ -437,20 +460,25 @@ class MfaService:
         echoed["person"] = {echo_key: destination}
         dest_hash = self.keyring.keyed_hash("destination", destination)
 
+        account_id = (body.get("account") or {}).get("id")
         if not sandbox:
-            counter = _COUNTER_STATE.rows(
-                conn, {"b_client_id": ctx.client_id, "b_scope": "destination", "b_subject": dest_hash}
+            # A locked destination or account could never verify: no message is sent to it (to another
+            # address of the account neither).
+            account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
+            locked = _LOCKED.rows(
+                conn, {"b_client_id": ctx.client_id, "b_destination": dest_hash, "b_account": account_hash}
             )
-            if counter and _CounterState(*counter[0]).locked:
-                return _error("RATE_LIMITED", mfa_type, channel), echoed
+            if locked:
+                reason = "DESTINATION_LOCKED" if "destination" in (r[0] for r in locked) else "ACCOUNT_LOCKED"
+                log.info("challenge refused: %s", reason, extra={"channel": channel})
+                return _error("RATE_LIMITED", mfa_type, channel, reason), echoed
             if not self._send_allowed(channel, destination, dest_hash):
-                return _error("RATE_LIMITED", mfa_type, channel), echoed
+                return _error("RATE_LIMITED", mfa_type, channel, "TOO_MANY_SENDS"), echoed
 
         now = ctx.now
         ttl = config.ttl(channel, mfa_type, ctx.event_type)
-        account_id = (body.get("account") or {}).get("id")
         bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
-        match_number = mfa_secrets.new_match_numbers()[0] if bind else None
+        match_number = mfa_secrets.new_match_number() if bind else None
         locale = choose_locale(
             list(template.locales),
             template.default_locale,
@@ -495,6 +523,7 @@ class MfaService:
                 "person": {k: name_parts.get(k) for k in ("first", "last", "preferred")},
             },
             "sequence": 0,
+            "link_opens": 0,
         }
         # A transient object (never added to the session) for the listeners and the answer; made without
         # the mapped constructor, which costs more than the rest of this function's bookkeeping.
@@ -667,10 +696,13 @@ class MfaService:
             "updatedAt": _iso(mfa.updated_at),
             "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
             "sandbox": mfa.sandbox,
+            "linkOpens": mfa.link_opens,
         }
 
     def timeline(self, session: Session, client_id: str, session_id: str) -> list[dict[str, Any]]:
-        self.load(session, client_id, session_id)
+        mfa = self.load(session, client_id, session_id)
+        unlisted = mfa.link_opens - LISTED_LINK_OPENS
+        listed_opens = LISTED_LINK_OPENS if unlisted > 0 else None
         rows = session.scalars(
             select(MfaEvent).where(MfaEvent.session_id == session_id).order_by(MfaEvent.id)
         ).all()
@@ -687,6 +719,12 @@ class MfaService:
                 out.append({"type": kind, "at": at, "source": e.source, "data": follow})
             else:
                 out.append({"type": e.type, "at": at, "source": e.source, "data": data})
+            if e.type == "LINK_OPENED" and listed_opens is not None:
+                listed_opens -= 1
+                if listed_opens == 0:  # after the last open listed: how many more there were
+                    out.append(
+                        {"type": LINK_OPENS_UNLISTED, "at": at, "source": "link", "data": {"count": unlisted}}
+                    )
         return out
 
     # -- state changes -------------------------------------------------------------------------------
@@ -815,7 +853,8 @@ class MfaService:
         if mfa.send_attempts >= mfa.max_sends:
             raise SendLimitReached(mfa.max_sends)
         if not mfa.sandbox:
-            self._check_throttle(session, mfa.client_id, [("destination", mfa.destination_hash)], now)
+            # The account's counter too: a message to a locked account could never verify.
+            self._check_throttle(session, mfa.client_id, self._subjects(mfa), now)
             if not self._send_allowed(mfa.channel, mfa.destination, mfa.destination_hash):
                 raise SendRateLimited(60)
         self._event(session, mfa, "RESEND_REQUESTED", "api", {})
@@ -881,29 +920,42 @@ class MfaService:
         )
         fast = sent is not None and (now - sent).total_seconds() < PREFETCH_WINDOW_SECONDS
         prefetch = method == "HEAD" or not browser_like or fast
-        self._event(
-            session,
-            mfa,
-            "LINK_OPENED",
-            "link",
-            {"method": method, "userAgent": user_agent[:300], "ip": ip, "prefetch": prefetch},
-        )
+        # Anyone holding the link can open it any number of times: past the first few, opens are counted
+        # on the session instead of each writing a timeline row.
+        [(opens,)] = _LINK_OPENED.rows(session.connection(), {"b_id": mfa.id})
+        if opens <= LISTED_LINK_OPENS:
+            self._event(
+                session,
+                mfa,
+                "LINK_OPENED",
+                "link",
+                {"method": method, "userAgent": user_agent[:300], "ip": ip, "prefetch": prefetch},
+            )
         return prefetch
 
     def confirm_link(self, session: Session, mfa: MfaSession, chosen_number: str | None) -> dict[str, Any]:
         now = self.clock.now()
         self._open_or_raise(session, mfa, now)
         mfa.verification_attempts += 1
-        subjects = self._subjects(mfa)
-        if mfa.bind_to_device and chosen_number != mfa.match_number:
+        if mfa.bind_to_device and not mfa_secrets.same_number(chosen_number, mfa.match_number):
+            # A wrong pick ends the session, as "This wasn't me" does (authenticator apps do the same): the
+            # person at the link is not the one at the screen. Were it one attempt of several, picking each
+            # of the three numbers in turn would always verify.
             self._event(
                 session,
                 mfa,
                 "VERIFY_ATTEMPT",
                 "link",
-                {"attempt": mfa.verification_attempts, "ok": False, "reason": "number mismatch"},
+                {"attempt": mfa.verification_attempts, "ok": False, "reason": NUMBER_MISMATCH},
             )
-            return self._failed_attempt(session, mfa, subjects, now, "link")
+            if not mfa.sandbox:
+                self._record_failure(session, mfa.client_id, self._subjects(mfa), now)
+            self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
+            return {
+                "status": mfa.status,
+                "terminationReason": mfa.termination_reason,
+                "reason": NUMBER_MISMATCH,
+            }
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "link", {"attempt": mfa.verification_attempts, "ok": True}
         )
@@ -1219,8 +1271,10 @@ def throttle_wait(failures: int) -> int:
     return int(min(MAX_WAIT_SECONDS, FIRST_WAIT_SECONDS * 2 ** (failures - THROTTLE_AFTER)))
 
 
-def _error(code: str, mfa_type: str | None = None, channel: str | None = None) -> dict[str, Any]:
-    return {
+def _error(
+    code: str, mfa_type: str | None = None, channel: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "ID": None,
         "type": mfa_type,
         "channel": channel,
@@ -1230,6 +1284,9 @@ def _error(code: str, mfa_type: str | None = None, channel: str | None = None) -
         "verificationAttempts": 0,
         "error": code,
     }
+    if reason is not None:
+        out["errorReason"] = reason
+    return out
 
 
 def _iso(value: datetime) -> str:

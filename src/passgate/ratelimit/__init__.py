@@ -44,19 +44,10 @@ class MemoryWindows:
     def hit(self, scope: str, key: str, items: tuple[RateLimitItem, ...]) -> LimitResult:
         now = time.time()
         with self._lock:
-            windows: list[tuple[tuple[str, str, int, int], deque[float] | None]] = []
             # Test every window before counting, so a refused hit is not charged against the others.
-            for item in items:
-                period = item.get_expiry()
-                wkey = (scope, key, item.amount, period)
-                hits = self._windows.get(wkey)
-                if hits:
-                    cutoff = now - period
-                    while hits and hits[0] <= cutoff:
-                        hits.popleft()
-                    if len(hits) >= item.amount:
-                        return LimitResult(False, max(1, int(hits[0] + period - now) + 1))
-                windows.append((wkey, hits))
+            refused, windows = self._look(scope, key, items, now)
+            if refused is not None:
+                return refused
             for wkey, hits in windows:
                 if hits is None:
                     hits = self._windows[wkey] = deque()
@@ -65,6 +56,31 @@ class MemoryWindows:
             if self._hits_since_prune >= self.PRUNE_EVERY:
                 self._prune(now)
         return LimitResult(True, 0)
+
+    def test(self, scope: str, key: str, items: tuple[RateLimitItem, ...]) -> LimitResult:
+        """What `hit` would answer, without counting a hit."""
+        with self._lock:
+            refused, _ = self._look(scope, key, items, time.time())
+        return refused or LimitResult(True, 0)
+
+    def _look(
+        self, scope: str, key: str, items: tuple[RateLimitItem, ...], now: float
+    ) -> tuple[LimitResult | None, list[tuple[tuple[str, str, int, int], deque[float] | None]]]:
+        """The first window that refuses a hit now (its old hits forgotten on the way), or None and every
+        window (None where it has no hits yet). Called with the lock held."""
+        windows: list[tuple[tuple[str, str, int, int], deque[float] | None]] = []
+        for item in items:
+            period = item.get_expiry()
+            wkey = (scope, key, item.amount, period)
+            hits = self._windows.get(wkey)
+            if hits:
+                cutoff = now - period
+                while hits and hits[0] <= cutoff:
+                    hits.popleft()
+                if len(hits) >= item.amount:
+                    return LimitResult(False, max(1, int(hits[0] + period - now) + 1)), windows
+            windows.append((wkey, hits))
+        return None, windows
 
     def clear(self, scope: str, key: str, items: tuple[RateLimitItem, ...]) -> None:
         with self._lock:
@@ -105,6 +121,17 @@ class RateLimiter:
                 return LimitResult(False, max(1, int(reset - time.time()) + 1))
         for item in items:
             self.limiter.hit(item, scope, key)
+        return LimitResult(True, 0)
+
+    def test(self, scope: str, key: str, rates: str) -> LimitResult:
+        """Whether a hit would be admitted now, without counting one."""
+        items = _items(rates)
+        if self.memory is not None:
+            return self.memory.test(scope, key, items)
+        for item in items:
+            if not self.limiter.test(item, scope, key):
+                reset, _ = self.limiter.get_window_stats(item, scope, key)
+                return LimitResult(False, max(1, int(reset - time.time()) + 1))
         return LimitResult(True, 0)
 
     def clear(self, scope: str, key: str, rates: str) -> None:

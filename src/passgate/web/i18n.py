@@ -17,7 +17,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "neutral_title": "This link can't be used",
         "neutral_body": "It may have expired or already been used. Start again from {company} to get a new one.",
         "wrong_title": "That didn't match",
-        "wrong_body": "The number you picked is not the one shown. Go back and try again.",
+        "wrong_body": "The number you picked is not the one shown, so we stopped this request and this link can no longer be used. If it was you, start again from {company}.",
         "support": "Need help?",
     },
     "es": {
@@ -34,7 +34,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "neutral_title": "Este enlace no se puede usar",
         "neutral_body": "Puede que haya caducado o ya se haya usado. Vuelve a {company} para obtener uno nuevo.",
         "wrong_title": "No coincide",
-        "wrong_body": "El número elegido no es el que se muestra. Vuelve e inténtalo de nuevo.",
+        "wrong_body": "El número elegido no es el que se muestra, así que hemos detenido esta solicitud y este enlace ya no se puede usar. Si eras tú, vuelve a empezar desde {company}.",
         "support": "¿Necesitas ayuda?",
     },
     "fr": {
@@ -51,7 +51,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "neutral_title": "Ce lien ne peut pas être utilisé",
         "neutral_body": "Il a peut-être expiré ou déjà servi. Recommencez depuis {company} pour en obtenir un nouveau.",
         "wrong_title": "Ça ne correspond pas",
-        "wrong_body": "Le nombre choisi n'est pas celui affiché. Revenez en arrière et réessayez.",
+        "wrong_body": "Le nombre choisi n'est pas celui affiché : nous avons donc arrêté cette demande et ce lien ne peut plus être utilisé. Si c'était vous, recommencez depuis {company}.",
         "support": "Besoin d'aide ?",
     },
     "de": {
@@ -68,7 +68,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "neutral_title": "Dieser Link kann nicht verwendet werden",
         "neutral_body": "Er ist vielleicht abgelaufen oder wurde schon benutzt. Beginnen Sie erneut bei {company}.",
         "wrong_title": "Das passt nicht",
-        "wrong_body": "Die gewählte Zahl ist nicht die angezeigte. Gehen Sie zurück und versuchen Sie es erneut.",
+        "wrong_body": "Die gewählte Zahl ist nicht die angezeigte. Deshalb haben wir diese Anfrage gestoppt, und dieser Link kann nicht mehr verwendet werden. Wenn Sie es waren, beginnen Sie erneut bei {company}.",
         "support": "Hilfe nötig?",
     },
     "ar": {
@@ -84,7 +84,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "neutral_title": "لا يمكن استخدام هذا الرابط",
         "neutral_body": "ربما انتهت صلاحيته أو استُخدم من قبل. ابدأ من جديد من {company} للحصول على رابط جديد.",
         "wrong_title": "الرقم غير مطابق",
-        "wrong_body": "الرقم الذي اخترته ليس الرقم المعروض. عد وحاول مرة أخرى.",
+        "wrong_body": "الرقم الذي اخترته ليس الرقم المعروض، لذلك أوقفنا هذا الطلب ولم يعد بالإمكان استخدام هذا الرابط. إذا كنت أنت، فابدأ من جديد من {company}.",
         "support": "هل تحتاج إلى مساعدة؟",
     },
 }

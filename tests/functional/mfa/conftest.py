@@ -14,6 +14,10 @@ from passgate.config import Settings
 from tests.factories import Tenant, login_body
 from tests.servers import HttpReceiver, SmtpSink
 
+# The HTTP SMS gateway's Standard Webhooks secret: Passgate signs its requests with it and checks it on
+# the gateway's delivery reports.
+GATEWAY_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
@@ -37,6 +41,7 @@ def settings(settings: Settings, smtp: SmtpSink, gateway: HttpReceiver) -> Setti
             "mail_from": "Acme <no-reply@acme.example>",
             "sms_provider": "http",
             "sms_http_url": f"{gateway.url}/sms",
+            "sms_http_secret": GATEWAY_SECRET,
             "message_retry_seconds": "2,2,2",
         }
     )

@@ -78,16 +78,40 @@ def test_retries_run_out_loudly(
     assert session_of(http, tenant, m["ID"])["status"] == "INVALID"
 
 
-def test_smtp_auth_is_used(http: TestClient, tenant: Tenant, registry: Registry) -> None:
+def test_smtp_auth_is_used_over_starttls(http: TestClient, tenant: Tenant, registry: Registry) -> None:
     from passgate.messaging.senders.smtp import SmtpEmailSender
 
-    sink = SmtpSink(credentials=("mailer", "s3cret pass")).start()
+    sink = SmtpSink(credentials=("mailer", "s3cret pass"), tls="starttls").start()
     try:
-        registry.dispatcher.email_sender = SmtpEmailSender(sink.url.replace("s3cret pass", "s3cret%20pass"))
+        url = sink.url.replace("s3cret pass", "s3cret%20pass")
+        registry.dispatcher.email_sender = SmtpEmailSender(url, tls_context=sink.client_context())
         challenge(http, tenant, "email-code", person={"emailAddress": "auth@example.com"})
         drain(registry)
         assert len(sink.wait_for(1)) == 1
         assert sink.auth_seen == ["mailer"]
+    finally:
+        sink.stop()
+
+
+def test_smtp_credentials_are_not_sent_to_a_relay_without_starttls(
+    http: TestClient, tenant: Tenant, registry: Registry
+) -> None:
+    from passgate.messaging.senders.smtp import SmtpEmailSender
+
+    # A relay that offers no STARTTLS and takes a login in clear: the send fails, the reason recorded.
+    sink = SmtpSink(credentials=("mailer", "s3cret")).start()
+    try:
+        registry.dispatcher.email_sender = SmtpEmailSender(sink.url)
+        m = challenge(http, tenant, "email-code", person={"emailAddress": "clear@example.com"})["mfa"]
+        drain(registry)
+        assert sink.auth_seen == [] and sink.received == []
+        s = session_of(http, tenant, m["ID"])
+        assert (s["status"], s["deliveryStatus"]) == ("FAILED_AUTHORIZATION", "UNDELIVERED")
+        [attempt] = attempts(registry, m["ID"])
+        assert attempt.result == "failed" and "offers no STARTTLS" in (attempt.error or "")
+        assert "s3cret" not in (attempt.error or "")
+        failed = [e for e in timeline(http, tenant, m["ID"]) if e["type"] == "MESSAGE_FAILED"]
+        assert "never sent in clear" in failed[0]["data"]["reason"]
     finally:
         sink.stop()
 

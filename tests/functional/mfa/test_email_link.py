@@ -124,10 +124,7 @@ def test_bind_to_device_number_matching(
     choices = re.findall(r'name="number" id="n\d" value="(\d\d)"', page.text)
     assert number in choices and len(choices) == 3
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    wrong = next(c for c in choices if c != number)
-    r = http.post(f"{path}/confirm", data={"csrf": csrf, "number": wrong})
-    assert r.status_code == 400
-    assert session_of(http, tenant, v["ID"])["status"] == "VERIFICATION_ATTEMPT_FAILED"
+    # (A wrong pick ends the session: tests/functional/mfa/test_number_matching.py.)
     r = http.post(f"{path}/confirm", data={"csrf": csrf, "number": number})
     assert r.status_code == 200 and "confirmed" in r.text
     assert session_of(http, tenant, v["ID"])["status"] == "VERIFIED"
@@ -180,3 +177,35 @@ def test_only_keyed_hashes_are_stored(
     assert secret.secret_hash == KeyRing(
         [b"test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"]
     ).keyed_hash("mfa-link", token)
+
+
+def test_link_opens_past_the_first_twenty_are_counted_not_listed(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from passgate.mfa.models import MfaEvent
+
+    v = challenge(http, tenant, "email-link", person={"emailAddress": "opens@example.com"})["mfa"]
+    drain(registry)
+    path = link_from(smtp.wait_for(1)[0].part("text/plain")).removeprefix("http://127.0.0.1:8000")
+
+    def open_(i: int) -> int:
+        return (http.head(path) if i % 3 == 0 else http.get(path, headers=BROWSER)).status_code
+
+    with ThreadPoolExecutor(6) as pool:  # concurrent opens are each counted once
+        assert set(pool.map(open_, range(45))) == {200}
+    with registry.sessions() as s:
+        rows = s.scalar(
+            select(func.count()).where(MfaEvent.session_id == v["ID"], MfaEvent.type == "LINK_OPENED")
+        )
+    assert rows == 20
+    assert session_of(http, tenant, v["ID"])["linkOpens"] == 45
+    items = timeline(http, tenant, v["ID"])
+    opened = [i for i, e in enumerate(items) if e["type"] == "LINK_OPENED"]
+    assert len(opened) == 20
+    assert items[opened[-1] + 1]["type"] == "LINK_OPENS_UNLISTED"
+    assert items[opened[-1] + 1]["data"] == {"count": 25}
+    assert session_of(http, tenant, v["ID"])["status"] == "MESSAGE_SENT"

@@ -13,6 +13,7 @@ from passgate.messaging.senders.dev import DevInboxSender
 from passgate.mfa.services import DESTINATION_SEND_RATES
 from tests.factories import Tenant, login_body
 from tests.functional.mfa.conftest import challenge, drain, session_of, sweep, timeline
+from tests.functional.mfa.test_provider_callbacks import report
 from tests.servers import HttpReceiver, twilio_responder
 
 PHONE = "+12015550123"
@@ -270,17 +271,12 @@ def test_http_gateway_delivery_callback(
     m = challenge(http, tenant, "sms-code", person={"phoneNumber": PHONE})["mfa"]
     drain(registry)
     message_id = last_sms(gateway)["messageId"]
-    r = http.post("/providers/http/status", json={"messageId": message_id, "status": "delivered"})
+    r = report(http, registry, {"messageId": message_id, "status": "delivered"})
     assert r.status_code == 200
     assert session_of(http, tenant, m["ID"])["deliveryStatus"] == "DELIVERED"
-    assert (
-        http.post("/providers/http/status", json={"messageId": "nope", "status": "failed"}).status_code == 404
-    )
-    assert (
-        http.post("/providers/http/status", json={"messageId": message_id, "status": "lost"}).status_code
-        == 400
-    )
-    http.post("/providers/http/status", json={"messageId": message_id, "status": "failed"})
+    assert report(http, registry, {"messageId": "nope", "status": "failed"}).status_code == 404
+    assert report(http, registry, {"messageId": message_id, "status": "lost"}).status_code == 400
+    report(http, registry, {"messageId": message_id, "status": "failed"})
     assert session_of(http, tenant, m["ID"])["status"] == "INVALID"
 
 

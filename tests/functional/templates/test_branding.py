@@ -83,6 +83,9 @@ def test_put_normalises_and_get_returns_it(http: TestClient, tenant: Tenant, oth
         ({"primaryColor": "#fff;background:url(x)"}, "primaryColor"),
         ({"logoUrl": "javascript:alert(1)"}, "logoUrl"),
         ({"logoUrl": "data:image/png;base64,AAAA"}, "logoUrl"),
+        # The hosted page's CSP loads images over https only: it would show a broken image on every page.
+        ({"logoUrl": "http://cdn.fjord.example/logo.png"}, "logoUrl"),
+        ({"logoUrl": "HTTP://cdn.fjord.example/logo.png"}, "logoUrl"),
         ({"supportUrl": "javascript:alert(1)"}, "supportUrl"),
         ({"senderName": "Fjord\r\nBcc: victim@example.com"}, "senderName"),
         ({"companyName": "  "}, "companyName"),

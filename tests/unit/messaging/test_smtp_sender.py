@@ -10,7 +10,12 @@ from email.message import EmailMessage
 
 import pytest
 
-from passgate.messaging.senders.base import OutgoingEmail, PermanentSendError, TemporarySendError
+from passgate.messaging.senders.base import (
+    OutgoingEmail,
+    PermanentSendError,
+    ProviderAuthorizationError,
+    TemporarySendError,
+)
 from passgate.messaging.senders.smtp import SmtpEmailSender
 from tests.servers import SmtpSink
 
@@ -215,9 +220,13 @@ class RawServer:
     """An SMTP peer written out by hand, to pin what aiosmtpd cannot show: when the commands arrive, and
     a server that hangs up after taking the message or speaks while the connection is idle."""
 
-    def __init__(self, *, answer_mail_after_data: bool = False, hang_up_after_message: bool = False) -> None:
+    def __init__(
+        self, *, answer_mail_after_data: bool = False, hang_up_after_message: bool = False, auth: bool = False
+    ) -> None:
         self.answer_mail_after_data = answer_mail_after_data
         self.hang_up_after_message = hang_up_after_message
+        self.auth = auth  # announce AUTH PLAIN LOGIN (and no STARTTLS), and take any login
+        self.lines: list[bytes] = []  # every command line received, as sent
         self.messages: list[bytes] = []
         self.connections = 0
         self.idle_notice = False  # say 421 on each open connection after its first mail
@@ -233,9 +242,13 @@ class RawServer:
         writer.write(b"220 raw ESMTP\r\n")
         try:
             while line := await reader.readline():
+                self.lines.append(line)
                 verb = line[:4].upper()
                 if verb == b"EHLO":
-                    writer.write(b"250-raw\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                    auth = b"250-AUTH PLAIN LOGIN\r\n" if self.auth else b""
+                    writer.write(b"250-raw\r\n" + auth + b"250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                elif verb == b"AUTH":
+                    writer.write(b"235 2.7.0 Authentication successful\r\n")
                 elif verb == b"MAIL":
                     if self.answer_mail_after_data:
                         # Only a client that pipelines gets here: RCPT and DATA must come unanswered.
@@ -356,3 +369,60 @@ def test_what_the_server_said_is_kept_without_the_address_it_quoted(sink: SmtpSi
     with pytest.raises(TemporarySendError) as caught:
         asyncio.run(sender.send_email(outgoing()))
     assert str(caught.value) == "SMTP 451: 4.7.1 <address>: greylisted (<address>), later"
+
+
+def test_credentials_never_go_to_a_server_without_starttls() -> None:
+    # The review's payload: a relay that offers no STARTTLS (or whose offer an attacker removed) used to
+    # get AUTH PLAIN with the password in base64, in clear.
+    raw = RawServer(auth=True)
+
+    async def scenario() -> None:
+        server = await raw.start()
+        sender = SmtpEmailSender(f"smtp://mailer:s3cret@127.0.0.1:{raw.port}", pool_size=1, timeout=2.0)
+        with pytest.raises(ProviderAuthorizationError, match="offers no STARTTLS") as caught:
+            await sender.send_email(outgoing(message_id="clear"))
+        assert "s3cret" not in str(caught.value)
+        # The address path too (SMTPUTF8, aiosmtplib's own send_message).
+        with pytest.raises(ProviderAuthorizationError, match="offers no STARTTLS"):
+            await sender.send_email(outgoing(message_id="utf8", to="jösé@example.com"))
+        server.close()
+
+    asyncio.run(scenario())
+    assert raw.lines and not [line for line in raw.lines if line[:4].upper() in (b"AUTH", b"MAIL")]
+    assert not raw.messages
+
+
+def test_an_aiosmtpd_relay_without_starttls_gets_no_login_and_no_mail() -> None:
+    sink = SmtpSink(credentials=("mailer", "s3cret")).start()  # takes AUTH in clear if offered it
+    try:
+        sender = SmtpEmailSender(sink.url, pool_size=1)
+        with pytest.raises(ProviderAuthorizationError, match="127.0.0.1:.* offers no STARTTLS"):
+            asyncio.run(sender.send_email(outgoing()))
+        assert sink.auth_seen == [] and sink.received == []
+    finally:
+        sink.stop()
+
+
+def test_without_credentials_a_local_relay_is_written_to_in_clear(sink: SmtpSink) -> None:
+    for host in ("127.0.0.1", "[::1]"):
+        if host == "[::1]" and not _ipv6_loopback():
+            continue
+        local = SmtpSink(host=host.strip("[]")).start() if host != "127.0.0.1" else sink
+        try:
+            sender = SmtpEmailSender(f"smtp://{host}:{local.port}", pool_size=1)
+            asyncio.run(sender.send_email(outgoing(message_id=f"clear-{len(host)}")))
+            assert len(local.wait_for(1)) == 1
+        finally:
+            if local is not sink:
+                local.stop()
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False

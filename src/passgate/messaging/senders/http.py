@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import httpx
 
 from passgate.messaging.senders.base import (
@@ -13,6 +16,7 @@ from passgate.messaging.senders.base import (
     TemporarySendError,
     provider_said,
 )
+from passgate.webhooks.signing import standard_headers
 
 
 def _raise_for(resp: httpx.Response, provider: str) -> None:
@@ -66,13 +70,24 @@ class TwilioSmsSender:
 
 
 class HttpGatewaySmsSender:
-    """POSTs {"to", "from", "body", "messageId"}; any 2xx is acceptance. messageId is the idempotency key."""
+    """POSTs {"to", "from", "body", "messageId"}; any 2xx is acceptance. messageId is the idempotency key.
+
+    With a secret, each request carries a Standard Webhooks signature (`webhook-id` is the messageId,
+    `webhook-timestamp`, `webhook-signature`) so the gateway can tell Passgate's requests from anyone
+    else's; the gateway signs its delivery reports with the same secret (api/providers.py)."""
 
     name = "http"
 
-    def __init__(self, url: str, from_name: str, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        from_name: str,
+        secret: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.url = url
         self.from_name = from_name
+        self.secret = secret
         self.client = client or httpx.AsyncClient(timeout=15.0, follow_redirects=False)
 
     async def send_sms(self, message: OutgoingSms) -> str:
@@ -82,10 +97,13 @@ class HttpGatewaySmsSender:
             "body": message.body,
             "messageId": message.message_id,
         }
+        # Serialised here: the signature is over these exact bytes.
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": message.message_id}
+        if self.secret is not None:
+            headers.update(standard_headers([self.secret], message.message_id, datetime.now(UTC), body))
         try:
-            resp = await self.client.post(
-                self.url, json=payload, headers={"Idempotency-Key": message.message_id}
-            )
+            resp = await self.client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise TemporarySendError(f"SMS gateway unreachable: {type(exc).__name__}") from exc
         _raise_for(resp, "SMS gateway")

@@ -1,5 +1,10 @@
 """Email over SMTP with aiosmtplib: smtp:// (STARTTLS when offered), smtps:// (implicit TLS), auth.
 
+Credentials are only ever sent over TLS: with a user in the URL, an smtp:// server that offers no
+STARTTLS fails the send (`ProviderAuthorizationError`, the reason recorded) before anything is said
+about the login. Without credentials, a relay that offers no STARTTLS is written to in clear (a relay on
+the same machine, 127.0.0.1 or ::1, is the usual case).
+
 Connections are kept open and reused, up to `pool_size` per event loop (`?pool=N` on the URL, default 32): a
 message costs the MAIL, RCPT and DATA exchanges, not a TCP (and TLS) handshake, EHLO and login each. A
 connection that failed in any way is closed, never reused; one that the server closed while it sat idle is
@@ -114,6 +119,10 @@ class Envelope:
     message_id: str  # the Message-ID header's value
     data: bytes | None  # the message as sent, or None: send `message` (the out-of-the-ordinary path)
     message: EmailMessage | None = None
+
+
+class CleartextRefused(Exception):
+    """The connection is not encrypted, and the sender has credentials to send: they are not sent."""
 
 
 class _NotSent(Exception):
@@ -390,6 +399,9 @@ class SmtpEmailSender:
             await self._deliver(envelope)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise ProviderAuthorizationError(f"SMTP authentication failed ({exc.code})") from exc
+        except CleartextRefused as exc:
+            # An operator must act (the relay's TLS, or the URL): failed at once, the reason recorded.
+            raise ProviderAuthorizationError(str(exc)) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             if codes and all(c >= 500 for c in codes):
@@ -455,11 +467,11 @@ class SmtpEmailSender:
         if self._local_hostname is None:
             # What aiosmtplib would say in EHLO, looked up once (it can take a DNS round trip).
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        # No credentials here: aiosmtplib would log in whether or not the connection is encrypted. On
+        # smtp:// it upgrades with STARTTLS when the server offers it; the login below checks that it did.
         smtp = aiosmtplib.SMTP(
             hostname=self.hostname,
             port=self.port,
-            username=self.username,
-            password=self.password,
             use_tls=self.implicit_tls,
             start_tls=None if not self.implicit_tls else False,
             timeout=self.timeout,
@@ -468,6 +480,19 @@ class SmtpEmailSender:
         )
         await smtp.connect()
         self.connections_opened += 1
+        if self.username is not None:
+            if smtp.get_transport_info("sslcontext") is None:
+                # No STARTTLS offered (or an attacker on the path took it out of the EHLO reply).
+                smtp.close()
+                raise CleartextRefused(
+                    f"the SMTP server {self.hostname}:{self.port} offers no STARTTLS, and the SMTP password is "
+                    "never sent in clear: use a relay with STARTTLS, or smtps:// for TLS from the start"
+                )
+            try:
+                await smtp.login(self.username, self.password or "")
+            except BaseException:
+                smtp.close()
+                raise
         return smtp
 
     async def _open(self) -> _Wire:
