@@ -713,6 +713,18 @@ HTTP_SETS: list[dict[str, Any]] = [
 ]
 
 
+def accepted_over_http(value: Any) -> bool:
+    """Whether a generated body is one the API takes: integers past 64 bits are refused before routing
+    (400), so the HTTP comparison draws bodies without them (the in-process one keeps them)."""
+    if isinstance(value, dict):
+        return all(accepted_over_http(v) for v in value.values())
+    if isinstance(value, list):
+        return all(accepted_over_http(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63
+    return True
+
+
 @pytest.fixture
 def http_world(http: TestClient, tenant: Tenant, registry: Registry) -> World:
     h = tenant.admin_headers
@@ -745,6 +757,8 @@ def test_simulate_and_live_decisions_agree(
         publish_set(http, tenant, document, event_type)
         for _ in range(40):
             _, body = random_body(rng)
+            while not accepted_over_http(body):
+                _, body = random_body(rng)
             body = {**body, "inquiryId": f"h{rng.randrange(10**9)}"}
             sim = http.post(
                 f"/manage/v1/policy-sets/{event_type}/simulate",
