@@ -45,7 +45,9 @@ def report(message_id: str, status: str) -> None:
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(SECRET).sign(report_id, now, body),
     }
-    for _ in range(10):  # 409: Passgate has not yet recorded the send; try again shortly
+    # 409: Passgate has not yet recorded the send; 429 and 5xx: it is busy or restarting. Try again, later
+    # each time, for about a minute; any other answer is final.
+    for attempt in range(12):
         request = urllib.request.Request(
             f"{PASSGATE_URL}/providers/http/status", data=body.encode(), headers=headers, method="POST"
         )
@@ -53,9 +55,11 @@ def report(message_id: str, status: str) -> None:
             with urllib.request.urlopen(request, timeout=10):
                 return
         except urllib.error.HTTPError as exc:
-            if exc.code != 409:
+            if exc.code != 409 and exc.code != 429 and exc.code < 500:
                 raise
-        time.sleep(1)
+        except urllib.error.URLError:
+            pass  # Passgate unreachable for a moment
+        time.sleep(min(10.0, 0.5 * 2**attempt))
 
 
 class Gateway(BaseHTTPRequestHandler):
