@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from passgate.api import errors
-from passgate.observability import Metrics, RequestContextMiddleware
+from passgate.api.middleware import RequestContextMiddleware
+from passgate.observability import Metrics
 
 _BODY: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 

@@ -229,7 +229,7 @@ class Settings(BaseSettings):
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, v: str | None) -> str | None:
-        from passgate.messaging.senders.smtp_url import parse_smtp_url
+        from passgate.smtp_url import parse_smtp_url
 
         if v:
             parse_smtp_url(v)

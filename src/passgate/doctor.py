@@ -222,7 +222,7 @@ def _smtp(settings: Settings, timeout: float, tls_context: ssl.SSLContext | None
         if settings.environment == "production":
             return Check("smtp", WARN, "PASSGATE_SMTP_URL is not set: email challenges will fail")
         return Check("smtp", SKIP, "not set: email goes to the dev inbox (/dev/inbox)")
-    from passgate.messaging.senders.smtp_url import parse_smtp_url
+    from passgate.smtp_url import parse_smtp_url
 
     target = parse_smtp_url(settings.smtp_url)
     try:

@@ -30,9 +30,9 @@ from passgate.api import (
     providers,
 )
 from passgate.api import openapi as api_document
+from passgate.api.middleware import RequestContextMiddleware
 from passgate.bootstrap import Registry, build_registry
 from passgate.config import Settings
-from passgate.observability import RequestContextMiddleware
 from passgate.worker import Worker, WorkerThread
 
 DESCRIPTION = """

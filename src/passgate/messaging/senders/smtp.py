@@ -50,7 +50,7 @@ from passgate.messaging.senders.base import (
     TemporarySendError,
     provider_said,
 )
-from passgate.messaging.senders.smtp_url import parse_smtp_url
+from passgate.smtp_url import parse_smtp_url
 
 _POLICY = email.policy.SMTP  # CRLF line ends, as the message goes on the wire
 # A plain ASCII mailbox (no display name, no quoting): what the fast path writes into To as it is.
