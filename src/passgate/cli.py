@@ -180,8 +180,29 @@ def default_public_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def api_processes_refusal(settings: Settings, processes: int) -> str | None:
+    """Why `passgate serve` may not run this many API processes with these settings (None: it may)."""
+    if processes <= 1:
+        return None
+    if settings.database_url.startswith("sqlite"):
+        return (
+            f"--workers {processes} needs PostgreSQL: SQLite has one writer, and more API processes "
+            "only wait for its lock (run one, with `passgate worker` beside it)"
+        )
+    if not settings.redis_url:
+        return (
+            f"--workers {processes} needs PASSGATE_REDIS_URL: without Redis each process keeps its own "
+            f"rate limits, so every limit would allow {processes} times what it says"
+        )
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
+    processes = args.workers if args.workers is not None else settings.api_workers
+    refusal = api_processes_refusal(settings, processes)
+    if refusal:
+        raise CommandError(refusal, 2)
     if "public_url" not in settings.model_fields_set:
         settings = settings.model_copy(update={"public_url": default_public_url(args.host, args.port)})
     sock = _listen(args.host, args.port)
@@ -206,17 +227,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     tune_gc()
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "timeout_keep_alive": settings.http_keepalive_seconds,
+    }
+    if processes == 1:
+        config = uvicorn.Config(app, http=limited_protocol(http_limits(settings)), **options)
+        uvicorn.Server(config).run(sockets=[sock])
+        return 0
+    # N processes on the one socket bound above, each building its own app from the same environment
+    # (links included: the public URL chosen here is handed down). SIGHUP replaces them one by one, each
+    # new process serving before its old one stops; SIGTERM stops them all, each finishing its requests.
+    os.environ["PASSGATE_PUBLIC_URL"] = settings.public_url
     config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        http=limited_protocol(http_limits(settings)),
-        timeout_keep_alive=settings.http_keepalive_seconds,
+        "passgate.main:create_app_in_worker_process",
+        factory=True,
+        workers=processes,
+        http="passgate.httpserver:SettingsLimitedProtocol",
+        **options,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
@@ -801,6 +837,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _processes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{value} processes: choose 1 to 64")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -883,6 +929,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
+    p.add_argument(
+        "--workers",
+        type=_processes,
+        default=None,
+        metavar="N",
+        help="API processes on the one port (default PASSGATE_API_WORKERS, 1); more than one needs "
+        "PostgreSQL and PASSGATE_REDIS_URL. `kill -HUP` replaces them one by one",
+    )
 
     p = top.add(
         "worker",

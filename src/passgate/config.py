@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     webhook_secret_overlap_seconds: int = Field(default=86400, ge=0)
     webhook_retention_days: int = Field(default=30, ge=1)
     workers_in_process: bool = True
+    # Seconds between runs of the cluster-wide housekeeping (forgetting old velocity counters); one process
+    # of the whole cluster runs it per period (passgate.leases).
+    purge_interval_seconds: float = Field(default=60.0, ge=1, le=86400)
+    # API processes of `passgate serve` (`--workers` overrides it); more than one needs PostgreSQL and Redis.
+    api_workers: int = Field(default=1, ge=1, le=64)
     # Console sign-in attempts (docs/console.md): per email address (cleared by a success) and per IP.
     console_sign_in_rates_email: str = "5/15 minutes"
     console_sign_in_rates_ip: str = "50/15 minutes"

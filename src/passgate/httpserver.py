@@ -213,3 +213,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 def limited_protocol(limits: HttpLimits) -> type[LimitedHttpToolsProtocol]:
     """The protocol class to give uvicorn (`http=`) for these limits."""
     return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+
+
+class _LimitsFromSettings:
+    """The limits of this process's settings, read once (see SettingsLimitedProtocol)."""
+
+    _limits: HttpLimits | None = None
+
+    def __get__(self, obj: object, owner: type | None = None) -> HttpLimits:
+        if self._limits is None:
+            from passgate.config import load_settings
+
+            settings = load_settings()
+            self._limits = HttpLimits(
+                max_header_bytes=settings.http_max_header_bytes,
+                header_timeout=settings.http_header_timeout_seconds,
+                body_timeout=settings.http_body_timeout_seconds,
+            )
+        return self._limits
+
+
+class SettingsLimitedProtocol(LimitedHttpToolsProtocol):
+    """The protocol of `passgate serve --workers N`: uvicorn hands its configuration to each API process
+    by pickling it, and a class made by `limited_protocol` cannot be; this one is named by its import path
+    and reads the limits from the process's own settings (the same environment as the parent's)."""
+
+    limits = _LimitsFromSettings()
+

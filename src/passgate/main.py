@@ -46,6 +46,20 @@ Errors are RFC 9457 problem documents whose `errors[].field` names each bad fiel
 """
 
 
+def create_app_in_worker_process() -> FastAPI:
+    """The app of one API process of `passgate serve --workers N` (uvicorn calls it in each process it
+    starts): the settings from the environment the parent checked, its logging and garbage-collector
+    settings, the migrations already applied by the parent."""
+    from passgate.config import load_settings
+    from passgate.observability import configure_logging
+    from passgate.runtime import tune_gc
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    tune_gc()
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     settings = settings or (registry.settings if registry else Settings())
     owned = registry is None

@@ -1,5 +1,6 @@
 """Imports every model module so the metadata knows every table (for Alembic and tests)."""
 
+from passgate import leases as lease_models  # noqa: F401
 from passgate.audit import models as audit_models  # noqa: F401
 from passgate.auth import models as auth_models  # noqa: F401
 from passgate.console import models as console_models  # noqa: F401

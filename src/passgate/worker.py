@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from passgate import leases
 from passgate.db import read_only, transaction
 from passgate.runtime import run_event_loop
 
@@ -17,6 +20,15 @@ if TYPE_CHECKING:
     from passgate.messaging.services import Dispatcher
 
 log = logging.getLogger("passgate.worker")
+
+# The periodic jobs every worker looks after, each run by one process of the cluster per period (leases).
+EXPIRE_JOB = "expire-sessions"
+PURGE_JOB = "velocity-purge"
+
+
+def holder_name() -> str:
+    """Who holds a lease: this machine and process (shown in the job_leases table)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Worker:
@@ -31,6 +43,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_purge: datetime | None = None
+        self.holder = holder_name()
         # The loop of the process's group commit when the worker runs on a loop of its own (WorkerThread).
         self.home_loop: asyncio.AbstractEventLoop | None = None
         self.extra_jobs: list[Callable[[], Awaitable[int]]] = list(registry.worker_jobs)
@@ -100,18 +113,24 @@ class Worker:
 
     def _sweep(self) -> int:
         # Looked for without SQLite's write lock first: most seconds nothing expires, and the lock taken
-        # for nothing is one the API's decisions wait for.
-        with read_only(self.registry.sessions) as session:
-            due = self.registry.mfa.any_expired(session)
+        # for nothing is one the API's decisions wait for. Each job runs where its lease is taken, in the
+        # lease's transaction: once per period in the whole cluster.
+        registry = self.registry
+        with read_only(registry.sessions) as session:
+            due = registry.mfa.any_expired(session)
         expired = 0
+        now = registry.clock.now()
         if due:
-            with transaction(self.registry.sessions) as session:
-                expired = self.registry.mfa.expire_due(session)
-        now = self.registry.clock.now()
-        if self._last_purge is None or (now - self._last_purge).total_seconds() >= 60:
+            period = timedelta(seconds=self.sweep_interval * 0.9)
+            with transaction(registry.sessions) as session:
+                if leases.take(session, EXPIRE_JOB, self.holder, period, now):
+                    expired = registry.mfa.expire_due(session)
+        every = registry.settings.purge_interval_seconds
+        if self._last_purge is None or (now - self._last_purge).total_seconds() >= every:
             self._last_purge = now
-            with transaction(self.registry.sessions) as session:
-                self.registry.signals.velocity.purge(session, now)
+            with transaction(registry.sessions) as session:
+                if leases.take(session, PURGE_JOB, self.holder, timedelta(seconds=every * 0.9), now):
+                    registry.signals.velocity.purge(session, now)
         return expired
 
 

@@ -420,3 +420,32 @@ def test_the_http_sms_gateway_needs_its_secret_in_production(command: list[str],
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("passgate: invalid configuration: PASSGATE_SMS_HTTP_SECRET: ")
     assert not (tmp_path / "passgate.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "expected"),
+    [
+        ({}, ["--workers", "2"], "--workers 2 needs PostgreSQL"),
+        ({"PASSGATE_API_WORKERS": "3"}, [], "--workers 3 needs PostgreSQL"),
+        (
+            {"PASSGATE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+            ["--workers", "2"],
+            "--workers 2 needs PASSGATE_REDIS_URL: without Redis each process keeps its own rate limits",
+        ),
+    ],
+)
+def test_several_api_processes_need_a_shared_database_and_redis(
+    extra: dict[str, str], args: list[str], expected: str, tmp_path: Path
+) -> None:
+    # Refused before the port is taken or anything migrated: one line, exit 2. (A run that starts them is
+    # tests/functional/test_several_processes.py.)
+    out = run(["serve", "--port", str(free_port()), *args], tmp_path, clean_env(**extra))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [out.stderr.strip()]
+    assert out.stderr.startswith("passgate: " + expected), out.stderr
+    assert not (tmp_path / "passgate.db").exists()
+
+
+def test_serve_workers_takes_only_a_sensible_number(tmp_path: Path) -> None:
+    out = run(["serve", "--workers", "0"], tmp_path)
+    assert out.returncode == 2 and "choose 1 to 64" in out.stderr, out.stderr

@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from passgate import leases
 from passgate.clock import Clock
 from passgate.db import UTCDateTime, read_only, transaction
 from passgate.webhooks import signing
@@ -66,6 +69,10 @@ from passgate.webhooks.states import (
 from passgate.webhooks.transport import WebhookTransport
 
 log = logging.getLogger("passgate.webhooks")
+
+# Finished deliveries older than the retention are forgotten once per this many seconds in the cluster.
+PURGE_SECONDS = 300
+PURGE_JOB = "webhook-purge"
 T = TypeVar("T")
 
 PENDING = DeliveryStatus.PENDING.value
@@ -254,6 +261,7 @@ class WebhookDeliverer:
         self._commit_lock: asyncio.Lock | None = None
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._last_purge = 0.0
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def in_flight(self) -> int:
@@ -271,7 +279,7 @@ class WebhookDeliverer:
             room = self.policy.max_in_flight - len(self._tasks)
             if room > 0:
                 handled = self._start(await self._db(self.claim, room))
-        if time.monotonic() - self._last_purge >= 300:
+        if time.monotonic() - self._last_purge >= PURGE_SECONDS:
             self._last_purge = time.monotonic()
             await asyncio.to_thread(self.purge)
         return handled
@@ -765,8 +773,12 @@ class WebhookDeliverer:
 
     def purge(self) -> int:
         """Forget finished deliveries (and events left without any) older than the retention period."""
-        cutoff = self.clock.now() - self.policy.retention
+        now = self.clock.now()
+        cutoff = now - self.policy.retention
         with transaction(self.sessions) as session:
+            # Once per period in the whole cluster, whatever the number of worker processes.
+            if not leases.take(session, PURGE_JOB, self.holder, timedelta(seconds=PURGE_SECONDS * 0.9), now):
+                return 0
             gone = session.execute(
                 delete(WebhookDelivery)
                 .where(
