@@ -34,7 +34,8 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.clock import Clock
-from passgate.db import UTCDateTime, read_only, transaction
+from passgate.db import read_only, transaction
+from passgate.db.types import UTCDateTime
 from passgate.webhooks import signing
 from passgate.webhooks.events import SignatureScheme
 from passgate.webhooks.exceptions import DeliveryError
