@@ -292,7 +292,9 @@ async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_
     # Outside the committer the same guard fails the commit instead of overwriting.
     try:
         with sessions() as session, session.begin():
-            DeferredWrites.of(session).update(guarded, [{"id": 1, "read_version": 0, "balance": 0, "version": 9}])
+            DeferredWrites.of(session).update(
+                guarded, [{"id": 1, "read_version": 0, "balance": 0, "version": 9}]
+            )
         raise AssertionError("a stale deferred update was written")
     except StaleRows:
         pass
