@@ -543,7 +543,7 @@ class Coalescer(Generic[Item, T]):
                     result = await self._write([i for i, _ in batch])
                 except BaseException as exc:
                     for _, f in batch:
-                        if not f.done():
+                        if f is not future and not f.done():  # this caller gets the raise itself
                             f.set_exception(exc)
                     raise
                 for _, f in batch:

@@ -302,3 +302,108 @@ async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_
         assert conn.execute(text("SELECT balance, version FROM acct")).one() == (510, 2)
     other.close()
     engine.dispose()
+
+
+async def test_the_thread_committer_batches_units_from_the_loop_and_a_failing_one_fails_alone(tmp_path):
+    from passgate.db.group_commit import ThreadCommitter
+
+    _, engine, sessions = _setup(tmp_path)
+    committer = ThreadCommitter(sessions)
+    committer.start()
+    try:
+        assert committer.serves_this_loop()
+
+        def boom(session):
+            session.execute(text("INSERT INTO t VALUES (99)"))
+            raise ValueError("this unit fails")
+
+        outcomes = await asyncio.gather(
+            committer.run(_insert(1)),
+            committer.run_deferred(boom),  # on PostgreSQL's committer, an ordinary unit
+            committer.run(_insert(2)),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == 1 and outcomes[2] == 2 and isinstance(outcomes[1], ValueError)
+    finally:
+        committer.stop()
+    assert not committer.running
+    with engine.connect() as conn:
+        assert sorted(r[0] for r in conn.execute(text("SELECT x FROM t"))) == [1, 2]
+    engine.dispose()
+
+
+async def test_a_committer_not_started_runs_each_unit_alone(tmp_path):
+    from passgate.db.group_commit import make_committer
+
+    _, engine, sessions = _setup(tmp_path)
+    for inline in (True, False):
+        committer = make_committer(sessions, inline=inline)
+        assert not committer.serves_this_loop()
+        assert await committer.run(_insert(3)) == 3
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    engine.dispose()
+
+
+async def test_the_transitional_group_committer_hands_everything_to_the_chosen_one(tmp_path):
+    from passgate.db.group_commit import GroupCommitter, InlineCommitter, ThreadCommitter
+
+    _, engine, sessions = _setup(tmp_path)
+    assert isinstance(GroupCommitter(sessions, inline=False).impl, ThreadCommitter)
+    committer = GroupCommitter(sessions, inline=True)
+    assert isinstance(committer.impl, InlineCommitter)
+    committer.start()
+    try:
+        assert await committer.run(_insert(4)) == 4
+        assert await committer.run(_insert(5), writes_at_commit=False) == 5
+        assert committer.running and committer.batches == committer.impl.batches >= 1
+    finally:
+        committer.stop()
+    engine.dispose()
+
+
+async def test_the_coalescer_writes_what_arrives_meanwhile_in_one_call():
+    from passgate.db.group_commit import Coalescer
+
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> None:
+        calls.append(items)
+        if len(calls) == 1:
+            await release.wait()  # the first call is under way while more items arrive
+        if 13 in items:
+            raise RuntimeError("this call fails")
+
+    coalescer: Coalescer[int, None] = Coalescer(write)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(coalescer.submit(i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    assert list(coalescer.waiting()) == [2, 3, 4]
+    release.set()
+    await asyncio.gather(first, *later)
+    assert calls == [[1], [2, 3, 4]]
+    assert await coalescer.submit(5) is None and calls[-1] == [5]  # alone, nothing under way
+
+
+async def test_a_failing_coalesced_call_fails_every_item_it_took():
+    from passgate.db.group_commit import Coalescer
+
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> None:
+        if items == [1]:
+            await release.wait()
+            return
+        raise RuntimeError("this call fails")
+
+    coalescer: Coalescer[int, None] = Coalescer(write)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(coalescer.submit(i)) for i in (12, 13)]
+    await asyncio.sleep(0)
+    release.set()
+    outcomes = await asyncio.gather(first, *later, return_exceptions=True)
+    assert outcomes[0] is None
+    assert all(isinstance(o, RuntimeError) for o in outcomes[1:])
