@@ -368,7 +368,7 @@ def delivery_latency(
                 "SELECT destination, created_at FROM mfa_sessions WHERE client_id = ? AND destination LIKE ?",
                 (client_id, f"{prefix}%"),
             ).fetchall()
-        # Stored as naive UTC (see passgate.db.UTCDateTime).
+        # Stored as naive UTC (see passgate.db.types.UTCDateTime).
         return {d.lower(): _utc_ts(c) for d, c in rows}
 
     created = sessions()

@@ -42,7 +42,7 @@ def measure(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     from passgate.api.schemas_decisions import LoginRequest
     from passgate.bootstrap import build_registry
     from passgate.config import Settings
-    from passgate.db import flush_deferred_inserts
+    from passgate.db import deferred
     from passgate.ids import new_uuid
     from passgate.main import create_app
     from passgate.policy.schemas import default_document
@@ -103,7 +103,7 @@ def measure(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
                 if out.decision != expected[kind]:
                     raise SystemExit(f"a {kind} decision answered {out.decision}: {out}")
             t1 = time.thread_time()
-            flush_deferred_inserts(session)
+            deferred.flush(session)
             t2 = time.thread_time()
         t3 = time.thread_time()
         per = 1e6 / len(payloads)

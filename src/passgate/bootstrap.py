@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.services import ClientCache, KeyStatusCache
 from passgate.auth.tokens import TokenService
-from passgate.batching import GroupCommitter
 from passgate.clock import Clock, SystemClock
 from passgate.config import Settings
-from passgate.db import WalCheckpointer, make_engine, make_sessionmaker
+from passgate.db import make_engine, make_sessionmaker
+from passgate.db.group_commit import GroupCommitter
+from passgate.db.sqlite import WalCheckpointer
 from passgate.keyring import KeyRing
 from passgate.messaging.senders.base import EmailSender, SmsSender
 from passgate.messaging.senders.dev import DevInboxSender

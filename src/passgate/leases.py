@@ -19,7 +19,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from passgate.db import Base, UTCDateTime
+from passgate.db import Base
+from passgate.db.types import UTCDateTime
 
 
 class JobLease(Base):

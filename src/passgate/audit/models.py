@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from passgate.db import Base, JSONType, UTCDateTime
+from passgate.db import Base
+from passgate.db.types import JSONType, UTCDateTime
 
 
 class AuditEntry(Base):

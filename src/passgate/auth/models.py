@@ -5,7 +5,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from passgate.db import Base, UTCDateTime
+from passgate.db import Base
+from passgate.db.types import UTCDateTime
 
 
 class Client(Base):

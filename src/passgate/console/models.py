@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from passgate.db import Base, UTCDateTime
+from passgate.db import Base
+from passgate.db.types import UTCDateTime
 
 
 class ConsoleUser(Base):

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from passgate.db import defer_insert, defer_upsert
+from passgate.db.deferred import DeferredWrites
 from passgate.policy.engine import Outcome, evaluate
 from passgate.policy.fields import dimension_keys
 from passgate.policy.lists import ListCache
@@ -76,9 +76,8 @@ def mark_device_seen(
     session: Session, client_id: str, account_id: str, device_session_id: str, now: datetime
 ) -> None:
     """The account has used this device: inserted, or its `last_seen_at` moved, when the transaction
-    commits (a decision writes nothing before its commit; see batching.GroupCommitter)."""
-    defer_upsert(
-        session,
+    commits (a decision writes nothing before its commit; see db.group_commit)."""
+    DeferredWrites.of(session).upsert(
         Device.__table__,
         {
             "client_id": client_id,
@@ -132,8 +131,7 @@ class DecisionService:
         if isinstance(stored.get("account"), dict):
             stored["account"] = {k: v for k, v in stored["account"].items() if k != "userPassword"}
         # Written with the other decisions of this transaction in one insert at commit.
-        defer_insert(
-            session,
+        DeferredWrites.of(session).insert(
             StoredDecision.__table__,
             [
                 {

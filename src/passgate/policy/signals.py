@@ -14,7 +14,7 @@ import phonenumbers
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from passgate.db import HotStatement
+from passgate.db.fastpath import CursorStatement
 from passgate.policy.fields import SignalPlan, dimension_keys, lookup
 from passgate.policy.lists import ListCache
 from passgate.policy.models import Device
@@ -115,7 +115,7 @@ def request_facts(event_type: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 # Built once: on the decision path, constructing a statement costs more than running it.
-_DEVICE = HotStatement(
+_DEVICE = CursorStatement(
     select(Device.seen, Device.trust_state).where(
         Device.client_id == bindparam("client_id"),
         Device.account_id == bindparam("account_id"),

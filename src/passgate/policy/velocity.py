@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from passgate.db import HotStatement, defer_increments
+from passgate.db.deferred import DeferredWrites
+from passgate.db.fastpath import CursorStatement
 from passgate.policy.fields import DIMENSIONS, METRICS, WINDOWS, Need
 from passgate.policy.models import VelocityCounter
 
@@ -75,8 +76,7 @@ class DatabaseVelocityStore:
         self, session: Session, client_id: str, metrics: list[str], keys: dict[str, str], now: datetime
     ) -> None:
         minute = int(now.timestamp()) // 60
-        defer_increments(
-            session,
+        DeferredWrites.of(session).increment(
             VelocityCounter.__table__,
             [(client_id, d, _hash(client_id, d, k), m, minute) for d, k in keys.items() for m in metrics],
         )
@@ -111,7 +111,7 @@ class DatabaseVelocityStore:
 
 
 @lru_cache(maxsize=16)
-def _counts_statement(dims: tuple[str, ...]) -> HotStatement:
+def _counts_statement(dims: tuple[str, ...]) -> CursorStatement:
     """One statement for every dimension a set reads (a UNION ALL of index ranges), built once per
     combination of dimensions; both windows are summed in one pass."""
     branches = []
@@ -134,7 +134,7 @@ def _counts_statement(dims: tuple[str, ...]) -> HotStatement:
             )
             .group_by(VelocityCounter.metric)
         )
-    return HotStatement(branches[0] if len(branches) == 1 else union_all(*branches))
+    return CursorStatement(branches[0] if len(branches) == 1 else union_all(*branches))
 
 
 class RedisVelocityStore:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -32,24 +31,16 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate import leases
 from passgate.clock import Clock
-from passgate.db import UTCDateTime, read_only, transaction
-from passgate.webhooks import signing
+from passgate.db import read_only, transaction
+from passgate.db.group_commit import Coalescer
+from passgate.webhooks import queries, signing
 from passgate.webhooks.events import SignatureScheme
 from passgate.webhooks.exceptions import DeliveryError
-from passgate.webhooks.models import (
-    WebhookDelivery,
-    WebhookEvent,
-    WebhookSigningKey,
-    attempts_table,
-    deliveries_table,
-    endpoints_table,
-    events_table,
-)
+from passgate.webhooks.models import WebhookSigningKey
 from passgate.webhooks.services import (
     WebhookMetrics,
     WebhookService,
@@ -60,7 +51,6 @@ from passgate.webhooks.services import (
 )
 from passgate.webhooks.states import (
     RETRY_SCHEDULE,
-    DeliveryStatus,
     DisabledReason,
     is_success,
     parse_retry_after,
@@ -75,105 +65,13 @@ PURGE_SECONDS = 300
 PURGE_JOB = "webhook-purge"
 T = TypeVar("T")
 
-PENDING = DeliveryStatus.PENDING.value
-SENDING = DeliveryStatus.SENDING.value
-DELIVERED = DeliveryStatus.DELIVERED.value
-FAILED = DeliveryStatus.FAILED.value
+PENDING = queries.PENDING
+SENDING = queries.SENDING
+DELIVERED = queries.DELIVERED
+FAILED = queries.FAILED
 
 
 KEY_CACHE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class _Queries:
-    busy: Any
-    due_endpoints: Any
-    pick: Any
-    mark: Any
-    load: Any
-    current: Any
-    endpoints: Any
-    move: Any
-    attempt: Any
-    stale: Any
-
-
-@functools.cache
-def _queries() -> _Queries:
-    """The hot path's statements, built once: building a statement costs more than running it."""
-    D, E, V = deliveries_table.c, endpoints_table.c, events_table.c
-    earlier = deliveries_table.alias("earlier")
-    now = bindparam("now", type_=UTCDateTime())
-    ids: Any = bindparam("ids", expanding=True)
-    # A session's later event waits while an earlier one to the same endpoint is still under way.
-    blocked = exists().where(
-        earlier.c.endpoint_id == D.endpoint_id,
-        earlier.c.session_id == D.session_id,
-        earlier.c.sequence < D.sequence,
-        earlier.c.status.in_([PENDING, SENDING]),
-    )
-    return _Queries(
-        busy=select(D.endpoint_id, func.count()).where(D.status == SENDING).group_by(D.endpoint_id),
-        due_endpoints=select(E.id).where(
-            E.enabled.is_(True),
-            exists().where(D.endpoint_id == E.id, D.status == PENDING, D.next_attempt_at <= now),
-        ),
-        stale=select(D.id).where(D.status == SENDING, D.locked_until < now).limit(1),
-        pick=select(D.id)
-        .where(
-            D.endpoint_id == bindparam("endpoint"), D.status == PENDING, D.next_attempt_at <= now, ~blocked
-        )
-        .order_by(D.next_attempt_at, D.sequence)
-        .limit(bindparam("room"))
-        .with_for_update(skip_locked=True, of=deliveries_table),
-        mark=update(deliveries_table)
-        .where(D.id.in_(ids))
-        .values(
-            status=SENDING,
-            tries=D.tries + 1,
-            attempts=D.attempts + 1,
-            locked_until=bindparam("until", type_=UTCDateTime()),
-            locked_by=bindparam("by"),
-            lock_token=bindparam("token"),
-        ),
-        load=select(
-            D.id,
-            D.event_id,
-            D.attempts,
-            E.id.label("endpoint_id"),
-            E.client_id,
-            E.url,
-            E.signature_scheme,
-            E.sealed_secret,
-            E.sealed_previous_secret,
-            E.previous_secret_until,
-            V.body,
-        )
-        .select_from(
-            deliveries_table.join(endpoints_table, E.id == D.endpoint_id).join(
-                events_table, V.id == D.event_id
-            )
-        )
-        .where(D.id.in_(ids)),
-        current=select(D.id, D.status, D.lock_token, D.tries).where(D.id.in_(ids)).with_for_update(),
-        endpoints=select(E.id, E.enabled, E.failing_since)
-        .where(E.id.in_(ids))
-        .order_by(E.id)
-        .with_for_update(),
-        move=update(deliveries_table)
-        .where(D.id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            next_attempt_at=func.coalesce(bindparam("b_next", type_=UTCDateTime()), D.next_attempt_at),
-            delivered_at=func.coalesce(bindparam("b_delivered", type_=UTCDateTime()), D.delivered_at),
-            last_status_code=bindparam("b_code"),
-            last_error=bindparam("b_error"),
-            locked_until=None,
-            locked_by=None,
-            lock_token=None,
-        ),
-        attempt=insert(attempts_table),
-    )
 
 
 @dataclass
@@ -258,8 +156,8 @@ class WebhookDeliverer:
         self._next_reclaim = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_lock: asyncio.Lock | None = None
-        self._commit_lock: asyncio.Lock | None = None
-        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        # Outcomes that finish while a record is being written join the next one (a group commit).
+        self._outcomes: Coalescer[Outcome, None] = Coalescer(self._record_batch)
         self._last_purge = 0.0
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -308,7 +206,7 @@ class WebhookDeliverer:
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         # In a thread: outcomes that finish while it runs join the next group commit. (Inline on the
-        # loop, as passgate.batching does for SQLite, measured worse here: every record became a batch
+        # loop, as db.group_commit.InlineCommitter does for SQLite, measured worse here: every record became a batch
         # of one.)
         return await asyncio.to_thread(fn, *args)
 
@@ -357,8 +255,6 @@ class WebhookDeliverer:
         if self._loop is not loop:
             self._loop = loop
             self._claim_lock = asyncio.Lock()
-            self._commit_lock = asyncio.Lock()
-            self._pending = []
             self._tasks = set()
             self._kicker = None
 
@@ -378,28 +274,26 @@ class WebhookDeliverer:
         worker died), read without SQLite's write lock: the worker asks on every round, and on SQLite a
         claim that finds nothing would still hold the lock the API's decisions wait for (on a thread of
         its own, for as long as that thread waits for the GIL)."""
-        q = _queries()
         with read_only(self.sessions) as session:
             conn = session.connection()
-            if conn.execute(q.due_endpoints, {"now": now}).first() is not None:
+            if queries.anything_due(conn, now):
                 return True
             if time.monotonic() < self._next_reclaim:
                 return False
-            if conn.execute(q.stale, {"now": now}).first() is not None:
+            if queries.anything_stale(conn, now):
                 return True
         self._next_reclaim = time.monotonic() + min(1.0, self.policy.lock_seconds / 4)
         return False
 
     def _claim_in(self, session: Session, limit: int, now: datetime) -> list[Claimed]:
-        # Prepared Core statements, not the ORM: this runs for every few deliveries.
-        q = _queries()
+        # Prepared Core statements (webhooks.queries), not the ORM: this runs for every few deliveries.
         conn = session.connection()
         if time.monotonic() >= self._next_reclaim:
             # Expired locks are rare (a worker died): look for them now and then, not on every claim.
             self._next_reclaim = time.monotonic() + min(1.0, self.policy.lock_seconds / 4)
             self._reclaim_expired(session, now)
-        busy = {endpoint_id: int(count) for endpoint_id, count in conn.execute(q.busy)}
-        endpoint_ids = list(conn.execute(q.due_endpoints, {"now": now}).scalars())
+        busy = queries.busy_counts(conn)
+        endpoint_ids = queries.due_endpoints(conn, now)
         # Shuffled so that, when the process limit cuts a round short, no endpoint always goes last.
         self.rng.shuffle(endpoint_ids)
         ids: list[str] = []
@@ -409,21 +303,14 @@ class WebhookDeliverer:
                 if len(ids) >= limit:
                     break
                 continue
-            ids.extend(conn.execute(q.pick, {"endpoint": endpoint_id, "now": now, "room": room}).scalars())
+            ids.extend(queries.pick(conn, endpoint_id, now, room))
         if not ids:
             return []
         token = secrets.token_hex(16)  # this claim's: only its holder may record the outcomes
-        conn.execute(
-            q.mark,
-            {
-                "ids": ids,
-                "until": now + timedelta(seconds=self.policy.lock_seconds),
-                "by": self.worker_id[:64],
-                "token": token,
-            },
-        )
+        until = now + timedelta(seconds=self.policy.lock_seconds)
+        queries.mark_sending(conn, ids, until, self.worker_id[:64], token)
         out = []
-        for row in conn.execute(q.load, {"ids": ids}):
+        for row in queries.load_claimed(conn, ids):
             key_id = None
             signing_secrets: tuple[str, ...] = ()
             if row.signature_scheme == SignatureScheme.KOUNT:
@@ -501,46 +388,11 @@ class WebhookDeliverer:
 
     def _reclaim_expired(self, session: Session, now: datetime) -> None:
         """Take back rows whose worker died mid-try (their lock expired) and log that try as lost."""
-        D = WebhookDelivery
-        stale = session.execute(
-            select(D.id, D.attempts, D.locked_by, D.locked_until)
-            .where(D.status == SENDING, D.locked_until < now)
-            .limit(500)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not stale:
-            return
-        session.execute(
-            update(deliveries_table)
-            .where(deliveries_table.c.id.in_([row.id for row in stale]))
-            .values(
-                status=PENDING,
-                next_attempt_at=now,
-                locked_until=None,
-                locked_by=None,
-                lock_token=None,
-                last_error="the worker stopped mid-delivery",
-            )
+        count = queries.reclaim_expired(
+            session, now, "the worker stopped mid-delivery", self.policy.lock_seconds
         )
-        session.execute(
-            insert(attempts_table),
-            [
-                {
-                    "delivery_id": row.id,
-                    "attempt": row.attempts,
-                    "result": "retry",
-                    "error": "no outcome recorded: the worker stopped mid-delivery (lock expired)",
-                    "worker": row.locked_by,
-                    "started_at": row.locked_until - timedelta(seconds=self.policy.lock_seconds),
-                    "finished_at": now,
-                    "next_attempt_at": now,
-                    "status_code": None,
-                    "latency_ms": None,
-                }
-                for row in stale
-            ],
-        )
-        log.warning("webhook deliveries taken back from a stopped worker", extra={"count": len(stale)})
+        if count:
+            log.warning("webhook deliveries taken back from a stopped worker", extra={"count": count})
 
     # -- one try ---------------------------------------------------------------------------------------
 
@@ -596,32 +448,15 @@ class WebhookDeliverer:
         """Put a claimed delivery back (PENDING, due now) if this claim still holds it."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            D = deliveries_table.c
-            released = session.execute(
-                update(deliveries_table)
-                .where(D.id == c.delivery_id, D.status == SENDING, D.lock_token == c.token)
-                .values(
-                    status=PENDING,
-                    next_attempt_at=now,
-                    locked_until=None,
-                    locked_by=None,
-                    lock_token=None,
-                    last_error="the worker stopped mid-delivery",
-                )
+            queries.release(
+                session,
+                c.delivery_id,
+                c.token,
+                c.attempt,
+                self.worker_id[:64],
+                now,
+                "the worker stopped mid-delivery",
             )
-            if released.rowcount:  # type: ignore[attr-defined]
-                session.execute(
-                    insert(attempts_table).values(
-                        delivery_id=c.delivery_id,
-                        attempt=c.attempt,
-                        result="retry",
-                        error="no outcome: the worker stopped mid-delivery",
-                        worker=self.worker_id[:64],
-                        started_at=now,
-                        finished_at=now,
-                        next_attempt_at=now,
-                    )
-                )
 
     # -- recording (group commit) ----------------------------------------------------------------------
 
@@ -629,44 +464,29 @@ class WebhookDeliverer:
         """Record this outcome with whatever else finished meanwhile, in one transaction that also claims
         the next deliveries for the slots those tries free: a session's next event, unblocked by the one
         just delivered, goes out at once, without waiting for the worker loop's next look."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((outcome, future))
-        assert self._commit_lock is not None and self._claim_lock is not None
-        async with self._commit_lock:
-            if not future.done():
-                batch, self._pending = self._pending, []
-                try:
-                    async with self._claim_lock:
-                        # The batch's own tasks end right after this: their slots count as free.
-                        room = self.policy.max_in_flight - len(self._tasks) + len(batch)
-                        self._start(await self._db(self.record, [o for o, _ in batch], room))
-                except BaseException as exc:
-                    for _, f in batch:
-                        if not f.done():
-                            f.set_exception(exc)
-                    raise
-                for _, f in batch:
-                    if not f.done():
-                        f.set_result(None)
-        await future
+        await self._outcomes.submit(outcome)
+
+    async def _record_batch(self, batch: list[Outcome]) -> None:
+        assert self._claim_lock is not None
+        async with self._claim_lock:
+            # The batch's own tasks end right after this: their slots count as free.
+            room = self.policy.max_in_flight - len(self._tasks) + len(batch)
+            self._start(await self._db(self.record, batch, room))
 
     def record(self, outcomes: Sequence[Outcome], claim_limit: int = 0) -> list[Claimed]:
         """Write the outcomes of finished tries, then claim up to `claim_limit` due deliveries, in one
         transaction (Core statements: this is the hot path)."""
         now = self.clock.now()
         results: list[tuple[Outcome, str]] = []
-        q = _queries()
         with transaction(self.sessions) as session:
             conn = session.connection()
-            ids = [o.claimed.delivery_id for o in outcomes]
-            current = {row.id: row for row in conn.execute(q.current, {"ids": ids})}
+            current = queries.current_states(conn, [o.claimed.delivery_id for o in outcomes])
             endpoints = {
                 row.id: _EndpointState(row.id, row.enabled, row.failing_since)
-                for row in conn.execute(q.endpoints, {"ids": list({o.claimed.endpoint_id for o in outcomes})})
+                for row in queries.endpoint_rows(conn, list({o.claimed.endpoint_id for o in outcomes}))
             }
             attempts: list[dict[str, Any]] = []
-            moves: list[dict[str, Any]] = []
+            moves: list[queries.Move] = []
             for o in sorted(outcomes, key=lambda o: o.started_at):
                 row = current.get(o.claimed.delivery_id)
                 if row is None:
@@ -705,19 +525,19 @@ class WebhookDeliverer:
                 # while it was still trying just logs its try).
                 if row.status == SENDING and row.lock_token == o.claimed.token:
                     moves.append(
-                        {
-                            "b_id": row.id,
-                            "b_status": {"delivered": DELIVERED, "retry": PENDING}.get(result, FAILED),
-                            "b_next": next_at,
-                            "b_delivered": now if o.delivered else None,
-                            "b_code": o.status_code,
-                            "b_error": None if o.delivered else (o.error or "")[:500],
-                        }
+                        queries.Move(
+                            delivery_id=row.id,
+                            status={"delivered": DELIVERED, "retry": PENDING}.get(result, FAILED),
+                            next_attempt_at=next_at,
+                            delivered_at=now if o.delivered else None,
+                            status_code=o.status_code,
+                            error=None if o.delivered else (o.error or "")[:500],
+                        )
                     )
             if moves:
-                conn.execute(q.move, moves)
+                queries.move(conn, moves)
             if attempts:
-                conn.execute(q.attempt, attempts)
+                queries.log_attempts(conn, attempts)
             for endpoint in endpoints.values():
                 self._save_endpoint(session, endpoint, now)
             claimed = self._claim_in(session, claim_limit, now) if claim_limit > 0 else []
@@ -759,7 +579,7 @@ class WebhookDeliverer:
             values["last_failure_at"] = e.last_failure_at
         if e.disabled is not None:
             values.update(enabled=False, disabled_reason=e.disabled.value, disabled_at=now, updated_at=now)
-        session.execute(update(endpoints_table).where(endpoints_table.c.id == e.id).values(**values))
+        queries.save_endpoint(session, e.id, values)
         if e.disabled is not None:
             endpoints_changed()
             given_up = give_up_waiting(session, e.id, e.disabled)
@@ -779,18 +599,4 @@ class WebhookDeliverer:
             # Once per period in the whole cluster, whatever the number of worker processes.
             if not leases.take(session, PURGE_JOB, self.holder, timedelta(seconds=PURGE_SECONDS * 0.9), now):
                 return 0
-            gone = session.execute(
-                delete(WebhookDelivery)
-                .where(
-                    WebhookDelivery.status.in_([DELIVERED, FAILED]),
-                    WebhookDelivery.created_at < cutoff,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            orphan = ~exists().where(WebhookDelivery.event_id == WebhookEvent.id)
-            session.execute(
-                delete(WebhookEvent)
-                .where(WebhookEvent.created_at < cutoff, orphan)
-                .execution_options(synchronize_session=False)
-            )
-            return int(gone.rowcount or 0)  # type: ignore[attr-defined]
+            return queries.purge(session, cutoff)

@@ -6,7 +6,8 @@ from typing import cast
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from passgate.db import Base, JSONType, UTCDateTime
+from passgate.db import Base
+from passgate.db.types import JSONType, UTCDateTime
 
 
 class WebhookEndpoint(Base):

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.clock import Clock
-from passgate.db import defer_insert
+from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.mfa.models import MfaSession
@@ -582,10 +582,9 @@ class WebhookService:
             return None
         event_id = new_uuid()
         # Append-only rows nothing reads back in this transaction: inserted at commit, many per statement
-        # when requests share a transaction (db.defer_insert). The event goes first (the deliveries
+        # when requests share a transaction (db.deferred.DeferredWrites). The event goes first (the deliveries
         # reference it), and since its table is deferred first, it is inserted first.
-        defer_insert(
-            session,
+        DeferredWrites.of(session).insert(
             events_table,
             [
                 {
@@ -600,8 +599,7 @@ class WebhookService:
                 }
             ],
         )
-        defer_insert(
-            session,
+        DeferredWrites.of(session).insert(
             deliveries_table,
             [
                 {

@@ -279,7 +279,7 @@ def test_a_session_cancelled_while_its_sent_message_is_recorded_stays_cancelled(
 
     import pytest
 
-    from passgate.batching import GroupCommitter
+    from passgate.db.group_commit import InlineCommitter
     from passgate.messaging.services import Sent
 
     url = str(registry.engine.url)
@@ -295,12 +295,12 @@ def test_a_session_cancelled_while_its_sent_message_is_recorded_stays_cancelled(
         registry.dispatcher._record_sent(session, [sent])
 
     async def scenario() -> None:
-        committer = GroupCommitter(registry.sessions, inline=True)
+        committer = InlineCommitter(registry.sessions)
         committer.start()
         other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
-            task = asyncio.ensure_future(committer.run(record, writes_at_commit=True))
+            task = asyncio.ensure_future(committer.run_deferred(record))
             await asyncio.sleep(0.05)
             assert computed == [1] and not task.done()  # worked out; its writes wait for the lock
             # The session is cancelled meanwhile (as POST …/cancel would leave it).
@@ -343,7 +343,7 @@ def test_claims_worked_out_on_one_snapshot_still_take_each_message_once(
 
     import pytest
 
-    from passgate.batching import GroupCommitter
+    from passgate.db.group_commit import InlineCommitter
 
     url = str(registry.engine.url)
     if not url.startswith("sqlite:///"):
@@ -355,14 +355,14 @@ def test_claims_worked_out_on_one_snapshot_still_take_each_message_once(
     dispatcher = registry.dispatcher
 
     async def scenario() -> list[list[str]]:
-        committer = GroupCommitter(registry.sessions, inline=True)
+        committer = InlineCommitter(registry.sessions)
         committer.start()
         other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             tasks = [
                 asyncio.ensure_future(
-                    committer.run(lambda s: dispatcher._claim_on_snapshot(s, 4), writes_at_commit=True)
+                    committer.run_deferred(lambda s: dispatcher._claim_on_snapshot(s, 4))
                 )
                 for _ in range(2)
             ]
@@ -423,7 +423,7 @@ def test_a_rounds_record_and_the_next_claim_are_written_together(
 
     import pytest
 
-    from passgate.batching import GroupCommitter
+    from passgate.db.group_commit import InlineCommitter
 
     if not str(registry.engine.url).startswith("sqlite:///"):
         pytest.skip("read snapshots and a single write lock are SQLite's")
@@ -441,7 +441,7 @@ def test_a_rounds_record_and_the_next_claim_are_written_together(
         return [by_session[i] for i in ids]
 
     async def scenario() -> list[tuple[int, int, list[str], bool]]:
-        committer = dispatcher.committer = GroupCommitter(registry.sessions, inline=True)
+        committer = dispatcher.committer = InlineCommitter(registry.sessions)
         committer.start()
         dispatcher.keep_connections = True
         steps = []

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import passgate.db
+import passgate.db.types
 
 revision = "0001"
 down_revision = None
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("country", sa.String(length=2), nullable=False),
         sa.Column("sandbox", sa.Boolean(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_clients")),
     )
     op.create_table(
@@ -37,9 +37,9 @@ def upgrade() -> None:
         sa.Column("prefix", sa.String(length=16), nullable=False),
         sa.Column("scopes", sa.String(length=200), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=True),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("last_used_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("last_used_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_api_keys_client_id_clients"), ondelete="CASCADE"
         ),
@@ -69,7 +69,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_decisions_client_id_clients"), ondelete="CASCADE"
         ),
@@ -86,8 +86,8 @@ def upgrade() -> None:
         sa.Column("device_session_id", sa.String(length=32), nullable=False),
         sa.Column("seen", sa.Boolean(), nullable=False),
         sa.Column("trust_state", sa.String(length=16), nullable=True),
-        sa.Column("first_seen_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("last_seen_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("first_seen_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("last_seen_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_devices_client_id_clients"), ondelete="CASCADE"
         ),
@@ -104,7 +104,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.Column("created_by", sa.String(length=200), nullable=False),
         sa.Column("restored_from", sa.String(length=32), nullable=True),
         sa.ForeignKeyConstraint(
@@ -127,7 +127,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("draft_updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("draft_updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.Column("active_version_id", sa.String(length=40), nullable=True),
         sa.Column("next_version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(

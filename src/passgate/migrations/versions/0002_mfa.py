@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import passgate.db
+import passgate.db.types
 
 revision = "0002"
 down_revision = "0001"
@@ -37,7 +37,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dev_inbox")),
         sa.UniqueConstraint("message_id", name=op.f("uq_dev_inbox_message_id")),
     )
@@ -50,9 +50,9 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("subject_hash", sa.String(length=64), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("next_allowed_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("next_allowed_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("locked", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("client_id", "scope", "subject_hash", name=op.f("pk_mfa_failure_counters")),
     )
     op.create_table(
@@ -69,7 +69,7 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("reject_voip", sa.Boolean(), nullable=True),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],
@@ -93,14 +93,14 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("delivery_status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("locked_until", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("locked_until", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("locked_by", sa.String(length=64), nullable=True),
         sa.Column("provider", sa.String(length=32), nullable=True),
         sa.Column("provider_message_id", sa.String(length=128), nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_messages_client_id_clients"), ondelete="CASCADE"
         ),
@@ -134,10 +134,10 @@ def upgrade() -> None:
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("ttl_seconds", sa.Integer(), nullable=False),
         sa.Column("code_length", sa.Integer(), nullable=False),
-        sa.Column("expires_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("verified_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("expires_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("verified_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("target_url", sa.String(length=2048), nullable=True),
         sa.Column("bind_to_device", sa.Boolean(), nullable=False),
         sa.Column("match_number", sa.String(length=2), nullable=True),
@@ -165,8 +165,8 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(length=32), nullable=False),
         sa.Column("result", sa.String(length=16), nullable=False),
         sa.Column("error", sa.String(length=500), nullable=True),
-        sa.Column("started_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("started_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_id"],
             ["messages.id"],
@@ -190,7 +190,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["mfa_sessions.id"],
@@ -210,9 +210,9 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("key_id", sa.String(length=8), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("activated_at", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("expires_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("activated_at", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("expires_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["mfa_sessions.id"],

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import passgate.db
+import passgate.db.types
 
 revision = "0003"
 down_revision = "0002"
@@ -35,8 +35,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("default_locale", sa.String(length=32), nullable=False),
         sa.Column("locales", _json(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],
@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("sender_name", sa.String(length=64), nullable=True),
         sa.Column("sending_domains", _json(), nullable=False),
         sa.Column("from_address", sa.String(length=254), nullable=True),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],

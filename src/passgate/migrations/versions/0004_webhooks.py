@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import passgate.db
+import passgate.db.types
 
 revision = "0004"
 down_revision = "0002"
@@ -33,15 +33,15 @@ def upgrade() -> None:
         sa.Column("signature_scheme", sa.String(length=32), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_reason", sa.String(length=16), nullable=True),
-        sa.Column("disabled_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("disabled_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("sealed_secret", sa.Text(), nullable=True),
         sa.Column("sealed_previous_secret", sa.Text(), nullable=True),
-        sa.Column("previous_secret_until", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("failing_since", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("last_success_at", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("last_failure_at", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("previous_secret_until", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("failing_since", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("last_success_at", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("last_failure_at", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],
@@ -58,8 +58,8 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(length=40), nullable=False),
         sa.Column("sealed_private_pem", sa.Text(), nullable=False),
         sa.Column("public_key", sa.Text(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("valid_until", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("valid_until", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],
@@ -79,7 +79,7 @@ def upgrade() -> None:
         sa.Column("sequence", sa.Integer(), nullable=True),
         sa.Column("channel", sa.String(length=8), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],
@@ -101,14 +101,14 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("tries", sa.Integer(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("locked_until", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("locked_until", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("locked_by", sa.String(length=64), nullable=True),
         sa.Column("lock_token", sa.String(length=32), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("delivered_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("delivered_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["event_id"],
             ["webhook_events.id"],
@@ -142,9 +142,9 @@ def upgrade() -> None:
         sa.Column("latency_ms", sa.Float(), nullable=True),
         sa.Column("error", sa.String(length=500), nullable=True),
         sa.Column("worker", sa.String(length=64), nullable=True),
-        sa.Column("started_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("next_attempt_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("started_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("next_attempt_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
             ["webhook_deliveries.id"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import passgate.db
+import passgate.db.types
 
 revision = "0005"
 down_revision = "0002"
@@ -30,8 +30,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("description", sa.String(length=1000), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_policy_lists_client_id_clients"), ondelete="CASCADE"
         ),
@@ -42,7 +42,7 @@ def upgrade() -> None:
         "policy_list_entries",
         sa.Column("list_id", sa.String(length=36), nullable=False),
         sa.Column("value", sa.String(length=320), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["list_id"],
             ["policy_lists.id"],
@@ -71,7 +71,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target", sa.String(length=200), nullable=False),
         sa.Column("details", JSON, nullable=False),
-        sa.Column("at", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("at", passgate.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_audit_log_client_id_clients"), ondelete="CASCADE"
         ),

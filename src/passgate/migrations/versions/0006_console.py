@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import passgate.db
+import passgate.db.types
 
 revision = "0006"
 down_revision = "0002"
@@ -26,10 +26,10 @@ def upgrade() -> None:
         sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("disabled_at", passgate.db.UTCDateTime(), nullable=True),
-        sa.Column("last_sign_in_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("disabled_at", passgate.db.types.UTCDateTime(), nullable=True),
+        sa.Column("last_sign_in_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["client_id"], ["clients.id"], name=op.f("fk_console_users_client_id_clients"), ondelete="CASCADE"
         ),
@@ -44,10 +44,10 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=40), nullable=False),
         sa.Column("client_id", sa.String(length=40), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("last_seen_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("last_seen_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.Column("user_agent", sa.String(length=300), nullable=True),
         sa.ForeignKeyConstraint(
@@ -66,10 +66,10 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=40), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("last_used_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("revoked_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("last_used_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("revoked_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.Column("user_agent", sa.String(length=300), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"],
@@ -89,9 +89,9 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=40), nullable=False),
         sa.Column("client_id", sa.String(length=40), nullable=False),
         sa.Column("mfa_session_id", sa.String(length=36), nullable=False),
-        sa.Column("created_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", passgate.db.UTCDateTime(), nullable=False),
-        sa.Column("completed_at", passgate.db.UTCDateTime(), nullable=True),
+        sa.Column("created_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", passgate.db.types.UTCDateTime(), nullable=False),
+        sa.Column("completed_at", passgate.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["console_users.id"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import passgate.db
+import passgate.db.types
 
 revision = "0007_client_disabled"
 down_revision = "0001"
@@ -20,7 +20,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("clients") as batch:
-        batch.add_column(sa.Column("disabled_at", passgate.db.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("disabled_at", passgate.db.types.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import passgate.db
+import passgate.db.types
 
 revision = "0008_job_leases"
 down_revision = "0001"
@@ -23,7 +23,7 @@ def upgrade() -> None:
         "job_leases",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("holder", sa.String(length=200), nullable=False),
-        sa.Column("until", passgate.db.UTCDateTime(), nullable=False),
+        sa.Column("until", passgate.db.types.UTCDateTime(), nullable=False),
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_job_leases")),
     )

@@ -1,4 +1,4 @@
-"""The hot-path statement helpers send what SQLAlchemy itself would send."""
+"""db.types: the UTC column's SQLite text is the one SQLAlchemy's own processing gives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.dialects import sqlite
 
-from passgate.db import UTCDateTime, sqlite_utc_text
-from passgate.ids import new_uuid
+from passgate.db.types import UTCDateTime, sqlite_utc_text
 
 
 def test_sqlite_utc_text_matches_sqlalchemys_own_processing() -> None:
@@ -36,16 +35,3 @@ def test_sqlite_utc_text_matches_sqlalchemys_own_processing() -> None:
     assert sqlite_utc_text(None) is None
     with pytest.raises(ValueError):
         sqlite_utc_text(datetime(2026, 1, 1))  # naive
-
-
-def test_request_ids_are_time_ordered_uuid7() -> None:
-    import uuid
-
-    ids = [new_uuid() for _ in range(50)]
-    assert len(set(ids)) == 50
-    for value in ids:
-        parsed = uuid.UUID(value)
-        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
-    millis = [int(v.replace("-", "")[:12], 16) for v in ids]
-    assert millis == sorted(millis)
-    assert abs(millis[-1] / 1000 - datetime.now(UTC).timestamp()) < 5

@@ -10,16 +10,10 @@ import time
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, text
 
-from passgate.batching import GroupCommitter
-from passgate.db import (
-    WriteLockBusy,
-    begin_without_waiting,
-    defer_increments,
-    defer_insert,
-    defer_upsert,
-    make_engine,
-    make_sessionmaker,
-)
+from passgate.db import make_engine, make_sessionmaker
+from passgate.db.deferred import DeferredWrites
+from passgate.db.group_commit import InlineCommitter
+from passgate.db.sqlite import WriteLockBusy, begin_without_waiting
 
 
 def _setup(tmp_path):
@@ -40,7 +34,7 @@ def _insert(i: int):
 
 async def test_a_batch_waits_for_the_lock_with_the_loop_free(tmp_path):
     path, engine, sessions = _setup(tmp_path)
-    committer = GroupCommitter(sessions, inline=True)
+    committer = InlineCommitter(sessions)
     committer.start()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
@@ -81,7 +75,7 @@ async def test_a_batch_waits_for_the_lock_with_the_loop_free(tmp_path):
 
 async def test_without_contention_nothing_is_retried(tmp_path):
     _, engine, sessions = _setup(tmp_path)
-    committer = GroupCommitter(sessions, inline=True)
+    committer = InlineCommitter(sessions)
     committer.start()
     assert await asyncio.gather(*(committer.run(_insert(i)) for i in range(3))) == [0, 1, 2]
     assert committer.lock_retries == 0
@@ -144,9 +138,10 @@ def _deciding(i: int, key: str = "k"):
 
     def unit(session):
         before = session.execute(text("SELECT count(*) FROM rows")).scalar()
-        defer_insert(session, _rows, [{"id": i, "x": before}])
-        defer_increments(session, _counts, [(key,)])
-        defer_upsert(session, _seen, {"k": key, "first": i, "last": i}, ("k",), ("last",))
+        writes = DeferredWrites.of(session)
+        writes.insert(_rows, [{"id": i, "x": before}])
+        writes.increment(_counts, [(key,)])
+        writes.upsert(_seen, {"k": key, "first": i, "last": i}, ("k",), ("last",))
         session.info["work_queued"] = True
         return i
 
@@ -160,7 +155,7 @@ def _count(engine, table: str) -> int:
 
 async def test_deciding_units_run_while_another_process_holds_the_lock(tmp_path):
     path, engine, sessions = _setup_deferred(tmp_path)
-    committer = GroupCommitter(sessions, inline=True, max_batch=4)
+    committer = InlineCommitter(sessions, max_batch=4)
     committer.start()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
@@ -176,7 +171,7 @@ async def test_deciding_units_run_while_another_process_holds_the_lock(tmp_path)
 
         return run
 
-    tasks = [asyncio.ensure_future(committer.run(counted(i), writes_at_commit=True)) for i in range(10)]
+    tasks = [asyncio.ensure_future(committer.run_deferred(counted(i))) for i in range(10)]
     await asyncio.sleep(0.05)
     # All ten were computed on snapshots (three batches of at most four) although the lock is taken...
     assert sorted(ran) == list(range(10)) and committer.snapshot_batches == 3
@@ -194,13 +189,13 @@ async def test_deciding_units_run_while_another_process_holds_the_lock(tmp_path)
 
 async def test_a_deciding_unit_that_writes_at_once_goes_the_ordinary_way(tmp_path):
     _, engine, sessions = _setup_deferred(tmp_path)
-    committer = GroupCommitter(sessions, inline=True)
+    committer = InlineCommitter(sessions)
     committer.start()
     writes_now = _insert(7)  # an INSERT before the commit: refused on the snapshot, then run ordinarily
     results = await asyncio.gather(
-        committer.run(_deciding(1), writes_at_commit=True),
-        committer.run(writes_now, writes_at_commit=True),
-        committer.run(_deciding(2), writes_at_commit=True),
+        committer.run_deferred(_deciding(1)),
+        committer.run_deferred(writes_now),
+        committer.run_deferred(_deciding(2)),
     )
     assert results == [1, 7, 2]
     assert _count(engine, "t") == 1 and _count(engine, "rows") == 2
@@ -213,7 +208,7 @@ async def test_a_deciding_unit_that_writes_at_once_goes_the_ordinary_way(tmp_pat
 
 async def test_a_deciding_unit_that_fails_gets_its_error_and_leaves_nothing(tmp_path):
     _, engine, sessions = _setup_deferred(tmp_path)
-    committer = GroupCommitter(sessions, inline=True)
+    committer = InlineCommitter(sessions)
     committer.start()
 
     def failing(session):
@@ -221,9 +216,9 @@ async def test_a_deciding_unit_that_fails_gets_its_error_and_leaves_nothing(tmp_
         raise LookupError("unknown client")
 
     outcomes = await asyncio.gather(
-        committer.run(_deciding(1), writes_at_commit=True),
-        committer.run(failing, writes_at_commit=True),
-        committer.run(_deciding(2), writes_at_commit=True),
+        committer.run_deferred(_deciding(1)),
+        committer.run_deferred(failing),
+        committer.run_deferred(_deciding(2)),
         return_exceptions=True,
     )
     assert outcomes[0] == 1 and outcomes[2] == 2 and isinstance(outcomes[1], LookupError)
@@ -235,14 +230,14 @@ async def test_a_deciding_unit_that_fails_gets_its_error_and_leaves_nothing(tmp_
 
 async def test_a_failed_write_runs_the_units_again_one_by_one(tmp_path):
     _, engine, sessions = _setup_deferred(tmp_path)
-    committer = GroupCommitter(sessions, inline=True)
+    committer = InlineCommitter(sessions)
     committer.start()
     # Two units defer the same primary key: the write fails, and each runs again in a transaction of
     # its own, where the second one's duplicate fails alone.
     outcomes = await asyncio.gather(
-        committer.run(_deciding(5), writes_at_commit=True),
-        committer.run(_deciding(5), writes_at_commit=True),
-        committer.run(_deciding(6), writes_at_commit=True),
+        committer.run_deferred(_deciding(5)),
+        committer.run_deferred(_deciding(5)),
+        committer.run_deferred(_deciding(6)),
         return_exceptions=True,
     )
     assert outcomes[0] == 5 and outcomes[2] == 6 and isinstance(outcomes[1], Exception)
@@ -252,7 +247,8 @@ async def test_a_failed_write_runs_the_units_again_one_by_one(tmp_path):
 
 
 async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_under_the_lock(tmp_path):
-    from passgate.db import HotStatement, StaleRows, defer_update
+    from passgate.db.deferred import StaleRows
+    from passgate.db.fastpath import CursorStatement
 
     path, engine, sessions = _setup(tmp_path)
     with engine.begin() as conn:
@@ -263,7 +259,7 @@ async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_
     )
     from sqlalchemy import bindparam, update
 
-    guarded = HotStatement(
+    guarded = CursorStatement(
         update(acct)
         .where(acct.c.id == bindparam("id"), acct.c.version == bindparam("read_version"))
         .values(balance=bindparam("balance"), version=bindparam("version"))
@@ -273,18 +269,17 @@ async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_
     def add_ten(session):  # reads, then writes at commit only what it read plus ten
         balance, version = session.execute(text("SELECT balance, version FROM acct WHERE id = 1")).one()
         seen.append((balance, version))
-        defer_update(
-            session,
+        DeferredWrites.of(session).update(
             guarded,
             [{"id": 1, "read_version": version, "balance": balance + 10, "version": version + 1}],
         )
         return balance + 10
 
-    committer = GroupCommitter(sessions, inline=True)
+    committer = InlineCommitter(sessions)
     committer.start()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    task = asyncio.ensure_future(committer.run(add_ten, writes_at_commit=True))
+    task = asyncio.ensure_future(committer.run_deferred(add_ten))
     await asyncio.sleep(0.05)
     assert seen == [(100, 0)] and not task.done()  # worked out on a snapshot; its write waits for the lock
     # Meanwhile another writer changes the row: the update computed from the snapshot must not land.
@@ -297,7 +292,9 @@ async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_
     # Outside the committer the same guard fails the commit instead of overwriting.
     try:
         with sessions() as session, session.begin():
-            defer_update(session, guarded, [{"id": 1, "read_version": 0, "balance": 0, "version": 9}])
+            DeferredWrites.of(session).update(
+                guarded, [{"id": 1, "read_version": 0, "balance": 0, "version": 9}]
+            )
         raise AssertionError("a stale deferred update was written")
     except StaleRows:
         pass
@@ -305,3 +302,108 @@ async def test_a_deferred_update_of_a_row_changed_since_its_snapshot_runs_again_
         assert conn.execute(text("SELECT balance, version FROM acct")).one() == (510, 2)
     other.close()
     engine.dispose()
+
+
+async def test_the_thread_committer_batches_units_from_the_loop_and_a_failing_one_fails_alone(tmp_path):
+    from passgate.db.group_commit import ThreadCommitter
+
+    _, engine, sessions = _setup(tmp_path)
+    committer = ThreadCommitter(sessions)
+    committer.start()
+    try:
+        assert committer.serves_this_loop()
+
+        def boom(session):
+            session.execute(text("INSERT INTO t VALUES (99)"))
+            raise ValueError("this unit fails")
+
+        outcomes = await asyncio.gather(
+            committer.run(_insert(1)),
+            committer.run_deferred(boom),  # on PostgreSQL's committer, an ordinary unit
+            committer.run(_insert(2)),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == 1 and outcomes[2] == 2 and isinstance(outcomes[1], ValueError)
+    finally:
+        committer.stop()
+    assert not committer.running
+    with engine.connect() as conn:
+        assert sorted(r[0] for r in conn.execute(text("SELECT x FROM t"))) == [1, 2]
+    engine.dispose()
+
+
+async def test_a_committer_not_started_runs_each_unit_alone(tmp_path):
+    from passgate.db.group_commit import make_committer
+
+    _, engine, sessions = _setup(tmp_path)
+    for inline in (True, False):
+        committer = make_committer(sessions, inline=inline)
+        assert not committer.serves_this_loop()
+        assert await committer.run(_insert(3)) == 3
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    engine.dispose()
+
+
+async def test_the_transitional_group_committer_hands_everything_to_the_chosen_one(tmp_path):
+    from passgate.db.group_commit import GroupCommitter, InlineCommitter, ThreadCommitter
+
+    _, engine, sessions = _setup(tmp_path)
+    assert isinstance(GroupCommitter(sessions, inline=False).impl, ThreadCommitter)
+    committer = GroupCommitter(sessions, inline=True)
+    assert isinstance(committer.impl, InlineCommitter)
+    committer.start()
+    try:
+        assert await committer.run(_insert(4)) == 4
+        assert await committer.run(_insert(5), writes_at_commit=False) == 5
+        assert committer.running and committer.batches == committer.impl.batches >= 1
+    finally:
+        committer.stop()
+    engine.dispose()
+
+
+async def test_the_coalescer_writes_what_arrives_meanwhile_in_one_call():
+    from passgate.db.group_commit import Coalescer
+
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> None:
+        calls.append(items)
+        if len(calls) == 1:
+            await release.wait()  # the first call is under way while more items arrive
+        if 13 in items:
+            raise RuntimeError("this call fails")
+
+    coalescer: Coalescer[int, None] = Coalescer(write)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(coalescer.submit(i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    assert list(coalescer.waiting()) == [2, 3, 4]
+    release.set()
+    await asyncio.gather(first, *later)
+    assert calls == [[1], [2, 3, 4]]
+    assert await coalescer.submit(5) is None and calls[-1] == [5]  # alone, nothing under way
+
+
+async def test_a_failing_coalesced_call_fails_every_item_it_took():
+    from passgate.db.group_commit import Coalescer
+
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> None:
+        if items == [1]:
+            await release.wait()
+            return
+        raise RuntimeError("this call fails")
+
+    coalescer: Coalescer[int, None] = Coalescer(write)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(coalescer.submit(i)) for i in (12, 13)]
+    await asyncio.sleep(0)
+    release.set()
+    outcomes = await asyncio.gather(first, *later, return_exceptions=True)
+    assert outcomes[0] is None
+    assert all(isinstance(o, RuntimeError) for o in outcomes[1:])
