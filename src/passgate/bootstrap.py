@@ -30,7 +30,7 @@ from passgate.policy.lists import ListCache
 from passgate.policy.services import CompiledSetCache
 from passgate.policy.signals import SignalSources
 from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
-from passgate.ratelimit import RateLimiter
+from passgate.ratelimit import RateLimiter, make_rate_limiter
 
 log = logging.getLogger("passgate")
 
@@ -165,10 +165,10 @@ def build_registry(
     )
     signals = SignalSources(velocity=velocity, lists=ListCache())
     keyring = KeyRing(settings.secret_key_list)
-    limiter = RateLimiter(settings.redis_url)
+    metrics = Metrics()
+    limiter = make_rate_limiter(settings.redis_url, clock, on_outage=metrics.rate_limit_outage)
     # The client's own templates and branding, falling back to the built-ins and the client's name.
     templates: TemplateSource = DatabaseTemplateSource()
-    metrics = Metrics()
     mfa = MfaService(
         keyring=keyring, clock=clock, limiter=limiter, templates=templates, public_url=settings.public_url
     )
