@@ -67,11 +67,11 @@ def test_the_bound_evicts_instead_of_growing() -> None:
 
 
 def test_the_fast_read_answers_as_cachetools_lookup_does() -> None:
-    """`get` reads cachetools' structures directly; `_plain_get` goes through `TTLCache.__getitem__`.
+    """`get` reads cachetools' structures directly; the class's `get` goes through `TTLCache.__getitem__`.
     Over a random walk of puts, invalidations and clock moves they must agree on every key."""
     clock = FrozenClock()
     cache: TtlCache[int, int] = TtlCache(10, clock, maxsize=20)
-    assert cache._links is not None and cache._values is not None, "this cachetools has no fast path"
+    assert cache.fast, "this cachetools has no fast path"
     rng = random.Random(7)
     for step in range(3_000):
         op, key = rng.random(), rng.randrange(30)
@@ -82,7 +82,7 @@ def test_the_fast_read_answers_as_cachetools_lookup_does() -> None:
         elif op < 0.75:
             clock.advance(rng.choice([0.5, 2, 9.5, 10, 11]))
         for k in range(30):
-            assert cache.get(k, -1) == cache._plain_get(k, -1), (step, k)
+            assert cache.get(k, -1) == TtlCache.get(cache, k, -1), (step, k)
 
 
 def test_the_system_clock_is_read_through_the_monotonic_timer() -> None:
