@@ -31,7 +31,7 @@ from passgate.policy.lists import ListCache
 from passgate.policy.services import CompiledSetCache
 from passgate.policy.signals import SignalSources
 from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
-from passgate.ratelimit import RateLimiter
+from passgate.ratelimit import RateLimiter, make_rate_limiter
 
 log = logging.getLogger("passgate")
 
@@ -160,16 +160,16 @@ def build_registry(
     event.listen(sessions, "after_commit", notifier.after_commit)
     event.listen(sessions, "after_soft_rollback", lambda s, _t: notifier.after_rollback(s))
     clock = clock or SystemClock()
-    policy_cache = CompiledSetCache()
+    policy_cache = CompiledSetCache(clock=clock)
     velocity: VelocityStore = (
         RedisVelocityStore(settings.redis_url) if settings.redis_url else DatabaseVelocityStore()
     )
-    signals = SignalSources(velocity=velocity, lists=ListCache())
+    signals = SignalSources(velocity=velocity, lists=ListCache(clock=clock))
     keyring = KeyRing(settings.secret_key_list)
-    limiter = RateLimiter(settings.redis_url)
-    # The client's own templates and branding, falling back to the built-ins and the client's name.
-    templates: TemplateSource = DatabaseTemplateSource()
     metrics = Metrics()
+    limiter = make_rate_limiter(settings.redis_url, clock, on_outage=metrics.rate_limit_outage)
+    # The client's own templates and branding, falling back to the built-ins and the client's name.
+    templates: TemplateSource = DatabaseTemplateSource(clock=clock)
     mfa = MfaService(
         keyring=keyring, clock=clock, limiter=limiter, templates=templates, public_url=settings.public_url
     )
@@ -204,7 +204,7 @@ def build_registry(
         sessions=sessions,
         clock=clock,
         tokens=TokenService(settings.secret_key_list, settings.token_ttl_seconds),
-        key_status=KeyStatusCache(sessions, settings.key_cache_seconds),
+        key_status=KeyStatusCache(sessions, settings.key_cache_seconds, clock),
         policy_cache=policy_cache,
         decisions=DecisionService(policy_cache, start_challenge=mfa.start_challenge, sources=signals),
         metrics=metrics,

@@ -89,6 +89,10 @@ class Metrics:
             child = self._decision_children[key] = self.decisions.labels(event_type, decision)
         return child
 
+    def rate_limit_outage(self, scope: str, outcome: str) -> None:
+        """Counts a rate-limit check that could not reach its storage (passgate.ratelimit.OutageHook)."""
+        self.rate_limit_outages.labels(scope, outcome).inc()
+
     def watch_group_commit(self, committer: Any) -> None:
         self.registry.register(_GroupCommitCollector(committer))
 
@@ -138,3 +142,11 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.rate_limit_outages = Counter(
+            "passgate_rate_limit_outages_total",
+            "Rate-limit checks that could not reach Redis, by limit and what was done (open: admitted, "
+            "closed: refused, clear-skipped)",
+            ["scope", "outcome"],
+            registry=self.registry,
+        )
+

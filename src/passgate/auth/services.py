@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from threading import Lock
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from passgate.auth.exceptions import InvalidClient, InvalidScope, NotFound, TooManyFailedAttempts, TooManyKeys
 from passgate.auth.models import ApiKey, Client
 from passgate.auth.tokens import TokenService
+from passgate.caching import TtlCache
+from passgate.clock import Clock
 from passgate.ids import new_client_id, new_key_id, new_uuid
 from passgate.ratelimit import RateLimiter
 
@@ -189,17 +189,14 @@ class KeyStatusCache:
     Revoking a key or disabling its client therefore takes effect within `ttl` seconds on every API process.
     """
 
-    def __init__(self, factory: sessionmaker[Session], ttl: float) -> None:
+    def __init__(self, factory: sessionmaker[Session], ttl: float, clock: Clock | None = None) -> None:
         self._factory = factory
-        self._ttl = ttl
-        self._seen: dict[str, tuple[float, bool]] = {}
-        self._lock = Lock()
+        self._seen: TtlCache[str, bool] = TtlCache(ttl, clock, maxsize=50_000)
 
     def is_active(self, key_id: str, client_id: str) -> bool:
-        now = time.monotonic()
         hit = self._seen.get(key_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            return hit
         with self._factory() as session:
             row = session.execute(
                 select(ApiKey.revoked_at, ApiKey.client_id, Client.disabled_at)
@@ -212,15 +209,10 @@ class KeyStatusCache:
             and row.disabled_at is None
             and row.client_id == client_id
         )
-        with self._lock:
-            if len(self._seen) > 50_000:
-                self._seen.clear()
-            self._seen[key_id] = (now + self._ttl, active)
-        return active
+        return self._seen.put(key_id, active)
 
     def forget(self, key_id: str) -> None:
-        with self._lock:
-            self._seen.pop(key_id, None)
+        self._seen.invalidate(key_id)
 
 
 _CLIENT_SANDBOX = select(Client.sandbox).where(Client.id == bindparam("client_id"))

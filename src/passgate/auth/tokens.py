@@ -7,10 +7,8 @@ JWKS keeps publishing the keys of the older secrets, so tokens already issued st
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from threading import Lock
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,6 +18,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
 from passgate.auth.exceptions import InvalidToken
+from passgate.caching import TtlCache
 
 _P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
 ISSUER = "passgate"
@@ -48,7 +47,10 @@ class TokenService:
     """Issues and verifies access tokens. The first key signs; every key verifies.
 
     Verified tokens are remembered (by their exact text, until they expire) so a client reusing its
-    token for 20 minutes pays for one signature check, not one per request.
+    token for 20 minutes pays for one signature check, not one per request. Whether a remembered token is
+    still valid is decided by the `now` the caller passes (its clock), as for one verified afresh; the
+    cache's own time to live (a token's lifetime, on the process's monotonic time) only bounds how long it
+    holds the claims.
     """
 
     def __init__(self, secrets: list[bytes], ttl_seconds: int = 1200, cache_size: int = 10_000) -> None:
@@ -57,9 +59,7 @@ class TokenService:
         self.keys = [derive_signing_key(s) for s in secrets]
         self._keyset = KeySet(list[OctKey | RSAKey | ECKey | OKPKey](self.keys))
         self.ttl_seconds = ttl_seconds
-        self._cache: OrderedDict[str, TokenClaims] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = Lock()
+        self._cache: TtlCache[str, TokenClaims] = TtlCache(ttl_seconds, maxsize=cache_size)
 
     def jwks(self) -> dict[str, object]:
         return {"keys": [k.as_dict(private=False) for k in self.keys]}
@@ -86,8 +86,7 @@ class TokenService:
         if cached is not None:
             if cached.expires_at > ts:
                 return cached
-            with self._lock:
-                self._cache.pop(token, None)
+            self._cache.invalidate(token)
             raise InvalidToken("token expired")
         claims = self._decode(token)
         exp, nbf = claims.get("exp"), claims.get("nbf", 0)
@@ -105,11 +104,7 @@ class TokenService:
             expires_at=exp,
             token_id=str(claims.get("jti", "")),
         )
-        with self._lock:
-            self._cache[token] = result
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return result
+        return self._cache.put(token, result)
 
     def _decode(self, token: str) -> dict[str, object]:
         if len(token) > 4096:

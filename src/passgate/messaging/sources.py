@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -12,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.caching import TtlCache
+from passgate.clock import Clock
 from passgate.messaging.models import ClientBranding, ClientTemplate
 from passgate.messaging.templates import _NAME_RE, Brand, MessageTemplate, builtin_templates
 
@@ -83,24 +84,15 @@ class DatabaseTemplateSource:
     a change made through this process is seen at once (`forget`), through another within the TTL.
     """
 
-    def __init__(self, ttl: float = 1.0) -> None:
+    def __init__(self, ttl: float = 1.0, clock: Clock | None = None) -> None:
         self.ttl = ttl
-        self._cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        self._cache: TtlCache[tuple[str, str, str], Any] = TtlCache(ttl, clock)
 
     def forget(self, client_id: str) -> None:
-        for key in [k for k in self._cache if k[0] == client_id]:
-            self._cache.pop(key, None)
+        self._cache.invalidate_where(lambda k: k[0] == client_id)
 
     def _cached(self, key: tuple[str, str, str], load: Callable[[], Any]) -> Any:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load()
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[key] = (now + self.ttl, value)
-        return value
+        return self._cache.get_or_load(key, load)
 
     def get(self, session: Session, client_id: str, name: str) -> MessageTemplate | None:
         return self._cached((client_id, "template", name), lambda: self._get(session, client_id, name))  # type: ignore[no-any-return]

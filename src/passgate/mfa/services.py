@@ -6,7 +6,6 @@ Every state change and its outbox rows are written in the caller's transaction; 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
+from passgate.caching import TtlCache
 from passgate.clock import Clock
 from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert, dialect_insert
 from passgate.ids import new_uuid
@@ -391,24 +391,23 @@ class MfaService:
     # them. A change made through this process is seen at once (`forget_config`), through another within
     # this many seconds, as for templates and brands.
     config_seconds: float = 1.0
-    _configs: dict[str, tuple[float, bool, MfaConfig]] = field(default_factory=dict, repr=False)
+    _configs: TtlCache[str, tuple[bool, MfaConfig]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._configs = TtlCache(self.config_seconds, self.clock)
 
     def forget_config(self, client_id: str) -> None:
-        self._configs.pop(client_id, None)
+        self._configs.invalidate(client_id)
 
     def _client_config(self, session: Session, client_id: str) -> tuple[bool, MfaConfig]:
         """The client's sandbox flag and effective settings, read at most once a `config_seconds`."""
-        now = time.monotonic()
         hit = self._configs.get(client_id)
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
+        if hit is not None:
+            return hit
         [client] = _CLIENT_CONFIG.rows(session.connection(), {"client_id": client_id})
         sandbox = bool(client[0])
         config = _config_from(client[1], _StoredSettings(*client[3:]) if client[2] is not None else None)
-        if len(self._configs) > 100_000:
-            self._configs.clear()
-        self._configs[client_id] = (now + self.config_seconds, sandbox, config)
-        return sandbox, config
+        return self._configs.put(client_id, (sandbox, config))
 
     # -- creation ------------------------------------------------------------------------------------
 

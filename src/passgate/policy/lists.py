@@ -10,7 +10,6 @@ import csv
 import io
 import ipaddress
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -22,6 +21,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from passgate.caching import TtlCache
+from passgate.clock import Clock
 from passgate.ids import new_uuid
 from passgate.policy.models import PolicyList, PolicyListEntry
 
@@ -167,27 +168,23 @@ class ListCache:
     process that made it (it calls `forget`) and by every other API process within that time.
     """
 
-    def __init__(self, ttl: float = 1.0) -> None:
+    def __init__(self, ttl: float = 1.0, clock: Clock | None = None) -> None:
         self._items: dict[tuple[str, str], tuple[int, Membership]] = {}
-        self._versions: dict[str, tuple[float, dict[str, Membership]]] = {}
-        self._ttl = ttl
+        self._versions: TtlCache[str, dict[str, Membership]] = TtlCache(ttl, clock)
         self._lock = Lock()
 
     def forget(self, client_id: str) -> None:
-        self._versions.pop(client_id, None)
+        self._versions.invalidate(client_id)
 
     def memberships(self, session: Session, client_id: str, names: set[str]) -> dict[str, Membership]:
         if not names:
             return {}
-        now = time.monotonic()
         hit = self._versions.get(client_id)
-        if hit is not None and hit[0] > now and names <= hit[1].keys():
-            return hit[1]
+        if hit is not None and names <= hit.keys():
+            return hit
         fresh = self._load(session, client_id, names)
-        if len(self._versions) > 100_000:
-            self._versions.clear()
         if names <= fresh.keys():
-            self._versions[client_id] = (now + self._ttl, fresh)
+            self._versions.put(client_id, fresh)
         return fresh
 
     def _load(self, session: Session, client_id: str, names: set[str]) -> dict[str, Membership]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from passgate.audit.services import record as audit
+from passgate.caching import TtlCache
+from passgate.clock import Clock
 from passgate.ids import new_uuid
 from passgate.policy.engine import (
     CompiledSet,
@@ -305,27 +306,21 @@ class CompiledSetCache:
     active per client and event type (remembered for `active_ttl` seconds: a publish is seen at once by the
     process that made it, and by every other API process within that time)."""
 
-    def __init__(self, size: int = 2048, active_ttl: float = 1.0) -> None:
+    def __init__(self, size: int = 2048, active_ttl: float = 1.0, clock: Clock | None = None) -> None:
         self._items: OrderedDict[str, CompiledSet] = OrderedDict()
         self._size = size
         self._lock = Lock()
-        self._active: dict[tuple[str, str], tuple[float, str]] = {}
-        self._active_ttl = active_ttl
+        self._active: TtlCache[tuple[str, str], str] = TtlCache(active_ttl, clock)
 
     def active(self, session: Session, client_id: str, event_type: str) -> CompiledSet:
         key = (client_id, event_type)
-        now = time.monotonic()
-        hit = self._active.get(key)
-        if hit is not None and hit[0] > now:
-            return self.get(session, hit[1])
-        vid = active_version_id(session, client_id, event_type)
-        if len(self._active) > 100_000:
-            self._active.clear()
-        self._active[key] = (now + self._active_ttl, vid)
+        vid = self._active.get(key)
+        if vid is None:
+            vid = self._active.put(key, active_version_id(session, client_id, event_type))
         return self.get(session, vid)
 
     def forget_active(self, client_id: str, event_type: str) -> None:
-        self._active.pop((client_id, event_type), None)
+        self._active.invalidate((client_id, event_type))
 
     def get(self, session: Session, version_id: str) -> CompiledSet:
         hit = self._items.get(version_id)

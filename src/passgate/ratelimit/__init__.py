@@ -1,17 +1,22 @@
-"""Named rate limits: moving windows in memory for one process, over the `limits` library on Redis for
-several."""
+"""Named rate limits behind one interface: moving windows in this process (`memory.MemoryRateLimiter`) or
+on Redis for several processes (`redis.RedisRateLimiter`, over the `limits` library).
+
+A limit is named by its scope ("send:destination") and counted per key (a destination hash); its rates are
+`limits`' notation ("5/10 minutes;20/day"), every window of which must admit a hit for it to count. Both
+implementations read the injected clock, so a test that moves a `FrozenClock` moves the windows too.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
+import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+
+from passgate.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -19,125 +24,95 @@ class LimitResult:
     allowed: bool
     retry_after: int  # seconds until the scope admits another hit (0 when allowed)
 
+    def check(self) -> None:
+        """Raise `RateLimitExceeded` when the hit was refused (for callers with no error of their own)."""
+        if not self.allowed:
+            raise RateLimitExceeded(self.retry_after)
+
+
+class RateLimitExceeded(Exception):
+    """A limit refused a hit; `retry_after` is the number of seconds until it admits one."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limited; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class RateLimiter(Protocol):
+    """`hit("send:destination", key, "5/10 minutes;20/day")` counts a hit against every window given, or
+    against none when one of them refuses it (a refused hit is never charged)."""
+
+    backend: str
+
+    def hit(self, scope: str, key: str, rates: str) -> LimitResult: ...
+
+    def test(self, scope: str, key: str, rates: str) -> LimitResult:
+        """What `hit` would answer now, without counting a hit."""
+        ...
+
+    def clear(self, scope: str, key: str, rates: str) -> None:
+        """Forget the hits counted for this key in these windows."""
+        ...
+
+
+class Outage(enum.Enum):
+    """What a limit answers while its storage cannot be reached (docs/operations.md says why for each)."""
+
+    OPEN = "open"  # admit: the limit guards cost or abuse that other checks also bound
+    CLOSED = "closed"  # refuse: the limit is the only guard, and what it guards can wait
+
+
+# Every scope the service uses. A scope missing here fails closed: an unknown limit is not waved through.
+ON_OUTAGE: Mapping[str, Outage] = {
+    # Challenge sends: refusing them would stop every login that needs a code; the per-session send and
+    # resend caps (in the database) still bound what one session can send.
+    "send:destination": Outage.OPEN,
+    "send:prefix": Outage.OPEN,
+    # Wrong client secrets: the secrets are 256 random bits, out of reach of guessing; refusing would stop
+    # every client from getting a token.
+    "token-failures:ip": Outage.OPEN,
+    "token-failures:client": Outage.OPEN,
+    "token-failures:pair": Outage.OPEN,
+    # Console passwords can be guessed and this limit is the only brake; signed-in users stay signed in.
+    "console-sign-in:ip": Outage.CLOSED,
+    "console-sign-in:email": Outage.CLOSED,
+    # Test sends from the template editor cost a message each and nothing depends on them.
+    "test-send:client": Outage.CLOSED,
+}
+
+# What a limit that fails closed tells the caller to wait.
+OUTAGE_RETRY_AFTER = 60
+
+# Called with (scope, outcome) when a check could not reach its storage; outcome is "open", "closed" or
+# "clear-skipped". `Metrics.rate_limit_outage` is the one the service passes.
+OutageHook = Callable[[str, str], None]
+
 
 @lru_cache(maxsize=256)
-def _items(rates: str) -> tuple[RateLimitItem, ...]:
+def parse_rates(rates: str) -> tuple[RateLimitItem, ...]:
+    """`limits`' items for a rates string, parsed once per distinct string."""
     return tuple(parse_many(rates))
 
 
-class MemoryWindows:
-    """Moving windows kept in this process: per scope, key and limit, the times of the hits still inside.
-
-    `limits`' own memory storage rescans every key it holds on a timer thread 100 times a second; with a
-    key per destination (kept for a day by the daily limits) that scan costs more than the checks. Here a
-    window forgets its old hits when it is next touched, and windows nobody touched for longer than they
-    last are dropped in one pass every `PRUNE_EVERY` hits.
-    """
-
-    PRUNE_EVERY = 10_000
-
-    def __init__(self) -> None:
-        self._windows: dict[tuple[str, str, int, int], deque[float]] = {}
-        self._lock = threading.Lock()
-        self._hits_since_prune = 0
-
-    def hit(self, scope: str, key: str, items: tuple[RateLimitItem, ...]) -> LimitResult:
-        now = time.time()
-        with self._lock:
-            # Test every window before counting, so a refused hit is not charged against the others.
-            refused, windows = self._look(scope, key, items, now)
-            if refused is not None:
-                return refused
-            for wkey, hits in windows:
-                if hits is None:
-                    hits = self._windows[wkey] = deque()
-                hits.append(now)
-            self._hits_since_prune += 1
-            if self._hits_since_prune >= self.PRUNE_EVERY:
-                self._prune(now)
-        return LimitResult(True, 0)
-
-    def test(self, scope: str, key: str, items: tuple[RateLimitItem, ...]) -> LimitResult:
-        """What `hit` would answer, without counting a hit."""
-        with self._lock:
-            refused, _ = self._look(scope, key, items, time.time())
-        return refused or LimitResult(True, 0)
-
-    def _look(
-        self, scope: str, key: str, items: tuple[RateLimitItem, ...], now: float
-    ) -> tuple[LimitResult | None, list[tuple[tuple[str, str, int, int], deque[float] | None]]]:
-        """The first window that refuses a hit now (its old hits forgotten on the way), or None and every
-        window (None where it has no hits yet). Called with the lock held."""
-        windows: list[tuple[tuple[str, str, int, int], deque[float] | None]] = []
-        for item in items:
-            period = item.get_expiry()
-            wkey = (scope, key, item.amount, period)
-            hits = self._windows.get(wkey)
-            if hits:
-                cutoff = now - period
-                while hits and hits[0] <= cutoff:
-                    hits.popleft()
-                if len(hits) >= item.amount:
-                    return LimitResult(False, max(1, int(hits[0] + period - now) + 1)), windows
-            windows.append((wkey, hits))
-        return None, windows
-
-    def clear(self, scope: str, key: str, items: tuple[RateLimitItem, ...]) -> None:
-        with self._lock:
-            for item in items:
-                self._windows.pop((scope, key, item.amount, item.get_expiry()), None)
-
-    def __len__(self) -> int:
-        return len(self._windows)
-
-    def _prune(self, now: float) -> None:
-        self._hits_since_prune = 0
-        stale = [k for k, hits in self._windows.items() if not hits or hits[-1] <= now - k[3]]
-        for k in stale:
-            del self._windows[k]
+def retry_after(oldest: float, period: int, now: float) -> int:
+    """Whole seconds (at least 1) until the oldest hit still inside a window leaves it: both
+    implementations answer with this, so they agree to the second."""
+    return max(1, int(oldest + period - now) + 1)
 
 
-class RateLimiter:
-    """`hit("send:destination", key, "5/10 minutes;20/day")` counts a hit against every limit given."""
+def make_rate_limiter(
+    storage_uri: str | None, clock: Clock | None = None, on_outage: OutageHook | None = None
+) -> RateLimiter:
+    """The limiter for a deployment: Redis when a Redis URL is configured (limits shared by every
+    process), otherwise this process's memory."""
+    from passgate.clock import SystemClock
 
-    def __init__(self, storage_uri: str | None = None) -> None:
-        uri = storage_uri or "memory://"
-        self.backend = "redis" if uri.startswith(("redis://", "rediss://")) else "memory"
-        self.memory: MemoryWindows | None = None
-        if uri == "memory://":
-            self.memory = MemoryWindows()
-        else:
-            self.storage = storage_from_string(uri)
-            self.limiter = MovingWindowRateLimiter(self.storage)
+    clock = clock or SystemClock()
+    uri = storage_uri or "memory://"
+    if uri == "memory://":
+        from passgate.ratelimit.memory import MemoryRateLimiter
 
-    def hit(self, scope: str, key: str, rates: str) -> LimitResult:
-        items = _items(rates)
-        if self.memory is not None:
-            return self.memory.hit(scope, key, items)
-        # Test every window before counting, so a refused hit is not charged against the others.
-        for item in items:
-            if not self.limiter.test(item, scope, key):
-                reset, _ = self.limiter.get_window_stats(item, scope, key)
-                return LimitResult(False, max(1, int(reset - time.time()) + 1))
-        for item in items:
-            self.limiter.hit(item, scope, key)
-        return LimitResult(True, 0)
+        return MemoryRateLimiter(clock)
+    from passgate.ratelimit.redis import RedisRateLimiter
 
-    def test(self, scope: str, key: str, rates: str) -> LimitResult:
-        """Whether a hit would be admitted now, without counting one."""
-        items = _items(rates)
-        if self.memory is not None:
-            return self.memory.test(scope, key, items)
-        for item in items:
-            if not self.limiter.test(item, scope, key):
-                reset, _ = self.limiter.get_window_stats(item, scope, key)
-                return LimitResult(False, max(1, int(reset - time.time()) + 1))
-        return LimitResult(True, 0)
-
-    def clear(self, scope: str, key: str, rates: str) -> None:
-        items = _items(rates)
-        if self.memory is not None:
-            self.memory.clear(scope, key, items)
-            return
-        for item in items:
-            self.limiter.clear(item, scope, key)
+    return RedisRateLimiter(uri, clock, on_outage=on_outage)

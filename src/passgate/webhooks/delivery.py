@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate import leases
+from passgate.caching import TtlCache
 from passgate.clock import Clock
 from passgate.db import read_only, transaction
 from passgate.db.group_commit import Coalescer
@@ -151,7 +152,7 @@ class WebhookDeliverer:
         self._kicker: asyncio.Task[None] | None = None
         self._kick_again = False
         self._keys: dict[str, rsa.RSAPrivateKey] = {}  # parsed once per process
-        self._active: dict[str, tuple[str, float]] = {}  # client -> (signing key id, cached until)
+        self._active: TtlCache[str, str] = TtlCache(KEY_CACHE_SECONDS, clock)  # client -> signing key id
         self._unsealed: dict[str, str] = {}  # sealed secret -> secret
         self._next_reclaim = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -369,8 +370,8 @@ class WebhookDeliverer:
         """The id of the client's signing key, loaded and cached. Cached for a few seconds: right after a
         rotation the previous key (still valid for the overlap) may sign a few more tries."""
         cached = self._active.get(client_id)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        if cached is not None:
+            return cached
         ring = self.service.ensure_signing_key(session, client_id)
         key_id = ring.active.id
         if key_id not in self._keys:
@@ -383,8 +384,7 @@ class WebhookDeliverer:
             except (ValueError, signing.InvalidSigningKeyError):
                 log.error("a webhook signing key cannot be read", extra={"keyId": key_id})
                 return None
-        self._active[client_id] = (key_id, time.monotonic() + KEY_CACHE_SECONDS)
-        return key_id
+        return self._active.put(client_id, key_id)
 
     def _reclaim_expired(self, session: Session, now: datetime) -> None:
         """Take back rows whose worker died mid-try (their lock expired) and log that try as lost."""

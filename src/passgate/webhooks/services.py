@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.caching import TtlCache
 from passgate.clock import Clock
 from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
@@ -165,25 +165,22 @@ class WebhookService:
         # decision and status change, and most clients' endpoints change rarely. A change made through
         # this process is seen at once; through another, within the TTL.
         self.filters_ttl = 1.0
-        self._filters: dict[str, tuple[float, int, list[EndpointFilter]]] = {}
+        self._filters: TtlCache[str, tuple[int, list[EndpointFilter]]] = TtlCache(self.filters_ttl, clock)
 
     def _endpoint_filters(self, session: Session, client_id: str) -> list[EndpointFilter]:
-        now = time.monotonic()
         hit = self._filters.get(client_id)
-        if hit is not None and hit[0] > now and hit[1] == _generation[0]:
-            return hit[2]
+        if hit is not None and hit[0] == _generation[0]:
+            return hit[1]
         generation = _generation[0]
         filters = [
             EndpointFilter(row.id, tuple(row.events or ()), row.channel)
             for row in session.connection().execute(_ENABLED_ENDPOINTS, {"client_id": client_id})
         ]
-        if len(self._filters) > 100_000:
-            self._filters.clear()
-        self._filters[client_id] = (now + self.filters_ttl, generation, filters)
+        self._filters.put(client_id, (generation, filters))
         return filters
 
     def forget_endpoints(self, client_id: str) -> None:
-        self._filters.pop(client_id, None)
+        self._filters.invalidate(client_id)
 
     # -- endpoints -----------------------------------------------------------------------------------
 

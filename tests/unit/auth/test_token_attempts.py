@@ -9,14 +9,14 @@ import pytest
 
 from passgate.auth.exceptions import TooManyFailedAttempts
 from passgate.auth.services import TokenAttempts
-from passgate.ratelimit import RateLimiter
+from passgate.ratelimit import make_rate_limiter
 
 BACKENDS = ["memory"] + (["redis"] if os.environ.get("PASSGATE_TEST_REDIS_URL") else [])
 
 
 @pytest.fixture(params=BACKENDS)
 def attempts(request: pytest.FixtureRequest) -> TokenAttempts:
-    limiter = RateLimiter(os.environ["PASSGATE_TEST_REDIS_URL"] if request.param == "redis" else None)
+    limiter = make_rate_limiter(os.environ["PASSGATE_TEST_REDIS_URL"] if request.param == "redis" else None)
     return TokenAttempts(limiter, ip_rates="3/minute", client_rates="5/minute")
 
 
