@@ -54,7 +54,7 @@ class Claimer:
         self.hooks[hook.purpose] = hook
         self._round = queries.RoundStatements.compose([h.join for h in self.hooks.values() if h.join])
 
-    def _hook(self, purpose: str) -> DeliveryHooks:
+    def hook(self, purpose: str) -> DeliveryHooks:
         return self.hooks.get(purpose) or self.hooks[DEFAULT_PURPOSE]
 
     def look_ahead(self, limit: int) -> Premade | None:
@@ -69,7 +69,7 @@ class Claimer:
             return None
         premade: Premade = {}
         for r in due:
-            hook = self._hook(r.purpose)
+            hook = self.hook(r.purpose)
             owner = hook.owner_of(r)
             if r.secret_id is None and hook.needs_secret(owner):
                 premade[r.message_id] = hook.make_secret(r.message_id, owner, r.channel, r.destination)
@@ -90,7 +90,7 @@ class Claimer:
         out: dict[str, dict[str, Any]] = {}
         for purpose in {m.purpose for m in due if m.session_id}:
             ids = sorted({m.session_id for m in due if m.session_id and m.purpose == purpose})
-            out[purpose] = dict(self._hook(purpose).load_owners(session, ids))
+            out[purpose] = dict(self.hook(purpose).load_owners(session, ids))
         return out
 
     def claim(self, session: Session, limit: int, premade: Premade | None = None) -> ClaimedRows:
@@ -117,7 +117,7 @@ class Claimer:
         made: list[dict[str, Any]] = []
         stored: dict[str, list[dict[str, Any]]] = {}
         for m in due:
-            hook = self._hook(m.purpose)
+            hook = self.hook(m.purpose)
             owner = owners.get(m.purpose, {}).get(m.session_id) if m.session_id else None
             reason = hook.closed(owner)
             if reason is not None:
@@ -133,7 +133,7 @@ class Claimer:
             rows.append((m, owner, fresh))
         if made:
             for purpose, secrets in stored.items():
-                self._hook(purpose).store_secrets(session, secrets)
+                self.hook(purpose).store_secrets(session, secrets)
             queries.SET_SECRET.executemany(conn, made)
         if skipped:
             # Closed before it went out: not sent, and not counted as an attempt.
@@ -141,7 +141,7 @@ class Claimer:
                 queries.SKIP, [{"mid": m.id, "error": f"not sent: {reason}"} for m, reason in skipped]
             )
             for m, _ in skipped:
-                self._hook(m.purpose).message_skipped(session, m.id, m.session_id)
+                self.hook(m.purpose).message_skipped(session, m.id, m.session_id)
         return rows
 
     def claim_on_snapshot(self, session: Session, limit: int, premade: Premade | None = None) -> ClaimedRows:
@@ -154,7 +154,7 @@ class Claimer:
         due = session.connection().execute(self._round.due_round, {"now": now, "limit": limit}).all()
         if not due:
             return []
-        owned = [(r, self._hook(r.purpose)) for r in due]
+        owned = [(r, self.hook(r.purpose)) for r in due]
         owners = [hook.owner_of(r) for r, hook in owned]
         if any(hook.closed(owner) is not None for (_, hook), owner in zip(owned, owners, strict=True)):
             return self.claim(session, limit, premade)
@@ -184,7 +184,7 @@ class Claimer:
             )
             rows.append((m, owner, fresh))
         for purpose, secrets in stored.items():
-            self._hook(purpose).store_secrets(session, secrets)
+            self.hook(purpose).store_secrets(session, secrets)
         defer_update(session, queries.CLAIM_ONE, claims)
         return rows
 
@@ -198,7 +198,7 @@ class Claimer:
             contexts: dict[str, Any] = {}
             for purpose in {m.purpose for m, owner, _ in rows if owner is not None}:
                 owners = [owner for m, owner, _ in rows if owner is not None and m.purpose == purpose]
-                contexts[purpose] = self._hook(purpose).render_contexts(session, owners)
+                contexts[purpose] = self.hook(purpose).render_contexts(session, owners)
             return [
                 self._prepare(session, m, owner, fresh, contexts.get(m.purpose, {}))
                 for m, owner, fresh in rows
@@ -215,4 +215,4 @@ class Claimer:
                 secret = self.keyring.unseal(m.sealed_secret, m.id)
             except ValueError:
                 secret = None  # the key is gone: the send fails permanently below
-        return self._hook(m.purpose).prepare(session, self.templates, m, owner, secret, contexts)
+        return self.hook(m.purpose).prepare(session, self.templates, m, owner, secret, contexts)

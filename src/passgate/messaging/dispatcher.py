@@ -126,7 +126,7 @@ class Dispatcher:
         self.claims.register(hook)
 
     def _hook(self, purpose: str) -> DeliveryHooks:
-        return self.claims._hook(purpose)
+        return self.claims.hook(purpose)
 
     def delivery_report(
         self, session: Session, message: Message, status: DeliveryStatus, source: str
