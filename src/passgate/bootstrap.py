@@ -20,10 +20,12 @@ from passgate.db import make_engine, make_sessionmaker
 from passgate.db.group_commit import GroupCommitter
 from passgate.db.sqlite import WalCheckpointer
 from passgate.keyring import KeyRing
-from passgate.messaging.senders.base import EmailSender, SmsSender
+from passgate.messaging.dispatcher import Dispatcher
+from passgate.messaging.interfaces import EmailSender, SmsSender
+from passgate.messaging.samples import SampleDelivery
 from passgate.messaging.senders.dev import DevInboxSender
-from passgate.messaging.services import Dispatcher
 from passgate.messaging.sources import DatabaseTemplateSource, TemplateSource
+from passgate.mfa.delivery import ChallengeDelivery
 from passgate.mfa.services import MfaService
 from passgate.observability import Metrics
 from passgate.policy.decisions import DecisionService
@@ -186,7 +188,6 @@ def build_registry(
         clock=clock,
         keyring=keyring,
         templates=templates,
-        mfa=mfa,
         email_sender=email,
         sms_sender=sms,
         public_url=settings.public_url,
@@ -198,6 +199,9 @@ def build_registry(
         lock_seconds=settings.message_lock_seconds,
         committer=committer,
     )
+    # The owners of the outbox's messages, by purpose: challenges (MFA sessions) and sample sends.
+    dispatcher.register(ChallengeDelivery(mfa=mfa, keyring=keyring))
+    dispatcher.register(SampleDelivery())
     registry = Registry(
         settings=settings,
         engine=engine,

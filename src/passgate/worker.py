@@ -17,7 +17,7 @@ from passgate.db import read_only, transaction
 from passgate.runtime import run_event_loop
 
 if TYPE_CHECKING:
-    from passgate.messaging.services import Dispatcher
+    from passgate.messaging.dispatcher import Dispatcher
 
 log = logging.getLogger("passgate.worker")
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from passgate.messaging.templates import Brand, PersonName, RenderContext, builtin_templates, is_rtl, render
+from passgate.locales import is_rtl
+from passgate.messaging.templates import Brand, PersonName, RenderContext, builtin_templates, render
 from tests.servers import HttpReceiver, Recorded
 
 pytestmark = pytest.mark.browser

@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from passgate.api.deps import RegistryDep
 from passgate.bootstrap import Registry
 from passgate.db import transaction
-from passgate.messaging.templates import Brand, is_rtl, negotiate_accept_language
+from passgate.locales import is_rtl, negotiate_accept_language
+from passgate.messaging.templates import Brand
 from passgate.mfa.exceptions import SessionClosed
 from passgate.mfa.models import MfaSession
 from passgate.mfa.secrets import match_choices

@@ -60,7 +60,7 @@ def _apply(
         current = DeliveryStatus(message.delivery_status)
         if status == current or status not in DELIVERY_TRANSITIONS[current]:
             return "applied"  # a duplicate or out-of-order report changes nothing
-        registry.mfa.delivery_report(session, message, status, source)
+        registry.dispatcher.delivery_report(session, message, status, source)
         return "applied"
 
 

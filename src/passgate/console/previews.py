@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
-from passgate.messaging import test_sends
+from passgate.messaging import samples
 from passgate.messaging.catalog import render_problem
 from passgate.messaging.exceptions import InvalidTemplate
 from passgate.messaging.render_pool import EDITING
@@ -21,9 +21,9 @@ from passgate.messaging.templates import (
     MessageTemplate,
     TemplateRenderError,
     render,
-    sms_info,
     validate_template,
 )
+from passgate.messaging.templates.sms import sms_info
 
 PARTS = {"EMAIL": ("subject", "html", "text"), "SMS": ("sms",)}
 
@@ -70,9 +70,9 @@ def preview_draft(
     if problems:
         raise InvalidTemplate.from_problems(problems)
     client = session.get(Client, client_id)
-    minutes, code_length = test_sends.sample_settings(session, client, template)
-    values = dict.fromkeys(test_sends.referenced_values(template), test_sends.SAMPLE_VALUE)
-    context = test_sends.sample_context(
+    minutes, code_length = samples.sample_settings(session, client, template)
+    values = dict.fromkeys(samples.referenced_values(template), samples.SAMPLE_VALUE)
+    context = samples.sample_context(
         source.brand(session, client_id),
         public_url,
         urlsplit(public_url).hostname or "localhost",

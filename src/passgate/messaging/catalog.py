@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.ids import new_uuid
-from passgate.messaging import test_sends
+from passgate.locales import choose_locale
+from passgate.messaging import outbox, samples
 from passgate.messaging.exceptions import (
     BuiltinTemplateReadOnly,
     InvalidTemplate,
@@ -28,22 +29,22 @@ from passgate.messaging.exceptions import (
     TooManyTemplates,
     Unprocessable,
 )
-from passgate.messaging.models import ClientTemplate, Message
+from passgate.messaging.models import ClientTemplate
+from passgate.messaging.outbox import OutboxMessage
 from passgate.messaging.render_pool import EDITING
 from passgate.messaging.sources import TEMPLATE_NAME, TemplateSource, template_from_row
-from passgate.messaging.states import DeliveryStatus, MessageStatus
+from passgate.messaging.states import MessageStatus
 from passgate.messaging.templates import (
     MessageTemplate,
     TemplateProblem,
     TemplateRenderError,
     TemplateValuesError,
     builtin_templates,
-    choose_locale,
     clean_template_values,
     render,
-    sms_info,
     validate_template,
 )
+from passgate.messaging.templates.sms import sms_info
 from passgate.mfa.destinations import check_email, check_phone, is_sandbox_destination, mask
 from passgate.mfa.services import MfaConfig, resolve_config
 from passgate.ratelimit import RateLimiter
@@ -300,10 +301,10 @@ class TemplateCatalog:
             raise Unprocessable(str(exc), [{"field": field, "message": str(exc)}]) from None
         chosen = _explicit_locale(template, locale, "locale") if locale else template.default_locale
         client, _ = _config(session, client_id)
-        minutes, code_length = test_sends.sample_settings(session, client, template)
-        sample_values = dict.fromkeys(test_sends.referenced_values(template), test_sends.SAMPLE_VALUE)
+        minutes, code_length = samples.sample_settings(session, client, template)
+        sample_values = dict.fromkeys(samples.referenced_values(template), samples.SAMPLE_VALUE)
         sample_values.update(given)
-        context = test_sends.sample_context(
+        context = samples.sample_context(
             self.source.brand(session, client_id),
             self.public_url,
             self.host,
@@ -362,29 +363,21 @@ class TemplateCatalog:
         allowed = self.limiter.hit("test-send:client", client_id, TEST_SEND_RATES)
         if not allowed.allowed:
             raise TestSendRateLimited(allowed.retry_after)
-        message = Message(
-            id=new_uuid(),
-            client_id=client_id,
-            session_id=None,
-            secret_id=None,
-            channel=template.channel,
-            destination=destination,
-            template_name=template.name,
-            locale=chosen,
-            purpose=test_sends.PURPOSE,
-            sealed_secret=None,
-            status=MessageStatus.QUEUED,
-            delivery_status=DeliveryStatus.QUEUED,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
+        message_id = outbox.queue(
+            session,
+            OutboxMessage(
+                client_id=client_id,
+                channel=template.channel,
+                destination=destination,
+                template_name=template.name,
+                locale=chosen,
+                purpose=samples.PURPOSE,
+                queued_at=now,
+            ),
         )
-        session.add(message)
-        session.flush()
-        session.info["work_queued"] = True  # wakes an in-process worker after commit
         return {
-            "messageId": message.id,
-            "status": message.status,
+            "messageId": message_id,
+            "status": MessageStatus.QUEUED.value,
             "templateName": template.name,
             "channel": template.channel,
             "locale": chosen,

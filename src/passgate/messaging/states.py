@@ -42,5 +42,25 @@ DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     DeliveryStatus.BOUNCED: frozenset(),
 }
 
+
+class IllegalMessageMove(ValueError):
+    """A message row asked to change status in a way `MESSAGE_TRANSITIONS` does not allow."""
+
+    def __init__(self, current: str, wanted: str) -> None:
+        super().__init__(f"a {current} message cannot become {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+def can_move(current: str, wanted: str) -> bool:
+    return MessageStatus(wanted) in MESSAGE_TRANSITIONS[MessageStatus(current)]
+
+
+def check_move(current: str, wanted: str) -> None:
+    """Refuses a status change the lifecycle does not have (`messaging.queries` asks before each write)."""
+    if not can_move(current, wanted):
+        raise IllegalMessageMove(current, wanted)
+
+
 # Retry schedule for temporary failures (seconds after the failed try); then the message fails loudly.
 RETRY_SCHEDULE = (2, 5, 15, 30, 60, 120, 300)

@@ -17,13 +17,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 from passgate.auth.models import Client
 from passgate.caching import TtlCache
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert, dialect_insert
+from passgate.db import HotStatement, defer_insert, defer_upsert, dialect_insert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
+from passgate.locales import choose_locale
+from passgate.messaging import outbox
 from passgate.messaging.models import Message
+from passgate.messaging.outbox import OutboxMessage
 from passgate.messaging.sources import TemplateSource
-from passgate.messaging.states import DeliveryStatus, MessageStatus
-from passgate.messaging.templates import choose_locale
+from passgate.messaging.states import DeliveryStatus
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.destinations import (
     check_email,
@@ -347,25 +349,6 @@ class UnlockResult:
         }
 
 
-class NewSecret(NamedTuple):
-    """A code or link token just made for an outbox message (see `MfaService.new_secret`)."""
-
-    secret_id: str
-    value: str
-    sealed: str
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """An outbox message the provider accepted (see `MfaService.messages_sent`)."""
-
-    message_id: str
-    session_id: str | None
-    secret_id: str | None
-    attempt: int
-    provider: str
-
-
 class StatusListener(Protocol):
     """Called inside the transaction of every status change (webhooks write their outbox rows here).
 
@@ -566,93 +549,26 @@ class MfaService:
     ) -> dict[str, Any]:
         """The outbox row of a send, inserted at commit (nothing in the transaction reads it back; the
         worker claims it after). Its code or link token is made by the worker that first claims it
-        (`new_secret`), not here: the request does less, and no secret exists before a worker holds it."""
-        message_id = new_uuid()
-        defer_insert(
+        (`mfa.delivery`), not here: the request does less, and no secret exists before a worker holds it."""
+        message_id = outbox.queue(
             session,
-            Message.__table__,
-            [
-                {
-                    "id": message_id,
-                    "client_id": mfa.client_id,
-                    "session_id": mfa.id,
-                    "secret_id": None,
-                    "channel": mfa.channel,
-                    "destination": mfa.destination,
-                    "template_name": mfa.template_name,
-                    "locale": mfa.locale,
-                    "purpose": "challenge",
-                    "sealed_secret": None,
-                    "status": MessageStatus.QUEUED.value,
-                    "delivery_status": DeliveryStatus.QUEUED.value,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "locked_until": None,
-                    "locked_by": None,
-                    "provider": None,
-                    "provider_message_id": None,
-                    "last_error": None,
-                    "created_at": now,
-                    "sent_at": None,
-                }
-            ],
+            OutboxMessage(
+                client_id=mfa.client_id,
+                channel=mfa.channel,
+                destination=mfa.destination,
+                template_name=mfa.template_name,
+                locale=mfa.locale,
+                purpose="challenge",
+                queued_at=now,
+                session_id=mfa.id,
+            ),
         )
         mfa.send_attempts += 1
         mfa.delivery_status = DeliveryStatus.QUEUED
         queued = {"messageId": message_id, "send": mfa.send_attempts}
         if event:  # else the caller stores it on a timeline row of its own (`_QUEUED`)
             self._event(session, mfa, "MESSAGE_QUEUED", "api", queued)
-        # Read after commit to wake an in-process worker (see bootstrap.WorkNotifier).
-        session.info["work_queued"] = True
         return queued
-
-    def new_secret(
-        self, session: Session, message_id: str, mfa: Any, channel: str, destination: str
-    ) -> NewSecret:
-        """The code or link token of a claimed outbox message that has none yet, made in the claim's
-        transaction: its keyed hash is inserted (pending until the provider accepts the message, see
-        `messages_sent`) and the value comes back sealed to the message (AES-GCM, bound to its id), so a
-        worker that dies after claiming sends the same value when the message is taken over. `mfa` is
-        the session's row (type, code_length, sandbox, ttl_seconds, id)."""
-        secret, row = self.make_secret(message_id, mfa, channel, destination)
-        self.store_secrets(session, [row])
-        return secret
-
-    def make_secret(
-        self, message_id: str, mfa: Any, channel: str, destination: str
-    ) -> tuple[NewSecret, dict[str, Any]]:
-        """`new_secret` without the write: the secret and its row for `store_secrets`. A worker makes them
-        before it takes SQLite's write lock (for the messages it is about to claim) and stores, in the
-        claim's transaction, those of the messages it did claim; the others are dropped unsent."""
-        now = self.clock.now()
-        if mfa.type == "OTP":
-            value = (
-                mfa_secrets.sandbox_code(mfa.code_length)
-                if mfa.sandbox and is_sandbox_destination(channel, destination)
-                else mfa_secrets.new_code(mfa.code_length)
-            )
-            kind, purpose = "CODE", mfa_secrets.CODE_PURPOSE
-        else:
-            value = mfa_secrets.new_link_token()
-            kind, purpose = "LINK", mfa_secrets.LINK_PURPOSE
-        secret_id = new_uuid()
-        row = {
-            "id": secret_id,
-            "session_id": mfa.id,
-            "kind": kind,
-            "secret_hash": self.keyring.keyed_hash(purpose, value),
-            "key_id": self.keyring.current_hash_key_id,
-            "active": False,
-            "created_at": now,
-            "activated_at": None,
-            "expires_at": now + timedelta(seconds=mfa.ttl_seconds),
-        }
-        return NewSecret(secret_id, value, self.keyring.seal(value, message_id)), row
-
-    def store_secrets(self, session: Session, rows: list[dict[str, Any]]) -> None:
-        """Inserts secrets made by `make_secret` (at the commit, with the transaction's other rows)."""
-        if rows:
-            defer_insert(session, MfaSecret.__table__, rows)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -967,115 +883,6 @@ class MfaService:
         self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
 
     # -- worker-side changes -------------------------------------------------------------------------
-
-    def messages_sent(self, session: Session, sent: list[SentMessage], now: datetime) -> None:
-        """The provider accepted these messages: each one's secret becomes valid (for its TTL from now), and
-        its session is MESSAGE_SENT.
-
-        Core statements, a few per round: the sessions read in one statement (locked on PostgreSQL, in id
-        order, so a concurrent verify or cancel waits instead of being overwritten), the secrets that exist
-        in another, and both written back at commit with one executemany each (`db.defer_update`), each
-        session's only if its `sequence` is still the one read: a worker's record can be worked out on a
-        read snapshot (SQLite), and a session that changed meanwhile makes it run again under the lock.
-        The listeners get a transient session object holding the `LISTENER_COLUMNS` (the rest are not
-        read)."""
-        session_ids = sorted({m.session_id for m in sent if m.session_id})
-        if not session_ids:
-            return
-        conn = session.connection()
-        sessions = {
-            row.id: _transient_session(dict(row._mapping))
-            for row in conn.execute(_SENT_SESSIONS, {"ids": session_ids})
-        }
-        read_sequence = {mfa.id: mfa.sequence for mfa in sessions.values()}
-        wanted = [m.secret_id for m in sent if m.secret_id and m.session_id in sessions]
-        existing = {r[0] for r in conn.execute(_EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
-        secret_rows: list[dict[str, Any]] = []
-        for m in sent:
-            mfa = sessions.get(m.session_id or "")
-            if mfa is None:
-                continue
-            if m.secret_id in existing:
-                expires = now + timedelta(seconds=mfa.ttl_seconds)
-                secret_rows.append({"b_id": m.secret_id, "b_now": now, "b_expires": expires})
-                if not is_terminal(mfa.status) and expires > mfa.expires_at:
-                    mfa.expires_at = expires
-            mfa.delivery_status = DeliveryStatus.SENT.value
-            mfa.updated_at = now
-            data: dict[str, Any] = {"messageId": m.message_id, "provider": m.provider, "attempt": m.attempt}
-            if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
-                # One timeline row for the send and the status it moves the session to (listed as two).
-                data[_STATUS_CHANGED] = self._move(
-                    session, mfa, Status.MESSAGE_SENT, now, "worker", event=False
-                )
-            self._event(session, mfa, "MESSAGE_SENT", "worker", data)
-        # Written at commit (this may run on a read snapshot: see Dispatcher.run_once).
-        if secret_rows:
-            defer_update(session, _ACTIVATE_SECRET, secret_rows)
-        defer_update(
-            session,
-            _SENT_SESSION_UPDATE,
-            [
-                {
-                    "b_id": mfa.id,
-                    "b_read_sequence": read_sequence[mfa.id],
-                    "b_status": str(mfa.status),
-                    "b_delivery": mfa.delivery_status,
-                    "b_updated": mfa.updated_at,
-                    "b_expires": mfa.expires_at,
-                    "b_sequence": mfa.sequence,
-                }
-                for mfa in sessions.values()
-            ],
-        )
-
-    def message_failed(
-        self, session: Session, message: Message, authorization: bool, reason: str, now: datetime
-    ) -> None:
-        if message.session_id is None:
-            return
-        mfa = session.get(MfaSession, message.session_id)
-        if mfa is None:
-            return
-        mfa.delivery_status = DeliveryStatus.UNDELIVERED
-        self._event(
-            session, mfa, "MESSAGE_FAILED", "worker", {"messageId": message.id, "reason": reason[:200]}
-        )
-        if not is_terminal(mfa.status):
-            self._move(
-                session, mfa, Status.FAILED_AUTHORIZATION if authorization else Status.INVALID, now, "worker"
-            )
-
-    def delivery_report(
-        self, session: Session, message: Message, status: DeliveryStatus, source: str
-    ) -> None:
-        now = self.clock.now()
-        message.delivery_status = status
-        if message.session_id is None:
-            return
-        mfa = session.get(MfaSession, message.session_id)
-        if mfa is None:
-            return
-        mfa.delivery_status = status
-        mfa.updated_at = now
-        self._event(
-            session, mfa, "DELIVERY_REPORT", source, {"messageId": message.id, "deliveryStatus": status.value}
-        )
-        if status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.BOUNCED) and not is_terminal(mfa.status):
-            self._move(session, mfa, Status.INVALID, now, source)
-
-    def message_skipped(self, session: Session, message_id: str, session_id: str | None) -> None:
-        """A queued message whose session closed before it went out is not sent."""
-        if session_id:
-            mfa = session.get(MfaSession, session_id)
-            if mfa is not None:
-                self._event(
-                    session,
-                    mfa,
-                    "MESSAGE_SKIPPED",
-                    "worker",
-                    {"messageId": message_id, "reason": f"session {mfa.status}"},
-                )
 
     def any_expired(self, session: Session) -> bool:
         """Whether an open session has passed its expiry (a read: see Worker._sweep)."""

@@ -280,7 +280,7 @@ def test_a_session_cancelled_while_its_sent_message_is_recorded_stays_cancelled(
     import pytest
 
     from passgate.db.group_commit import InlineCommitter
-    from passgate.messaging.services import Sent
+    from passgate.messaging.dispatcher import Sent
 
     url = str(registry.engine.url)
     if not url.startswith("sqlite:///"):

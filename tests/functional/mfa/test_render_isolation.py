@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from passgate.bootstrap import Registry
-from passgate.messaging import services
+from passgate.messaging import dispatcher as dispatching
 from passgate.messaging.models import Message, MessageAttempt
 from passgate.messaging.render_pool import RenderPool
 from tests.factories import Tenant
@@ -33,7 +33,7 @@ def test_a_clients_render_time_per_round_is_bounded_and_the_rest_waits_for_the_n
     smtp: SmtpSink,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(services, "ROUND_RENDER_SECONDS", 0.0)  # every client: one message a round
+    monkeypatch.setattr(dispatching, "ROUND_RENDER_SECONDS", 0.0)  # every client: one message a round
     for i in range(3):
         challenge(http, tenant, "email-link", person={"emailAddress": f"a{i}@example.com"})
     challenge(http, other_tenant, "email-link", person={"emailAddress": "b@example.com"})
@@ -59,7 +59,7 @@ def test_a_render_that_outlasts_the_pools_timeout_is_retried(
     dispatcher = registry.dispatcher
     slow = dispatcher._render
 
-    def render(c: services.Claimed) -> object:
+    def render(c: dispatching.Claimed) -> object:
         time.sleep(0.3)  # a machine too busy to finish a render in time
         return slow(c)
 

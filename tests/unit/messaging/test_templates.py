@@ -14,10 +14,7 @@ from passgate.messaging.templates import (
     TemplateRenderError,
     TemplateValuesError,
     builtin_templates,
-    choose_locale,
     clean_template_values,
-    is_rtl,
-    negotiate_accept_language,
     render,
     sample_context,
     sms_info,
@@ -445,130 +442,6 @@ def test_brand_rejects_values_that_could_break_out_of_html_or_headers(fields):
 def test_button_text_colour_contrasts_with_the_primary_colour():
     assert Brand(company_name="A", primary_color="#1a73e8").primary_text_color == "#ffffff"
     assert Brand(company_name="A", primary_color="#ffeb3b").primary_text_color == "#111827"
-
-
-# --- SMS encoding ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("body", "encoding", "units", "segments"),
-    [
-        ("", "GSM-7", 0, 0),
-        ("a" * 160, "GSM-7", 160, 1),
-        ("a" * 161, "GSM-7", 161, 2),
-        ("a" * 306, "GSM-7", 306, 2),
-        ("a" * 307, "GSM-7", 307, 3),
-        ("é" * 160, "GSM-7", 160, 1),
-        ("€", "GSM-7", 2, 1),
-        ("a" * 158 + "€", "GSM-7", 160, 1),
-        ("a" * 159 + "€", "GSM-7", 161, 2),
-        ("{}[]~|^\\", "GSM-7", 16, 1),
-        ("ж" * 70, "UCS-2", 70, 1),
-        ("ж" * 71, "UCS-2", 71, 2),
-        ("ж" * 134, "UCS-2", 134, 2),
-        ("ж" * 135, "UCS-2", 135, 3),
-        ("a" * 159 + "ç", "UCS-2", 160, 3),
-        ("😀", "UCS-2", 2, 1),
-        ("Hi 😀", "UCS-2", 5, 1),
-    ],
-)
-def test_sms_info(body, encoding, units, segments):
-    info = sms_info(body)
-    assert (info.encoding, info.units, info.segments) == (encoding, units, segments)
-    assert info.characters == len(body)
-
-
-def test_an_escape_pair_is_not_split_across_segments():
-    # 152 + 2 would straddle the first part's 153 units, so the euro sign starts the second part.
-    assert sms_info("a" * 152 + "€" + "a" * 152).segments == 3
-    assert sms_info("a" * 151 + "€" + "a" * 153).segments == 2
-
-
-def test_a_surrogate_pair_is_not_split_across_segments():
-    assert sms_info("ж" * 66 + "😀" + "ж" * 66).segments == 3
-    assert sms_info("ж" * 65 + "😀" + "ж" * 67).segments == 2
-
-
-# --- locales --------------------------------------------------------------------------------------------
-
-AVAILABLE = ["en", "es", "fr", "de", "ar"]
-
-
-@pytest.mark.parametrize(
-    ("preferred", "phone", "accept", "expected"),
-    [
-        ("fr", None, None, "fr"),
-        ("FR", None, None, "fr"),
-        ("es-MX", None, None, "es"),
-        ("de_AT", None, None, "de"),
-        ("fr", "+34612345678", None, "fr"),  # preferred beats the phone's country
-        ("ja", "+34612345678", None, "es"),  # preferred not available -> phone
-        (None, "+33612345678", None, "fr"),
-        (None, "+4915112345678", None, "de"),
-        (None, "+525512345678", None, "es"),
-        (None, "+966501234567", None, "ar"),
-        (None, "+15145551234", None, "en"),  # Canada: en-CA -> en
-        (None, "+14155552671", None, "en"),
-        (None, "+819012345678", None, "en"),  # Japanese is not available -> default
-        (None, "not a phone", None, "en"),
-        (None, None, None, "en"),
-        (None, "+819012345678", "de-CH,fr;q=0.5", "de"),  # only when the first two rules fail
-        ("es", None, "de", "es"),
-    ],
-)
-def test_choose_locale(preferred, phone, accept, expected):
-    assert choose_locale(AVAILABLE, "en", preferred, phone, accept) == expected
-
-
-def test_choose_locale_finds_a_regional_variant_and_keeps_its_spelling():
-    assert choose_locale(["en", "pt-BR"], "en", "pt", None) == "pt-BR"
-    assert choose_locale(["en", "pt-BR", "pt-PT"], "en", None, "+351912345678") == "pt-PT"
-    assert choose_locale(["en", "zh-Hant", "zh-Hans"], "en", "zh-Hant-TW", None) == "zh-Hant"
-
-
-def test_choose_locale_returns_the_default_when_nothing_matches():
-    assert choose_locale(["de", "fr"], "de", "it", "+819012345678") == "de"
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7, *;q=0.5", "fr"),
-        ("de;q=0.5, es;q=0.9", "es"),
-        ("da, en-GB;q=0.8, en;q=0.7", "en"),
-        ("ja, ar;q=0.2", "ar"),
-        ("DE-de", "de"),
-        ("*", "en"),
-        ("es;q=0, *", "en"),
-        ("en;q=0, *;q=0.1", "es"),
-        ("fr;q=abc, de;q=0.5", "de"),
-        ("fr;q=1.5, de;q=0.5", "de"),
-        ("ja, zh", "en"),
-        ("", "en"),
-        ("en;q=0.1, fr;q=0.1", "en"),
-        ("fr;q=0.1, en;q=0.1", "fr"),
-    ],
-)
-def test_negotiate_accept_language(header, expected):
-    assert negotiate_accept_language(header, AVAILABLE, "en") == expected
-
-
-def test_negotiate_accept_language_ignores_huge_headers_past_the_cap():
-    header = ",".join(["xx"] * 60 + ["fr"])
-    assert negotiate_accept_language(header, AVAILABLE, "en") == "en"
-    assert negotiate_accept_language(None, AVAILABLE, "de") == "de"
-
-
-@pytest.mark.parametrize(
-    ("locale", "rtl"),
-    [
-        ("ar", True), ("ar-EG", True), ("he", True), ("he-IL", True), ("fa", True), ("ur-PK", True),
-        ("pa-Arab", True), ("en", False), ("fr-CA", False), ("de", False), ("az-Latn", False),
-        ("az-Arab", True), ("ar-Latn", False),
-    ],
-)  # fmt: skip
-def test_is_rtl(locale, rtl):
-    assert is_rtl(locale) is rtl
 
 
 # --- built-in templates ---------------------------------------------------------------------------------

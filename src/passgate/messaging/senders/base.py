@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
 
 # Providers quote the destination in their refusals ("550 5.1.1 <jo@example.com>: no such user", "The 'To'
 # number +15551234567 is not valid"). What they say is kept on the outbox row, on the timeline and in logs,
@@ -61,17 +60,3 @@ class ProviderAuthorizationError(SendError):
     """The provider refused our credentials: FAILED_AUTHORIZATION, and an operator must act."""
 
     authorization = True
-
-
-class EmailSender(Protocol):
-    name: str
-
-    async def send_email(self, message: OutgoingEmail) -> str:
-        """Send; return the provider's message id."""
-        ...
-
-
-class SmsSender(Protocol):
-    name: str
-
-    async def send_sms(self, message: OutgoingSms) -> str: ...

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import httpx
 
+from passgate.messaging.interfaces import SmsSender
 from passgate.messaging.senders.base import (
     OutgoingSms,
     PermanentSendError,
     ProviderAuthorizationError,
     SendError,
-    SmsSender,
     TemporarySendError,
     provider_said,
 )

@@ -1,4 +1,4 @@
-"""Test sends: a template rendered with sample values and sent like a real message, marked as a test.
+"""Sample (test) sends: a template rendered with sample values and sent like a real message, marked as a test.
 
 A test send is an outbox row with purpose "test" and no MFA session: it goes through the same worker,
 providers, retries and attempt log as a challenge, so it proves the whole delivery path. It carries no
@@ -9,11 +9,19 @@ that it is a test, so a forwarded test message cannot be mistaken for (or used a
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.messaging.interfaces import Claimed, ClaimJoin, NewSecret, SentMessage
+from passgate.messaging.models import Message
+from passgate.messaging.senders.base import SendError
+from passgate.messaging.sources import TemplateSource
+from passgate.messaging.states import DeliveryStatus
 from passgate.messaging.templates import (
     Brand,
     MessageTemplate,
@@ -127,3 +135,91 @@ def referenced_values(template: MessageTemplate) -> list[str]:
             for m in _VALUE_REF.finditer(source or ""):
                 keys[m.group(1) or m.group(2)] = None
     return list(keys)
+
+
+class SampleDelivery:
+    """The "test" purpose's hooks (`messaging.interfaces.DeliveryHooks`): a sample send has no owner row,
+    no secret and nobody to tell; it renders with sample values, marked as a test."""
+
+    purpose = PURPOSE
+    join: ClaimJoin | None = None
+
+    def owner_of(self, row: Any) -> None:
+        return None
+
+    def load_owners(self, session: Session, owner_ids: Sequence[str]) -> Mapping[str, Any]:
+        return {}
+
+    def closed(self, owner: Any | None) -> str | None:
+        return None
+
+    def needs_secret(self, owner: Any | None) -> bool:
+        return False
+
+    def make_secret(
+        self, message_id: str, owner: Any, channel: str, destination: str
+    ) -> tuple[NewSecret, dict[str, Any]]:
+        raise TypeError("a sample send carries no secret")
+
+    def store_secrets(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        return None
+
+    def render_contexts(self, session: Session, owners: Sequence[Any]) -> Mapping[str, Any]:
+        return {}
+
+    def prepare(
+        self,
+        session: Session,
+        templates: TemplateSource,
+        message: Any,
+        owner: Any | None,
+        secret: str | None,
+        contexts: Mapping[str, Any],
+    ) -> Claimed:
+        m = message
+        template = templates.get(session, m.client_id, m.template_name)
+        client = session.get(Client, m.client_id)
+        minutes, code_length = sample_settings(session, client, template)
+        return Claimed(
+            message_id=m.id,
+            client_id=m.client_id,
+            channel=m.channel,
+            destination=m.destination,
+            attempt=m.attempts,
+            secret=None,
+            template=template,
+            brand=templates.brand(session, m.client_id),
+            locale=m.locale,
+            context={"codeLength": code_length},
+            ttl_minutes=minutes,
+            mfa_type=None,
+            # A sandbox client's test sends stay on the machine, like its challenges.
+            sandbox=bool(client is None or client.sandbox),
+            purpose=m.purpose,
+            from_address=templates.from_address(session, m.client_id),
+        )
+
+    def render(
+        self, claimed: Claimed, public_url: str, host: str
+    ) -> tuple[RenderedMessage, str | None, str | None]:
+        c = claimed
+        if c.template is None:
+            raise SendError("the message's template no longer exists")
+        code_length = int(c.context.get("codeLength", 6))
+        return render_test(c.template, c.locale, c.brand, public_url, host, c.ttl_minutes, code_length)
+
+    def messages_sent(self, session: Session, sent: list[SentMessage], now: datetime) -> None:
+        return None
+
+    def message_failed(
+        self, session: Session, message: Message, authorization: bool, reason: str, now: datetime
+    ) -> None:
+        return None
+
+    def message_skipped(self, session: Session, message_id: str, owner_id: str | None) -> None:
+        return None
+
+    def delivery_report(
+        self, session: Session, message: Message, status: DeliveryStatus, source: str
+    ) -> None:
+        return None
