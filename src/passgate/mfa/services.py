@@ -24,12 +24,10 @@ from passgate.keyring import KeyRing
 from passgate.messaging.models import Message
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus, MessageStatus
-from passgate.messaging.templates import choose_locale
 from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
+from passgate.mfa.challenge import Picked, checked_destination, new_session_row, pick_template
 from passgate.mfa.destinations import (
-    check_email,
-    check_phone,
     is_sandbox_destination,
     mask,
     normalise_destination,
@@ -202,25 +200,6 @@ class StatusListener(Protocol):
     ) -> None: ...
 
 
-class _Picked(NamedTuple):
-    """A challenge's template and the request attributes it needs (`MfaService._pick_template`)."""
-
-    template: Any
-    name: str
-    name_key: str
-    values_key: str
-    mfa_type: str
-    channel: str
-    echo_key: str
-    raw_destination: str
-
-    def echoed(self, destination: str) -> dict[str, Any]:
-        return {"strategy": {self.name_key: self.name}, "person": {self.echo_key: destination}}
-
-    def refused(self, error: str, destination: str, reason: str | None = None) -> ChallengeRefused:
-        return ChallengeRefused(error, self.mfa_type, self.channel, reason, self.echoed(destination))
-
-
 @dataclass
 class MfaService:
     keyring: KeyRing
@@ -262,11 +241,11 @@ class MfaService:
         multi-row inserts per batch instead of an ORM flush per challenge. A caller that reads the session
         back in the same transaction (the console's sign-in) passes `at_commit=False`: the session row is
         then written at once."""
-        picked = self._pick_template(session, ctx)
+        picked = pick_template(self.templates, session, ctx)
         if isinstance(picked, ChallengeRefused):
             return picked
         sandbox, config = self._client_config(session, ctx.client_id)
-        destination = _checked_destination(picked, sandbox, config)
+        destination = checked_destination(picked, sandbox, config)
         if isinstance(destination, ChallengeRefused):
             return destination
         dest_hash = self.keyring.keyed_hash("destination", destination)
@@ -274,33 +253,11 @@ class MfaService:
             refused = self._refuse_send(session, ctx, picked, destination, dest_hash)
             if refused is not None:
                 return refused
-        row = _new_session_row(ctx, picked, destination, dest_hash, sandbox, config)
+        row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config)
         return self._create(session, ctx, picked, row, at_commit)
 
-    def _pick_template(self, session: Session, ctx: DecisionContext) -> _Picked | ChallengeRefused:
-        """The template the request names and the destination it needs, or why there is none."""
-        login = ctx.event_type == "LOGIN"
-        strategy = ctx.body.get("strategy") or {}
-        name_key = "mfaTemplateName" if login else "verificationTemplateName"
-        name = strategy.get(name_key)
-        if not name:
-            return ChallengeRefused("NOT_ENOUGH_INFO", echoed={})
-        template = self.templates.get(session, ctx.client_id, name)
-        if template is None:
-            return ChallengeRefused("TEMPLATE_NOT_FOUND", echoed={"strategy": {name_key: name}})
-        channel = template.channel
-        mfa_type = "NONCE_OTH" if template.kind == "OTH" else "OTP"
-        echo_key = "emailAddress" if channel == "EMAIL" else "phoneNumber"
-        raw_destination = (ctx.body.get("person") or {}).get(echo_key)
-        if not raw_destination:
-            return ChallengeRefused(
-                "NOT_ENOUGH_INFO", mfa_type, channel, echoed={"strategy": {name_key: name}}
-            )
-        values_key = "mfaTemplateValues" if login else "verificationTemplateValues"
-        return _Picked(template, name, name_key, values_key, mfa_type, channel, echo_key, raw_destination)
-
     def _refuse_send(
-        self, session: Session, ctx: DecisionContext, picked: _Picked, destination: str, dest_hash: str
+        self, session: Session, ctx: DecisionContext, picked: Picked, destination: str, dest_hash: str
     ) -> ChallengeRefused | None:
         """Why no message may go to this destination now, or None. A locked destination or account could
         never verify: no message is sent to it (to another address of the account neither)."""
@@ -316,7 +273,7 @@ class MfaService:
         return None
 
     def _create(
-        self, session: Session, ctx: DecisionContext, picked: _Picked, row: dict[str, Any], at_commit: bool
+        self, session: Session, ctx: DecisionContext, picked: Picked, row: dict[str, Any], at_commit: bool
     ) -> ChallengeStarted:
         """The session, its first send and its timeline row written (at commit unless `at_commit` is
         False); the listeners told."""
@@ -469,38 +426,8 @@ class MfaService:
         return _timeline(queries.events(session, session_id), mfa.link_opens)
 
     def session_view(self, mfa: MfaSession) -> dict[str, Any]:
-        """The session as GET /mfa/v2/{id} answers it, for the console's session page (the console does not
-        import the API's views, `api/views.session_view`)."""
-        out: dict[str, Any] = {
-            "ID": mfa.id,
-            "type": mfa.type,
-            "channel": mfa.channel,
-            "status": mfa.status,
-            "expiresAt": _iso(mfa.expires_at),
-            "sendAttempts": mfa.send_attempts,
-            "verificationAttempts": mfa.verification_attempts,
-            "error": None,
-        }
-        if mfa.match_number:
-            out["matchNumber"] = mfa.match_number
-        return {
-            **out,
-            "eventType": mfa.event_type,
-            "templateName": mfa.template_name,
-            "locale": mfa.locale,
-            "destination": mask(mfa.channel, mfa.destination),
-            "deliveryStatus": mfa.delivery_status,
-            "terminationReason": mfa.termination_reason,
-            "remainingAttempts": max(0, mfa.max_attempts - mfa.verification_attempts),
-            "maxSends": mfa.max_sends,
-            "accountId": mfa.account_id,
-            "decisionId": mfa.decision_id,
-            "createdAt": _iso(mfa.created_at),
-            "updatedAt": _iso(mfa.updated_at),
-            "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
-            "sandbox": mfa.sandbox,
-            "linkOpens": mfa.link_opens,
-        }
+        """For the console's session page, which does not import the API's views."""
+        return _console_session_view(mfa)
 
     def timeline(self, session: Session, client_id: str, session_id: str) -> list[dict[str, Any]]:
         """`timeline_entries` for the console's session page."""
@@ -535,7 +462,7 @@ class MfaService:
             _check_throttle(conn, row.client_id, subjects, now)
         # Count the attempt before checking the code, so no answer escapes the budget.
         mfa.verification_attempts += 1
-        matched = self._code_matches(conn, row.id, code, now)
+        matched = _code_matches(self.keyring, conn, row.id, code, now)
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "api", {"attempt": mfa.verification_attempts, "ok": matched}
         )
@@ -546,15 +473,6 @@ class MfaService:
             result = self._failed_attempt(session, mfa, row, subjects, now, "api")
         queries.write_back(session, conn, mfa)
         return result
-
-    def _code_matches(self, conn: Any, session_id: str, code: str, now: datetime) -> bool:
-        presented = mfa_secrets.normalise_code(code)
-        matched = False
-        for secret_hash, key_id, expires_at in queries.live_codes(conn, session_id):
-            # Check every candidate (no early exit) so timing does not tell which code matched.
-            ok = self.keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret_hash, key_id)
-            matched = matched or (ok and expires_at > now)
-        return matched
 
     def _failed_attempt(
         self,
@@ -593,32 +511,8 @@ class MfaService:
         if not read.sandbox:
             queries.clear_failures(session.connection(), read.client_id, self._subjects(read), now)
         if read.account_id and read.device_session_id:
-            self._trust_device(session, mfa, read.account_id, read.device_session_id, now)
-
-    def _trust_device(
-        self, session: Session, mfa: _Working, account_id: str, device_session_id: str, now: datetime
-    ) -> None:
-        """The device becomes trusted for the account (not a banned one), written when the transaction
-        commits (`db.defer_upsert`), as a decision marks a device seen."""
-        trust = queries.device_trust(session.connection(), mfa.client_id, account_id, device_session_id)
-        if trust == "BANNED":
-            return
-        defer_upsert(
-            session,
-            queries.DEVICES,
-            {
-                "client_id": mfa.client_id,
-                "account_id": account_id,
-                "device_session_id": device_session_id,
-                "seen": True,
-                "trust_state": "TRUSTED",
-                "first_seen_at": now,
-                "last_seen_at": now,
-            },
-            ("client_id", "account_id", "device_session_id"),
-            ("seen", "trust_state", "last_seen_at"),
-        )
-        self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
+            if _trust_device(session, read.client_id, read.account_id, read.device_session_id, now):
+                self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
 
     def resend(self, session: Session, client_id: str, session_id: str) -> SessionRow:
         now = self.clock.now()
@@ -882,28 +776,8 @@ class MfaService:
     def unlock_destination(
         self, session: Session, client_id: str, channel: str, destination: str
     ) -> UnlockResult:
-        """Clear a destination's consecutive failures, its wait and its lock (after 100 failures new
-        challenges to it answer RATE_LIMITED) for one client. `destination` is normalised here as challenges
-        normalise it, and looked up under every configured secret key, so counters kept before a key
-        rotation are found too. The send limits (per destination and prefix) are windows that pass by
-        themselves and are left alone."""
-        check = normalise_destination(channel, destination)
-        if not check.ok:
-            raise InvalidDestination("emailAddress" if channel == "EMAIL" else "phoneNumber", check.reason)
-        conn = session.connection()
-        failures, locked, waiting = 0, False, None
-        found = []
-        for subject in self.keyring.all_hashes("destination", check.value):
-            state = queries.counter_state(conn, client_id, "destination", subject)
-            if state is None:
-                continue
-            failures = max(failures, state.failures)
-            locked = locked or state.locked
-            if state.next_allowed_at is not None and state.next_allowed_at > self.clock.now():
-                waiting = max(waiting or state.next_allowed_at, state.next_allowed_at)
-            found.append(("destination", subject))
-        queries.clear_failures(conn, client_id, found, self.clock.now())
-        return UnlockResult(channel, mask(channel, check.value), failures, locked, waiting)
+        """Clear a destination's consecutive failures, its wait and its lock for one client (`_unlock`)."""
+        return _unlock(self.keyring, session.connection(), self.clock.now(), client_id, channel, destination)
 
     def _subjects(self, mfa: _Read) -> list[tuple[str, str]]:
         subjects = [("destination", mfa.destination_hash)]
@@ -912,87 +786,109 @@ class MfaService:
         return subjects
 
 
+def _console_session_view(mfa: MfaSession) -> dict[str, Any]:
+    """The session as GET /mfa/v2/{id} answers it, for the console's session page (the console does not
+    import the API's views, `api/views.session_view`)."""
+    out: dict[str, Any] = {
+        "ID": mfa.id,
+        "type": mfa.type,
+        "channel": mfa.channel,
+        "status": mfa.status,
+        "expiresAt": _iso(mfa.expires_at),
+        "sendAttempts": mfa.send_attempts,
+        "verificationAttempts": mfa.verification_attempts,
+        "error": None,
+    }
+    if mfa.match_number:
+        out["matchNumber"] = mfa.match_number
+    return {
+        **out,
+        "eventType": mfa.event_type,
+        "templateName": mfa.template_name,
+        "locale": mfa.locale,
+        "destination": mask(mfa.channel, mfa.destination),
+        "deliveryStatus": mfa.delivery_status,
+        "terminationReason": mfa.termination_reason,
+        "remainingAttempts": max(0, mfa.max_attempts - mfa.verification_attempts),
+        "maxSends": mfa.max_sends,
+        "accountId": mfa.account_id,
+        "decisionId": mfa.decision_id,
+        "createdAt": _iso(mfa.created_at),
+        "updatedAt": _iso(mfa.updated_at),
+        "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
+        "sandbox": mfa.sandbox,
+        "linkOpens": mfa.link_opens,
+    }
+
+
+def _trust_device(
+    session: Session, client_id: str, account_id: str, device_session_id: str, now: datetime
+) -> bool:
+    """The device becomes trusted for the account (not a banned one), written when the transaction
+    commits (`db.defer_upsert`), as a decision marks a device seen. False for a banned one."""
+    trust = queries.device_trust(session.connection(), client_id, account_id, device_session_id)
+    if trust == "BANNED":
+        return False
+    defer_upsert(
+        session,
+        queries.DEVICES,
+        {
+            "client_id": client_id,
+            "account_id": account_id,
+            "device_session_id": device_session_id,
+            "seen": True,
+            "trust_state": "TRUSTED",
+            "first_seen_at": now,
+            "last_seen_at": now,
+        },
+        ("client_id", "account_id", "device_session_id"),
+        ("seen", "trust_state", "last_seen_at"),
+    )
+    return True
+
+
+def _code_matches(keyring: KeyRing, conn: Any, session_id: str, code: str, now: datetime) -> bool:
+    presented = mfa_secrets.normalise_code(code)
+    matched = False
+    for secret_hash, key_id, expires_at in queries.live_codes(conn, session_id):
+        # Check every candidate (no early exit) so timing does not tell which code matched.
+        ok = keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret_hash, key_id)
+        matched = matched or (ok and expires_at > now)
+    return matched
+
+
+def _unlock(
+    keyring: KeyRing, conn: Any, now: datetime, client_id: str, channel: str, destination: str
+) -> UnlockResult:
+    """`MfaService.unlock_destination`: clear a destination's consecutive failures, its wait and its lock (after 100 failures new
+    challenges to it answer RATE_LIMITED) for one client. `destination` is normalised here as challenges
+    normalise it, and looked up under every configured secret key, so counters kept before a key
+    rotation are found too. The send limits (per destination and prefix) are windows that pass by
+    themselves and are left alone."""
+    check = normalise_destination(channel, destination)
+    if not check.ok:
+        raise InvalidDestination("emailAddress" if channel == "EMAIL" else "phoneNumber", check.reason)
+    failures, locked, waiting = 0, False, None
+    found = []
+    for subject in keyring.all_hashes("destination", check.value):
+        state = queries.counter_state(conn, client_id, "destination", subject)
+        if state is None:
+            continue
+        failures = max(failures, state.failures)
+        locked = locked or state.locked
+        if state.next_allowed_at is not None and state.next_allowed_at > now:
+            waiting = max(waiting or state.next_allowed_at, state.next_allowed_at)
+        found.append(("destination", subject))
+    queries.clear_failures(conn, client_id, found, now)
+    return UnlockResult(channel, mask(channel, check.value), failures, locked, waiting)
+
+
 def _open_or_raise(mfa: MfaSession, now: datetime) -> None:
     if is_terminal(mfa.status):
         raise SessionClosed(mfa.status, mfa.termination_reason)
     if now >= mfa.expires_at:
         # Raising rolls this transaction back; the sweeper records the expiry within a second.
         raise SessionClosed(Status.TERMINATED.value, TerminationReason.EXPIRED.value)
-
-
-def _checked_destination(picked: _Picked, sandbox: bool, config: MfaConfig) -> str | ChallengeRefused:
-    """The destination as challenges store it (normalised), or why it is refused."""
-    raw = picked.raw_destination
-    magic = is_sandbox_destination(picked.channel, raw)
-    if magic and not sandbox:
-        return picked.refused("INVALID_DESTINATION", raw)
-    if picked.channel == "EMAIL":
-        check = check_email(raw)
-    elif magic:
-        check = check_phone(raw, ["US"], False)
-    else:
-        check = check_phone(raw, list(config.sms_allowed_countries), config.reject_voip)
-    if not check.ok:
-        log.info("challenge refused: %s", check.reason, extra={"channel": picked.channel})
-        return picked.refused("INVALID_DESTINATION", raw)
-    return check.value
-
-
-def _new_session_row(
-    ctx: DecisionContext, picked: _Picked, destination: str, dest_hash: str, sandbox: bool, config: MfaConfig
-) -> dict[str, Any]:
-    """The new session's row, as inserted."""
-    body, now, mfa_type, channel = ctx.body, ctx.now, picked.mfa_type, picked.channel
-    strategy = body.get("strategy") or {}
-    person = body.get("person") or {}
-    ttl = config.ttl(channel, mfa_type, ctx.event_type)
-    bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
-    locale = choose_locale(
-        list(picked.template.locales),
-        picked.template.default_locale,
-        body.get("preferredLanguageCode"),
-        # The phone number's country decides next, for an email challenge too when the request gave
-        # person.phoneNumber (E.164, already checked by the request schema).
-        destination if channel == "SMS" else person.get("phoneNumber"),
-    )
-    name_parts = person.get("name") or {}
-    return {
-        "id": new_uuid(),
-        "client_id": ctx.client_id,
-        "decision_id": ctx.decision_id,
-        "event_type": ctx.event_type,
-        "type": mfa_type,
-        "channel": channel,
-        "template_name": picked.name,
-        "locale": locale,
-        "destination": destination,
-        "destination_hash": dest_hash,
-        "account_id": (body.get("account") or {}).get("id"),
-        "device_session_id": body.get("deviceSessionId"),
-        "status": Status.UNKNOWN.value,
-        "termination_reason": None,
-        "delivery_status": DeliveryStatus.QUEUED.value,
-        "send_attempts": 0,
-        "verification_attempts": 0,
-        "max_sends": config.max_sends,
-        "max_attempts": config.max_attempts,
-        "ttl_seconds": ttl,
-        "code_length": config.otp_length,
-        "expires_at": now + timedelta(seconds=ttl),
-        "created_at": now,
-        "updated_at": now,
-        "verified_at": None,
-        "target_url": strategy.get("verificationTargetUrl"),
-        "bind_to_device": bind,
-        "match_number": mfa_secrets.new_match_number() if bind else None,
-        "sandbox": sandbox,
-        "render_context": {
-            "values": dict(strategy.get(picked.values_key) or {}),
-            "person": {k: name_parts.get(k) for k in ("first", "last", "preferred")},
-        },
-        "sequence": 0,
-        "link_opens": 0,
-    }
 
 
 def _timeline(rows: Any, link_opens: int) -> list[TimelineEntry]:
