@@ -143,7 +143,6 @@ _QUEUED = "queued"
 _STATUS_CHANGED = "statusChanged"
 _FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHANGED", _STATUS_CHANGED)}
 # Transitional names for the worker callbacks below (`messages_sent`), until they move out of this module.
-_SESSIONS = queries.SESSIONS
 _SENT_SESSIONS = queries.SENT_SESSIONS
 _EXISTING_SECRETS = queries.EXISTING_SECRETS
 _ACTIVATE_SECRET = queries.ACTIVATE_SECRET
