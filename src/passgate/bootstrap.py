@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from passgate.api.views import challenge_answer
 from passgate.auth.services import ClientCache, KeyStatusCache
 from passgate.auth.tokens import TokenService
 from passgate.clock import Clock, SystemClock
@@ -210,7 +211,12 @@ def build_registry(
         tokens=TokenService(settings.secret_key_list, settings.token_ttl_seconds),
         key_status=KeyStatusCache(sessions, settings.key_cache_seconds, clock),
         policy_cache=policy_cache,
-        decisions=DecisionService(policy_cache, start_challenge=mfa.start_challenge, sources=signals),
+        decisions=DecisionService(
+            policy_cache,
+            # The decision's answer carries the challenge in Kount's shape (`api/views.py`).
+            start_challenge=lambda session, ctx: challenge_answer(mfa.start_challenge(session, ctx)),
+            sources=signals,
+        ),
         metrics=metrics,
         keyring=keyring,
         limiter=limiter,

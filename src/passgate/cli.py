@@ -678,7 +678,9 @@ def cmd_destination_unlock(args: argparse.Namespace) -> int:
             registry.clock.now(),
             {"channel": result.channel, "failures": result.failures, "locked": result.locked},
         )
-    view = {**result.view(), "clientId": args.client}
+    from passgate.api.views import unlock_view
+
+    view = {**unlock_view(result), "clientId": args.client}
     if view["cleared"]:
         human = (
             f"{result.masked} unlocked for client {args.client}: {result.failures} consecutive failures"

@@ -201,7 +201,7 @@ async def confirm(token: str, request: Request, registry: RegistryDep) -> Respon
                 result = registry.mfa.confirm_link(session, mfa, form.get("number"))
             except SessionClosed:
                 return ctx, "neutral", None
-            return ctx, ("verified" if result["status"] == "VERIFIED" else "wrong"), mfa.target_url
+            return ctx, ("verified" if result.status == "VERIFIED" else "wrong"), mfa.target_url
 
     ctx, outcome, target = await run_in_threadpool(run)
     if outcome == "verified":

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import AdminAuth, RegistryDep
+from passgate.api.views import unlock_view
 from passgate.audit.services import record as audit
 from passgate.db import transaction
 from passgate.mfa.destinations import normalise_destination
@@ -97,6 +98,6 @@ async def unlock(body: UnlockBody, registry: RegistryDep, auth: AdminAuth) -> JS
                 registry.clock.now(),
                 {"channel": result.channel, "failures": result.failures, "locked": result.locked},
             )
-            return result.view()
+            return unlock_view(result)
 
     return JSONResponse(await run_in_threadpool(run))

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
 from passgate.api.responses import CompactJSONResponse
+from passgate.api.views import attempt_view, session_view, timeline_view
 from passgate.bootstrap import Registry
 from passgate.db import transaction
 
@@ -62,7 +63,7 @@ def _run(registry: Registry, fn: Any) -> Any:
 )
 async def get_session(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
     def fn(session: Any) -> dict[str, Any]:
-        return registry.mfa.session_view(registry.mfa.load(session, auth.client_id, session_id))
+        return session_view(registry.mfa.get(session, auth.client_id, session_id))
 
     return CompactJSONResponse(await run_in_threadpool(_run, registry, fn))
 
@@ -100,13 +101,13 @@ async def verify(
     result = await registry.committer.run(
         lambda s: registry.mfa.verify_code(s, auth.client_id, session_id, body.code)
     )
-    registry.metrics.status_changes.labels(result["status"]).inc()
-    return CompactJSONResponse(result)
+    registry.metrics.status_changes.labels(result.status).inc()
+    return CompactJSONResponse(attempt_view(result))
 
 
 async def _resend(registry: Registry, client_id: str, session_id: str) -> CompactJSONResponse:
-    out = await run_in_threadpool(_run, registry, lambda s: registry.mfa.resend(s, client_id, session_id))
-    return CompactJSONResponse(out)
+    row = await run_in_threadpool(_run, registry, lambda s: registry.mfa.resend(s, client_id, session_id))
+    return CompactJSONResponse(session_view(row))
 
 
 @router.post(
@@ -125,15 +126,15 @@ async def resend_kount(body: ResendBody, registry: RegistryDep, auth: Integratio
 
 @router.post("/mfa/v2/{session_id}/cancel", summary="Cancel: the session becomes TERMINATED")
 async def cancel(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
-    out = await run_in_threadpool(
+    row = await run_in_threadpool(
         _run, registry, lambda s: registry.mfa.cancel(s, auth.client_id, session_id)
     )
-    return CompactJSONResponse(out)
+    return CompactJSONResponse(session_view(row))
 
 
 @router.get("/mfa/v2/{session_id}/timeline", summary="Every send, delivery report, link open and attempt")
 async def timeline(session_id: str, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
-    items = await run_in_threadpool(
-        _run, registry, lambda s: registry.mfa.timeline(s, auth.client_id, session_id)
+    entries = await run_in_threadpool(
+        _run, registry, lambda s: registry.mfa.timeline_entries(s, auth.client_id, session_id)
     )
-    return CompactJSONResponse({"sessionId": session_id, "items": items})
+    return CompactJSONResponse(timeline_view(session_id, entries))

@@ -6,8 +6,19 @@ and nowhere else on the HTTP side.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from passgate.mfa.destinations import mask
+from passgate.mfa.queries import SessionRow
+from passgate.mfa.results import (
+    AttemptResult,
+    ChallengeRefused,
+    ChallengeResult,
+    ChallengeStarted,
+    TimelineEntry,
+    UnlockResult,
+)
 from passgate.policy.decisions import Decision
 
 # Where the answer carries a started challenge: a login's is MFA, an account opening's a verification.
@@ -31,3 +42,116 @@ def decision_view(decision: Decision) -> dict[str, Any]:
         body[CHALLENGE_KEYS[decision.event_type]] = decision.challenge
         body.update(decision.echoed)
     return body
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def challenge_view(started: ChallengeStarted) -> dict[str, Any]:
+    """The `mfa` / `verification` object of a decision that started a challenge."""
+    out: dict[str, Any] = {
+        "ID": started.session_id,
+        "type": started.type,
+        "channel": started.channel,
+        "status": started.status,
+        "expiresAt": _iso(started.expires_at),
+        "sendAttempts": started.send_attempts,
+        "verificationAttempts": started.verification_attempts,
+        "error": None,
+    }
+    if started.match_number:
+        out["matchNumber"] = started.match_number
+    return out
+
+
+def refused_view(refused: ChallengeRefused) -> dict[str, Any]:
+    """The `mfa` / `verification` object of a decision whose challenge did not start."""
+    out: dict[str, Any] = {
+        "ID": None,
+        "type": refused.type,
+        "channel": refused.channel,
+        "status": None,
+        "expiresAt": None,
+        "sendAttempts": 0,
+        "verificationAttempts": 0,
+        "error": refused.error,
+    }
+    if refused.reason is not None:
+        out["errorReason"] = refused.reason
+    return out
+
+
+def challenge_answer(result: ChallengeResult) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A started or refused challenge as the decision's answer carries it, and the request attributes it
+    echoes (`policy.decisions.ChallengeStarter`)."""
+    if isinstance(result, ChallengeStarted):
+        return challenge_view(result), result.echoed
+    return refused_view(result), result.echoed or {}
+
+
+def session_view(row: SessionRow) -> dict[str, Any]:
+    """GET /mfa/v2/{id}, and the answer of a resend or a cancel."""
+    out: dict[str, Any] = {
+        "ID": row.id,
+        "type": row.type,
+        "channel": row.channel,
+        "status": row.status,
+        "expiresAt": _iso(row.expires_at),
+        "sendAttempts": row.send_attempts,
+        "verificationAttempts": row.verification_attempts,
+        "error": None,
+    }
+    if row.match_number:
+        out["matchNumber"] = row.match_number
+    return {
+        **out,
+        "eventType": row.event_type,
+        "templateName": row.template_name,
+        "locale": row.locale,
+        "destination": mask(row.channel, row.destination),
+        "deliveryStatus": row.delivery_status,
+        "terminationReason": row.termination_reason,
+        "remainingAttempts": max(0, row.max_attempts - row.verification_attempts),
+        "maxSends": row.max_sends,
+        "accountId": row.account_id,
+        "decisionId": row.decision_id,
+        "createdAt": _iso(row.created_at),
+        "updatedAt": _iso(row.updated_at),
+        "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
+        "sandbox": row.sandbox,
+        "linkOpens": row.link_opens,
+    }
+
+
+def attempt_view(result: AttemptResult) -> dict[str, Any]:
+    """The answer of a code verify (and what a link confirm found): the status, and the termination
+    reason, remaining attempts and reason where the result has them."""
+    out: dict[str, Any] = {"status": result.status}
+    if result.termination_reason is not None:
+        out["terminationReason"] = result.termination_reason
+    if result.remaining_attempts is not None:
+        out["remainingAttempts"] = result.remaining_attempts
+    if result.reason is not None:
+        out["reason"] = result.reason
+    return out
+
+
+def timeline_view(session_id: str, entries: list[TimelineEntry]) -> dict[str, Any]:
+    """GET /mfa/v2/{id}/timeline."""
+    return {
+        "sessionId": session_id,
+        "items": [{"type": e.type, "at": _iso(e.at), "source": e.source, "data": e.data} for e in entries],
+    }
+
+
+def unlock_view(result: UnlockResult) -> dict[str, Any]:
+    """POST /manage/v1/destinations/unlock (and `passgate unlock-destination`)."""
+    return {
+        "channel": result.channel,
+        "destination": result.masked,
+        "failures": result.failures,
+        "locked": result.locked,
+        "waitingUntil": _iso(result.waiting_until) if result.waiting_until else None,
+        "cleared": result.cleared,
+    }

@@ -34,6 +34,7 @@ from passgate.console.permissions import Role
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.mfa.models import MfaSession
+from passgate.mfa.results import ChallengeRefused
 from passgate.mfa.services import MfaService
 from passgate.policy.decisions import DecisionContext
 from passgate.policy.engine import Outcome
@@ -301,10 +302,9 @@ class ConsoleAuth:
             now=now,
         )
         started = self.mfa.start_challenge(session, ctx, at_commit=False)  # read back below
-        challenge = started[0] if started else {"error": "NOT_ENOUGH_INFO"}
-        if challenge.get("error") or not challenge.get("ID"):
-            raise ChallengeNotStarted(str(challenge.get("error") or "UNKNOWN"))
-        mfa = session.get(MfaSession, challenge["ID"])
+        if isinstance(started, ChallengeRefused):
+            raise ChallengeNotStarted(started.error)
+        mfa = session.get(MfaSession, started.session_id)
         assert mfa is not None
         token = secrets.token_urlsafe(32)
         session.add(

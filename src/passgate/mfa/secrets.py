@@ -9,6 +9,8 @@ import secrets
 CODE_PURPOSE = "mfa-code"
 LINK_PURPOSE = "mfa-link"
 SANDBOX_CODE_LENGTH_FILL = "0"
+# The last three codes (or links) issued stay valid: a resend does not break one in flight.
+VALID_CODES = 3
 
 
 def new_code(length: int) -> str:

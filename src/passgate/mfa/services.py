@@ -1,6 +1,8 @@
 """MFA sessions: start a challenge, verify, resend, cancel, confirm or deny a link, expire.
 
 Every state change and its outbox rows are written in the caller's transaction; nothing is sent here.
+The statements are in `mfa.queries` (the fast path lives there); the answers are typed (`mfa.results`)
+and spelled out for the wire by `api/views.py`.
 """
 
 from __future__ import annotations
@@ -8,29 +10,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Table, bindparam, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
 from passgate.caching import TtlCache
 from passgate.clock import Clock
-from passgate.db import HotStatement, defer_insert, defer_upsert, dialect_insert
-from passgate.ids import new_uuid
+from passgate.db import defer_insert, defer_upsert
 from passgate.keyring import KeyRing
-from passgate.locales import choose_locale
 from passgate.messaging import outbox
-from passgate.messaging.models import Message
 from passgate.messaging.outbox import OutboxMessage
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
+from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
+from passgate.mfa.challenge import Picked, checked_destination, new_session_row, pick_template
 from passgate.mfa.destinations import (
-    check_email,
-    check_phone,
-    is_sandbox_destination,
     mask,
     normalise_destination,
     phone_prefix,
@@ -44,11 +41,36 @@ from passgate.mfa.exceptions import (
     Throttled,
     WrongMethod,
 )
-from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
-from passgate.mfa.states import OPEN, Status, TerminationReason, check_move, is_terminal
+from passgate.mfa.models import ClientSettings, MfaEvent, MfaSession
+from passgate.mfa.queries import LISTENER_COLUMNS, SessionChanges, SessionRow, SessionSnapshot
+from passgate.mfa.results import (
+    AttemptResult,
+    ChallengeRefused,
+    ChallengeResult,
+    ChallengeStarted,
+    TimelineEntry,
+    UnlockResult,
+)
+from passgate.mfa.secrets import VALID_CODES
+from passgate.mfa.states import Status, TerminationReason, check_move, is_terminal
 from passgate.policy.decisions import DecisionContext
-from passgate.policy.models import Device
 from passgate.ratelimit import RateLimiter
+
+__all__ = [
+    "LISTENER_COLUMNS",
+    "VALID_CODES",
+    "AttemptResult",
+    "ChallengeRefused",
+    "ChallengeResult",
+    "ChallengeStarted",
+    "MfaConfig",
+    "MfaService",
+    "SessionSnapshot",
+    "StatusListener",
+    "UnlockResult",
+    "resolve_config",
+    "throttle_wait",
+]
 
 log = logging.getLogger("passgate.mfa")
 
@@ -60,7 +82,6 @@ THROTTLE_AFTER = 10
 LOCK_AFTER = 100
 FIRST_WAIT_SECONDS = 30
 MAX_WAIT_SECONDS = 3600
-VALID_CODES = 3  # the last three codes issued stay valid (resend does not break a code in flight)
 PREFETCH_WINDOW_SECONDS = 10
 # The timeline's reason for a session ended by a wrong pick on the confirm page (`confirm_link`).
 NUMBER_MISMATCH = "NUMBER_MISMATCH"
@@ -114,58 +135,21 @@ def _config_from(country: str, s: Any) -> MfaConfig:
     )
 
 
-# Timeline rows that carry a second entry (see `timeline`): the key it is under, and its type.
+# Timeline rows that carry a second entry (see `timeline_entries`): the key it is under, and its type.
 _QUEUED = "queued"
 _STATUS_CHANGED = "statusChanged"
 _FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHANGED", _STATUS_CHANGED)}
-_SESSIONS = cast(Table, MfaSession.__table__)
-_SECRETS = cast(Table, MfaSecret.__table__)
-# What a status listener may read of the session it is given (`StatusListener`): where a status changes
-# for many sessions at once (`messages_sent`), only these columns are read.
-LISTENER_COLUMNS = (
-    "id",
-    "client_id",
-    "event_type",
-    "type",
-    "channel",
-    "status",
-    "delivery_status",
-    "send_attempts",
-    "verification_attempts",
-    "ttl_seconds",
-    "expires_at",
-    "sequence",
-)
-# messages_sent: the round's sessions, what it and the listeners read, locked where the database can.
-_SENT_SESSIONS = (
-    select(*(_SESSIONS.c[name] for name in LISTENER_COLUMNS))
-    .where(_SESSIONS.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(_SESSIONS.c.id)
-    .with_for_update()
-)
-_EXISTING_SECRETS = select(_SECRETS.c.id).where(_SECRETS.c.id.in_(bindparam("ids", expanding=True)))
-# Once per accepted message of a round: on the DBAPI cursor (db.HotStatement), not Connection.execute.
-_ACTIVATE_SECRET = HotStatement(
-    update(_SECRETS)
-    .where(_SECRETS.c.id == bindparam("b_id"))
-    .values(active=True, activated_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
-)
-# Guarded by the version read (`sequence`, moved by every status change): a session that changed since
-# is not overwritten (`db.defer_update`).
-_SENT_SESSION_UPDATE = HotStatement(
-    update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("b_id"), _SESSIONS.c.sequence == bindparam("b_read_sequence"))
-    .values(
-        status=bindparam("b_status"),
-        delivery_status=bindparam("b_delivery"),
-        updated_at=bindparam("b_updated"),
-        expires_at=bindparam("b_expires"),
-        sequence=bindparam("b_sequence"),
-    )
-)
-_clients = Client.__table__.c
-_settings = ClientSettings.__table__.c
-_counters = FailureCounter.__table__.c
+# Transitional names for the worker callbacks below (`messages_sent`), until they move out of this module.
+_SENT_SESSIONS = queries.SENT_SESSIONS
+_EXISTING_SECRETS = queries.EXISTING_SECRETS
+_ACTIVATE_SECRET = queries.ACTIVATE_SECRET
+_SENT_SESSION_UPDATE = queries.SENT_SESSION_UPDATE
+_transient_session = queries.transient_session
+# A session a unit of work changes: an ORM object (flushed at commit) or a read row with its changes
+# (`SessionChanges`, written back by `queries.write_back`).
+_Working = MfaSession | SessionChanges
+# What a unit of work reads of a session: a frozen row, or the ORM object itself.
+_Read = SessionRow | MfaSession
 
 
 class _StoredSettings(NamedTuple):
@@ -180,185 +164,18 @@ class _StoredSettings(NamedTuple):
     reject_voip: bool | None
 
 
-def _transient_session(row: dict[str, Any]) -> MfaSession:
-    mfa: MfaSession = _SESSION_CLASS.new_instance()
-    mfa.__dict__.update(row)
-    return mfa
-
-
-_SESSION_CLASS = MfaSession.__mapper__.class_manager
-# What a challenge needs to know about its client, in one read on the transaction's connection (no ORM
-# identity map, no autoflush of the other decisions sharing the transaction, no result wrapping).
-_CLIENT_CONFIG_STATEMENT = (
-    select(
-        _clients.sandbox,
-        _clients.country,
-        _settings.client_id.label("has_settings"),
-        _settings.link_ttl_seconds,
-        _settings.otp_ttl_seconds,
-        _settings.otp_length,
-        _settings.max_verify_attempts,
-        _settings.max_sends,
-        _settings.sms_allowed_countries,
-        _settings.reject_voip,
-    )
-    .select_from(Client.__table__.outerjoin(ClientSettings.__table__, _settings.client_id == _clients.id))
-    .where(_clients.id == bindparam("client_id"))
-)
-_CLIENT_CONFIG = HotStatement(_CLIENT_CONFIG_STATEMENT)
-# Statements every verify runs, built once (building one and its cache key costs more than running it).
-_LOAD = select(MfaSession).where(
-    MfaSession.id == bindparam("session_id"), MfaSession.client_id == bindparam("client_id")
-)
-_LOAD_LOCKED = _LOAD.with_for_update()
-# A verify's reads and writes, on the DBAPI cursor (db.HotStatement): through the ORM (statement cache
-# keys, identity map, unit of work) the same handful of statements cost several times what SQLite does.
-_SESSION_ROW = HotStatement(
-    select(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("b_id"), _SESSIONS.c.client_id == bindparam("b_client_id"))
-    .with_for_update()
-)
-_SESSION_COLUMN_NAMES = tuple(c.name for c in _SESSIONS.c)
-# What a verify changes on its (transient) session, written back in one statement.
-_WRITE_BACK = HotStatement(
-    update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        termination_reason=bindparam("b_reason"),
-        verification_attempts=bindparam("b_attempts"),
-        updated_at=bindparam("b_updated"),
-        verified_at=bindparam("b_verified"),
-        sequence=bindparam("b_sequence"),
-    )
-)
-_STATUS_NOW = HotStatement(
-    select(_SESSIONS.c.status, _SESSIONS.c.termination_reason).where(_SESSIONS.c.id == bindparam("b_id"))
-)
-_LIVE_CODES = HotStatement(
-    select(_SECRETS.c.secret_hash, _SECRETS.c.key_id, _SECRETS.c.expires_at)
-    .where(
-        _SECRETS.c.session_id == bindparam("b_session_id"),
-        _SECRETS.c.kind == "CODE",
-        _SECRETS.c.active.is_(True),
-    )
-    .order_by(_SECRETS.c.activated_at.desc())
-    .limit(VALID_CODES)
-)
-# The atomic consume of a verify: only one concurrent answer moves an open session to VERIFIED.
-_CONSUME = HotStatement(
-    update(_SESSIONS)
-    # The statuses as bound values one by one (a HotStatement does not expand an IN list).
-    .where(_SESSIONS.c.id == bindparam("b_id"), or_(*(_SESSIONS.c.status == s.value for s in sorted(OPEN))))
-    .values(status=Status.VERIFIED.value, verified_at=bindparam("b_now"), updated_at=bindparam("b_now"))
-)
-_DEVICES = cast(Table, Device.__table__)
-_DEVICE_TRUST = HotStatement(
-    select(_DEVICES.c.trust_state).where(
-        _DEVICES.c.client_id == bindparam("b_client_id"),
-        _DEVICES.c.account_id == bindparam("b_account_id"),
-        _DEVICES.c.device_session_id == bindparam("b_device_session_id"),
-    )
-)
-
-
-# One more open of a session's link, counted by the database; the new count comes back.
-_LINK_OPENED = HotStatement(
-    update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("b_id"))
-    .values(link_opens=_SESSIONS.c.link_opens + 1)
-    .returning(_SESSIONS.c.link_opens)
-)
-_COUNTER_TABLE = cast(Table, FailureCounter.__table__)
-
-
-def _failure_hit(dialect_name: str) -> Any:
-    """One more consecutive failure, counted by the database (no read-modify-write to lose a concurrent
-    one): the row inserted at 1 or its count moved up; the new count comes back."""
-    keys: dict[str, Any] = {
-        "client_id": bindparam("b_client_id"),
-        "scope": bindparam("b_scope"),
-        "subject_hash": bindparam("b_subject"),
-    }
-    row = dialect_insert(dialect_name, _COUNTER_TABLE).values(
-        **keys, failures=1, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now")
-    )
-    return row.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={"failures": _counters.failures + 1, "updated_at": row.excluded.updated_at},
-    ).returning(_counters.failures)
-
-
-_FAILURE_HIT = HotStatement(_failure_hit)
-_COUNTER_KEY = (
-    _counters.client_id == bindparam("b_client_id"),
-    _counters.scope == bindparam("b_scope"),
-    _counters.subject_hash == bindparam("b_subject"),
-)
-_FAILURE_WAIT = HotStatement(
-    update(_COUNTER_TABLE).where(*_COUNTER_KEY).values(next_allowed_at=bindparam("b_next"))
-)
-_FAILURE_LOCK = HotStatement(update(_COUNTER_TABLE).where(*_COUNTER_KEY).values(locked=True))
-_COUNTER_STATE = HotStatement(
-    select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(*_COUNTER_KEY)
-)
-# Whether a challenge's destination or account is locked: the scopes of the two counters that are.
-_LOCKED = HotStatement(
-    select(_counters.scope).where(
-        _counters.client_id == bindparam("b_client_id"),
-        _counters.locked.is_(True),
-        or_(
-            (_counters.scope == "destination") & (_counters.subject_hash == bindparam("b_destination")),
-            (_counters.scope == "account") & (_counters.subject_hash == bindparam("b_account")),
-        ),
-    )
-)
-_COUNTER_CLEAR = HotStatement(
-    update(_COUNTER_TABLE)
-    .where(*_COUNTER_KEY)
-    .values(failures=0, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now"))
-)
-
-
-class _CounterState(NamedTuple):
-    failures: int
-    next_allowed_at: datetime | None
-    locked: bool
-
-
-@dataclass(frozen=True)
-class UnlockResult:
-    """What `MfaService.unlock_destination` found and cleared (the state before it)."""
-
-    channel: str
-    masked: str
-    failures: int
-    locked: bool
-    waiting_until: datetime | None
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "channel": self.channel,
-            "destination": self.masked,
-            "failures": self.failures,
-            "locked": self.locked,
-            "waitingUntil": self.waiting_until.isoformat().replace("+00:00", "Z")
-            if self.waiting_until
-            else None,
-            "cleared": self.failures > 0 or self.locked or self.waiting_until is not None,
-        }
 
 
 class StatusListener(Protocol):
     """Called inside the transaction of every status change (webhooks write their outbox rows here).
 
-    A listener reads only the session's `LISTENER_COLUMNS`: when a worker records a round of sent
-    messages, the sessions it hands over hold those and nothing else (every column read and decoded
-    there is paid per message). It writes only by deferring (`db.defer_insert`): the record may run on a
-    read snapshot, its writes at commit."""
+    A listener gets a `SessionSnapshot`: the session's `LISTENER_COLUMNS` as they are after the change,
+    and nothing else (when a worker records a round of sent messages only those are read: every column
+    read and decoded there is paid per message). It writes only by deferring (`db.defer_insert`): the
+    record may run on a read snapshot, its writes at commit."""
 
     def __call__(
-        self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime
+        self, session: Session, mfa: SessionSnapshot, old: str | None, new: str, now: datetime
     ) -> None: ...
 
 
@@ -387,155 +204,86 @@ class MfaService:
         hit = self._configs.get(client_id)
         if hit is not None:
             return hit
-        [client] = _CLIENT_CONFIG.rows(session.connection(), {"client_id": client_id})
-        sandbox = bool(client[0])
-        config = _config_from(client[1], _StoredSettings(*client[3:]) if client[2] is not None else None)
+        sandbox, country, stored = queries.client_config(session.connection(), client_id)
+        config = _config_from(country, _StoredSettings(*stored) if stored is not None else None)
         return self._configs.put(client_id, (sandbox, config))
 
     # -- creation ------------------------------------------------------------------------------------
 
     def start_challenge(
         self, session: Session, ctx: DecisionContext, *, at_commit: bool = True
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    ) -> ChallengeResult:
         """Start a challenge in the caller's transaction: the session, its outbox message and
         its timeline. Nothing in a decision reads these rows back, so by default they are inserted when the
         transaction commits, with those of the other decisions sharing it (`db.defer_insert`): a few
         multi-row inserts per batch instead of an ORM flush per challenge. A caller that reads the session
         back in the same transaction (the console's sign-in) passes `at_commit=False`: the session row is
         then written at once."""
-        body = ctx.body
-        login = ctx.event_type == "LOGIN"
-        strategy = body.get("strategy") or {}
-        name_key = "mfaTemplateName" if login else "verificationTemplateName"
-        values_key = "mfaTemplateValues" if login else "verificationTemplateValues"
-        person = body.get("person") or {}
-        name = strategy.get(name_key)
-        if not name:
-            return _error("NOT_ENOUGH_INFO"), {}
-        template = self.templates.get(session, ctx.client_id, name)
-        if template is None:
-            return _error("TEMPLATE_NOT_FOUND"), {"strategy": {name_key: name}}
-        channel = template.channel
-        mfa_type = "NONCE_OTH" if template.kind == "OTH" else "OTP"
-        echo_key = "emailAddress" if channel == "EMAIL" else "phoneNumber"
-        raw_destination = person.get(echo_key)
-        echoed: dict[str, Any] = {"strategy": {name_key: name}}
-        if not raw_destination:
-            return _error("NOT_ENOUGH_INFO", mfa_type, channel), echoed
-        echoed["person"] = {echo_key: raw_destination}
-        conn = session.connection()
+        picked = pick_template(self.templates, session, ctx)
+        if isinstance(picked, ChallengeRefused):
+            return picked
         sandbox, config = self._client_config(session, ctx.client_id)
-
-        magic = is_sandbox_destination(channel, raw_destination)
-        if magic and not sandbox:
-            return _error("INVALID_DESTINATION", mfa_type, channel), echoed
-        if channel == "EMAIL":
-            check = check_email(raw_destination)
-        elif magic:
-            check = check_phone(raw_destination, ["US"], False)
-        else:
-            check = check_phone(raw_destination, list(config.sms_allowed_countries), config.reject_voip)
-        if not check.ok:
-            log.info("challenge refused: %s", check.reason, extra={"channel": channel})
-            return _error("INVALID_DESTINATION", mfa_type, channel), echoed
-        destination = check.value
-        echoed["person"] = {echo_key: destination}
+        destination = checked_destination(picked, sandbox, config)
+        if isinstance(destination, ChallengeRefused):
+            return destination
         dest_hash = self.keyring.keyed_hash("destination", destination)
-
-        account_id = (body.get("account") or {}).get("id")
         if not sandbox:
-            # A locked destination or account could never verify: no message is sent to it (to another
-            # address of the account neither).
-            account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
-            locked = _LOCKED.rows(
-                conn, {"b_client_id": ctx.client_id, "b_destination": dest_hash, "b_account": account_hash}
-            )
-            if locked:
-                reason = "DESTINATION_LOCKED" if "destination" in (r[0] for r in locked) else "ACCOUNT_LOCKED"
-                log.info("challenge refused: %s", reason, extra={"channel": channel})
-                return _error("RATE_LIMITED", mfa_type, channel, reason), echoed
-            if not self._send_allowed(channel, destination, dest_hash):
-                return _error("RATE_LIMITED", mfa_type, channel, "TOO_MANY_SENDS"), echoed
+            refused = self._refuse_send(session, ctx, picked, destination, dest_hash)
+            if refused is not None:
+                return refused
+        row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config)
+        return self._create(session, ctx, picked, row, at_commit)
 
+    def _refuse_send(
+        self, session: Session, ctx: DecisionContext, picked: Picked, destination: str, dest_hash: str
+    ) -> ChallengeRefused | None:
+        """Why no message may go to this destination now, or None. A locked destination or account could
+        never verify: no message is sent to it (to another address of the account neither)."""
+        account_id = (ctx.body.get("account") or {}).get("id")
+        account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
+        locked = queries.locked_scopes(session.connection(), ctx.client_id, dest_hash, account_hash)
+        if locked:
+            reason = "DESTINATION_LOCKED" if "destination" in locked else "ACCOUNT_LOCKED"
+            log.info("challenge refused: %s", reason, extra={"channel": picked.channel})
+            return picked.refused("RATE_LIMITED", destination, reason)
+        if not self._send_allowed(picked.channel, destination, dest_hash):
+            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
+        return None
+
+    def _create(
+        self, session: Session, ctx: DecisionContext, picked: Picked, row: dict[str, Any], at_commit: bool
+    ) -> ChallengeStarted:
+        """The session, its first send and its timeline row written (at commit unless `at_commit` is
+        False); the listeners told."""
         now = ctx.now
-        ttl = config.ttl(channel, mfa_type, ctx.event_type)
-        bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
-        match_number = mfa_secrets.new_match_number() if bind else None
-        locale = choose_locale(
-            list(template.locales),
-            template.default_locale,
-            body.get("preferredLanguageCode"),
-            # DESIGN §2: the phone number's country decides next, for an email challenge too when the
-            # request gave person.phoneNumber (E.164, already checked by the request schema).
-            destination if channel == "SMS" else person.get("phoneNumber"),
-        )
-        name_parts = person.get("name") or {}
-        row: dict[str, Any] = {
-            "id": new_uuid(),
-            "client_id": ctx.client_id,
-            "decision_id": ctx.decision_id,
-            "event_type": ctx.event_type,
-            "type": mfa_type,
-            "channel": channel,
-            "template_name": name,
-            "locale": locale,
-            "destination": destination,
-            "destination_hash": dest_hash,
-            "account_id": account_id,
-            "device_session_id": body.get("deviceSessionId"),
-            "status": Status.UNKNOWN.value,
-            "termination_reason": None,
-            "delivery_status": DeliveryStatus.QUEUED.value,
-            "send_attempts": 0,
-            "verification_attempts": 0,
-            "max_sends": config.max_sends,
-            "max_attempts": config.max_attempts,
-            "ttl_seconds": ttl,
-            "code_length": config.otp_length,
-            "expires_at": now + timedelta(seconds=ttl),
-            "created_at": now,
-            "updated_at": now,
-            "verified_at": None,
-            "target_url": strategy.get("verificationTargetUrl"),
-            "bind_to_device": bind,
-            "match_number": match_number,
-            "sandbox": sandbox,
-            "render_context": {
-                "values": dict(strategy.get(values_key) or {}),
-                "person": {k: name_parts.get(k) for k in ("first", "last", "preferred")},
-            },
-            "sequence": 0,
-            "link_opens": 0,
-        }
-        # A transient object (never added to the session) for the listeners and the answer; made without
-        # the mapped constructor, which costs more than the rest of this function's bookkeeping.
-        mfa = _transient_session(row)
+        # The send (`_queue_send`) moves counters on the object it is given: a transient one (never added
+        # to the ORM session), made without the mapped constructor, which costs more than the rest.
+        mfa = queries.transient_session(row)
         if at_commit:
             # Inserted at commit before the rows that reference it (secret, message, events): deferred rows
             # go in in foreign-key order.
-            defer_insert(session, _SESSIONS, [row])
-        self._status_changed(session, mfa, None, Status.UNKNOWN, now)
+            defer_insert(session, queries.SESSIONS, [row])
+        self._notify(session, mfa, None, Status.UNKNOWN, now)
         queued = self._queue_send(session, mfa, now, event=False)
         # One timeline row for the creation and the first send queued (`timeline` lists them as two).
-        self._event(
-            session,
-            mfa,
-            "CREATED",
-            "api",
-            {
-                "decisionId": ctx.decision_id,
-                "templateName": name,
-                "locale": locale,
-                "sandbox": sandbox,
-                _QUEUED: queued,
-            },
-        )
+        created = {"decisionId": ctx.decision_id, "templateName": picked.name, "locale": row["locale"]}
+        self._event(session, mfa, "CREATED", "api", {**created, "sandbox": row["sandbox"], _QUEUED: queued})
         # The counters the listeners and the send moved, into the row before it is written.
         row["sequence"] = mfa.sequence
         row["send_attempts"] = mfa.send_attempts
         if not at_commit:
-            conn.execute(insert(_SESSIONS), row)
-        return self.challenge_view(mfa), echoed
+            queries.insert_session(session.connection(), row)
+        return ChallengeStarted(
+            row["id"],
+            row["type"],
+            row["channel"],
+            row["status"],
+            row["expires_at"],
+            mfa.send_attempts,
+            0,
+            row["match_number"],
+            picked.echoed(row["destination"]),
+        )
 
     def _send_allowed(self, channel: str, destination: str, dest_hash: str) -> bool:
         if not self.limiter.hit("send:destination", dest_hash, DESTINATION_SEND_RATES).allowed:
@@ -573,217 +321,133 @@ class MfaService:
     # -- reading -------------------------------------------------------------------------------------
 
     def load(self, session: Session, client_id: str, session_id: str, lock: bool = False) -> MfaSession:
-        stmt = _LOAD_LOCKED if lock else _LOAD
-        mfa = session.scalars(stmt, {"session_id": session_id, "client_id": client_id}).first()
+        mfa = queries.load(session, client_id, session_id, lock)
         if mfa is None:
             raise SessionNotFound(session_id)
         return mfa
 
-    def challenge_view(self, mfa: MfaSession) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "ID": mfa.id,
-            "type": mfa.type,
-            "channel": mfa.channel,
-            "status": mfa.status,
-            "expiresAt": _iso(mfa.expires_at),
-            "sendAttempts": mfa.send_attempts,
-            "verificationAttempts": mfa.verification_attempts,
-            "error": None,
-        }
-        if mfa.match_number:
-            out["matchNumber"] = mfa.match_number
-        return out
+    def get(self, session: Session, client_id: str, session_id: str) -> SessionRow:
+        """The client's session as read now (SessionNotFound when it has none)."""
+        return queries.row_of(self.load(session, client_id, session_id))
+
+    def timeline_entries(self, session: Session, client_id: str, session_id: str) -> list[TimelineEntry]:
+        """The session's timeline: its rows, oldest first, each folded row listed as the two entries it
+        stands for, and past the listed link opens, how many more there were."""
+        mfa = self.load(session, client_id, session_id)
+        return _timeline(queries.events(session, session_id), mfa.link_opens)
 
     def session_view(self, mfa: MfaSession) -> dict[str, Any]:
-        return {
-            **self.challenge_view(mfa),
-            "eventType": mfa.event_type,
-            "templateName": mfa.template_name,
-            "locale": mfa.locale,
-            "destination": mask(mfa.channel, mfa.destination),
-            "deliveryStatus": mfa.delivery_status,
-            "terminationReason": mfa.termination_reason,
-            "remainingAttempts": max(0, mfa.max_attempts - mfa.verification_attempts),
-            "maxSends": mfa.max_sends,
-            "accountId": mfa.account_id,
-            "decisionId": mfa.decision_id,
-            "createdAt": _iso(mfa.created_at),
-            "updatedAt": _iso(mfa.updated_at),
-            "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
-            "sandbox": mfa.sandbox,
-            "linkOpens": mfa.link_opens,
-        }
+        """For the console's session page, which does not import the API's views."""
+        return _console_session_view(mfa)
 
     def timeline(self, session: Session, client_id: str, session_id: str) -> list[dict[str, Any]]:
-        mfa = self.load(session, client_id, session_id)
-        unlisted = mfa.link_opens - LISTED_LINK_OPENS
-        listed_opens = LISTED_LINK_OPENS if unlisted > 0 else None
-        rows = session.scalars(
-            select(MfaEvent).where(MfaEvent.session_id == session_id).order_by(MfaEvent.id)
-        ).all()
-        out: list[dict[str, Any]] = []
-        for e in rows:
-            at, data = _iso(e.created_at), e.data
-            # A row may stand for two entries: a creation with its first send queued, a send with the
-            # status it moved the session to (stored as one, to write a row less per challenge and send).
-            kind, inner = _FOLDED.get(e.type, (None, None))
-            if inner is not None and isinstance(data, dict) and inner in data:
-                data = dict(data)
-                follow = data.pop(inner)
-                out.append({"type": e.type, "at": at, "source": e.source, "data": data})
-                out.append({"type": kind, "at": at, "source": e.source, "data": follow})
-            else:
-                out.append({"type": e.type, "at": at, "source": e.source, "data": data})
-            if e.type == "LINK_OPENED" and listed_opens is not None:
-                listed_opens -= 1
-                if listed_opens == 0:  # after the last open listed: how many more there were
-                    out.append(
-                        {"type": LINK_OPENS_UNLISTED, "at": at, "source": "link", "data": {"count": unlisted}}
-                    )
-        return out
+        """`timeline_entries` for the console's session page."""
+        return [
+            {"type": e.type, "at": _iso(e.at), "source": e.source, "data": e.data}
+            for e in self.timeline_entries(session, client_id, session_id)
+        ]
 
     # -- state changes -------------------------------------------------------------------------------
 
-    def _open_or_raise(self, session: Session, mfa: MfaSession, now: datetime) -> None:
-        if is_terminal(mfa.status):
-            raise SessionClosed(mfa.status, mfa.termination_reason)
-        if now >= mfa.expires_at:
-            # Raising rolls this transaction back; the sweeper records the expiry within a second.
-            raise SessionClosed(Status.TERMINATED.value, TerminationReason.EXPIRED.value)
-
-    def verify_code(self, session: Session, client_id: str, session_id: str, code: str) -> dict[str, Any]:
-        """An OTP verify. The session is read with Core statements into a transient object (never added to
-        the ORM session) and what the verify changed is written back at once, in one UPDATE (`_write_back`):
-        the row is locked for the transaction (the write lock on SQLite, FOR UPDATE on PostgreSQL), so a
-        second verify of the same session, later in the same transaction or in another, reads it as this
-        one left it."""
+    def verify_code(self, session: Session, client_id: str, session_id: str, code: str) -> AttemptResult:
+        """An OTP verify. The session is read with Core statements into a frozen row and what the verify
+        changed (`SessionChanges`) is written back at once, in one UPDATE (`queries.write_back`): the row is
+        locked for the transaction (the write lock on SQLite, FOR UPDATE on PostgreSQL), so a second verify
+        of the same session, later in the same transaction or in another, reads it as this one left it."""
         now = self.clock.now()
         conn = _connection_after_flush(session)
-        mfa = self._load_locked(conn, client_id, session_id)
-        if mfa.type != "OTP":
+        row = queries.load_locked(conn, client_id, session_id)
+        if row is None:
+            raise SessionNotFound(session_id)
+        if row.type != "OTP":
             raise WrongMethod("this session is verified through its link, not a code")
-        if is_terminal(mfa.status):
-            raise SessionClosed(mfa.status, mfa.termination_reason)
-        if now >= mfa.expires_at:
+        if is_terminal(row.status):
+            raise SessionClosed(row.status, row.termination_reason)
+        mfa = SessionChanges.of(row)
+        if now >= row.expires_at:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
-            _write_back(session, conn, mfa)
-            return {"status": mfa.status, "terminationReason": mfa.termination_reason}
-        subjects = self._subjects(mfa)
-        if not mfa.sandbox:
-            self._check_throttle(session, mfa.client_id, subjects, now)
+            queries.write_back(session, conn, mfa)
+            return AttemptResult(mfa.status, mfa.termination_reason)
+        subjects = self._subjects(row)
+        if not row.sandbox:
+            _check_throttle(conn, row.client_id, subjects, now)
         # Count the attempt before checking the code, so no answer escapes the budget.
         mfa.verification_attempts += 1
-        presented = mfa_secrets.normalise_code(code)
-        matched = False
-        for secret_hash, key_id, expires_at in _LIVE_CODES.rows(conn, {"b_session_id": mfa.id}):
-            # Check every candidate (no early exit) so timing does not tell which code matched.
-            ok = self.keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret_hash, key_id)
-            matched = matched or (ok and expires_at > now)
+        matched = _code_matches(self.keyring, conn, row.id, code, now)
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "api", {"attempt": mfa.verification_attempts, "ok": matched}
         )
         if matched:
-            self._verify(session, mfa, now, "api")
-            result: dict[str, Any] = {"status": Status.VERIFIED.value}
+            self._verify(session, mfa, row, now, "api")
+            result = AttemptResult(Status.VERIFIED.value)
         else:
-            result = self._failed_attempt(session, mfa, subjects, now, "api")
-        _write_back(session, conn, mfa)
+            result = self._failed_attempt(session, mfa, row, subjects, now, "api")
+        queries.write_back(session, conn, mfa)
         return result
 
-    def _load_locked(self, conn: Any, client_id: str, session_id: str) -> MfaSession:
-        """The session as a transient object, its row locked where the database locks rows (see
-        `verify_code`); SessionNotFound when the client has no such session."""
-        rows = _SESSION_ROW.rows(conn, {"b_id": session_id, "b_client_id": client_id})
-        if not rows:
-            raise SessionNotFound(session_id)
-        return _transient_session(dict(zip(_SESSION_COLUMN_NAMES, rows[0], strict=True)))
-
     def _failed_attempt(
-        self, session: Session, mfa: MfaSession, subjects: list[tuple[str, str]], now: datetime, source: str
-    ) -> dict[str, Any]:
-        if not mfa.sandbox:
-            self._record_failure(session, mfa.client_id, subjects, now)
-        remaining = mfa.max_attempts - mfa.verification_attempts
+        self,
+        session: Session,
+        mfa: _Working,
+        read: _Read,
+        subjects: list[tuple[str, str]],
+        now: datetime,
+        source: str,
+    ) -> AttemptResult:
+        if not read.sandbox:
+            _record_failure(session.connection(), read.client_id, subjects, now)
+        remaining = read.max_attempts - mfa.verification_attempts
         if remaining <= 0:
             self._terminate(session, mfa, TerminationReason.MAX_ATTEMPTS, now, source)
-            return {"status": mfa.status, "terminationReason": mfa.termination_reason, "remainingAttempts": 0}
+            return AttemptResult(mfa.status, mfa.termination_reason, 0)
         self._move(session, mfa, Status.VERIFICATION_ATTEMPT_FAILED, now, source)
-        return {"status": mfa.status, "remainingAttempts": remaining}
+        return AttemptResult(mfa.status, remaining_attempts=remaining)
 
-    def _verify(self, session: Session, mfa: MfaSession, now: datetime, source: str) -> None:
-        # The atomic consume: only one concurrent answer can move an open session to VERIFIED.
-        # (A Core statement on the transaction's connection; the columns it wrote are set on the object as
-        # the row now has them. A session the ORM holds (a link confirm) has its other changes flushed at
-        # commit; a verify's transient one is written back by `verify_code`.)
-        conn = session.connection()
-        if _CONSUME.executemany(conn, [{"b_id": mfa.id, "b_now": now}]) != 1:
-            [(status, reason)] = _STATUS_NOW.rows(conn, {"b_id": mfa.id})
-            raise SessionClosed(status, reason)
+    def _verify(self, session: Session, mfa: _Working, read: _Read, now: datetime, source: str) -> None:
+        # The atomic consume: only one concurrent answer can move an open session to VERIFIED. The columns
+        # it wrote are set on `mfa` as the row now has them (on an ORM object as committed values: its
+        # other changes are flushed at commit; a verify's changes are written back by `verify_code`).
         old = mfa.status
-        set_committed_value(mfa, "status", Status.VERIFIED.value)
-        set_committed_value(mfa, "verified_at", now)
-        set_committed_value(mfa, "updated_at", now)
+        closed = queries.consume(session.connection(), mfa.id, old, now)
+        if closed is not None:
+            raise SessionClosed(*closed)
+        if isinstance(mfa, SessionChanges):
+            mfa.status, mfa.verified_at, mfa.updated_at = Status.VERIFIED.value, now, now
+        else:
+            set_committed_value(mfa, "status", Status.VERIFIED.value)
+            set_committed_value(mfa, "verified_at", now)
+            set_committed_value(mfa, "updated_at", now)
         self._event(session, mfa, "STATUS_CHANGED", source, {"from": old, "to": Status.VERIFIED.value})
         self._notify(session, mfa, old, Status.VERIFIED, now)
-        if not mfa.sandbox:
-            self._clear_failures(session, mfa.client_id, self._subjects(mfa), now)
-        if mfa.account_id and mfa.device_session_id:
-            self._trust_device(session, mfa, now)
+        if not read.sandbox:
+            queries.clear_failures(session.connection(), read.client_id, self._subjects(read), now)
+        if read.account_id and read.device_session_id:
+            if _trust_device(session, read.client_id, read.account_id, read.device_session_id, now):
+                self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
 
-    def _trust_device(self, session: Session, mfa: MfaSession, now: datetime) -> None:
-        """The device becomes trusted for the account (not a banned one), written when the transaction
-        commits (`db.defer_upsert`), as a decision marks a device seen."""
-        assert mfa.account_id is not None and mfa.device_session_id is not None
-        trust = _DEVICE_TRUST.rows(
-            session.connection(),
-            {
-                "b_client_id": mfa.client_id,
-                "b_account_id": mfa.account_id,
-                "b_device_session_id": mfa.device_session_id,
-            },
-        )
-        if trust and trust[0][0] == "BANNED":
-            return
-        defer_upsert(
-            session,
-            _DEVICES,
-            {
-                "client_id": mfa.client_id,
-                "account_id": mfa.account_id,
-                "device_session_id": mfa.device_session_id,
-                "seen": True,
-                "trust_state": "TRUSTED",
-                "first_seen_at": now,
-                "last_seen_at": now,
-            },
-            ("client_id", "account_id", "device_session_id"),
-            ("seen", "trust_state", "last_seen_at"),
-        )
-        self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
-
-    def resend(self, session: Session, client_id: str, session_id: str) -> dict[str, Any]:
+    def resend(self, session: Session, client_id: str, session_id: str) -> SessionRow:
         now = self.clock.now()
         mfa = self.load(session, client_id, session_id, lock=True)
-        self._open_or_raise(session, mfa, now)
+        _open_or_raise(mfa, now)
         if mfa.send_attempts >= mfa.max_sends:
             raise SendLimitReached(mfa.max_sends)
         if not mfa.sandbox:
             # The account's counter too: a message to a locked account could never verify.
-            self._check_throttle(session, mfa.client_id, self._subjects(mfa), now)
+            _check_throttle(session.connection(), mfa.client_id, self._subjects(mfa), now)
             if not self._send_allowed(mfa.channel, mfa.destination, mfa.destination_hash):
                 raise SendRateLimited(60)
         self._event(session, mfa, "RESEND_REQUESTED", "api", {})
         self._queue_send(session, mfa, now)
         mfa.updated_at = now
-        return self.session_view(mfa)
+        return queries.row_of(mfa)
 
-    def cancel(self, session: Session, client_id: str, session_id: str) -> dict[str, Any]:
+    def cancel(self, session: Session, client_id: str, session_id: str) -> SessionRow:
         now = self.clock.now()
         mfa = self.load(session, client_id, session_id, lock=True)
         if is_terminal(mfa.status):
             raise SessionClosed(mfa.status, mfa.termination_reason)
         self._terminate(session, mfa, TerminationReason.CANCELLED, now, "api")
-        return self.session_view(mfa)
+        return queries.row_of(mfa)
 
     # -- hosted link ---------------------------------------------------------------------------------
 
@@ -792,30 +456,16 @@ class MfaService:
         if not token or len(token) > 128:
             return None
         now = self.clock.now()
-        secret = session.scalars(
-            select(MfaSecret).where(
-                MfaSecret.secret_hash.in_(self.keyring.all_hashes(mfa_secrets.LINK_PURPOSE, token)),
-                MfaSecret.kind == "LINK",
-            )
-        ).first()
+        secret = queries.link_secret(session, self.keyring.all_hashes(mfa_secrets.LINK_PURPOSE, token))
         if secret is None or not secret.active or secret.expires_at <= now:
             return None
         if not self.keyring.matches(mfa_secrets.LINK_PURPOSE, token, secret.secret_hash, secret.key_id):
             return None
-        stmt = select(MfaSession).where(MfaSession.id == secret.session_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        mfa = session.scalars(stmt).first()
+        mfa = queries.session_by_id(session, secret.session_id, lock)
         if mfa is None or is_terminal(mfa.status) or mfa.expires_at <= now:
             return None
         # The last three links stay valid; an older one is as dead as an unknown one.
-        recent = session.scalars(
-            select(MfaSecret.id)
-            .where(MfaSecret.session_id == mfa.id, MfaSecret.active.is_(True))
-            .order_by(MfaSecret.activated_at.desc())
-            .limit(VALID_CODES)
-        ).all()
-        return mfa if secret.id in recent else None
+        return mfa if secret.id in queries.recent_secret_ids(session, mfa.id) else None
 
     def record_link_open(
         self,
@@ -827,18 +477,12 @@ class MfaService:
         browser_like: bool,
     ) -> bool:
         now = self.clock.now()
-        sent = session.scalar(
-            select(Message.sent_at)
-            .where(Message.session_id == mfa.id, Message.sent_at.is_not(None))
-            .order_by(Message.sent_at.desc())
-            .limit(1)
-        )
+        sent = queries.last_sent_at(session, mfa.id)
         fast = sent is not None and (now - sent).total_seconds() < PREFETCH_WINDOW_SECONDS
         prefetch = method == "HEAD" or not browser_like or fast
         # Anyone holding the link can open it any number of times: past the first few, opens are counted
         # on the session instead of each writing a timeline row.
-        [(opens,)] = _LINK_OPENED.rows(session.connection(), {"b_id": mfa.id})
-        if opens <= LISTED_LINK_OPENS:
+        if queries.link_opened(session.connection(), mfa.id) <= LISTED_LINK_OPENS:
             self._event(
                 session,
                 mfa,
@@ -848,58 +492,40 @@ class MfaService:
             )
         return prefetch
 
-    def confirm_link(self, session: Session, mfa: MfaSession, chosen_number: str | None) -> dict[str, Any]:
+    def confirm_link(self, session: Session, mfa: MfaSession, chosen_number: str | None) -> AttemptResult:
         now = self.clock.now()
-        self._open_or_raise(session, mfa, now)
+        _open_or_raise(mfa, now)
         mfa.verification_attempts += 1
         if mfa.bind_to_device and not mfa_secrets.same_number(chosen_number, mfa.match_number):
             # A wrong pick ends the session, as "This wasn't me" does (authenticator apps do the same): the
             # person at the link is not the one at the screen. Were it one attempt of several, picking each
             # of the three numbers in turn would always verify.
-            self._event(
-                session,
-                mfa,
-                "VERIFY_ATTEMPT",
-                "link",
-                {"attempt": mfa.verification_attempts, "ok": False, "reason": NUMBER_MISMATCH},
-            )
+            attempt = {"attempt": mfa.verification_attempts, "ok": False, "reason": NUMBER_MISMATCH}
+            self._event(session, mfa, "VERIFY_ATTEMPT", "link", attempt)
             if not mfa.sandbox:
-                self._record_failure(session, mfa.client_id, self._subjects(mfa), now)
+                _record_failure(session.connection(), mfa.client_id, self._subjects(mfa), now)
             self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
-            return {
-                "status": mfa.status,
-                "terminationReason": mfa.termination_reason,
-                "reason": NUMBER_MISMATCH,
-            }
+            return AttemptResult(mfa.status, mfa.termination_reason, reason=NUMBER_MISMATCH)
         self._event(
             session, mfa, "VERIFY_ATTEMPT", "link", {"attempt": mfa.verification_attempts, "ok": True}
         )
-        self._verify(session, mfa, now, "link")
-        return {"status": Status.VERIFIED.value}
+        self._verify(session, mfa, mfa, now, "link")
+        return AttemptResult(Status.VERIFIED.value)
 
     def deny_link(self, session: Session, mfa: MfaSession) -> None:
         now = self.clock.now()
-        self._open_or_raise(session, mfa, now)
+        _open_or_raise(mfa, now)
         self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
 
     # -- worker-side changes -------------------------------------------------------------------------
 
     def any_expired(self, session: Session) -> bool:
         """Whether an open session has passed its expiry (a read: see Worker._sweep)."""
-        return (
-            session.execute(select(MfaSession.id).where(*_expired(self.clock.now())).limit(1)).first()
-            is not None
-        )
+        return queries.any_expired(session, self.clock.now())
 
     def expire_due(self, session: Session, limit: int = 200) -> int:
         now = self.clock.now()
-        due = session.scalars(
-            select(MfaSession)
-            .where(*_expired(now))
-            .order_by(MfaSession.expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        due = queries.expire_due(session, now, limit)
         for mfa in due:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "sweeper")
         return len(due)
@@ -907,7 +533,7 @@ class MfaService:
     # -- helpers -------------------------------------------------------------------------------------
 
     def _move(
-        self, session: Session, mfa: MfaSession, new: Status, now: datetime, source: str, event: bool = True
+        self, session: Session, mfa: _Working, new: Status, now: datetime, source: str, event: bool = True
     ) -> dict[str, Any]:
         old = mfa.status
         check_move(old, new)
@@ -920,22 +546,19 @@ class MfaService:
         return change
 
     def _terminate(
-        self, session: Session, mfa: MfaSession, reason: TerminationReason, now: datetime, source: str
+        self, session: Session, mfa: _Working, reason: TerminationReason, now: datetime, source: str
     ) -> None:
         mfa.termination_reason = reason.value
         self._move(session, mfa, Status.TERMINATED, now, source)
 
-    def _notify(self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime) -> None:
+    def _notify(self, session: Session, mfa: _Working, old: str | None, new: str, now: datetime) -> None:
         mfa.sequence += 1
-        for listener in self.listeners:
-            listener(session, mfa, old, str(new), now)
+        if self.listeners:
+            snapshot = mfa.snapshot() if isinstance(mfa, SessionChanges) else SessionSnapshot.of(mfa)
+            for listener in self.listeners:
+                listener(session, snapshot, old, str(new), now)
 
-    def _status_changed(
-        self, session: Session, mfa: MfaSession, old: str | None, new: Status, now: datetime
-    ) -> None:
-        self._notify(session, mfa, old, new, now)
-
-    def _event(self, session: Session, mfa: MfaSession, kind: str, source: str, data: dict[str, Any]) -> None:
+    def _event(self, session: Session, mfa: _Working, kind: str, source: str, data: dict[str, Any]) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
         defer_insert(
             session,
@@ -955,83 +578,142 @@ class MfaService:
     def unlock_destination(
         self, session: Session, client_id: str, channel: str, destination: str
     ) -> UnlockResult:
-        """Clear a destination's consecutive failures, its wait and its lock (after 100 failures new
-        challenges to it answer RATE_LIMITED) for one client. `destination` is normalised here as challenges
-        normalise it, and looked up under every configured secret key, so counters kept before a key
-        rotation are found too. The send limits (per destination and prefix) are windows that pass by
-        themselves and are left alone."""
-        check = normalise_destination(channel, destination)
-        if not check.ok:
-            raise InvalidDestination("emailAddress" if channel == "EMAIL" else "phoneNumber", check.reason)
-        conn = session.connection()
-        failures, locked, waiting = 0, False, None
-        keys = []
-        for subject in self.keyring.all_hashes("destination", check.value):
-            key = {"b_client_id": client_id, "b_scope": "destination", "b_subject": subject}
-            for row in _COUNTER_STATE.rows(conn, key):
-                state = _CounterState(*row)
-                failures = max(failures, state.failures)
-                locked = locked or state.locked
-                if state.next_allowed_at is not None and state.next_allowed_at > self.clock.now():
-                    waiting = max(waiting or state.next_allowed_at, state.next_allowed_at)
-                keys.append({**key, "b_now": self.clock.now()})
-        if keys:
-            _COUNTER_CLEAR.executemany(conn, keys)
-        return UnlockResult(channel, mask(channel, check.value), failures, locked, waiting)
+        """Clear a destination's consecutive failures, its wait and its lock for one client (`_unlock`)."""
+        return _unlock(self.keyring, session.connection(), self.clock.now(), client_id, channel, destination)
 
-    def _subjects(self, mfa: MfaSession) -> list[tuple[str, str]]:
+    def _subjects(self, mfa: _Read) -> list[tuple[str, str]]:
         subjects = [("destination", mfa.destination_hash)]
         if mfa.account_id:
             subjects.append(("account", self.keyring.keyed_hash("account", mfa.account_id)))
         return subjects
 
-    def _counters(
-        self, session: Session, client_id: str, subjects: list[tuple[str, str]]
-    ) -> list[_CounterState]:
-        """The failure counters of these subjects that exist."""
-        conn = session.connection()
-        out = []
-        for scope, subject in subjects:
-            rows = _COUNTER_STATE.rows(
-                conn, {"b_client_id": client_id, "b_scope": scope, "b_subject": subject}
-            )
-            if rows:
-                out.append(_CounterState(*rows[0]))
-        return out
 
-    def _check_throttle(
-        self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
-    ) -> None:
-        for c in self._counters(session, client_id, subjects):
-            if c.locked:
-                raise Throttled(MAX_WAIT_SECONDS, locked=True)
-            if c.next_allowed_at is not None and c.next_allowed_at > now:
-                raise Throttled(max(1, int((c.next_allowed_at - now).total_seconds()) + 1))
+def _console_session_view(mfa: MfaSession) -> dict[str, Any]:
+    """The session as GET /mfa/v2/{id} answers it, for the console's session page (the console does not
+    import the API's views, `api/views.session_view`)."""
+    out: dict[str, Any] = {
+        "ID": mfa.id,
+        "type": mfa.type,
+        "channel": mfa.channel,
+        "status": mfa.status,
+        "expiresAt": _iso(mfa.expires_at),
+        "sendAttempts": mfa.send_attempts,
+        "verificationAttempts": mfa.verification_attempts,
+        "error": None,
+    }
+    if mfa.match_number:
+        out["matchNumber"] = mfa.match_number
+    return {
+        **out,
+        "eventType": mfa.event_type,
+        "templateName": mfa.template_name,
+        "locale": mfa.locale,
+        "destination": mask(mfa.channel, mfa.destination),
+        "deliveryStatus": mfa.delivery_status,
+        "terminationReason": mfa.termination_reason,
+        "remainingAttempts": max(0, mfa.max_attempts - mfa.verification_attempts),
+        "maxSends": mfa.max_sends,
+        "accountId": mfa.account_id,
+        "decisionId": mfa.decision_id,
+        "createdAt": _iso(mfa.created_at),
+        "updatedAt": _iso(mfa.updated_at),
+        "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
+        "sandbox": mfa.sandbox,
+        "linkOpens": mfa.link_opens,
+    }
 
-    def _record_failure(
-        self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
-    ) -> None:
-        conn = session.connection()
-        for scope, subject in subjects:
-            key = {"b_client_id": client_id, "b_scope": scope, "b_subject": subject}
-            [(failures,)] = _FAILURE_HIT.rows(conn, {**key, "b_now": now})
-            wait = throttle_wait(failures)
-            if wait:
-                _FAILURE_WAIT.executemany(conn, [{**key, "b_next": now + timedelta(seconds=wait)}])
-            if failures >= LOCK_AFTER:
-                _FAILURE_LOCK.executemany(conn, [key])
 
-    def _clear_failures(
-        self, session: Session, client_id: str, subjects: list[tuple[str, str]], now: datetime
-    ) -> None:
-        conn = session.connection()
-        _COUNTER_CLEAR.executemany(
-            conn,
-            [
-                {"b_client_id": client_id, "b_scope": scope, "b_subject": subject, "b_now": now}
-                for scope, subject in subjects
-            ],
-        )
+def _trust_device(
+    session: Session, client_id: str, account_id: str, device_session_id: str, now: datetime
+) -> bool:
+    """The device becomes trusted for the account (not a banned one), written when the transaction
+    commits (`db.defer_upsert`), as a decision marks a device seen. False for a banned one."""
+    trust = queries.device_trust(session.connection(), client_id, account_id, device_session_id)
+    if trust == "BANNED":
+        return False
+    defer_upsert(
+        session,
+        queries.DEVICES,
+        {
+            "client_id": client_id,
+            "account_id": account_id,
+            "device_session_id": device_session_id,
+            "seen": True,
+            "trust_state": "TRUSTED",
+            "first_seen_at": now,
+            "last_seen_at": now,
+        },
+        ("client_id", "account_id", "device_session_id"),
+        ("seen", "trust_state", "last_seen_at"),
+    )
+    return True
+
+
+def _code_matches(keyring: KeyRing, conn: Any, session_id: str, code: str, now: datetime) -> bool:
+    presented = mfa_secrets.normalise_code(code)
+    matched = False
+    for secret_hash, key_id, expires_at in queries.live_codes(conn, session_id):
+        # Check every candidate (no early exit) so timing does not tell which code matched.
+        ok = keyring.matches(mfa_secrets.CODE_PURPOSE, presented, secret_hash, key_id)
+        matched = matched or (ok and expires_at > now)
+    return matched
+
+
+def _unlock(
+    keyring: KeyRing, conn: Any, now: datetime, client_id: str, channel: str, destination: str
+) -> UnlockResult:
+    """`MfaService.unlock_destination`: clear a destination's consecutive failures, its wait and its lock (after 100 failures new
+    challenges to it answer RATE_LIMITED) for one client. `destination` is normalised here as challenges
+    normalise it, and looked up under every configured secret key, so counters kept before a key
+    rotation are found too. The send limits (per destination and prefix) are windows that pass by
+    themselves and are left alone."""
+    check = normalise_destination(channel, destination)
+    if not check.ok:
+        raise InvalidDestination("emailAddress" if channel == "EMAIL" else "phoneNumber", check.reason)
+    failures, locked, waiting = 0, False, None
+    found = []
+    for subject in keyring.all_hashes("destination", check.value):
+        state = queries.counter_state(conn, client_id, "destination", subject)
+        if state is None:
+            continue
+        failures = max(failures, state.failures)
+        locked = locked or state.locked
+        if state.next_allowed_at is not None and state.next_allowed_at > now:
+            waiting = max(waiting or state.next_allowed_at, state.next_allowed_at)
+        found.append(("destination", subject))
+    queries.clear_failures(conn, client_id, found, now)
+    return UnlockResult(channel, mask(channel, check.value), failures, locked, waiting)
+
+
+def _open_or_raise(mfa: MfaSession, now: datetime) -> None:
+    if is_terminal(mfa.status):
+        raise SessionClosed(mfa.status, mfa.termination_reason)
+    if now >= mfa.expires_at:
+        # Raising rolls this transaction back; the sweeper records the expiry within a second.
+        raise SessionClosed(Status.TERMINATED.value, TerminationReason.EXPIRED.value)
+
+
+def _timeline(rows: Any, link_opens: int) -> list[TimelineEntry]:
+    unlisted = link_opens - LISTED_LINK_OPENS
+    listed_opens = LISTED_LINK_OPENS if unlisted > 0 else None
+    out: list[TimelineEntry] = []
+    for e in rows:
+        at, data = e.created_at, e.data
+        # A row may stand for two entries: a creation with its first send queued, a send with the
+        # status it moved the session to (stored as one, to write a row less per challenge and send).
+        kind, inner = _FOLDED.get(e.type, (None, None))
+        if kind is not None and inner is not None and isinstance(data, dict) and inner in data:
+            data = dict(data)
+            follow = data.pop(inner)
+            out.append(TimelineEntry(e.type, at, e.source, data))
+            out.append(TimelineEntry(kind, at, e.source, follow))
+        else:
+            out.append(TimelineEntry(e.type, at, e.source, data))
+        if e.type == "LINK_OPENED" and listed_opens is not None:
+            listed_opens -= 1
+            if listed_opens == 0:  # after the last open listed: how many more there were
+                out.append(TimelineEntry(LINK_OPENS_UNLISTED, at, "link", {"count": unlisted}))
+    return out
 
 
 def _connection_after_flush(session: Session) -> Any:
@@ -1042,34 +724,6 @@ def _connection_after_flush(session: Session) -> Any:
     return session.connection()
 
 
-def _write_back(session: Session, conn: Any, mfa: MfaSession) -> None:
-    """What a verify changes on a transient session (see `verify_code`), written to its row. A copy of the
-    session the ORM loaded earlier in the transaction is expired, so that it is read again, as now written,
-    before anything uses or changes it."""
-    tracked = session.identity_map.get(session.identity_key(MfaSession, (mfa.id,)))
-    if tracked is not None:
-        session.expire(tracked)
-    _WRITE_BACK.executemany(
-        conn,
-        [
-            {
-                "b_id": mfa.id,
-                "b_status": mfa.status,
-                "b_reason": mfa.termination_reason,
-                "b_attempts": mfa.verification_attempts,
-                "b_updated": mfa.updated_at,
-                "b_verified": mfa.verified_at,
-                "b_sequence": mfa.sequence,
-            }
-        ],
-    )
-
-
-def _expired(now: datetime) -> tuple[Any, Any]:
-    """The sessions still open past their expiry (what the sweeper ends)."""
-    return MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= now
-
-
 def throttle_wait(failures: int) -> int:
     """Seconds to wait after `failures` consecutive failures: none up to 10, then 30 s doubling to 1 h."""
     if failures < THROTTLE_AFTER:
@@ -1077,22 +731,27 @@ def throttle_wait(failures: int) -> int:
     return int(min(MAX_WAIT_SECONDS, FIRST_WAIT_SECONDS * 2 ** (failures - THROTTLE_AFTER)))
 
 
-def _error(
-    code: str, mfa_type: str | None = None, channel: str | None = None, reason: str | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "ID": None,
-        "type": mfa_type,
-        "channel": channel,
-        "status": None,
-        "expiresAt": None,
-        "sendAttempts": 0,
-        "verificationAttempts": 0,
-        "error": code,
-    }
-    if reason is not None:
-        out["errorReason"] = reason
-    return out
+def _check_throttle(conn: Any, client_id: str, subjects: list[tuple[str, str]], now: datetime) -> None:
+    """Throttled when one of the subjects is locked or must still wait."""
+    for scope, subject in subjects:
+        c = queries.counter_state(conn, client_id, scope, subject)
+        if c is None:
+            continue
+        if c.locked:
+            raise Throttled(MAX_WAIT_SECONDS, locked=True)
+        if c.next_allowed_at is not None and c.next_allowed_at > now:
+            raise Throttled(max(1, int((c.next_allowed_at - now).total_seconds()) + 1))
+
+
+def _record_failure(conn: Any, client_id: str, subjects: list[tuple[str, str]], now: datetime) -> None:
+    """One more consecutive failure for each subject: a wait past `THROTTLE_AFTER`, a lock at `LOCK_AFTER`."""
+    for scope, subject in subjects:
+        failures = queries.record_failure(conn, client_id, scope, subject, now)
+        wait = throttle_wait(failures)
+        if wait:
+            queries.set_wait(conn, client_id, scope, subject, now + timedelta(seconds=wait))
+        if failures >= LOCK_AFTER:
+            queries.lock_counter(conn, client_id, scope, subject)
 
 
 def _iso(value: datetime) -> str:

@@ -25,7 +25,7 @@ from passgate.clock import Clock
 from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
-from passgate.mfa.models import MfaSession
+from passgate.mfa.queries import SessionSnapshot
 from passgate.observability import Metrics
 from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import signing
@@ -510,7 +510,7 @@ class WebhookService:
     # -- outbox writes (inside the caller's transaction) ---------------------------------------------
 
     def on_mfa_status(
-        self, session: Session, mfa: MfaSession, old: str | None, new: str, now: datetime
+        self, session: Session, mfa: SessionSnapshot, old: str | None, new: str, now: datetime
     ) -> None:
         if not self._endpoint_filters(session, mfa.client_id):
             return  # a client without endpoints: nothing to build (publish would find no target either)

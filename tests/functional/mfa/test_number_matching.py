@@ -80,7 +80,7 @@ def test_no_sequence_of_picks_verifies_without_the_right_number_first(
             with transaction(registry.sessions) as session:
                 row = registry.mfa.load(session, tenant.client_id, mfa["ID"], lock=True)
                 try:
-                    outcomes.append(registry.mfa.confirm_link(session, row, pick)["status"])
+                    outcomes.append(registry.mfa.confirm_link(session, row, pick).status)
                 except SessionClosed as exc:
                     outcomes.append(f"closed:{exc.status}")
         final = session_of(http, tenant, mfa["ID"])

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from passgate.api.providers import twilio_signature
+from passgate.api.views import attempt_view
 from passgate.bootstrap import Registry, build_sms_sender
 from passgate.clock import FrozenClock
 from passgate.messaging.senders.dev import DevInboxSender
@@ -467,11 +468,11 @@ def test_verifies_in_one_transaction_see_each_other(
             FailureCounter, (tenant.client_id, "destination", _destination_hash(registry, phone))
         )
         assert failures is not None and failures.failures == 3
-    assert (one["remainingAttempts"], two["remainingAttempts"], other["remainingAttempts"]) == (4, 3, 4)
+    assert (one.remaining_attempts, two.remaining_attempts, other.remaining_attempts) == (4, 3, 4)
     assert session_of(http, tenant, first)["verificationAttempts"] == 2
     with transaction(registry.sessions) as session:
-        assert registry.mfa.verify_code(session, tenant.client_id, first, wrong)["remainingAttempts"] == 2
-        assert registry.mfa.verify_code(session, tenant.client_id, second, second_code) == {
+        assert registry.mfa.verify_code(session, tenant.client_id, first, wrong).remaining_attempts == 2
+        assert attempt_view(registry.mfa.verify_code(session, tenant.client_id, second, second_code)) == {
             "status": "VERIFIED"
         }
     with registry.sessions() as session:
@@ -527,7 +528,7 @@ def test_concurrent_failures_are_all_counted(http: TestClient, tenant: Tenant, r
         with transaction(registry.sessions) as session:
             start.wait(timeout=10)
             results.append(
-                registry.mfa.verify_code(session, tenant.client_id, session_id, "999999")["status"]
+                registry.mfa.verify_code(session, tenant.client_id, session_id, "999999").status
             )
 
     threads = [threading.Thread(target=wrong, args=(sid,)) for sid in sessions]

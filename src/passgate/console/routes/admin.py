@@ -625,7 +625,7 @@ async def unlock_destination(
         message = "an email address or a phone number in E.164 form is needed" if not raw else str(exc)
         found = Problem("Nothing was unlocked.", [{"field": "destination", "message": message}], 400)
         return await _settings_page(request, act.user, found=found, posted={"destination": raw}, status=400)
-    if result.view()["cleared"]:
+    if result.cleared:
         done = f"{result.masked} unlocked: {result.failures} consecutive failures cleared" + (
             " (it was locked)." if result.locked else "."
         )

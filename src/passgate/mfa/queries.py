@@ -1,0 +1,573 @@
+"""Every statement the MFA service runs, behind a named function.
+
+Why here and not in the service: the fast path (statements on the DBAPI cursor, `db.HotStatement`, built
+once because building one and its cache key costs more than running it) has rules of its own, and they are
+kept in this one module. What a statement reads comes back as a frozen `SessionSnapshot` / `SessionRow`
+(or a small tuple), never as an ORM object the mapper did not load: a reader can only read what was read.
+Status changes written here are checked against `mfa.states.TRANSITIONS` (`check_move`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import Table, bindparam, insert, null, or_, select, update
+from sqlalchemy.orm import Session
+
+from passgate.auth.models import Client
+from passgate.db import HotStatement, dialect_insert
+from passgate.messaging.models import Message
+from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
+from passgate.mfa.secrets import VALID_CODES
+from passgate.mfa.states import OPEN, Status, check_move
+from passgate.policy.models import Device
+
+SESSIONS = cast(Table, MfaSession.__table__)
+SECRETS = cast(Table, MfaSecret.__table__)
+DEVICES = cast(Table, Device.__table__)
+_COUNTERS = cast(Table, FailureCounter.__table__)
+_counters = _COUNTERS.c
+_clients = Client.__table__.c
+_settings = ClientSettings.__table__.c
+
+# What a status listener may read of the session it is given: where a status changes for many sessions at
+# once (`MfaService.messages_sent`) only these columns are read, so a `SessionSnapshot` holds only these.
+LISTENER_COLUMNS = (
+    "id",
+    "client_id",
+    "event_type",
+    "type",
+    "channel",
+    "status",
+    "termination_reason",
+    "delivery_status",
+    "send_attempts",
+    "verification_attempts",
+    "ttl_seconds",
+    "expires_at",
+    "sequence",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """A session as a status listener sees it: the `LISTENER_COLUMNS`, and nothing else (reading another
+    attribute is an AttributeError, not a silent None)."""
+
+    id: str
+    client_id: str
+    event_type: str
+    type: str
+    channel: str
+    status: str
+    termination_reason: str | None
+    delivery_status: str | None
+    send_attempts: int
+    verification_attempts: int
+    ttl_seconds: int
+    expires_at: datetime
+    sequence: int
+
+    @classmethod
+    def of(cls, mfa: Any) -> SessionSnapshot:
+        """The listener columns of a loaded session (ORM, transient or `SessionChanges`)."""
+        return cls(
+            mfa.id,
+            mfa.client_id,
+            mfa.event_type,
+            mfa.type,
+            mfa.channel,
+            str(mfa.status),
+            mfa.termination_reason,
+            None if mfa.delivery_status is None else str(mfa.delivery_status),
+            mfa.send_attempts,
+            mfa.verification_attempts,
+            mfa.ttl_seconds,
+            mfa.expires_at,
+            mfa.sequence,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow(SessionSnapshot):
+    """A whole session row, as read (`load_locked`, `row_of`)."""
+
+    decision_id: str | None
+    template_name: str
+    locale: str
+    destination: str
+    destination_hash: str
+    account_id: str | None
+    device_session_id: str | None
+    max_sends: int
+    max_attempts: int
+    code_length: int
+    created_at: datetime
+    updated_at: datetime
+    verified_at: datetime | None
+    target_url: str | None
+    bind_to_device: bool
+    match_number: str | None
+    sandbox: bool
+    render_context: dict[str, Any]
+    link_opens: int
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(SessionRow))
+_SESSION_COLUMN_NAMES = tuple(c.name for c in SESSIONS.c)
+# Where each SessionRow field is in a `select(SESSIONS)` row (built positionally: cheaper than keywords).
+_ROW_ORDER = tuple(_SESSION_COLUMN_NAMES.index(name) for name in _ROW_FIELDS)
+
+
+def row_of(mfa: Any) -> SessionRow:
+    """A frozen copy of a session the ORM holds (what the API answers after a resend or a cancel)."""
+    return SessionRow(*(getattr(mfa, name) for name in _ROW_FIELDS))
+
+
+@dataclass(slots=True)
+class SessionChanges:
+    """The explicit changes a verify makes to a row it read (`load_locked`): the columns `write_back`
+    writes, over the frozen row they started from."""
+
+    row: SessionRow
+    status: str
+    termination_reason: str | None
+    verification_attempts: int
+    updated_at: datetime
+    verified_at: datetime | None
+    sequence: int
+
+    @classmethod
+    def of(cls, row: SessionRow) -> SessionChanges:
+        return cls(
+            row,
+            row.status,
+            row.termination_reason,
+            row.verification_attempts,
+            row.updated_at,
+            row.verified_at,
+            row.sequence,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    @property
+    def client_id(self) -> str:
+        return self.row.client_id
+
+    def snapshot(self) -> SessionSnapshot:
+        row = self.row
+        return SessionSnapshot(
+            row.id,
+            row.client_id,
+            row.event_type,
+            row.type,
+            row.channel,
+            self.status,
+            self.termination_reason,
+            row.delivery_status,
+            row.send_attempts,
+            self.verification_attempts,
+            row.ttl_seconds,
+            row.expires_at,
+            self.sequence,
+        )
+
+
+# -- transitional: an ORM object built without the mapper ---------------------------------------------
+
+_SESSION_CLASS = MfaSession.__mapper__.class_manager
+
+
+def transient_session(row: dict[str, Any]) -> MfaSession:
+    """An MfaSession never added to the ORM session, holding only the columns in `row`. Still used where a
+    worker callback mutates the session it is given (`MfaService.messages_sent`, `_queue_send`) until those
+    move to the delivery module; new code reads a `SessionRow` instead."""
+    mfa: MfaSession = _SESSION_CLASS.new_instance()
+    mfa.__dict__.update(row)
+    return mfa
+
+
+# -- client settings -----------------------------------------------------------------------------------
+
+# What a challenge needs to know about its client, in one read on the transaction's connection (no ORM
+# identity map, no autoflush of the other decisions sharing the transaction, no result wrapping).
+_CLIENT_CONFIG = HotStatement(
+    select(
+        _clients.sandbox,
+        _clients.country,
+        _settings.client_id.label("has_settings"),
+        _settings.link_ttl_seconds,
+        _settings.otp_ttl_seconds,
+        _settings.otp_length,
+        _settings.max_verify_attempts,
+        _settings.max_sends,
+        _settings.sms_allowed_countries,
+        _settings.reject_voip,
+    )
+    .select_from(Client.__table__.outerjoin(ClientSettings.__table__, _settings.client_id == _clients.id))
+    .where(_clients.id == bindparam("client_id"))
+)
+
+
+def client_config(conn: Any, client_id: str) -> tuple[bool, str, tuple[Any, ...] | None]:
+    """The client's sandbox flag, its country and its settings row (link_ttl_seconds, otp_ttl_seconds,
+    otp_length, max_verify_attempts, max_sends, sms_allowed_countries, reject_voip), None without one."""
+    [client] = _CLIENT_CONFIG.rows(conn, {"client_id": client_id})
+    return bool(client[0]), client[1], tuple(client[3:]) if client[2] is not None else None
+
+
+# -- sessions ------------------------------------------------------------------------------------------
+
+_LOAD = select(MfaSession).where(
+    MfaSession.id == bindparam("session_id"), MfaSession.client_id == bindparam("client_id")
+)
+_LOAD_LOCKED = _LOAD.with_for_update()
+
+
+def load(session: Session, client_id: str, session_id: str, lock: bool = False) -> MfaSession | None:
+    """The client's session as an ORM object (changed and flushed with the transaction), or None."""
+    return session.scalars(
+        _LOAD_LOCKED if lock else _LOAD, {"session_id": session_id, "client_id": client_id}
+    ).first()
+
+
+def insert_session(conn: Any, row: dict[str, Any]) -> None:
+    """The session row written at once (a caller that reads it back in the same transaction)."""
+    conn.execute(insert(SESSIONS), row)
+
+
+# A verify's reads and writes, on the DBAPI cursor: through the ORM (statement cache keys, identity map,
+# unit of work) the same handful of statements cost several times what SQLite does.
+_SESSION_ROW = HotStatement(
+    select(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("b_id"), SESSIONS.c.client_id == bindparam("b_client_id"))
+    .with_for_update()
+)
+
+
+def load_locked(conn: Any, client_id: str, session_id: str) -> SessionRow | None:
+    """The client's session row, locked for the transaction where the database locks rows (the write lock
+    on SQLite, FOR UPDATE on PostgreSQL); None when the client has no such session."""
+    rows = _SESSION_ROW.rows(conn, {"b_id": session_id, "b_client_id": client_id})
+    if not rows:
+        return None
+    row = rows[0]
+    return SessionRow(*[row[i] for i in _ROW_ORDER])
+
+
+# What a verify changed on its row, written back in one statement.
+_WRITE_BACK = HotStatement(
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        termination_reason=bindparam("b_reason"),
+        verification_attempts=bindparam("b_attempts"),
+        updated_at=bindparam("b_updated"),
+        verified_at=bindparam("b_verified"),
+        sequence=bindparam("b_sequence"),
+    )
+)
+
+
+def write_back(session: Session, conn: Any, changes: SessionChanges) -> None:
+    """The changes written to their row (the status move checked first). A copy of the session the ORM
+    loaded earlier in the transaction is expired, so that it is read again, as now written, before
+    anything uses or changes it."""
+    row = changes.row
+    if changes.status != row.status:
+        check_move(row.status, changes.status)
+    tracked = session.identity_map.get(session.identity_key(MfaSession, (row.id,)))
+    if tracked is not None:
+        session.expire(tracked)
+    _WRITE_BACK.executemany(
+        conn,
+        [
+            {
+                "b_id": row.id,
+                "b_status": changes.status,
+                "b_reason": changes.termination_reason,
+                "b_attempts": changes.verification_attempts,
+                "b_updated": changes.updated_at,
+                "b_verified": changes.verified_at,
+                "b_sequence": changes.sequence,
+            }
+        ],
+    )
+
+
+# The atomic consume of a verify: only one concurrent answer moves an open session to VERIFIED.
+_CONSUME = HotStatement(
+    update(SESSIONS)
+    # The statuses as bound values one by one (a HotStatement does not expand an IN list).
+    .where(SESSIONS.c.id == bindparam("b_id"), or_(*(SESSIONS.c.status == s.value for s in sorted(OPEN))))
+    .values(status=Status.VERIFIED.value, verified_at=bindparam("b_now"), updated_at=bindparam("b_now"))
+)
+_STATUS_NOW = HotStatement(
+    select(SESSIONS.c.status, SESSIONS.c.termination_reason).where(SESSIONS.c.id == bindparam("b_id"))
+)
+
+
+def consume(conn: Any, session_id: str, current: str, now: datetime) -> tuple[str, str | None] | None:
+    """Move an open session to VERIFIED, if it is still open: None when this call did, else the status
+    (and termination reason) that another answer or a sweep left it in. `current` is the status the caller
+    read; a move from it that the lifecycle forbids is refused before anything is written."""
+    check_move(current, Status.VERIFIED)
+    if _CONSUME.executemany(conn, [{"b_id": session_id, "b_now": now}]) == 1:
+        return None
+    [(status, reason)] = _STATUS_NOW.rows(conn, {"b_id": session_id})
+    return status, reason
+
+
+def status_now(conn: Any, session_id: str) -> tuple[str, str | None]:
+    """The session's status and termination reason as the row has them now."""
+    [(status, reason)] = _STATUS_NOW.rows(conn, {"b_id": session_id})
+    return status, reason
+
+
+# One more open of a session's link, counted by the database; the new count comes back.
+_LINK_OPENED = HotStatement(
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("b_id"))
+    .values(link_opens=SESSIONS.c.link_opens + 1)
+    .returning(SESSIONS.c.link_opens)
+)
+
+
+def link_opened(conn: Any, session_id: str) -> int:
+    """Count one more open of the session's link; the count now."""
+    [(opens,)] = _LINK_OPENED.rows(conn, {"b_id": session_id})
+    return int(opens)
+
+
+def _expired(now: datetime) -> tuple[Any, Any]:
+    """The sessions still open past their expiry (what the sweeper ends)."""
+    return MfaSession.status.in_([s.value for s in OPEN]), MfaSession.expires_at <= now
+
+
+def any_expired(session: Session, now: datetime) -> bool:
+    """Whether an open session has passed its expiry (a read)."""
+    return session.execute(select(MfaSession.id).where(*_expired(now)).limit(1)).first() is not None
+
+
+def expire_due(session: Session, now: datetime, limit: int) -> Sequence[MfaSession]:
+    """Open sessions past their expiry, oldest first, locked (those another sweeper holds are skipped)."""
+    return session.scalars(
+        select(MfaSession)
+        .where(*_expired(now))
+        .order_by(MfaSession.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def events(session: Session, session_id: str) -> Sequence[MfaEvent]:
+    """The session's timeline rows, oldest first."""
+    return session.scalars(
+        select(MfaEvent).where(MfaEvent.session_id == session_id).order_by(MfaEvent.id)
+    ).all()
+
+
+def last_sent_at(session: Session, session_id: str) -> datetime | None:
+    """When the provider last accepted a message of the session (None before the first)."""
+    return session.scalar(
+        select(Message.sent_at)
+        .where(Message.session_id == session_id, Message.sent_at.is_not(None))
+        .order_by(Message.sent_at.desc())
+        .limit(1)
+    )
+
+
+# -- secrets -------------------------------------------------------------------------------------------
+
+_LIVE_CODES = HotStatement(
+    select(SECRETS.c.secret_hash, SECRETS.c.key_id, SECRETS.c.expires_at)
+    .where(
+        SECRETS.c.session_id == bindparam("b_session_id"),
+        SECRETS.c.kind == "CODE",
+        SECRETS.c.active.is_(True),
+    )
+    .order_by(SECRETS.c.activated_at.desc())
+    .limit(VALID_CODES)
+)
+
+
+def live_codes(conn: Any, session_id: str) -> list[tuple[str, str, datetime]]:
+    """The hash, hash key id and expiry of the session's last `VALID_CODES` active codes."""
+    return [(r[0], r[1], r[2]) for r in _LIVE_CODES.rows(conn, {"b_session_id": session_id})]
+
+
+def link_secret(session: Session, hashes: Iterable[str]) -> MfaSecret | None:
+    """The link secret stored under one of these keyed hashes, or None."""
+    return session.scalars(
+        select(MfaSecret).where(MfaSecret.secret_hash.in_(list(hashes)), MfaSecret.kind == "LINK")
+    ).first()
+
+
+def session_by_id(session: Session, session_id: str, lock: bool = False) -> MfaSession | None:
+    stmt = select(MfaSession).where(MfaSession.id == session_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def recent_secret_ids(session: Session, session_id: str) -> Sequence[str]:
+    """The ids of the session's last `VALID_CODES` active secrets (the ones that still verify)."""
+    return session.scalars(
+        select(MfaSecret.id)
+        .where(MfaSecret.session_id == session_id, MfaSecret.active.is_(True))
+        .order_by(MfaSecret.activated_at.desc())
+        .limit(VALID_CODES)
+    ).all()
+
+
+# messages_sent: the round's sessions, what it and the listeners read, locked where the database can.
+SENT_SESSIONS = (
+    select(*(SESSIONS.c[name] for name in LISTENER_COLUMNS))
+    .where(SESSIONS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(SESSIONS.c.id)
+    .with_for_update()
+)
+EXISTING_SECRETS = select(SECRETS.c.id).where(SECRETS.c.id.in_(bindparam("ids", expanding=True)))
+# Once per accepted message of a round: on the DBAPI cursor, not Connection.execute.
+ACTIVATE_SECRET = HotStatement(
+    update(SECRETS)
+    .where(SECRETS.c.id == bindparam("b_id"))
+    .values(active=True, activated_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
+)
+# Guarded by the version read (`sequence`, moved by every status change): a session that changed since
+# is not overwritten (`db.defer_update`).
+SENT_SESSION_UPDATE = HotStatement(
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("b_id"), SESSIONS.c.sequence == bindparam("b_read_sequence"))
+    .values(
+        status=bindparam("b_status"),
+        delivery_status=bindparam("b_delivery"),
+        updated_at=bindparam("b_updated"),
+        expires_at=bindparam("b_expires"),
+        sequence=bindparam("b_sequence"),
+    )
+)
+
+
+# -- devices -------------------------------------------------------------------------------------------
+
+_DEVICE_TRUST = HotStatement(
+    select(DEVICES.c.trust_state).where(
+        DEVICES.c.client_id == bindparam("b_client_id"),
+        DEVICES.c.account_id == bindparam("b_account_id"),
+        DEVICES.c.device_session_id == bindparam("b_device_session_id"),
+    )
+)
+
+
+def device_trust(conn: Any, client_id: str, account_id: str, device_session_id: str) -> str | None:
+    """The device's trust state for the account, None for a device not seen."""
+    rows = _DEVICE_TRUST.rows(
+        conn, {"b_client_id": client_id, "b_account_id": account_id, "b_device_session_id": device_session_id}
+    )
+    return rows[0][0] if rows else None
+
+
+# -- failure counters ----------------------------------------------------------------------------------
+
+
+class CounterState(NamedTuple):
+    failures: int
+    next_allowed_at: datetime | None
+    locked: bool
+
+
+def _failure_hit(dialect_name: str) -> Any:
+    """One more consecutive failure, counted by the database (no read-modify-write to lose a concurrent
+    one): the row inserted at 1 or its count moved up; the new count comes back."""
+    keys: dict[str, Any] = {
+        "client_id": bindparam("b_client_id"),
+        "scope": bindparam("b_scope"),
+        "subject_hash": bindparam("b_subject"),
+    }
+    row = dialect_insert(dialect_name, _COUNTERS).values(
+        **keys, failures=1, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now")
+    )
+    return row.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={"failures": _counters.failures + 1, "updated_at": row.excluded.updated_at},
+    ).returning(_counters.failures)
+
+
+_FAILURE_HIT = HotStatement(_failure_hit)
+_COUNTER_KEY = (
+    _counters.client_id == bindparam("b_client_id"),
+    _counters.scope == bindparam("b_scope"),
+    _counters.subject_hash == bindparam("b_subject"),
+)
+_FAILURE_WAIT = HotStatement(
+    update(_COUNTERS).where(*_COUNTER_KEY).values(next_allowed_at=bindparam("b_next"))
+)
+_FAILURE_LOCK = HotStatement(update(_COUNTERS).where(*_COUNTER_KEY).values(locked=True))
+_COUNTER_STATE = HotStatement(
+    select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(*_COUNTER_KEY)
+)
+# Whether a challenge's destination or account is locked: the scopes of the two counters that are.
+_LOCKED = HotStatement(
+    select(_counters.scope).where(
+        _counters.client_id == bindparam("b_client_id"),
+        _counters.locked.is_(True),
+        or_(
+            (_counters.scope == "destination") & (_counters.subject_hash == bindparam("b_destination")),
+            (_counters.scope == "account") & (_counters.subject_hash == bindparam("b_account")),
+        ),
+    )
+)
+_COUNTER_CLEAR = HotStatement(
+    update(_COUNTERS)
+    .where(*_COUNTER_KEY)
+    .values(failures=0, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now"))
+)
+
+
+def _key(client_id: str, scope: str, subject: str) -> dict[str, Any]:
+    return {"b_client_id": client_id, "b_scope": scope, "b_subject": subject}
+
+
+def counter_state(conn: Any, client_id: str, scope: str, subject: str) -> CounterState | None:
+    """The failure counter of one subject (a destination or account keyed hash), None when it has none."""
+    rows = _COUNTER_STATE.rows(conn, _key(client_id, scope, subject))
+    return CounterState(*rows[0]) if rows else None
+
+
+def locked_scopes(conn: Any, client_id: str, destination_hash: str, account_hash: str) -> set[str]:
+    """Which of the destination's and the account's counters are locked ("destination", "account")."""
+    rows = _LOCKED.rows(
+        conn, {"b_client_id": client_id, "b_destination": destination_hash, "b_account": account_hash}
+    )
+    return {r[0] for r in rows}
+
+
+def record_failure(conn: Any, client_id: str, scope: str, subject: str, now: datetime) -> int:
+    """One more consecutive failure of a subject; the count now."""
+    [(failures,)] = _FAILURE_HIT.rows(conn, {**_key(client_id, scope, subject), "b_now": now})
+    return int(failures)
+
+
+def set_wait(conn: Any, client_id: str, scope: str, subject: str, until: datetime) -> None:
+    """No attempt for this subject before `until`."""
+    _FAILURE_WAIT.executemany(conn, [{**_key(client_id, scope, subject), "b_next": until}])
+
+
+def lock_counter(conn: Any, client_id: str, scope: str, subject: str) -> None:
+    """The subject is locked until someone unlocks it."""
+    _FAILURE_LOCK.executemany(conn, [_key(client_id, scope, subject)])
+
+
+def clear_failures(conn: Any, client_id: str, subjects: Iterable[tuple[str, str]], now: datetime) -> None:
+    """The subjects' failures, waits and locks cleared ((scope, subject) pairs)."""
+    keys = [{**_key(client_id, scope, subject), "b_now": now} for scope, subject in subjects]
+    if keys:
+        _COUNTER_CLEAR.executemany(conn, keys)

@@ -1,0 +1,346 @@
+"""Each named MFA query against the plain path (the ORM, or a Core statement), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from passgate.auth.models import Client
+from passgate.db import make_sessionmaker
+from passgate.ids import new_uuid
+from passgate.messaging.models import Message
+from passgate.mfa import queries
+from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
+from passgate.mfa.queries import LISTENER_COLUMNS, SessionChanges, SessionRow, SessionSnapshot
+from passgate.mfa.states import InvalidTransition, Status
+from passgate.policy.models import Device
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def client_id(sessions: sessionmaker[Session]) -> str:
+    cid = "c" + new_uuid().replace("-", "")[:20]
+    with sessions.begin() as s:
+        s.add(Client(id=cid, name="Q", country="US", sandbox=False, created_at=NOW))
+    return cid
+
+
+def _session_row(client_id: str, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": new_uuid(),
+        "client_id": client_id,
+        "decision_id": new_uuid(),
+        "event_type": "LOGIN",
+        "type": "OTP",
+        "channel": "SMS",
+        "template_name": "sms-code",
+        "locale": "en",
+        "destination": "+12015550123",
+        "destination_hash": "d" * 64,
+        "account_id": "acct-1",
+        "device_session_id": "dev-1",
+        "status": Status.MESSAGE_SENT.value,
+        "termination_reason": None,
+        "delivery_status": "SENT",
+        "send_attempts": 1,
+        "verification_attempts": 0,
+        "max_sends": 3,
+        "max_attempts": 5,
+        "ttl_seconds": 600,
+        "code_length": 6,
+        "expires_at": NOW + timedelta(minutes=10),
+        "created_at": NOW,
+        "updated_at": NOW,
+        "verified_at": None,
+        "target_url": None,
+        "bind_to_device": False,
+        "match_number": None,
+        "sandbox": False,
+        "render_context": {"values": {}, "person": {}},
+        "sequence": 1,
+        "link_opens": 0,
+    }
+    row.update(over)
+    return row
+
+
+def _insert(sessions: sessionmaker[Session], row: dict[str, Any]) -> str:
+    with sessions.begin() as s:
+        queries.insert_session(s.connection(), row)
+    return str(row["id"])
+
+
+@pytest.fixture
+def stored(sessions: sessionmaker[Session], client_id: str) -> Iterator[str]:
+    yield _insert(sessions, _session_row(client_id))
+
+
+def test_a_snapshot_holds_the_listener_columns_and_nothing_else() -> None:
+    assert tuple(f.name for f in dataclasses.fields(SessionSnapshot)) == LISTENER_COLUMNS
+    row = dict.fromkeys(LISTENER_COLUMNS, 0)
+    snapshot = SessionSnapshot(**row)
+    with pytest.raises(AttributeError):
+        snapshot.destination  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.status = "VERIFIED"  # type: ignore[misc]
+
+
+def test_load_locked_reads_the_row_the_orm_reads(
+    sessions: sessionmaker[Session], client_id: str, stored: str
+) -> None:
+    with sessions.begin() as s:
+        row = queries.load_locked(s.connection(), client_id, stored)
+        orm = queries.load(s, client_id, stored, lock=True)
+        assert orm is not None and row is not None
+        assert row == queries.row_of(orm)
+        assert isinstance(row, SessionRow) and row.expires_at == NOW + timedelta(minutes=10)
+        assert SessionSnapshot.of(orm) == SessionSnapshot.of(row)
+        # Another client's session is not found, by either path.
+        assert queries.load_locked(s.connection(), "other", stored) is None
+        assert queries.load(s, "other", stored) is None
+
+
+def test_write_back_writes_the_changes_and_expires_the_orm_copy(
+    sessions: sessionmaker[Session], client_id: str, stored: str
+) -> None:
+    with sessions.begin() as s:
+        tracked = s.get(MfaSession, stored)
+        assert tracked is not None and tracked.verification_attempts == 0
+        conn = s.connection()
+        row = queries.load_locked(conn, client_id, stored)
+        assert row is not None
+        changes = SessionChanges.of(row)
+        changes.status = Status.VERIFICATION_ATTEMPT_FAILED.value
+        changes.verification_attempts = 1
+        changes.updated_at = NOW + timedelta(seconds=5)
+        changes.sequence = 2
+        queries.write_back(s, conn, changes)
+        assert tracked.verification_attempts == 1  # read again, not stale
+        assert changes.snapshot().status == Status.VERIFICATION_ATTEMPT_FAILED.value
+    with sessions.begin() as s:
+        again = s.execute(select(MfaSession.__table__).where(MfaSession.id == stored)).one()._mapping
+        assert (again["status"], again["verification_attempts"], again["sequence"]) == (
+            "VERIFICATION_ATTEMPT_FAILED",
+            1,
+            2,
+        )
+        assert again["updated_at"] == NOW + timedelta(seconds=5)
+
+
+def test_write_back_refuses_a_move_the_lifecycle_forbids(
+    sessions: sessionmaker[Session], client_id: str
+) -> None:
+    stored = _insert(sessions, _session_row(client_id, status="VERIFIED", verified_at=NOW))
+    with sessions.begin() as s:
+        conn = s.connection()
+        row = queries.load_locked(conn, client_id, stored)
+        assert row is not None
+        changes = SessionChanges.of(row)
+        changes.status = Status.MESSAGE_SENT.value
+        with pytest.raises(InvalidTransition):
+            queries.write_back(s, conn, changes)
+    with sessions.begin() as s:
+        assert s.scalar(select(MfaSession.status).where(MfaSession.id == stored)) == "VERIFIED"
+
+
+def test_consume_verifies_an_open_session_once(
+    sessions: sessionmaker[Session], client_id: str, stored: str
+) -> None:
+    with sessions.begin() as s:
+        conn = s.connection()
+        assert queries.consume(conn, stored, "MESSAGE_SENT", NOW) is None
+        # A second answer that read the session open finds it verified, and changes nothing.
+        assert queries.consume(conn, stored, "MESSAGE_SENT", NOW + timedelta(seconds=1)) == ("VERIFIED", None)
+        assert queries.status_now(conn, stored) == ("VERIFIED", None)
+        # A caller that knows the session is closed is refused before anything is written.
+        with pytest.raises(InvalidTransition):
+            queries.consume(conn, stored, "TERMINATED", NOW)
+        orm = s.get(MfaSession, stored)
+        assert orm is not None and (orm.status, orm.verified_at) == ("VERIFIED", NOW)
+
+
+def test_link_opened_counts_in_the_database(
+    sessions: sessionmaker[Session], client_id: str, stored: str
+) -> None:
+    with sessions.begin() as s:
+        assert [queries.link_opened(s.connection(), stored) for _ in range(3)] == [1, 2, 3]
+        assert s.scalar(select(MfaSession.link_opens).where(MfaSession.id == stored)) == 3
+
+
+def test_client_config_reads_the_client_and_its_settings(
+    sessions: sessionmaker[Session], client_id: str
+) -> None:
+    with sessions.begin() as s:
+        assert queries.client_config(s.connection(), client_id) == (False, "US", None)
+        s.add(
+            ClientSettings(
+                client_id=client_id,
+                link_ttl_seconds=900,
+                otp_length=8,
+                sms_allowed_countries=["US", "CA"],
+                reject_voip=True,
+                updated_at=NOW,
+            )
+        )
+        s.flush()
+        assert queries.client_config(s.connection(), client_id) == (
+            False,
+            "US",
+            (900, None, 8, None, None, ["US", "CA"], True),
+        )
+
+
+def test_failure_counters_count_wait_lock_and_clear(sessions: sessionmaker[Session], client_id: str) -> None:
+    subject = "s" * 64
+    with sessions.begin() as s:
+        conn = s.connection()
+        assert queries.counter_state(conn, client_id, "destination", subject) is None
+        assert [queries.record_failure(conn, client_id, "destination", subject, NOW) for _ in range(3)] == [
+            1,
+            2,
+            3,
+        ]
+        queries.set_wait(conn, client_id, "destination", subject, NOW + timedelta(seconds=30))
+        assert queries.counter_state(conn, client_id, "destination", subject) == (
+            3,
+            NOW + timedelta(seconds=30),
+            False,
+        )
+        assert queries.locked_scopes(conn, client_id, subject, "a" * 64) == set()
+        queries.lock_counter(conn, client_id, "destination", subject)
+        queries.record_failure(conn, client_id, "account", "a" * 64, NOW)
+        queries.lock_counter(conn, client_id, "account", "a" * 64)
+        assert queries.locked_scopes(conn, client_id, subject, "a" * 64) == {"destination", "account"}
+        assert queries.locked_scopes(conn, client_id, "x" * 64, "") == set()
+        orm = s.get(FailureCounter, (client_id, "destination", subject))
+        assert orm is not None and (orm.failures, orm.locked) == (3, True)
+        queries.clear_failures(conn, client_id, [("destination", subject), ("account", "a" * 64)], NOW)
+        assert queries.counter_state(conn, client_id, "destination", subject) == (0, None, False)
+        assert queries.counter_state(conn, client_id, "account", "a" * 64) == (0, None, False)
+
+
+def _secret(session_id: str, kind: str, n: int, active: bool = True) -> dict[str, Any]:
+    return {
+        "id": new_uuid(),
+        "session_id": session_id,
+        "kind": kind,
+        "secret_hash": f"{kind}{n}".ljust(64, "0"),
+        "key_id": "k1",
+        "active": active,
+        "created_at": NOW,
+        "activated_at": NOW + timedelta(seconds=n) if active else None,
+        "expires_at": NOW + timedelta(minutes=10),
+    }
+
+
+def test_live_codes_and_recent_secrets_are_the_last_three_active(
+    sessions: sessionmaker[Session], client_id: str, stored: str
+) -> None:
+    rows = [_secret(stored, "CODE", n) for n in range(5)] + [_secret(stored, "CODE", 9, active=False)]
+    with sessions.begin() as s:
+        s.execute(insert(MfaSecret.__table__), rows)
+        live = queries.live_codes(s.connection(), stored)
+        assert [h for h, _, _ in live] == [
+            rows[4]["secret_hash"],
+            rows[3]["secret_hash"],
+            rows[2]["secret_hash"],
+        ]
+        assert all(k == "k1" and e == NOW + timedelta(minutes=10) for _, k, e in live)
+        assert list(queries.recent_secret_ids(s, stored)) == [rows[4]["id"], rows[3]["id"], rows[2]["id"]]
+
+
+def test_link_secret_and_session_by_id(sessions: sessionmaker[Session], client_id: str, stored: str) -> None:
+    link = _secret(stored, "LINK", 1)
+    with sessions.begin() as s:
+        s.execute(insert(MfaSecret.__table__), [link, _secret(stored, "CODE", 2)])
+        found = queries.link_secret(s, ["nothing", link["secret_hash"]])
+        assert found is not None and found.id == link["id"]
+        assert queries.link_secret(s, [_secret(stored, "CODE", 2)["secret_hash"]]) is None  # a code
+        by_id = queries.session_by_id(s, stored, lock=True)
+        assert by_id is not None and by_id.client_id == client_id
+        assert queries.session_by_id(s, new_uuid()) is None
+
+
+def test_expiry_finds_open_sessions_past_their_time(sessions: sessionmaker[Session], client_id: str) -> None:
+    late = NOW + timedelta(days=3650)  # past every session other tests left behind
+    due = _insert(sessions, _session_row(client_id, expires_at=late))
+    _insert(sessions, _session_row(client_id, expires_at=late, status="VERIFIED", verified_at=NOW))
+    _insert(sessions, _session_row(client_id, expires_at=late + timedelta(hours=1)))
+    with sessions.begin() as s:
+        assert queries.any_expired(s, late)
+        expired = queries.expire_due(s, late, 1000)
+        mine = [m.id for m in expired if m.client_id == client_id]
+        assert mine == [due]
+        assert all(m.status in ("UNKNOWN", "MESSAGE_SENT", "VERIFICATION_ATTEMPT_FAILED") for m in expired)
+
+
+def test_events_and_last_sent_at(sessions: sessionmaker[Session], client_id: str, stored: str) -> None:
+    with sessions.begin() as s:
+        assert queries.last_sent_at(s, stored) is None
+        s.execute(
+            insert(MfaEvent.__table__),
+            [
+                {
+                    "session_id": stored,
+                    "client_id": client_id,
+                    "type": t,
+                    "source": "api",
+                    "data": {},
+                    "created_at": NOW,
+                }
+                for t in ("CREATED", "MESSAGE_SENT")
+            ],
+        )
+        for sent in (NOW + timedelta(seconds=1), NOW + timedelta(seconds=5), None):
+            s.execute(
+                insert(Message.__table__),
+                {
+                    "id": new_uuid(),
+                    "client_id": client_id,
+                    "session_id": stored,
+                    "channel": "SMS",
+                    "destination": "+12015550123",
+                    "template_name": "sms-code",
+                    "locale": "en",
+                    "purpose": "challenge",
+                    "status": "SENT" if sent else "QUEUED",
+                    "delivery_status": "SENT" if sent else "QUEUED",
+                    "attempts": 1,
+                    "next_attempt_at": NOW,
+                    "created_at": NOW,
+                    "sent_at": sent,
+                },
+            )
+        assert [e.type for e in queries.events(s, stored)] == ["CREATED", "MESSAGE_SENT"]
+        assert queries.last_sent_at(s, stored) == NOW + timedelta(seconds=5)
+
+
+def test_device_trust(sessions: sessionmaker[Session], client_id: str) -> None:
+    with sessions.begin() as s:
+        conn = s.connection()
+        assert queries.device_trust(conn, client_id, "acct-1", "dev-1") is None
+        s.add(
+            Device(
+                client_id=client_id,
+                account_id="acct-1",
+                device_session_id="dev-1",
+                seen=True,
+                trust_state="BANNED",
+                first_seen_at=NOW,
+                last_seen_at=NOW,
+            )
+        )
+        s.flush()
+        assert queries.device_trust(s.connection(), client_id, "acct-1", "dev-1") == "BANNED"
