@@ -14,6 +14,7 @@ from dataclasses import replace
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.auth.settings import MfaConfig, resolve_config
 from passgate.messaging.templates import (
     Brand,
     MessageTemplate,
@@ -22,7 +23,6 @@ from passgate.messaging.templates import (
     RenderedMessage,
     render,
 )
-from passgate.mfa.services import MfaConfig, resolve_config
 
 PURPOSE = "test"
 # As long as a real token (43 characters), so SMS segment counts match real messages. It opens the same

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from passgate.auth.models import Client
+from passgate.auth.settings import ClientSettings, MfaConfig
+from passgate.auth.settings import StoredSettings as _StoredSettings
+from passgate.auth.settings import config_from as _config_from
 from passgate.clock import Clock
 from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert, dialect_insert
 from passgate.ids import new_uuid
@@ -42,7 +45,7 @@ from passgate.mfa.exceptions import (
     Throttled,
     WrongMethod,
 )
-from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
+from passgate.mfa.models import FailureCounter, MfaEvent, MfaSecret, MfaSession
 from passgate.mfa.states import OPEN, Status, TerminationReason, check_move, is_terminal
 from passgate.policy.decisions import DecisionContext
 from passgate.policy.models import Device
@@ -65,51 +68,6 @@ NUMBER_MISMATCH = "NUMBER_MISMATCH"
 # Opens of a link that get a LINK_OPENED timeline row each; the rest are only counted (`link_opens`).
 LISTED_LINK_OPENS = 20
 LINK_OPENS_UNLISTED = "LINK_OPENS_UNLISTED"
-
-
-@dataclass(frozen=True)
-class MfaConfig:
-    otp_ttl: int = 600
-    sms_link_ttl: int = 600
-    login_email_link_ttl: int = 600
-    opening_email_link_ttl: int = 86400
-    otp_length: int = 6
-    max_attempts: int = 5
-    max_sends: int = 3
-    sms_allowed_countries: tuple[str, ...] = ()
-    reject_voip: bool = False
-
-    def ttl(self, channel: str, mfa_type: str, event_type: str) -> int:
-        if mfa_type == "OTP":
-            return self.otp_ttl
-        if channel == "SMS":
-            return self.sms_link_ttl
-        return self.login_email_link_ttl if event_type == "LOGIN" else self.opening_email_link_ttl
-
-
-def resolve_config(session: Session, client: Client) -> MfaConfig:
-    return _config_from(client.country, session.get(ClientSettings, client.id))
-
-
-def _config_from(country: str, s: Any) -> MfaConfig:
-    """The effective settings: the client's row (`s`, None when it has none) over the defaults."""
-    base = MfaConfig(sms_allowed_countries=(country,))
-    if s is None:
-        return base
-    link = s.link_ttl_seconds
-    return MfaConfig(
-        otp_ttl=s.otp_ttl_seconds or base.otp_ttl,
-        sms_link_ttl=link or base.sms_link_ttl,
-        login_email_link_ttl=link or base.login_email_link_ttl,
-        opening_email_link_ttl=link or base.opening_email_link_ttl,
-        otp_length=s.otp_length or base.otp_length,
-        max_attempts=s.max_verify_attempts or base.max_attempts,
-        max_sends=s.max_sends or base.max_sends,
-        sms_allowed_countries=tuple(s.sms_allowed_countries)
-        if s.sms_allowed_countries
-        else base.sms_allowed_countries,
-        reject_voip=bool(s.reject_voip),
-    )
 
 
 # Timeline rows that carry a second entry (see `timeline`): the key it is under, and its type.
@@ -164,18 +122,6 @@ _SENT_SESSION_UPDATE = HotStatement(
 _clients = Client.__table__.c
 _settings = ClientSettings.__table__.c
 _counters = FailureCounter.__table__.c
-
-
-class _StoredSettings(NamedTuple):
-    """A client_settings row as `_config_from` reads it."""
-
-    link_ttl_seconds: int | None
-    otp_ttl_seconds: int | None
-    otp_length: int | None
-    max_verify_attempts: int | None
-    max_sends: int | None
-    sms_allowed_countries: list[str] | None
-    reject_voip: bool | None
 
 
 def _transient_session(row: dict[str, Any]) -> MfaSession:

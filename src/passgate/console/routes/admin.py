@@ -10,11 +10,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from passgate.api.manage_settings import SettingsBody
-from passgate.api.manage_settings import _view as settings_view
 from passgate.audit.services import record as audit
 from passgate.auth import services as key_svc
 from passgate.auth.exceptions import NotFound
+from passgate.auth.settings import ClientSettings, SettingsBody, settings_view, update_settings
 from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
     Action,
@@ -24,7 +23,7 @@ from passgate.console.routes.common import (
     auth_service,
     errors_by_field,
     not_found,
-    problem_of,
+    page_problem,
     reader,
     redirect,
     registry_of,
@@ -33,7 +32,6 @@ from passgate.console.routes.common import (
 )
 from passgate.console.services import CurrentUser
 from passgate.mfa.exceptions import InvalidDestination
-from passgate.mfa.models import ClientSettings
 from passgate.mfa.services import UnlockResult
 from passgate.webhooks.events import Channel, EventType, SignatureScheme
 from passgate.webhooks.exceptions import EndpointNotFound
@@ -157,7 +155,7 @@ async def create_endpoint(
     try:
         endpoint_id, secret = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return await _webhooks_page(request, act.user, found=found, posted=posted, status=found.status)
@@ -251,7 +249,7 @@ async def _endpoint_action(request: Request, act: Action, endpoint_id: str, fn: 
     try:
         message = await run(registry, fn)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         if found.status == 404:
@@ -339,7 +337,7 @@ async def rotate_secret(
     try:
         secret = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         if found.status == 404:
@@ -443,7 +441,7 @@ async def create_key(
     try:
         created = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return await _keys_page(request, act.user, found=found, status=found.status)
@@ -571,24 +569,13 @@ async def save_settings(
     try:
         parsed = SettingsBody.model_validate(body)
     except ValidationError as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         assert found is not None
         return await _settings_page(request, act.user, found=found, posted=posted, status=400)
 
     def work(session: Any) -> None:
         now = registry.clock.now()
-        row = session.get(ClientSettings, act.user.client_id)
-        if row is None:
-            row = ClientSettings(client_id=act.user.client_id, updated_at=now)
-            session.add(row)
-        row.link_ttl_seconds = parsed.linkTtlSeconds
-        row.otp_ttl_seconds = parsed.otpTtlSeconds
-        row.otp_length = parsed.otpLength
-        row.max_verify_attempts = parsed.maxVerifyAttempts
-        row.max_sends = parsed.maxSends
-        row.sms_allowed_countries = parsed.smsAllowedCountries
-        row.reject_voip = parsed.rejectVoip
-        row.updated_at = now
+        update_settings(session, act.user.client_id, parsed, now)
         audit(session, act.user.client_id, act.user.actor, "settings.updated", act.user.client_id, now)
 
     await run(registry, work)

@@ -18,26 +18,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from passgate.auth.exceptions import NotFound, TooManyKeys
 from passgate.bootstrap import Registry
 from passgate.console.forms import BadForm, Form, read_form
 from passgate.console.permissions import MATRIX, Permission, allows
 from passgate.console.services import ConsoleAuth, CurrentUser
 from passgate.db import transaction
-from passgate.messaging.exceptions import (
-    BuiltinTemplateReadOnly,
-    InvalidBranding,
-    TemplateExists,
-    TemplateNotFound,
-    TestSendRateLimited,
-    TooManyTemplates,
-    Unprocessable,
-)
-from passgate.messaging.render_pool import RenderTimeout
-from passgate.mfa.exceptions import SendLimitReached, SendRateLimited, SessionClosed, Throttled
-from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
-from passgate.policy.lists import ImportTooLarge, ListExists, ListNotFound
-from passgate.webhooks.exceptions import WebhookError
+from passgate.messaging.exceptions import InvalidBranding
+from passgate.policy.exceptions import InvalidPolicySet
+from passgate.problems import problem_for, validation_errors
 
 SESSION_COOKIE = "pg_console"
 DEVICE_COOKIE = "pg_console_device"
@@ -293,45 +281,21 @@ class Problem:
     status: int = 422
 
 
-def problem_of(exc: Exception) -> Problem | None:
-    """The words for a domain error a form can cause; None for anything else (a bug: let it be a 500)."""
-    if isinstance(exc, InvalidPolicySet):
-        return Problem(exc.message, [{"field": exc.location, "message": exc.message}])
-    if isinstance(exc, Unprocessable):
-        return Problem(str(exc), list(exc.errors))
-    if isinstance(exc, InvalidBranding):
-        return Problem("The branding was not saved: fix the fields marked below.", list(exc.errors))
-    if isinstance(exc, ValidationError):
-        from passgate.api.errors import validation_errors
-
+def page_problem(exc: Exception) -> Problem | None:
+    """The words for a domain error a form can cause, with the status the API gives the same error
+    (`passgate.problems`); None for anything else (a bug: let it be a 500)."""
+    if isinstance(exc, ValidationError):  # a form's values checked by an API body model
         errors = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
         return Problem("Some values are not valid: fix the fields marked below.", errors, 400)
-    if isinstance(exc, TestSendRateLimited | SendRateLimited):
-        return Problem(str(exc), [], 429)
-    if isinstance(exc, RenderTimeout):
-        return Problem(str(exc), [], 503)
-    if isinstance(exc, TemplateNotFound | ListNotFound | VersionNotFound | NotFound | NoActiveVersion):
-        return Problem(str(exc), [], 404)
-    if isinstance(
-        exc,
-        TemplateExists
-        | BuiltinTemplateReadOnly
-        | TooManyTemplates
-        | ListExists
-        | TooManyKeys
-        | SessionClosed
-        | SendLimitReached
-        | Throttled,
-    ):
-        return Problem(str(exc), [], 409)
-    if isinstance(exc, ImportTooLarge):
-        return Problem(str(exc), [{"field": "entries", "message": str(exc)}], 413)
-    if isinstance(exc, WebhookError):
-        field = getattr(exc, "field", None)
-        errors = [{"field": field, "message": str(exc)}] if field else []
-        status = 404 if type(exc).__name__.endswith("NotFound") else 422
-        return Problem(str(exc), errors, status)
-    return None
+    found = problem_for(exc)
+    if found is None:
+        return None
+    message = found.detail
+    if isinstance(exc, InvalidPolicySet):
+        message = exc.message  # the field it names is shown beside it
+    elif isinstance(exc, InvalidBranding):
+        message = "The branding was not saved: fix the fields marked below."
+    return Problem(message, found.errors, found.status)
 
 
 def errors_by_field(errors: list[dict[str, Any]]) -> dict[str, str]:

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from passgate.api.errors import problem
 from passgate.audit.services import record as audit
 from passgate.console.permissions import Permission
 from passgate.console.previews import PARTS, draft_template, preview_draft
@@ -19,7 +18,7 @@ from passgate.console.routes.common import (
     action,
     errors_by_field,
     not_found,
-    problem_of,
+    page_problem,
     redirect,
     registry_of,
     render,
@@ -31,6 +30,7 @@ from passgate.messaging.catalog import TemplateCatalog, full_view, summary
 from passgate.messaging.exceptions import TemplateNotFound
 from passgate.messaging.sources import TEMPLATE_NAME
 from passgate.messaging.templates import builtin_templates
+from passgate.problems import PROBLEM_MEDIA_TYPE, document
 
 router = APIRouter()
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}$")
@@ -111,7 +111,7 @@ async def _initial_preview(
     try:
         return await run(registry, work)
     except Exception as exc:
-        if problem_of(exc) is None:
+        if page_problem(exc) is None:
             raise
         return None  # the editor shows the problem when the author previews or saves
 
@@ -238,7 +238,7 @@ async def preview_template(
     try:
         out = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return _editor(
@@ -277,16 +277,14 @@ async def preview_api(
     try:
         out = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
-        return problem(
-            found.status,
-            "Invalid template",
-            found.message,
-            slug="invalid-template",
-            extra={"errors": found.errors},
-            headers={"Cache-Control": "no-store"},
+        body = document(
+            found.status, "Invalid template", found.message, slug="invalid-template", errors=found.errors
+        )
+        return JSONResponse(
+            body, found.status, media_type=PROBLEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"}
         )
     return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
@@ -374,7 +372,7 @@ async def save_template(
     try:
         saved = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return _editor(
@@ -415,7 +413,7 @@ async def delete_template(
     try:
         builtin_back = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return redirect(request, f"/console/templates/{name}", f"Not deleted: {found.message}")
@@ -450,7 +448,7 @@ async def test_send(
     try:
         out = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         msg = "; ".join(e.get("message", "") for e in found.errors) or found.message
@@ -526,7 +524,7 @@ async def save_branding(
     try:
         await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         posted: dict[str, Any] = {k: f.get(k) for k, _, _ in BRAND_FIELDS}

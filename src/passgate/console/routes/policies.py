@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from passgate.api.errors import validation_errors
 from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.audit.services import record as audit
 from passgate.console.forms import OPERATOR_LABELS, apply_edit, document_from_form, form_key, show_value
@@ -21,7 +20,7 @@ from passgate.console.routes.common import (
     Reader,
     action,
     not_found,
-    problem_of,
+    page_problem,
     redirect,
     registry_of,
     render,
@@ -36,6 +35,7 @@ from passgate.policy.exceptions import InvalidPolicySet, VersionNotFound
 from passgate.policy.fields import FIELDS
 from passgate.policy.schemas import PolicySetDocument
 from passgate.policy.signals import build_facts
+from passgate.problems import validation_errors
 
 router = APIRouter()
 EVENT_TYPES = {"LOGIN": "Login", "NEW_ACCOUNT_OPENING": "New account opening"}
@@ -158,7 +158,7 @@ async def _save(request: Request, act: Action, event_type: str, doc_in: Any) -> 
     try:
         await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return found
@@ -217,7 +217,7 @@ async def publish(
     try:
         published = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return await _policy_page(request, act.user, event_type, found=found, status=found.status)
@@ -294,7 +294,7 @@ async def simulate(
     try:
         result = await run_in_threadpool(work)
     except Exception as exc:
-        found: Problem | None = problem_of(exc)
+        found: Problem | None = page_problem(exc)
         if found is None:
             raise
         return await _policy_page(
@@ -412,7 +412,7 @@ async def restore(
     try:
         published = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         return redirect(
@@ -484,7 +484,7 @@ async def create_list(
         try:
             await run(registry, work)
         except Exception as exc:
-            found = problem_of(exc)
+            found = page_problem(exc)
             if found is None:
                 raise
             errors["name"] = found.message
@@ -581,7 +581,7 @@ async def add_entries(
     try:
         report, view = await run(registry, work)
     except Exception as exc:
-        found = problem_of(exc)
+        found = page_problem(exc)
         if found is None:
             raise
         if found.status == 404:
