@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.auth.settings import MfaConfig, resolve_config
+from passgate.contacts import check_email, check_phone, is_sandbox_destination, mask
 from passgate.ids import new_uuid
 from passgate.messaging import test_sends
 from passgate.messaging.exceptions import (
@@ -45,7 +46,6 @@ from passgate.messaging.templates import (
     sms_info,
     validate_template,
 )
-from passgate.mfa.destinations import check_email, check_phone, is_sandbox_destination, mask
 from passgate.ratelimit import RateLimiter
 
 MAX_CLIENT_TEMPLATES = 100

@@ -20,6 +20,14 @@ from passgate.auth.settings import ClientSettings, MfaConfig
 from passgate.auth.settings import StoredSettings as _StoredSettings
 from passgate.auth.settings import config_from as _config_from
 from passgate.clock import Clock
+from passgate.contacts import (
+    check_email,
+    check_phone,
+    is_sandbox_destination,
+    mask,
+    normalise_destination,
+    phone_prefix,
+)
 from passgate.db import HotStatement, defer_insert, defer_update, defer_upsert, dialect_insert
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
@@ -28,14 +36,6 @@ from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus, MessageStatus
 from passgate.messaging.templates import choose_locale
 from passgate.mfa import secrets as mfa_secrets
-from passgate.mfa.destinations import (
-    check_email,
-    check_phone,
-    is_sandbox_destination,
-    mask,
-    normalise_destination,
-    phone_prefix,
-)
 from passgate.mfa.exceptions import (
     InvalidDestination,
     SendLimitReached,

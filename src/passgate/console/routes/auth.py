@@ -29,7 +29,7 @@ from passgate.console.routes.common import (
     set_cookie,
 )
 from passgate.console.services import DEVICE_TTL, SESSION_MAX, ConsoleAuth, PendingView
-from passgate.mfa.destinations import mask
+from passgate.contacts import mask
 
 router = APIRouter()
 HOME = "/console/overview"
