@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.audit.services import record as audit
@@ -30,11 +31,10 @@ from passgate.console.services import CurrentUser
 from passgate.policy import lists as list_svc
 from passgate.policy import services as policy_svc
 from passgate.policy.conditions import OPERATORS
-from passgate.policy.engine import explain
 from passgate.policy.exceptions import InvalidPolicySet, VersionNotFound
 from passgate.policy.fields import FIELDS
 from passgate.policy.schemas import PolicySetDocument
-from passgate.policy.signals import build_facts
+from passgate.policy.simulation import simulate as simulate_request
 from passgate.problems import validation_errors
 
 router = APIRouter()
@@ -262,34 +262,19 @@ async def simulate(
         )
 
     def work() -> dict[str, Any]:
-        # Never committed: a simulation reads devices, lists and counters and writes nothing.
-        with registry.sessions() as session:
-            if version == "draft":
-                # Checked as a save checks it (a draft stored by an older release may not compile).
-                compiled = policy_svc.validate_document(
-                    policy_svc.draft_document(session, act.user.client_id, event_type)
-                )
-            else:
-                v = policy_svc.get_version(session, act.user.client_id, event_type, version)
-                compiled = registry.policy_cache.get(session, v.id)
-            facts = build_facts(
-                session,
-                act.user.client_id,
-                event_type,
-                request_body,
-                compiled.signals,
-                registry.signals,
-                registry.clock.now(),
-            )
-            result = explain(compiled, facts)
-            session.rollback()
-        return {
-            "version": compiled.version_name,
-            **result,
-            "signals": {k: facts[k] for k in ("device", "email", "phone", "ip") if k in facts},
-        }
-
-    from starlette.concurrency import run_in_threadpool
+        found = simulate_request(
+            registry.sessions,
+            registry.policy_cache,
+            registry.signals,
+            act.user.client_id,
+            event_type,
+            request_body,
+            version,
+            registry.clock.now(),
+        )
+        # The page lists the device, email, phone and ip groups (the API adds velocity).
+        signals = {k: v for k, v in found.signals.items() if k != "velocity"}
+        return {"version": found.version, **found.explanation, "signals": signals}
 
     try:
         result = await run_in_threadpool(work)
