@@ -53,9 +53,7 @@ CHANNELS = [c.value for c in Channel]
 
 
 def _webhooks(request: Request) -> WebhookService:
-    service = registry_of(request).extras["webhooks"]
-    assert isinstance(service, WebhookService)
-    return service
+    return registry_of(request).webhooks
 
 
 async def _webhooks_page(

@@ -91,20 +91,7 @@ class ConsolePageError(Exception):
 
 
 def auth_service(registry: Registry) -> ConsoleAuth:
-    found = registry.extras.get("console_auth")
-    if isinstance(found, ConsoleAuth):
-        return found
-    service = ConsoleAuth(
-        keyring=registry.keyring,
-        clock=registry.clock,
-        limiter=registry.limiter,
-        mfa=registry.mfa,
-        public_url=registry.settings.public_url,
-        email_rates=registry.settings.console_sign_in_rates_email,
-        ip_rates=registry.settings.console_sign_in_rates_ip,
-    )
-    registry.extras["console_auth"] = service
-    return service
+    return registry.console_auth
 
 
 def registry_of(request: Request) -> Registry:
