@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from passgate.audit.services import record
 from passgate.bootstrap import Registry
 from passgate.console.forms import BadForm, Form, read_form
 from passgate.console.permissions import MATRIX, Permission, allows
@@ -114,6 +116,18 @@ async def run(registry: Registry, fn: Callable[[Session], T]) -> T:
     return await run_in_threadpool(work)
 
 
+async def attempt(registry: Registry, fn: Callable[[Session], T]) -> T | Problem:
+    """`run`, with a domain error the form can cause (`page_problem`) given back as the Problem to show
+    instead of raised: the page re-renders or redirects with it. Anything else is a bug and propagates."""
+    try:
+        return await run(registry, fn)
+    except Exception as exc:
+        found = page_problem(exc)
+        if found is None:
+            raise
+        return found
+
+
 async def current_user(request: Request) -> CurrentUser | None:
     registry = registry_of(request)
     auth = auth_service(registry)
@@ -148,8 +162,25 @@ Reader = Annotated[CurrentUser, Depends(reader())]
 
 @dataclass(frozen=True)
 class Action:
+    """A state-changing form, checked (`action`): who sent it, what it holds, and the registry."""
+
     user: CurrentUser
     form: Form
+    registry: Registry
+
+    def audit(
+        self,
+        session: Session,
+        what: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        """Record what the signed-in person did, in the unit of work that did it (so both or neither);
+        `at` when the work read the clock already (default: now)."""
+        when = at if at is not None else self.registry.clock.now()
+        record(session, self.user.client_id, self.user.actor, what, target, when, details)
 
 
 def action(permission: Permission) -> Callable[..., Any]:
@@ -174,7 +205,7 @@ def action(permission: Permission) -> Callable[..., Any]:
             )
         if not allows(user.role, permission):
             raise ConsoleRefused("Not allowed", refusal(user.role, permission), user)
-        return Action(user, form)
+        return Action(user, form, registry_of(request))
 
     dependency.permission = permission  # type: ignore[attr-defined]
     return dependency
