@@ -76,7 +76,11 @@ def test_update_settings_writes_and_resets(engine: Engine) -> None:
         client = session.get(Client, client_id)
         assert client is not None
         config = resolve_config(session, client)
-        assert (config.otp_length, config.sms_allowed_countries, config.reject_voip) == (8, ("AT", "DE"), True)
+        assert (config.otp_length, config.sms_allowed_countries, config.reject_voip) == (
+            8,
+            ("AT", "DE"),
+            True,
+        )
         assert settings_view(session, client_id)["homeCountry"] == "DE"
         update_settings(session, client_id, SettingsBody(), NOW)  # everything back to the defaults
     with transaction(sessions) as session:
