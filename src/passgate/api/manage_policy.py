@@ -264,6 +264,11 @@ async def simulate(
             body.version,
             registry.clock.now(),
         )
-        return {"version": found.version, "set": found.set_name, **found.explanation, "signals": found.signals}
+        return {
+            "version": found.version,
+            "set": found.set_name,
+            **found.explanation,
+            "signals": found.signals,
+        }
 
     return JSONResponse(await run_in_threadpool(run))

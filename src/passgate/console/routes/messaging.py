@@ -260,8 +260,12 @@ async def preview_api(
 
     out = await attempt(registry, work)
     if isinstance(out, Problem):
-        body = document(out.status, "Invalid template", out.message, slug="invalid-template", errors=out.errors)
-        return JSONResponse(body, out.status, media_type=PROBLEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+        body = document(
+            out.status, "Invalid template", out.message, slug="invalid-template", errors=out.errors
+        )
+        return JSONResponse(
+            body, out.status, media_type=PROBLEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"}
+        )
     return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
 
@@ -341,7 +345,14 @@ async def save_template(
     saved = await attempt(registry, work)
     if isinstance(saved, Problem):
         return _editor(
-            request, act.user, view=view, locale=locale, parts=parts, new=new, problem_=saved, status=saved.status
+            request,
+            act.user,
+            view=view,
+            locale=locale,
+            parts=parts,
+            new=new,
+            problem_=saved,
+            status=saved.status,
         )
     if remove:
         return redirect(request, f"/console/templates/{name}", f"Locale {saved} removed from {name}.")

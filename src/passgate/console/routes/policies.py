@@ -387,7 +387,9 @@ async def restore(
     published = await attempt(registry, work)
     if isinstance(published, Problem):
         return redirect(
-            request, f"/console/policies/{event_type}/versions/{version}", f"Not restored: {published.message}"
+            request,
+            f"/console/policies/{event_type}/versions/{version}",
+            f"Not restored: {published.message}",
         )
     registry.policy_cache.forget_active(act.user.client_id, event_type)
     name = published.version.version_name
@@ -534,7 +536,9 @@ async def add_entries(
         row = list_svc.get_list(session, act.user.client_id, name, lock=True)
         report = list_svc.add_entries(session, row, values, registry.clock.now())
         registry.signals.lists.forget(act.user.client_id)
-        act.audit(session, "list.entries_added", name, {"added": report.added, "rejected": len(report.rejected)})
+        act.audit(
+            session, "list.entries_added", name, {"added": report.added, "rejected": len(report.rejected)}
+        )
         return report.as_dict(), list_svc.list_view(session, row)
 
     outcome = await attempt(registry, work)
