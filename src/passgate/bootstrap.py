@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -17,6 +18,7 @@ from passgate.auth.services import ClientCache, KeyStatusCache
 from passgate.auth.tokens import TokenService
 from passgate.clock import Clock, SystemClock
 from passgate.config import Settings
+from passgate.console.services import ConsoleAuth
 from passgate.db import make_engine, make_sessionmaker
 from passgate.db.group_commit import GroupCommitter
 from passgate.db.sqlite import WalCheckpointer
@@ -35,8 +37,15 @@ from passgate.policy.services import CompiledSetCache
 from passgate.policy.signals import SignalSources
 from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
 from passgate.ratelimit import RateLimiter, make_rate_limiter
+from passgate.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
+from passgate.webhooks.services import WebhookMetrics, WebhookService
+from passgate.webhooks.ssrf import check_url
+from passgate.webhooks.states import parse_schedule
+from passgate.webhooks.transport import HttpxWebhookTransport
 
 log = logging.getLogger("passgate")
+# Run by the app's lifespan, given the app: startup hooks in order, shutdown hooks in reverse.
+LifespanHook = Callable[[Any], Awaitable[None]]
 
 
 class WorkNotifier:
@@ -76,10 +85,14 @@ class Registry:
     signals: SignalSources
     committer: GroupCommitter
     clients: ClientCache
+    webhooks: WebhookService
+    webhook_deliverer: WebhookDeliverer
+    console_auth: ConsoleAuth
     # Extra periodic jobs every worker runs (e.g. webhook deliveries): async callables returning how
     # many items they handled, so the loop knows whether to look again at once.
     worker_jobs: list[Callable[[], Awaitable[int]]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    startup: list[LifespanHook] = field(default_factory=list)
+    shutdown: list[LifespanHook] = field(default_factory=list)
 
     def close(self) -> None:
         self.committer.stop()
@@ -203,6 +216,7 @@ def build_registry(
     # The owners of the outbox's messages, by purpose: challenges (MFA sessions) and sample sends.
     dispatcher.register(ChallengeDelivery(mfa=mfa, keyring=keyring))
     dispatcher.register(SampleDelivery())
+    webhooks, deliverer = build_webhooks(settings, sessions, keyring, clock, metrics)
     registry = Registry(
         settings=settings,
         engine=engine,
@@ -229,39 +243,40 @@ def build_registry(
         signals=signals,
         committer=committer,
         clients=ClientCache(),
+        webhooks=webhooks,
+        webhook_deliverer=deliverer,
+        console_auth=ConsoleAuth(
+            keyring=keyring,
+            clock=clock,
+            limiter=limiter,
+            mfa=mfa,
+            public_url=settings.public_url,
+            email_rates=settings.console_sign_in_rates_email,
+            ip_rates=settings.console_sign_in_rates_ip,
+        ),
     )
     install_webhooks(registry)
     return registry
 
 
-def install_webhooks(registry: Registry) -> None:
-    """Webhooks: the outbox listeners on status changes and decisions, and the delivery job every worker
-    runs (`passgate serve` and `passgate worker` alike)."""
-    from datetime import timedelta
-
-    from passgate.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
-    from passgate.webhooks.services import WebhookMetrics, WebhookService
-    from passgate.webhooks.ssrf import check_url
-    from passgate.webhooks.states import parse_schedule
-    from passgate.webhooks.transport import HttpxWebhookTransport
-
-    settings = registry.settings
+def build_webhooks(
+    settings: Settings, sessions: sessionmaker[Session], keyring: KeyRing, clock: Clock, metrics: Metrics
+) -> tuple[WebhookService, WebhookDeliverer]:
+    """The webhook service (endpoints, events) and the deliverer every worker runs."""
     # Plain http goes with private targets: its only realistic use is inside the operator's network.
     allow = settings.webhook_allow_private
-    metrics = WebhookMetrics(registry.metrics)
+    webhook_metrics = WebhookMetrics(metrics)
     service = WebhookService(
-        keyring=registry.keyring,
-        clock=registry.clock,
+        keyring=keyring,
+        clock=clock,
         check_url=lambda url: check_url(url, allow_private=allow, allow_http=allow),
-        metrics=metrics,
+        metrics=webhook_metrics,
         key_overlap=timedelta(seconds=settings.webhook_key_overlap_seconds),
         secret_overlap=timedelta(seconds=settings.webhook_secret_overlap_seconds),
     )
-    registry.mfa.listeners.append(service.on_mfa_status)
-    registry.decisions.listeners.append(service.on_decision)
     deliverer = WebhookDeliverer(
-        sessions=registry.sessions,
-        clock=registry.clock,
+        sessions=sessions,
+        clock=clock,
         service=service,
         transport=HttpxWebhookTransport(
             allow_private=allow,
@@ -269,7 +284,7 @@ def install_webhooks(registry: Registry) -> None:
             timeout=settings.webhook_timeout_seconds,
             max_connections=settings.webhook_max_in_flight,
         ),
-        metrics=metrics,
+        metrics=webhook_metrics,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         policy=DeliveryPolicy(
             retry_schedule=parse_schedule(settings.webhook_retry_seconds),
@@ -280,12 +295,19 @@ def install_webhooks(registry: Registry) -> None:
             retention=timedelta(days=settings.webhook_retention_days),
         ),
     )
+    return service, deliverer
+
+
+def install_webhooks(registry: Registry) -> None:
+    """Webhooks: the outbox listeners on status changes and decisions, and the delivery job every worker
+    runs (`passgate serve` and `passgate worker` alike)."""
+    service, deliverer = registry.webhooks, registry.webhook_deliverer
+    registry.mfa.listeners.append(service.on_mfa_status)
+    registry.decisions.listeners.append(service.on_decision)
     registry.worker_jobs.append(deliverer.run_once)
     registry.notifier.callbacks.append(deliverer.wake)  # new events are claimed as soon as they commit
-    registry.extras["webhooks"] = service
-    registry.extras["webhook_deliverer"] = deliverer
 
     async def _stop_deliveries(_app: Any) -> None:
         await deliverer.aclose()
 
-    registry.extras.setdefault("shutdown", []).append(_stop_deliveries)
+    registry.shutdown.append(_stop_deliveries)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from passgate.bootstrap import Registry
+    from passgate.webhooks.services import WebhookService
 
 EPILOG = """\
 environment: PASSGATE_DATABASE_URL (default sqlite:///./passgate.db), PASSGATE_PUBLIC_URL, PASSGATE_SMTP_URL,
@@ -712,12 +713,8 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _webhooks_service(registry: Registry) -> Any:
-    from passgate.webhooks.services import WebhookService
-
-    service = registry.extras["webhooks"]
-    assert isinstance(service, WebhookService)
-    return service
+def _webhooks_service(registry: Registry) -> WebhookService:
+    return registry.webhooks
 
 
 def cmd_webhooks_rotate_key(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             worker_task = WorkerThread(worker)
             worker_task.start()
             app.state.worker = worker
-        for hook in reg.extras.get("startup", []):
+        for hook in reg.startup:
             await hook(app)
         try:
             yield
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             if worker_task is not None:
                 await asyncio.to_thread(worker_task.stop)
             reg.committer.stop()
-            for hook in reversed(reg.extras.get("shutdown", [])):
+            for hook in reversed(reg.shutdown):
                 await hook(app)
             if owned:
                 reg.close()

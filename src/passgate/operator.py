@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from passgate.auth.exceptions import NotFound
 from passgate.auth.models import ApiKey, Client
 from passgate.console.models import ConsoleUser
+from passgate.contacts import mask
 from passgate.messaging.models import Message
-from passgate.mfa.destinations import mask
 from passgate.webhooks.models import WebhookEndpoint
 
 MESSAGE_STATUSES = ("QUEUED", "SENDING", "SENT", "FAILED")

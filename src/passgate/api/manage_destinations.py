@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from passgate.api.deps import AdminAuth, RegistryDep
 from passgate.api.views import unlock_view
 from passgate.audit.services import record as audit
+from passgate.contacts import normalise_destination
 from passgate.db import transaction
-from passgate.mfa.destinations import normalise_destination
 
 router = APIRouter(prefix="/manage/v1/destinations", tags=["destinations"])
 

@@ -11,14 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import AdminAuth, Principal, RegistryDep
-from passgate.api.errors import ApiProblem, validation_errors
+from passgate.api.errors import ApiProblem
 from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.db import transaction
 from passgate.policy import services
-from passgate.policy.engine import explain
 from passgate.policy.models import PolicySet, PolicySetVersion
 from passgate.policy.schemas import PolicySetDocument, default_document
-from passgate.policy.signals import build_facts
+from passgate.policy.simulation import simulate as simulate_request
+from passgate.problems import validation_errors
 
 router = APIRouter(prefix="/manage/v1/policy-sets", tags=["policy sets"])
 
@@ -254,32 +254,21 @@ async def simulate(
         ) from None
 
     def run() -> dict[str, Any]:
-        # A session that is never committed: simulation reads devices, lists and counters, and writes nothing.
-        with registry.sessions() as session:
-            if body.version == "draft":
-                # Checked as a save checks it (a draft stored by an older release may not compile).
-                compiled = services.validate_document(
-                    services.draft_document(session, auth.client_id, eventType.value)
-                )
-            else:
-                v = services.get_version(session, auth.client_id, eventType.value, body.version)
-                compiled = registry.policy_cache.get(session, v.id)
-            facts = build_facts(
-                session,
-                auth.client_id,
-                eventType.value,
-                request_body,
-                compiled.signals,
-                registry.signals,
-                registry.clock.now(),
-            )
-            result = explain(compiled, facts)
-            session.rollback()
+        found = simulate_request(
+            registry.sessions,
+            registry.policy_cache,
+            registry.signals,
+            auth.client_id,
+            eventType.value,
+            request_body,
+            body.version,
+            registry.clock.now(),
+        )
         return {
-            "version": compiled.version_name,
-            "set": compiled.name,
-            **result,
-            "signals": {k: facts[k] for k in ("device", "email", "phone", "ip", "velocity") if k in facts},
+            "version": found.version,
+            "set": found.set_name,
+            **found.explanation,
+            "signals": found.signals,
         }
 
     return JSONResponse(await run_in_threadpool(run))

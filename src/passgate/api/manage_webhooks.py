@@ -36,9 +36,7 @@ EndpointId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 def get_webhooks(registry: RegistryDep) -> WebhookService:
-    service = registry.extras["webhooks"]
-    assert isinstance(service, WebhookService)
-    return service
+    return registry.webhooks
 
 
 WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]

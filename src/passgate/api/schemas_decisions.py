@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from passgate.mfa.destinations import email_verdict, is_possible_phone
+from passgate.contacts import email_verdict, is_possible_phone
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from passgate.mfa.destinations import mask
+from passgate.contacts import mask
 from passgate.mfa.queries import SessionRow
 from passgate.mfa.results import (
     AttemptResult,

@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.auth.settings import MfaConfig, resolve_config
+from passgate.contacts import check_email, check_phone, is_sandbox_destination, mask
 from passgate.ids import new_uuid
 from passgate.locales import choose_locale
 from passgate.messaging import outbox, samples
@@ -45,8 +47,6 @@ from passgate.messaging.templates import (
     validate_template,
 )
 from passgate.messaging.templates.sms import sms_info
-from passgate.mfa.destinations import check_email, check_phone, is_sandbox_destination, mask
-from passgate.mfa.services import MfaConfig, resolve_config
 from passgate.ratelimit import RateLimiter
 
 MAX_CLIENT_TEMPLATES = 100

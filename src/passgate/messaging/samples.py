@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.auth.settings import MfaConfig, resolve_config
 from passgate.messaging.interfaces import Claimed, ClaimJoin, NewSecret, SentMessage
 from passgate.messaging.models import Message
 from passgate.messaging.senders.base import SendError
@@ -30,7 +31,6 @@ from passgate.messaging.templates import (
     RenderedMessage,
     render,
 )
-from passgate.mfa.services import MfaConfig, resolve_config
 
 PURPOSE = "test"
 # As long as a real token (43 characters), so SMS segment counts match real messages. It opens the same

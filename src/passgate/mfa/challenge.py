@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
+from passgate.contacts import check_email, check_phone, is_sandbox_destination
 from passgate.ids import new_uuid
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.messaging.templates import choose_locale
 from passgate.mfa import secrets as mfa_secrets
-from passgate.mfa.destinations import check_email, check_phone, is_sandbox_destination
 from passgate.mfa.results import ChallengeRefused
 from passgate.mfa.states import Status
 from passgate.policy.decisions import DecisionContext
 
 if TYPE_CHECKING:
-    from passgate.mfa.services import MfaConfig
+    from passgate.auth.settings import MfaConfig
 
 log = logging.getLogger("passgate.mfa")
 

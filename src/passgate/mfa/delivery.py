@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from passgate.contacts import is_sandbox_destination
 from passgate.db import defer_insert, defer_update
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
@@ -26,7 +27,6 @@ from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.messaging.templates import PersonName, RenderContext, RenderedMessage, render
 from passgate.mfa import secrets as mfa_secrets
-from passgate.mfa.destinations import is_sandbox_destination
 from passgate.mfa.models import MfaSecret, MfaSession
 from passgate.mfa.services import (
     _ACTIVATE_SECRET,

@@ -103,19 +103,3 @@ class FailureCounter(Base):
     next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class ClientSettings(Base):
-    """Per-client MFA settings; a null column means the documented default."""
-
-    __tablename__ = "client_settings"
-
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
-    link_ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    otp_ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    otp_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    max_verify_attempts: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    max_sends: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    sms_allowed_countries: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
-    reject_voip: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

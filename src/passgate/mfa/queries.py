@@ -18,9 +18,10 @@ from sqlalchemy import Table, bindparam, insert, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.auth.settings import ClientSettings
 from passgate.db import HotStatement, dialect_insert
 from passgate.messaging.models import Message
-from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
+from passgate.mfa.models import FailureCounter, MfaEvent, MfaSecret, MfaSession
 from passgate.mfa.secrets import VALID_CODES
 from passgate.mfa.states import OPEN, Status, check_move
 from passgate.policy.models import Device

@@ -10,14 +10,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from passgate.auth.models import Client
+from passgate.auth.settings import MfaConfig
+from passgate.auth.settings import StoredSettings as _StoredSettings
+from passgate.auth.settings import config_from as _config_from
 from passgate.caching import TtlCache
 from passgate.clock import Clock
+from passgate.contacts import (
+    mask,
+    normalise_destination,
+    phone_prefix,
+)
 from passgate.db import defer_insert, defer_upsert
 from passgate.keyring import KeyRing
 from passgate.messaging import outbox
@@ -27,11 +34,6 @@ from passgate.messaging.states import DeliveryStatus
 from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.challenge import Picked, checked_destination, new_session_row, pick_template
-from passgate.mfa.destinations import (
-    mask,
-    normalise_destination,
-    phone_prefix,
-)
 from passgate.mfa.exceptions import (
     InvalidDestination,
     SendLimitReached,
@@ -41,7 +43,7 @@ from passgate.mfa.exceptions import (
     Throttled,
     WrongMethod,
 )
-from passgate.mfa.models import ClientSettings, MfaEvent, MfaSession
+from passgate.mfa.models import MfaEvent, MfaSession
 from passgate.mfa.queries import LISTENER_COLUMNS, SessionChanges, SessionRow, SessionSnapshot
 from passgate.mfa.results import (
     AttemptResult,
@@ -63,12 +65,10 @@ __all__ = [
     "ChallengeRefused",
     "ChallengeResult",
     "ChallengeStarted",
-    "MfaConfig",
     "MfaService",
     "SessionSnapshot",
     "StatusListener",
     "UnlockResult",
-    "resolve_config",
     "throttle_wait",
 ]
 
@@ -90,51 +90,6 @@ LISTED_LINK_OPENS = 20
 LINK_OPENS_UNLISTED = "LINK_OPENS_UNLISTED"
 
 
-@dataclass(frozen=True)
-class MfaConfig:
-    otp_ttl: int = 600
-    sms_link_ttl: int = 600
-    login_email_link_ttl: int = 600
-    opening_email_link_ttl: int = 86400
-    otp_length: int = 6
-    max_attempts: int = 5
-    max_sends: int = 3
-    sms_allowed_countries: tuple[str, ...] = ()
-    reject_voip: bool = False
-
-    def ttl(self, channel: str, mfa_type: str, event_type: str) -> int:
-        if mfa_type == "OTP":
-            return self.otp_ttl
-        if channel == "SMS":
-            return self.sms_link_ttl
-        return self.login_email_link_ttl if event_type == "LOGIN" else self.opening_email_link_ttl
-
-
-def resolve_config(session: Session, client: Client) -> MfaConfig:
-    return _config_from(client.country, session.get(ClientSettings, client.id))
-
-
-def _config_from(country: str, s: Any) -> MfaConfig:
-    """The effective settings: the client's row (`s`, None when it has none) over the defaults."""
-    base = MfaConfig(sms_allowed_countries=(country,))
-    if s is None:
-        return base
-    link = s.link_ttl_seconds
-    return MfaConfig(
-        otp_ttl=s.otp_ttl_seconds or base.otp_ttl,
-        sms_link_ttl=link or base.sms_link_ttl,
-        login_email_link_ttl=link or base.login_email_link_ttl,
-        opening_email_link_ttl=link or base.opening_email_link_ttl,
-        otp_length=s.otp_length or base.otp_length,
-        max_attempts=s.max_verify_attempts or base.max_attempts,
-        max_sends=s.max_sends or base.max_sends,
-        sms_allowed_countries=tuple(s.sms_allowed_countries)
-        if s.sms_allowed_countries
-        else base.sms_allowed_countries,
-        reject_voip=bool(s.reject_voip),
-    )
-
-
 # Timeline rows that carry a second entry (see `timeline_entries`): the key it is under, and its type.
 _QUEUED = "queued"
 _STATUS_CHANGED = "statusChanged"
@@ -150,18 +105,6 @@ _transient_session = queries.transient_session
 _Working = MfaSession | SessionChanges
 # What a unit of work reads of a session: a frozen row, or the ORM object itself.
 _Read = SessionRow | MfaSession
-
-
-class _StoredSettings(NamedTuple):
-    """A client_settings row as `_config_from` reads it."""
-
-    link_ttl_seconds: int | None
-    otp_ttl_seconds: int | None
-    otp_length: int | None
-    max_verify_attempts: int | None
-    max_sends: int | None
-    sms_allowed_countries: list[str] | None
-    reject_voip: bool | None
 
 
 

@@ -120,7 +120,7 @@ def test_webhook_endpoints_of_another_client_are_invisible(
     people: Any, http: TestClient, registry: Registry
 ) -> None:
     other = make_tenant(http, registry, name="Hooks Co")
-    endpoint = registry.extras["webhooks"]
+    endpoint = registry.webhooks
     from passgate.db import transaction
 
     with transaction(registry.sessions) as session:

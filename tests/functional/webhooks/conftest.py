@@ -67,7 +67,7 @@ def _no_leftover_deliveries(engine: Engine) -> Iterator[None]:
 
 
 def deliverer(registry: Registry) -> WebhookDeliverer:
-    d = registry.extras["webhook_deliverer"]
+    d = registry.webhook_deliverer
     assert isinstance(d, WebhookDeliverer)
     return d
 

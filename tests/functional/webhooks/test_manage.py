@@ -292,7 +292,7 @@ def test_secrets_are_stored_sealed(
 def test_endpoint_limit(
     http: TestClient, tenant: Tenant, registry: Registry, hooks_server: HttpReceiver
 ) -> None:
-    service = registry.extras["webhooks"]
+    service = registry.webhooks
     for _ in range(service.max_endpoints):
         create_endpoint(http, tenant, f"{hooks_server.url}/hooks", enabled=False)
     r = http.post(

@@ -12,11 +12,12 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.models import Client
+from passgate.auth.settings import ClientSettings
 from passgate.db import make_sessionmaker
 from passgate.ids import new_uuid
 from passgate.messaging.models import Message
 from passgate.mfa import queries
-from passgate.mfa.models import ClientSettings, FailureCounter, MfaEvent, MfaSecret, MfaSession
+from passgate.mfa.models import FailureCounter, MfaEvent, MfaSecret, MfaSession
 from passgate.mfa.queries import LISTENER_COLUMNS, SessionChanges, SessionRow, SessionSnapshot
 from passgate.mfa.states import InvalidTransition, Status
 from passgate.policy.models import Device

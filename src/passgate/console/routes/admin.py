@@ -10,21 +10,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from passgate.api.manage_settings import SettingsBody
-from passgate.api.manage_settings import _view as settings_view
-from passgate.audit.services import record as audit
 from passgate.auth import services as key_svc
 from passgate.auth.exceptions import NotFound
+from passgate.auth.settings import ClientSettings, SettingsBody, settings_view, update_settings
 from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
     Action,
     Problem,
     Reader,
     action,
+    attempt,
     auth_service,
     errors_by_field,
     not_found,
-    problem_of,
+    page_problem,
     reader,
     redirect,
     registry_of,
@@ -33,7 +32,6 @@ from passgate.console.routes.common import (
 )
 from passgate.console.services import CurrentUser
 from passgate.mfa.exceptions import InvalidDestination
-from passgate.mfa.models import ClientSettings
 from passgate.mfa.services import UnlockResult
 from passgate.webhooks.events import Channel, EventType, SignatureScheme
 from passgate.webhooks.exceptions import EndpointNotFound
@@ -55,9 +53,7 @@ CHANNELS = [c.value for c in Channel]
 
 
 def _webhooks(request: Request) -> WebhookService:
-    service = registry_of(request).extras["webhooks"]
-    assert isinstance(service, WebhookService)
-    return service
+    return registry_of(request).webhooks
 
 
 async def _webhooks_page(
@@ -143,24 +139,13 @@ async def create_endpoint(
             signature_scheme=scheme,
             description=description,
         )
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "webhook.created",
-            endpoint.id,
-            registry.clock.now(),
-            {"url": endpoint.url},
-        )
+        act.audit(session, "webhook.created", endpoint.id, {"url": endpoint.url})
         return endpoint.id, secret
 
-    try:
-        endpoint_id, secret = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        return await _webhooks_page(request, act.user, found=found, posted=posted, status=found.status)
+    outcome = await attempt(registry, work)
+    if isinstance(outcome, Problem):
+        return await _webhooks_page(request, act.user, found=outcome, posted=posted, status=outcome.status)
+    endpoint_id, secret = outcome
     if secret:
         # Shown in this answer only (never stored in a cookie or a redirect).
         return await _webhooks_page(request, act.user, secret=(endpoint_id, secret))
@@ -176,14 +161,7 @@ async def rotate_key(
 
     def work(session: Any) -> str:
         keys, _ = service.rotate_key(session, act.user.client_id, None)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "webhook.key_rotated",
-            keys[0].key_id,
-            registry.clock.now(),
-        )
+        act.audit(session, "webhook.key_rotated", keys[0].key_id)
         return keys[0].key_id
 
     key_id = await run(registry, work)
@@ -247,24 +225,22 @@ async def endpoint_page(request: Request, endpoint_id: str, user: Reader, status
 async def _endpoint_action(request: Request, act: Action, endpoint_id: str, fn: Any, done: str) -> Response:
     if not UUID.match(endpoint_id):
         raise not_found(act.user, "such webhook endpoint")
-    registry = registry_of(request)
-    try:
-        message = await run(registry, fn)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        if found.status == 404:
-            raise not_found(act.user, "such webhook endpoint") from None
-        return redirect(request, f"/console/webhooks/{endpoint_id}", f"Not done: {found.message}")
-    return redirect(request, f"/console/webhooks/{endpoint_id}", message or done)
+    outcome = await attempt(registry_of(request), fn)
+    if isinstance(outcome, Problem):
+        return _endpoint_refused(request, act, endpoint_id, "Not done", outcome)
+    return redirect(request, f"/console/webhooks/{endpoint_id}", outcome or done)
+
+
+def _endpoint_refused(request: Request, act: Action, endpoint_id: str, lead: str, found: Problem) -> Response:
+    if found.status == 404:
+        raise not_found(act.user, "such webhook endpoint")
+    return redirect(request, f"/console/webhooks/{endpoint_id}", f"{lead}: {found.message}")
 
 
 @router.post("/webhooks/{endpoint_id}/update")
 async def update_endpoint(
     request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
 ) -> Response:
-    registry = registry_of(request)
     service = _webhooks(request)
     f = act.form
     events = [e for e in f.getlist("events") if e in EVENTS]
@@ -281,9 +257,7 @@ async def update_endpoint(
 
     def work(session: Any) -> str:
         service.update_endpoint(session, act.user.client_id, endpoint_id, changes)
-        audit(
-            session, act.user.client_id, act.user.actor, "webhook.updated", endpoint_id, registry.clock.now()
-        )
+        act.audit(session, "webhook.updated", endpoint_id)
         return "Endpoint saved." if events else "Endpoint saved (events unchanged: choose at least one)."
 
     return await _endpoint_action(request, act, endpoint_id, work, "Endpoint saved.")
@@ -293,7 +267,6 @@ async def update_endpoint(
 async def replay(
     request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
 ) -> Response:
-    registry = registry_of(request)
     service = _webhooks(request)
     event_id = act.form.get("eventId").strip()[:64] or None
     if event_id is not None and not UUID.match(event_id):
@@ -301,15 +274,7 @@ async def replay(
 
     def work(session: Any) -> str:
         n = service.replay(session, act.user.client_id, endpoint_id, event_id)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "webhook.replayed",
-            endpoint_id,
-            registry.clock.now(),
-            {"eventId": event_id, "count": n},
-        )
+        act.audit(session, "webhook.replayed", endpoint_id, {"eventId": event_id, "count": n})
         return f"{n} deliver{'y' if n == 1 else 'ies'} queued again."
 
     return await _endpoint_action(request, act, endpoint_id, work, "Queued again.")
@@ -326,26 +291,13 @@ async def rotate_secret(
 
     def work(session: Any) -> str:
         _, secret = service.rotate_secret(session, act.user.client_id, endpoint_id, None)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "webhook.secret_rotated",
-            endpoint_id,
-            registry.clock.now(),
-        )
+        act.audit(session, "webhook.secret_rotated", endpoint_id)
         return secret
 
-    try:
-        secret = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        if found.status == 404:
-            raise not_found(act.user, "such webhook endpoint") from None
-        return redirect(request, f"/console/webhooks/{endpoint_id}", f"Not rotated: {found.message}")
-    return await _endpoint_page(request, act.user, endpoint_id, secret=secret)
+    outcome = await attempt(registry, work)
+    if isinstance(outcome, Problem):
+        return _endpoint_refused(request, act, endpoint_id, "Not rotated", outcome)
+    return await _endpoint_page(request, act.user, endpoint_id, secret=outcome)
 
 
 @router.post("/webhooks/{endpoint_id}/delete")
@@ -359,9 +311,7 @@ async def delete_endpoint(
 
     def work(session: Any) -> None:
         service.delete_endpoint(session, act.user.client_id, endpoint_id)
-        audit(
-            session, act.user.client_id, act.user.actor, "webhook.deleted", endpoint_id, registry.clock.now()
-        )
+        act.audit(session, "webhook.deleted", endpoint_id)
 
     try:
         await run(registry, work)
@@ -429,24 +379,12 @@ async def create_key(
 
     def work(session: Any) -> dict[str, Any]:
         created = key_svc.create_api_key(session, act.user.client_id, scopes, registry.clock.now(), name=name)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "apikey.created",
-            created.key.id,
-            registry.clock.now(),
-            {"scopes": created.key.scopes.split()},
-        )
+        act.audit(session, "apikey.created", created.key.id, {"scopes": created.key.scopes.split()})
         return {"id": created.key.id, "secret": created.secret, "clientId": act.user.client_id}
 
-    try:
-        created = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        return await _keys_page(request, act.user, found=found, status=found.status)
+    created = await attempt(registry, work)
+    if isinstance(created, Problem):
+        return await _keys_page(request, act.user, found=created, status=created.status)
     # The secret is in this page only: it is stored as a hash and never shown again.
     return await _keys_page(request, act.user, created=created)
 
@@ -461,7 +399,7 @@ async def revoke_key(
 
     def work(session: Any) -> None:
         key_svc.revoke_api_key(session, act.user.client_id, key_id, registry.clock.now())
-        audit(session, act.user.client_id, act.user.actor, "apikey.revoked", key_id, registry.clock.now())
+        act.audit(session, "apikey.revoked", key_id)
 
     try:
         await run(registry, work)
@@ -571,25 +509,14 @@ async def save_settings(
     try:
         parsed = SettingsBody.model_validate(body)
     except ValidationError as exc:
-        found = problem_of(exc)
-        assert found is not None
+        found = page_problem(exc)
+        assert found is not None  # a ValidationError always has its words
         return await _settings_page(request, act.user, found=found, posted=posted, status=400)
 
     def work(session: Any) -> None:
         now = registry.clock.now()
-        row = session.get(ClientSettings, act.user.client_id)
-        if row is None:
-            row = ClientSettings(client_id=act.user.client_id, updated_at=now)
-            session.add(row)
-        row.link_ttl_seconds = parsed.linkTtlSeconds
-        row.otp_ttl_seconds = parsed.otpTtlSeconds
-        row.otp_length = parsed.otpLength
-        row.max_verify_attempts = parsed.maxVerifyAttempts
-        row.max_sends = parsed.maxSends
-        row.sms_allowed_countries = parsed.smsAllowedCountries
-        row.reject_voip = parsed.rejectVoip
-        row.updated_at = now
-        audit(session, act.user.client_id, act.user.actor, "settings.updated", act.user.client_id, now)
+        update_settings(session, act.user.client_id, parsed, now)
+        act.audit(session, "settings.updated", act.user.client_id, at=now)
 
     await run(registry, work)
     registry.mfa.forget_config(act.user.client_id)  # after the commit: a challenge in between read the old
@@ -608,15 +535,8 @@ async def unlock_destination(
 
     def work(session: Any) -> UnlockResult:
         result = registry.mfa.unlock_destination(session, act.user.client_id, channel, raw)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "destination.unlocked",
-            result.masked,
-            registry.clock.now(),
-            {"channel": result.channel, "failures": result.failures, "locked": result.locked},
-        )
+        details = {"channel": result.channel, "failures": result.failures, "locked": result.locked}
+        act.audit(session, "destination.unlocked", result.masked, details)
         return result
 
     try:

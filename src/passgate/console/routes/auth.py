@@ -21,6 +21,7 @@ from passgate.console.routes.common import (
     client_ip,
     current_user,
     nonce_of,
+    page_problem,
     redirect,
     registry_of,
     render,
@@ -28,7 +29,7 @@ from passgate.console.routes.common import (
     set_cookie,
 )
 from passgate.console.services import DEVICE_TTL, SESSION_MAX, ConsoleAuth, PendingView
-from passgate.mfa.destinations import mask
+from passgate.contacts import mask
 
 router = APIRouter()
 HOME = "/console/overview"
@@ -243,12 +244,10 @@ async def resend(request: Request) -> Response:
         pending = auth.pending(session, cookie, registry.clock.now())
         if pending is None:
             return "Nothing is waiting for an email here; sign in again."
-        from passgate.console.routes.common import problem_of
-
         try:
             auth.resend(session, pending)
         except Exception as exc:
-            found = problem_of(exc)
+            found = page_problem(exc)
             if found is None:
                 raise
             return f"No new email was sent: {found.message}"

@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,26 +19,15 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from passgate.auth.exceptions import NotFound, TooManyKeys
+from passgate.audit.services import record
 from passgate.bootstrap import Registry
 from passgate.console.forms import BadForm, Form, read_form
 from passgate.console.permissions import MATRIX, Permission, allows
 from passgate.console.services import ConsoleAuth, CurrentUser
 from passgate.db import transaction
-from passgate.messaging.exceptions import (
-    BuiltinTemplateReadOnly,
-    InvalidBranding,
-    TemplateExists,
-    TemplateNotFound,
-    TestSendRateLimited,
-    TooManyTemplates,
-    Unprocessable,
-)
-from passgate.messaging.render_pool import RenderTimeout
-from passgate.mfa.exceptions import SendLimitReached, SendRateLimited, SessionClosed, Throttled
-from passgate.policy.exceptions import InvalidPolicySet, NoActiveVersion, VersionNotFound
-from passgate.policy.lists import ImportTooLarge, ListExists, ListNotFound
-from passgate.webhooks.exceptions import WebhookError
+from passgate.messaging.exceptions import InvalidBranding
+from passgate.policy.exceptions import InvalidPolicySet
+from passgate.problems import problem_for, validation_errors
 
 SESSION_COOKIE = "pg_console"
 DEVICE_COOKIE = "pg_console_device"
@@ -103,20 +93,7 @@ class ConsolePageError(Exception):
 
 
 def auth_service(registry: Registry) -> ConsoleAuth:
-    found = registry.extras.get("console_auth")
-    if isinstance(found, ConsoleAuth):
-        return found
-    service = ConsoleAuth(
-        keyring=registry.keyring,
-        clock=registry.clock,
-        limiter=registry.limiter,
-        mfa=registry.mfa,
-        public_url=registry.settings.public_url,
-        email_rates=registry.settings.console_sign_in_rates_email,
-        ip_rates=registry.settings.console_sign_in_rates_ip,
-    )
-    registry.extras["console_auth"] = service
-    return service
+    return registry.console_auth
 
 
 def registry_of(request: Request) -> Registry:
@@ -137,6 +114,18 @@ async def run(registry: Registry, fn: Callable[[Session], T]) -> T:
             return fn(session)
 
     return await run_in_threadpool(work)
+
+
+async def attempt(registry: Registry, fn: Callable[[Session], T]) -> T | Problem:
+    """`run`, with a domain error the form can cause (`page_problem`) given back as the Problem to show
+    instead of raised: the page re-renders or redirects with it. Anything else is a bug and propagates."""
+    try:
+        return await run(registry, fn)
+    except Exception as exc:
+        found = page_problem(exc)
+        if found is None:
+            raise
+        return found
 
 
 async def current_user(request: Request) -> CurrentUser | None:
@@ -173,8 +162,25 @@ Reader = Annotated[CurrentUser, Depends(reader())]
 
 @dataclass(frozen=True)
 class Action:
+    """A state-changing form, checked (`action`): who sent it, what it holds, and the registry."""
+
     user: CurrentUser
     form: Form
+    registry: Registry
+
+    def audit(
+        self,
+        session: Session,
+        what: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        """Record what the signed-in person did, in the unit of work that did it (so both or neither);
+        `at` when the work read the clock already (default: now)."""
+        when = at if at is not None else self.registry.clock.now()
+        record(session, self.user.client_id, self.user.actor, what, target, when, details)
 
 
 def action(permission: Permission) -> Callable[..., Any]:
@@ -199,7 +205,7 @@ def action(permission: Permission) -> Callable[..., Any]:
             )
         if not allows(user.role, permission):
             raise ConsoleRefused("Not allowed", refusal(user.role, permission), user)
-        return Action(user, form)
+        return Action(user, form, registry_of(request))
 
     dependency.permission = permission  # type: ignore[attr-defined]
     return dependency
@@ -293,45 +299,21 @@ class Problem:
     status: int = 422
 
 
-def problem_of(exc: Exception) -> Problem | None:
-    """The words for a domain error a form can cause; None for anything else (a bug: let it be a 500)."""
-    if isinstance(exc, InvalidPolicySet):
-        return Problem(exc.message, [{"field": exc.location, "message": exc.message}])
-    if isinstance(exc, Unprocessable):
-        return Problem(str(exc), list(exc.errors))
-    if isinstance(exc, InvalidBranding):
-        return Problem("The branding was not saved: fix the fields marked below.", list(exc.errors))
-    if isinstance(exc, ValidationError):
-        from passgate.api.errors import validation_errors
-
+def page_problem(exc: Exception) -> Problem | None:
+    """The words for a domain error a form can cause, with the status the API gives the same error
+    (`passgate.problems`); None for anything else (a bug: let it be a 500)."""
+    if isinstance(exc, ValidationError):  # a form's values checked by an API body model
         errors = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
         return Problem("Some values are not valid: fix the fields marked below.", errors, 400)
-    if isinstance(exc, TestSendRateLimited | SendRateLimited):
-        return Problem(str(exc), [], 429)
-    if isinstance(exc, RenderTimeout):
-        return Problem(str(exc), [], 503)
-    if isinstance(exc, TemplateNotFound | ListNotFound | VersionNotFound | NotFound | NoActiveVersion):
-        return Problem(str(exc), [], 404)
-    if isinstance(
-        exc,
-        TemplateExists
-        | BuiltinTemplateReadOnly
-        | TooManyTemplates
-        | ListExists
-        | TooManyKeys
-        | SessionClosed
-        | SendLimitReached
-        | Throttled,
-    ):
-        return Problem(str(exc), [], 409)
-    if isinstance(exc, ImportTooLarge):
-        return Problem(str(exc), [{"field": "entries", "message": str(exc)}], 413)
-    if isinstance(exc, WebhookError):
-        field = getattr(exc, "field", None)
-        errors = [{"field": field, "message": str(exc)}] if field else []
-        status = 404 if type(exc).__name__.endswith("NotFound") else 422
-        return Problem(str(exc), errors, status)
-    return None
+    found = problem_for(exc)
+    if found is None:
+        return None
+    message = found.detail
+    if isinstance(exc, InvalidPolicySet):
+        message = exc.message  # the field it names is shown beside it
+    elif isinstance(exc, InvalidBranding):
+        message = "The branding was not saved: fix the fields marked below."
+    return Problem(message, found.errors, found.status)
 
 
 def errors_by_field(errors: list[dict[str, Any]]) -> dict[str, str]:

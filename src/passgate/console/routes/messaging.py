@@ -8,8 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from passgate.api.errors import problem
-from passgate.audit.services import record as audit
 from passgate.console.permissions import Permission
 from passgate.console.previews import PARTS, draft_template, preview_draft
 from passgate.console.routes.common import (
@@ -17,9 +15,9 @@ from passgate.console.routes.common import (
     Problem,
     Reader,
     action,
+    attempt,
     errors_by_field,
     not_found,
-    problem_of,
     redirect,
     registry_of,
     render,
@@ -31,6 +29,7 @@ from passgate.messaging.catalog import TemplateCatalog, full_view, summary
 from passgate.messaging.exceptions import TemplateNotFound
 from passgate.messaging.sources import TEMPLATE_NAME
 from passgate.messaging.templates import builtin_templates
+from passgate.problems import PROBLEM_MEDIA_TYPE, document
 
 router = APIRouter()
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}$")
@@ -108,12 +107,8 @@ async def _initial_preview(
             session, user.client_id, registry.templates, registry.settings.public_url, template, locale
         )
 
-    try:
-        return await run(registry, work)
-    except Exception as exc:
-        if problem_of(exc) is None:
-            raise
-        return None  # the editor shows the problem when the author previews or saves
+    out = await attempt(registry, work)
+    return None if isinstance(out, Problem) else out  # the editor shows it when the author previews or saves
 
 
 def _locale_parts(view: dict[str, Any], locale: str) -> dict[str, str]:
@@ -235,21 +230,10 @@ async def preview_template(
             session, act.user.client_id, registry.templates, registry.settings.public_url, template, locale
         )
 
-    try:
-        out = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
+    out = await attempt(registry, work)
+    if isinstance(out, Problem):
         return _editor(
-            request,
-            act.user,
-            view=view,
-            locale=locale,
-            parts=parts,
-            new=new,
-            problem_=found,
-            status=found.status,
+            request, act.user, view=view, locale=locale, parts=parts, new=new, problem_=out, status=out.status
         )
     return _editor(request, act.user, view=view, locale=locale, parts=parts, new=new, preview=out)
 
@@ -274,19 +258,13 @@ async def preview_api(
             session, act.user.client_id, registry.templates, registry.settings.public_url, template, locale
         )
 
-    try:
-        out = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        return problem(
-            found.status,
-            "Invalid template",
-            found.message,
-            slug="invalid-template",
-            extra={"errors": found.errors},
-            headers={"Cache-Control": "no-store"},
+    out = await attempt(registry, work)
+    if isinstance(out, Problem):
+        body = document(
+            out.status, "Invalid template", out.message, slug="invalid-template", errors=out.errors
+        )
+        return JSONResponse(
+            body, out.status, media_type=PROBLEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"}
         )
     return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
@@ -360,23 +338,12 @@ async def save_template(
             catalog.create(session, act.user.client_id, template, now)
         else:
             catalog.replace(session, act.user.client_id, template, now)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "template.saved",
-            name,
-            now,
-            {"locale": locale if not remove else None, "removedLocale": remove or None},
-        )
+        details = {"locale": locale if not remove else None, "removedLocale": remove or None}
+        act.audit(session, "template.saved", name, details, at=now)
         return remove or locale
 
-    try:
-        saved = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
+    saved = await attempt(registry, work)
+    if isinstance(saved, Problem):
         return _editor(
             request,
             act.user,
@@ -384,8 +351,8 @@ async def save_template(
             locale=locale,
             parts=parts,
             new=new,
-            problem_=found,
-            status=found.status,
+            problem_=saved,
+            status=saved.status,
         )
     if remove:
         return redirect(request, f"/console/templates/{name}", f"Locale {saved} removed from {name}.")
@@ -409,16 +376,12 @@ async def delete_template(
 
     def work(session: Any) -> bool:
         back = catalog.delete(session, act.user.client_id, name)
-        audit(session, act.user.client_id, act.user.actor, "template.deleted", name, registry.clock.now())
+        act.audit(session, "template.deleted", name)
         return back
 
-    try:
-        builtin_back = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        return redirect(request, f"/console/templates/{name}", f"Not deleted: {found.message}")
+    builtin_back = await attempt(registry, work)
+    if isinstance(builtin_back, Problem):
+        return redirect(request, f"/console/templates/{name}", f"Not deleted: {builtin_back.message}")
     note = " The built-in template of that name applies again." if builtin_back else ""
     return redirect(request, "/console/templates", f"Template {name} deleted.{note}")
 
@@ -436,24 +399,12 @@ async def test_send(
 
     def work(session: Any) -> dict[str, Any]:
         out = catalog.test_send(session, act.user.client_id, name, to, locale, registry.clock.now())
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "template.test_sent",
-            name,
-            registry.clock.now(),
-            {"channel": out["channel"]},
-        )
+        act.audit(session, "template.test_sent", name, {"channel": out["channel"]})
         return out
 
-    try:
-        out = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        msg = "; ".join(e.get("message", "") for e in found.errors) or found.message
+    out = await attempt(registry, work)
+    if isinstance(out, Problem):
+        msg = "; ".join(e.get("message", "") for e in out.errors) or out.message
         return redirect(request, f"/console/templates/{name}?locale={locale or ''}", f"Test not sent: {msg}")
     return redirect(
         request,
@@ -513,22 +464,11 @@ async def save_branding(
 
     def work(session: Any) -> dict[str, Any]:
         out = service.replace(session, act.user.client_id, data, registry.clock.now())
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "branding.updated",
-            act.user.client_id,
-            registry.clock.now(),
-        )
+        act.audit(session, "branding.updated", act.user.client_id)
         return out
 
-    try:
-        await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
+    found = await attempt(registry, work)
+    if isinstance(found, Problem):
         posted: dict[str, Any] = {k: f.get(k) for k, _, _ in BRAND_FIELDS}
         posted["sendingDomains"] = list(domains)
         posted["effectiveFrom"] = ""

@@ -15,7 +15,7 @@ from passgate.console import charts
 from passgate.console.forms import clean_param
 from passgate.console.routes.common import Reader, not_found, registry_of, render, run
 from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
-from passgate.mfa.destinations import mask
+from passgate.contacts import mask
 from passgate.mfa.models import MfaSession
 
 router = APIRouter()

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from passgate.api.errors import validation_errors
 from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
-from passgate.audit.services import record as audit
 from passgate.console.forms import OPERATOR_LABELS, apply_edit, document_from_form, form_key, show_value
 from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
@@ -20,8 +19,9 @@ from passgate.console.routes.common import (
     Problem,
     Reader,
     action,
+    attempt,
     not_found,
-    problem_of,
+    page_problem,
     redirect,
     registry_of,
     render,
@@ -31,11 +31,11 @@ from passgate.console.services import CurrentUser
 from passgate.policy import lists as list_svc
 from passgate.policy import services as policy_svc
 from passgate.policy.conditions import OPERATORS
-from passgate.policy.engine import explain
 from passgate.policy.exceptions import InvalidPolicySet, VersionNotFound
 from passgate.policy.fields import FIELDS
 from passgate.policy.schemas import PolicySetDocument
-from passgate.policy.signals import build_facts
+from passgate.policy.simulation import simulate as simulate_request
+from passgate.problems import validation_errors
 
 router = APIRouter()
 EVENT_TYPES = {"LOGIN": "Login", "NEW_ACCOUNT_OPENING": "New account opening"}
@@ -155,14 +155,8 @@ async def _save(request: Request, act: Action, event_type: str, doc_in: Any) -> 
             session, act.user.client_id, event_type, doc, registry.clock.now(), author=act.user.actor
         )
 
-    try:
-        await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        return found
-    return None
+    found = await attempt(registry, work)
+    return found if isinstance(found, Problem) else None
 
 
 @router.post("/policies/{event_type}/draft")
@@ -214,13 +208,9 @@ async def publish(
             session, act.user.client_id, event_type, act.user.actor, registry.clock.now()
         )
 
-    try:
-        published = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        return await _policy_page(request, act.user, event_type, found=found, status=found.status)
+    published = await attempt(registry, work)
+    if isinstance(published, Problem):
+        return await _policy_page(request, act.user, event_type, found=published, status=published.status)
     registry.policy_cache.forget_active(act.user.client_id, event_type)
     name = published.version.version_name
     if not published.new:
@@ -262,39 +252,24 @@ async def simulate(
         )
 
     def work() -> dict[str, Any]:
-        # Never committed: a simulation reads devices, lists and counters and writes nothing.
-        with registry.sessions() as session:
-            if version == "draft":
-                # Checked as a save checks it (a draft stored by an older release may not compile).
-                compiled = policy_svc.validate_document(
-                    policy_svc.draft_document(session, act.user.client_id, event_type)
-                )
-            else:
-                v = policy_svc.get_version(session, act.user.client_id, event_type, version)
-                compiled = registry.policy_cache.get(session, v.id)
-            facts = build_facts(
-                session,
-                act.user.client_id,
-                event_type,
-                request_body,
-                compiled.signals,
-                registry.signals,
-                registry.clock.now(),
-            )
-            result = explain(compiled, facts)
-            session.rollback()
-        return {
-            "version": compiled.version_name,
-            **result,
-            "signals": {k: facts[k] for k in ("device", "email", "phone", "ip") if k in facts},
-        }
-
-    from starlette.concurrency import run_in_threadpool
+        found = simulate_request(
+            registry.sessions,
+            registry.policy_cache,
+            registry.signals,
+            act.user.client_id,
+            event_type,
+            request_body,
+            version,
+            registry.clock.now(),
+        )
+        # The page lists the device, email, phone and ip groups (the API adds velocity).
+        signals = {k: v for k, v in found.signals.items() if k != "velocity"}
+        return {"version": found.version, **found.explanation, "signals": signals}
 
     try:
         result = await run_in_threadpool(work)
     except Exception as exc:
-        found: Problem | None = problem_of(exc)
+        found: Problem | None = page_problem(exc)
         if found is None:
             raise
         return await _policy_page(
@@ -409,14 +384,12 @@ async def restore(
             session, act.user.client_id, event_type, version, act.user.actor, registry.clock.now()
         )
 
-    try:
-        published = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
+    published = await attempt(registry, work)
+    if isinstance(published, Problem):
         return redirect(
-            request, f"/console/policies/{event_type}/versions/{version}", f"Not restored: {found.message}"
+            request,
+            f"/console/policies/{event_type}/versions/{version}",
+            f"Not restored: {published.message}",
         )
     registry.policy_cache.forget_active(act.user.client_id, event_type)
     name = published.version.version_name
@@ -479,14 +452,10 @@ async def create_list(
         def work(session: Any) -> None:
             now = registry.clock.now()
             list_svc.create_list(session, act.user.client_id, name, kind, description, now)
-            audit(session, act.user.client_id, act.user.actor, "list.created", name, now, {"kind": kind})
+            act.audit(session, "list.created", name, {"kind": kind}, at=now)
 
-        try:
-            await run(registry, work)
-        except Exception as exc:
-            found = problem_of(exc)
-            if found is None:
-                raise
+        found = await attempt(registry, work)
+        if isinstance(found, Problem):
             errors["name"] = found.message
     if errors:
         items = await run(
@@ -567,26 +536,17 @@ async def add_entries(
         row = list_svc.get_list(session, act.user.client_id, name, lock=True)
         report = list_svc.add_entries(session, row, values, registry.clock.now())
         registry.signals.lists.forget(act.user.client_id)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "list.entries_added",
-            name,
-            registry.clock.now(),
-            {"added": report.added, "rejected": len(report.rejected)},
+        act.audit(
+            session, "list.entries_added", name, {"added": report.added, "rejected": len(report.rejected)}
         )
         return report.as_dict(), list_svc.list_view(session, row)
 
-    try:
-        report, view = await run(registry, work)
-    except Exception as exc:
-        found = problem_of(exc)
-        if found is None:
-            raise
-        if found.status == 404:
-            raise not_found(act.user, "such list") from None
-        return redirect(request, f"/console/lists/{name}", f"Nothing imported: {found.message}")
+    outcome = await attempt(registry, work)
+    if isinstance(outcome, Problem):
+        if outcome.status == 404:
+            raise not_found(act.user, "such list")
+        return redirect(request, f"/console/lists/{name}", f"Nothing imported: {outcome.message}")
+    report, view = outcome
     registry.signals.lists.forget(act.user.client_id)
     entries = await run(
         registry,
@@ -622,15 +582,7 @@ async def remove_entries(
         row = list_svc.get_list(session, act.user.client_id, name, lock=True)
         n = list_svc.remove_entries(session, row, values, registry.clock.now())
         registry.signals.lists.forget(act.user.client_id)
-        audit(
-            session,
-            act.user.client_id,
-            act.user.actor,
-            "list.entries_removed",
-            name,
-            registry.clock.now(),
-            {"removed": n},
-        )
+        act.audit(session, "list.entries_removed", name, {"removed": n})
         return n
 
     try:
@@ -651,7 +603,7 @@ async def delete_list(
 
     def work(session: Any) -> None:
         list_svc.delete_list(session, act.user.client_id, name)
-        audit(session, act.user.client_id, act.user.actor, "list.deleted", name, registry.clock.now())
+        act.audit(session, "list.deleted", name)
 
     try:
         await run(registry, work)

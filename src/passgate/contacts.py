@@ -1,4 +1,4 @@
-"""Destinations (pure): email and phone checks, the SMS pumping rules, masking."""
+"""Contacts (pure): email and phone checks, the SMS pumping rules, masking, sandbox destinations."""
 
 from __future__ import annotations
 
