@@ -14,7 +14,7 @@ from passgate.messaging.sources import DatabaseTemplateSource
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.delivery import ChallengeDelivery, SessionOfClaim
 from passgate.mfa.services import MfaService
-from passgate.ratelimit import RateLimiter
+from passgate.ratelimit.memory import MemoryRateLimiter
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -25,7 +25,7 @@ def hooks() -> ChallengeDelivery:
     mfa = MfaService(
         keyring=keyring,
         clock=FrozenClock(NOW),
-        limiter=RateLimiter(),
+        limiter=MemoryRateLimiter(FrozenClock(NOW)),
         templates=DatabaseTemplateSource(),
         public_url="https://passgate.example.com",
     )
