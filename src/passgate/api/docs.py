@@ -5,7 +5,7 @@ script running on the origin that holds the API's tokens. Here the page, its sta
 files (shipped by the `fastapi-offline` package, which follows Swagger UI's releases) all come from
 Passgate, and a Content-Security-Policy lets the page load nothing from anywhere else.
 
-All URLs are relative to /docs, so the page also works behind a proxy that serves Passgate under a prefix.
+The page's URLs are relative to /docs, so it also loads when a proxy serves Passgate under a path prefix.
 """
 
 from __future__ import annotations
