@@ -18,6 +18,7 @@ calls every operation without a token and with the other scope's token to hold t
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -112,7 +113,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
     CLIENT_CREDENTIALS_SCHEME: {
         "type": "oauth2",
         "description": (
-            "Your client id and API key; Passgate sends them as HTTP Basic to the token URL "
+            "Your client id and API key, sent as HTTP Basic to the token URL "
             "(`grant_type=client_credentials`). Tick `admin` for the management API."
         ),
         "flows": {
@@ -218,7 +219,7 @@ def declared_security(spec: dict[str, Any]) -> dict[str, Any]:
                 operation.pop("security", None)
             else:
                 operation["security"] = security
-    spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    spec.setdefault("components", {})["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
     return spec
 
 

@@ -30,7 +30,7 @@ def test_operations_accept_client_credentials_or_a_pasted_token() -> None:
     assert "security" not in paths["/healthz"]["post"] and "security" not in paths["/oauth2/token"]["post"]
     # Open unless the operator set a metrics token.
     assert paths["/metrics"]["post"]["security"] == [{}, {"metricsToken": []}]
-    assert spec["components"]["securitySchemes"] is SECURITY_SCHEMES
+    assert spec["components"]["securitySchemes"] == SECURITY_SCHEMES
 
 
 def test_client_credentials_flow_uses_the_token_endpoint() -> None:
