@@ -29,6 +29,7 @@ from passgate.api import (
     ops,
     providers,
 )
+from passgate.api import docs as api_reference
 from passgate.api import openapi as api_document
 from passgate.api.middleware import RequestContextMiddleware
 from passgate.bootstrap import Registry, build_registry
@@ -93,7 +94,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is Passgate's own page with Swagger UI's files served from here (passgate.api.docs).
+        docs_url=None,
         redoc_url=None,
     )
     app.state.registry = reg
@@ -124,5 +126,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     install_console(app)
     api_document.install(app)
+    api_reference.install(app)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app

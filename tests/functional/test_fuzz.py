@@ -186,3 +186,50 @@ def test_every_error_response_documented_is_a_problem_document(app: Any) -> None
             for status, response in responses.items():
                 if int(status) >= 400:
                     assert list(response["content"]) == ["application/problem+json"], (method, path, status)
+
+
+def test_security_schemes_are_declared_for_the_reference_page(app: Any) -> None:
+    spec = app.openapi()
+    schemes = spec["components"]["securitySchemes"]
+    flow = schemes["clientCredentials"]["flows"]["clientCredentials"]
+    assert schemes["clientCredentials"]["type"] == "oauth2"
+    assert flow["tokenUrl"] == "/oauth2/token" and set(flow["scopes"]) == {"k1_integration_api", "admin"}
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http", "scheme": "bearer"}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            security = operation.get("security")
+            if path == "/metrics":
+                assert security == [{}, {"metricsToken": []}]
+            elif "401" in operation["responses"] and "403" in operation["responses"] and security:
+                scope = "admin" if path.startswith("/manage/") else "k1_integration_api"
+                assert security == [{"clientCredentials": [scope]}, {"bearerToken": []}], (method, path)
+            else:
+                assert security is None, (method, path)
+    needing = {(m, p) for p, item in spec["paths"].items() for m, op in item.items() if op.get("security")}
+    assert ("post", "/login/v2") in needing and ("post", "/newaccountopening/v2") in needing
+    assert ("get", "/mfa/v2/{session_id}") in needing and ("get", "/manage/v1/settings") in needing
+    for public in ("/oauth2/token", "/healthz", "/readyz", "/.well-known/jwks.json", "/providers/twilio/status"):
+        assert not any(op.get("security") for op in spec["paths"][public].values()), public
+
+
+def test_each_security_requirement_is_what_the_api_enforces(http: TestClient, tenant: Tenant, app: Any) -> None:
+    """Every operation the document says needs a token answers 401 without one and 403 with a token of the
+    other scope; every one it says is open does not answer 401 or 403 to a call without a token."""
+    tokens = {"admin": tenant.token, "k1_integration_api": tenant.admin_token}  # the other scope's token
+    # Open operations that authenticate their caller in another way: the token endpoint (client
+    # credentials), a provider's signed callback, the metrics token when set.
+    own_auth = {"/oauth2/token", "/providers/twilio/status", "/providers/http/status", "/metrics"}
+    wrong = []
+    for path, item in app.openapi()["paths"].items():
+        url = re.sub(r"{\w+}", "x", path)
+        for method, operation in item.items():
+            bare = http.request(method.upper(), url).status_code
+            security = operation.get("security")
+            if security and security[0]:
+                scope = security[0]["clientCredentials"][0]
+                other = http.request(method.upper(), url, headers={"Authorization": f"Bearer {tokens[scope]}"})
+                if (bare, other.status_code) != (401, 403):
+                    wrong.append(f"{method.upper()} {path}: {bare} without a token, {other.status_code} with {scope!r} missing")
+            elif path not in own_auth and bare in (401, 403):
+                wrong.append(f"{method.upper()} {path}: {bare} without a token, documented as open")
+    assert not wrong, wrong

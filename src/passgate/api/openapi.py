@@ -7,13 +7,23 @@ body over the limit, 401/403 for a missing or weak token, 503 when the database 
 each operation gets those, every error response gets the problem document's schema and media type, and
 FastAPI's validation schemas, no longer referred to, are dropped. tests/functional/test_fuzz.py holds the
 document to what the API does.
+
+The document also declares how to authenticate, so that the reference at /docs can call the API: an OAuth2
+client-credentials flow on POST /oauth2/token, and a bearer token pasted as it is. Each operation that
+needs a token requires either, with its scope: `admin` for the management API (/manage/v1/...), the
+integration scope for the rest. The routes check the token in different ways (a dependency, or in the
+route itself for the decision endpoints), so the scopes are stated here by path; tests/functional/test_fuzz.py
+calls every operation without a token and with the other scope's token to hold them to what the API does.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
+
+from passgate.auth.services import ADMIN_SCOPE, INTEGRATION_SCOPE
 
 PROBLEM = "application/problem+json"
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -93,8 +103,63 @@ _ALSO: dict[tuple[str, str], tuple[int, ...]] = {
 }
 
 
+OAUTH2_GRANT_PATH = "/oauth2/token"
+_ADMIN_PREFIX = "/manage/"
+# The names of the schemes in components.securitySchemes.
+CLIENT_CREDENTIALS_SCHEME = "clientCredentials"
+BEARER_SCHEME = "bearerToken"
+METRICS_SCHEME = "metricsToken"
+SECURITY_SCHEMES: dict[str, Any] = {
+    CLIENT_CREDENTIALS_SCHEME: {
+        "type": "oauth2",
+        "description": (
+            "Your client id and API key, sent as HTTP Basic to the token URL "
+            "(`grant_type=client_credentials`). Tick `admin` for the management API."
+        ),
+        "flows": {
+            "clientCredentials": {
+                # Relative: resolved against the server that serves this document.
+                "tokenUrl": OAUTH2_GRANT_PATH,
+                "scopes": {
+                    INTEGRATION_SCOPE: "decisions, MFA sessions, events and trusted devices",
+                    ADMIN_SCOPE: "the management API (/manage/v1/...)",
+                },
+            }
+        },
+    },
+    BEARER_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An `access_token` from POST /oauth2/token, pasted as it is.",
+    },
+    METRICS_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "PASSGATE_METRICS_TOKEN, when it is set; without it /metrics is open.",
+    },
+}
+
+
 def _needs_token(path: str) -> bool:
     return path not in _PUBLIC and not path.startswith(_PUBLIC_PREFIXES)
+
+
+def required_scope(path: str) -> str | None:
+    """The scope an operation's bearer token must hold, or None for an operation open without one."""
+    if not _needs_token(path):
+        return None
+    return ADMIN_SCOPE if path.startswith(_ADMIN_PREFIX) else INTEGRATION_SCOPE
+
+
+def _security(path: str) -> list[dict[str, list[str]]] | None:
+    if path == "/metrics":
+        # Open unless the operator sets a token: either no scheme or the metrics token.
+        return [{}, {METRICS_SCHEME: []}]
+    scope = required_scope(path)
+    if scope is None:
+        return None
+    return [{CLIENT_CREDENTIALS_SCHEME: [scope]}, {BEARER_SCHEME: []}]
 
 
 def _problem_response(status: int, given: dict[str, Any] | None) -> dict[str, Any]:
@@ -145,13 +210,27 @@ def truthful_errors(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def declared_security(spec: dict[str, Any]) -> dict[str, Any]:
+    """The security schemes, and on each operation the ones it accepts (none for the public ones)."""
+    for path, item in spec.get("paths", {}).items():
+        security = _security(path)
+        for operation in item.values():
+            if security is None:
+                operation.pop("security", None)
+            else:
+                operation["security"] = security
+    spec.setdefault("components", {})["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
+    return spec
+
+
 def install(app: FastAPI) -> None:
-    """After every route is added: the document is built once, on first request, with truthful errors."""
+    """After every route is added: the document is built once, on first request, with truthful errors and
+    the security schemes."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = truthful_errors(build())
+            app.openapi_schema = declared_security(truthful_errors(build()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
