@@ -39,12 +39,12 @@ BLOCK_S = 0.5  # seconds of one kind before the other
 def measure(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from passgate.api.schemas_decisions import LoginRequest
     from passgate.bootstrap import build_registry
     from passgate.config import Settings
     from passgate.db import deferred
     from passgate.ids import new_uuid
     from passgate.main import create_app
+    from passgate.policy.requests import LoginRequest
     from passgate.policy.schemas import default_document
 
     client_id, api_key = ws.create_client("Live")  # also migrates the database

@@ -13,14 +13,13 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.api.views import challenge_answer
 from passgate.auth.services import ClientCache, KeyStatusCache
 from passgate.auth.tokens import TokenService
 from passgate.clock import Clock, SystemClock
 from passgate.config import Settings
 from passgate.console.services import ConsoleAuth
 from passgate.db import make_engine, make_sessionmaker
-from passgate.db.group_commit import GroupCommitter
+from passgate.db.group_commit import Committer, make_committer
 from passgate.db.sqlite import WalCheckpointer
 from passgate.keyring import KeyRing
 from passgate.messaging.dispatcher import Dispatcher
@@ -36,7 +35,8 @@ from passgate.policy.lists import ListCache
 from passgate.policy.services import CompiledSetCache
 from passgate.policy.signals import SignalSources
 from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
-from passgate.ratelimit import RateLimiter, make_rate_limiter
+from passgate.ratelimit import RateLimiter
+from passgate.ratelimit.factory import make_rate_limiter
 from passgate.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
 from passgate.webhooks.services import WebhookMetrics, WebhookService
 from passgate.webhooks.ssrf import check_url
@@ -83,7 +83,7 @@ class Registry:
     sms_sender: SmsSender
     notifier: WorkNotifier
     signals: SignalSources
-    committer: GroupCommitter
+    committer: Committer
     clients: ClientCache
     webhooks: WebhookService
     webhook_deliverer: WebhookDeliverer
@@ -193,7 +193,7 @@ def build_registry(
     email = email_sender or build_email_sender(settings, dev)
     sms = sms_sender or build_sms_sender(settings, dev)
     sqlite = engine.dialect.name == "sqlite"
-    committer = GroupCommitter(
+    committer = make_committer(
         sessions, inline=sqlite, checkpointer=WalCheckpointer(engine) if sqlite else None
     )
     metrics.watch_group_commit(committer)
@@ -227,8 +227,7 @@ def build_registry(
         policy_cache=policy_cache,
         decisions=DecisionService(
             policy_cache,
-            # The decision's answer carries the challenge in Kount's shape (`api/views.py`).
-            start_challenge=lambda session, ctx: challenge_answer(mfa.start_challenge(session, ctx)),
+            start_challenge=mfa.start_challenge,
             sources=signals,
         ),
         metrics=metrics,

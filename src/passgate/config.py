@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from passgate.webhooks.signing import InvalidSigningKeyError, decode_whsec
+from passgate.whsec import InvalidSigningKeyError, decode_whsec
 
 ENV_PREFIX = "PASSGATE_"
 # A secret key is at least this long; `passgate keys generate` makes 64 random URL-safe characters.

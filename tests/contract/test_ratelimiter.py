@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import pytest
 
 from passgate.clock import FrozenClock
-from passgate.ratelimit import LimitResult, RateLimiter, RateLimitExceeded, make_rate_limiter
+from passgate.ratelimit import LimitResult, RateLimiter, RateLimitExceeded
+from passgate.ratelimit.factory import make_rate_limiter
 from passgate.ratelimit.memory import MemoryRateLimiter
 
 REDIS_URL = os.environ.get("PASSGATE_TEST_REDIS_URL")

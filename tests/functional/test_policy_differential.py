@@ -28,7 +28,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.auth.services import create_client
 from passgate.bootstrap import Registry
 from passgate.db import transaction
@@ -38,6 +37,7 @@ from passgate.policy.conditions import OPERATORS, ConditionError, compile_condit
 from passgate.policy.engine import CompiledSet, Outcome, PolicyCompileError, compile_set, evaluate
 from passgate.policy.fields import FIELDS, lookup
 from passgate.policy.models import Device
+from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 from passgate.policy.schemas import PolicySetDocument
 from passgate.policy.signals import build_facts
 from tests.factories import Tenant

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 from passgate.api.deps import principal
 from passgate.api.errors import ApiProblem
 from passgate.api.responses import CompactJSONResponse
-from passgate.api.schemas_decisions import AccountOpeningRequest, DecisionResponse, LoginRequest
+from passgate.api.schemas_decisions import DecisionResponse
 from passgate.api.views import decision_view
 from passgate.auth.services import INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
 from passgate.policy.decisions import Decision
+from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DecisionResponse},
@@ -93,8 +94,8 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
     # Decisions only read and defer their writes to the commit: on SQLite they run on a read snapshot and
-    # hold the write lock only to write (batching.GroupCommitter).
-    decision = await registry.committer.run(decide, writes_at_commit=True)
+    # hold the write lock only to write (db.group_commit).
+    decision = await registry.committer.run_deferred(decide)
     registry.metrics.decision_counter(event_type, decision.decision).inc()
     return CompactJSONResponse(decision_view(decision))
 

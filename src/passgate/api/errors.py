@@ -145,7 +145,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 # the pool exhausted, SQLite's lock held past its timeout): the request did nothing (its transaction rolled
 # back), and the same request can be sent again. The pool replaces broken connections (pre-ping on
 # PostgreSQL), so the service recovers by itself once the database is back. Some statements run on the
-# driver's own cursor (db.HotStatement), whose errors reach here unwrapped.
+# driver's own cursor (db.CursorStatement), whose errors reach here unwrapped.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,

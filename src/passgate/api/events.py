@@ -13,10 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
 from passgate.api.errors import ApiProblem
-from passgate.api.schemas_decisions import LoginRequest
 from passgate.db import transaction, upsert
 from passgate.policy.fields import dimension_keys
 from passgate.policy.models import Decision, Device
+from passgate.policy.requests import LoginRequest
 
 router = APIRouter(tags=["events and devices"])
 DSID = r"^[A-Za-z0-9_-]{1,32}$"

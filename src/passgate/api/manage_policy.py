@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import AdminAuth, Principal, RegistryDep
 from passgate.api.errors import ApiProblem
-from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.db import transaction
 from passgate.policy import services
 from passgate.policy.models import PolicySet, PolicySetVersion
+from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 from passgate.policy.schemas import PolicySetDocument, default_document
 from passgate.policy.simulation import simulate as simulate_request
 from passgate.problems import validation_errors

@@ -39,7 +39,7 @@ def decision_view(decision: Decision) -> dict[str, Any]:
         "tagWeights": decision.tag_weights,
     }
     if decision.challenge is not None:
-        body[CHALLENGE_KEYS[decision.event_type]] = decision.challenge
+        body[CHALLENGE_KEYS[decision.event_type]] = challenge_object(decision.challenge)
         body.update(decision.echoed)
     return body
 
@@ -80,6 +80,15 @@ def refused_view(refused: ChallengeRefused) -> dict[str, Any]:
     if refused.reason is not None:
         out["errorReason"] = refused.reason
     return out
+
+
+def challenge_object(result: object) -> dict[str, Any]:
+    """The `mfa` / `verification` object of a decision's challenge (`Decision.challenge`, the MFA service's
+    typed result)."""
+    if isinstance(result, ChallengeStarted):
+        return challenge_view(result)
+    assert isinstance(result, ChallengeRefused), result
+    return refused_view(result)
 
 
 def challenge_answer(result: ChallengeResult) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from passgate.db import deferred
-from passgate.db.deferred import DeferredWrites, merge_info
-from passgate.db.fastpath import CursorStatement, dialect_insert
+from passgate.db.deferred import DeferredWrites
+from passgate.db.fastpath import dialect_insert
 from passgate.db.sqlite import begin_deferred, is_sqlite, sqlite_begin_immediate, sqlite_pragmas
 
 __all__ = [
@@ -116,35 +116,3 @@ def upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
     session.execute(stmt)
-
-
-# -- transitional aliases: the names mfa/services.py and messaging/services.py still import -------------
-
-HotStatement = CursorStatement  # transitional alias: removed when mfa and messaging use queries.py
-__all__ += ["dialect_insert"]  # transitional alias: removed when mfa and messaging use queries.py
-
-
-def defer_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    # transitional alias: removed when mfa and messaging use queries.py
-    DeferredWrites.of(session).insert(table, rows)
-
-
-def defer_update(session: Session, statement: CursorStatement, rows: list[dict[str, Any]]) -> None:
-    # transitional alias: removed when mfa and messaging use queries.py
-    DeferredWrites.of(session).update(statement, rows)
-
-
-def defer_upsert(
-    session: Session, table: Any, row: dict[str, Any], keys: tuple[str, ...], update: tuple[str, ...]
-) -> None:
-    # transitional alias: removed when mfa and messaging use queries.py
-    DeferredWrites.of(session).upsert(table, row, keys, update)
-
-
-def defer_increments(session: Session, table: Any, keys: list[tuple[Any, ...]]) -> None:
-    # transitional alias: removed when mfa and messaging use queries.py
-    DeferredWrites.of(session).increment(table, keys)
-
-
-merge_deferred = merge_info  # transitional alias: removed when mfa and messaging use queries.py
-flush_deferred_inserts = deferred.flush  # transitional alias: removed when mfa and messaging use queries.py

@@ -56,7 +56,7 @@ from passgate.db.sqlite import WalCheckpointer, WriteLockBusy, begin_without_wai
 
 T = TypeVar("T")
 Item = TypeVar("Item")
-log = logging.getLogger("passgate.batching")
+log = logging.getLogger("passgate.group_commit")
 Outcome = tuple[Any, BaseException | None]
 Unit = Callable[[Session], T]
 # Retries of an inline batch that found the write lock taken: the first after RETRY_FIRST_S, each next one
@@ -92,8 +92,8 @@ class Committer(Protocol):
         ...
 
     def run(self, unit: Unit[T], writes_at_commit: bool = False) -> Coroutine[Any, Any, T]:
-        """`unit(session)` in the next batch. (`writes_at_commit=True` is `run_deferred`: a transitional
-        parameter, kept while callers still pass it.)"""
+        """`unit(session)` in the next batch (`writes_at_commit=True` is `run_deferred`, for a caller that
+        chooses per unit, as the message dispatcher does)."""
         ...
 
     def run_deferred(self, unit: Unit[T]) -> Coroutine[Any, Any, T]:
@@ -441,59 +441,6 @@ def make_committer(
     if inline:
         return InlineCommitter(sessions, max_batch, checkpointer)
     return ThreadCommitter(sessions, max_batch, checkpointer)
-
-
-class GroupCommitter:
-    # transitional alias: removed when mfa and messaging use queries.py (bootstrap builds one of these
-    # until its construction moves to make_committer). A Committer that hands everything to the one
-    # make_committer chose; `run` returns that committer's own awaitable, so no frame is added per unit.
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        inline: bool,
-        max_batch: int = 64,
-        checkpointer: WalCheckpointer | None = None,
-    ) -> None:
-        self.impl = make_committer(sessions, inline, max_batch, checkpointer)
-
-    @property
-    def checkpointer(self) -> WalCheckpointer | None:
-        return self.impl.checkpointer
-
-    @property
-    def batches(self) -> int:
-        return self.impl.batches
-
-    @property
-    def units(self) -> int:
-        return self.impl.units
-
-    @property
-    def lock_retries(self) -> int:
-        return self.impl.lock_retries
-
-    @property
-    def snapshot_batches(self) -> int:
-        return self.impl.snapshot_batches
-
-    @property
-    def running(self) -> bool:
-        return self.impl.running
-
-    def start(self) -> None:
-        self.impl.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.impl.stop(timeout)
-
-    def serves_this_loop(self) -> bool:
-        return self.impl.serves_this_loop()
-
-    def run(self, unit: Unit[T], writes_at_commit: bool = False) -> Coroutine[Any, Any, T]:
-        return self.impl.run(unit, writes_at_commit)
-
-    def run_deferred(self, unit: Unit[T]) -> Coroutine[Any, Any, T]:
-        return self.impl.run_deferred(unit)
 
 
 def _begin_or_busy(session: Session) -> None:

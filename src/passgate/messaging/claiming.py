@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.clock import Clock
-from passgate.db import defer_update, read_only
+from passgate.db import read_only
+from passgate.db.deferred import DeferredWrites
 from passgate.keyring import KeyRing
 from passgate.messaging import queries
 from passgate.messaging.interfaces import Claimed, DeliveryHooks, NewSecret
@@ -185,7 +186,7 @@ class Claimer:
             rows.append((m, owner, fresh))
         for purpose, secrets in stored.items():
             self.hook(purpose).store_secrets(session, secrets)
-        defer_update(session, queries.CLAIM_ONE, claims)
+        DeferredWrites.of(session).update(queries.CLAIM_ONE, claims)
         return rows
 
     def prepare(self, rows: ClaimedRows) -> list[Claimed]:

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate.batching import GroupCommitter
 from passgate.clock import Clock
 from passgate.db import is_sqlite, transaction
+from passgate.db.group_commit import Committer
 from passgate.keyring import KeyRing
 from passgate.messaging import recording
 from passgate.messaging.branding import from_header
@@ -81,7 +81,7 @@ class Dispatcher:
         sandbox_sender: Any,
         retry_schedule: tuple[float, ...] = RETRY_SCHEDULE,
         lock_seconds: int = LOCK_SECONDS,
-        committer: GroupCommitter | None = None,
+        committer: Committer | None = None,
         render_pool: RenderPool = SENDING,
         hooks: Iterable[DeliveryHooks] = (),
     ) -> None:

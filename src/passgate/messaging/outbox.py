@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from passgate.db import defer_insert
+from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
 from passgate.messaging.models import Message
 from passgate.messaging.states import DeliveryStatus, MessageStatus
@@ -41,9 +41,7 @@ class OutboxMessage:
 def queue(session: Session, message: OutboxMessage) -> str:
     """Queues `message` (inserted at commit: nothing in the transaction reads it back; the worker claims
     it after) and returns its id."""
-    defer_insert(
-        session,
-        Message.__table__,
+    DeferredWrites.of(session).insert(Message.__table__,
         [
             {
                 "id": message.id,

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, null, or_, select, union_all, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from passgate.db import HotStatement
+from passgate.db.fastpath import CursorStatement
 from passgate.messaging.interfaces import ClaimJoin
 from passgate.messaging.models import Message
 from passgate.messaging.states import DeliveryStatus, MessageStatus, check_move
@@ -30,7 +30,7 @@ _messages = cast(Table, Message.__table__)
 def _moving(current: MessageStatus, wanted: MessageStatus, plain: bool = False) -> ColumnElement[bool]:
     """The WHERE guard of a statement that moves rows from `current` to `wanted`, once the move is
     checked against the lifecycle (raises `IllegalMessageMove` if it has no such move). `plain` binds
-    the status as a plain string (statements run on the DBAPI cursor, `db.HotStatement`)."""
+    the status as a plain string (statements run on the DBAPI cursor, `db.CursorStatement`)."""
     check_move(current, wanted)
     return _messages.c.status == (current.value if plain else current)
 
@@ -58,7 +58,7 @@ STILL_SENDING = (
 )
 # An accepted message, SENT, with its provider's id, if it is still SENDING (`db.defer_update`: the record
 # may have read it on a snapshot).
-MARK_SENT = HotStatement(
+MARK_SENT = CursorStatement(
     update(_messages)
     .where(
         _messages.c.id == bindparam("mid"),
@@ -113,7 +113,7 @@ CLAIM = (
 )
 # One message of a round worked out on a snapshot claimed, only if it is still due (`db.defer_update`:
 # else the claim runs again with the write lock held).
-CLAIM_ONE = HotStatement(
+CLAIM_ONE = CursorStatement(
     update(_messages)
     .where(_messages.c.id == bindparam("mid"), IS_DUE)
     .values(
@@ -126,7 +126,7 @@ CLAIM_ONE = HotStatement(
     )
 )
 # Once per claimed message that gets its code or link token at the claim.
-SET_SECRET = HotStatement(
+SET_SECRET = CursorStatement(
     update(_messages)
     .where(_messages.c.id == bindparam("mid"))
     .values(secret_id=bindparam("secret_id"), sealed_secret=bindparam("sealed"))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from passgate.db import defer_insert, defer_update
+from passgate.db.deferred import DeferredWrites
 from passgate.messaging import queries
 from passgate.messaging.interfaces import Claimed, DeliveryHooks, Sent, SentMessage
 from passgate.messaging.models import Message, MessageAttempt
@@ -65,7 +65,7 @@ def record_sent(session: Session, sent: list[Sent], now: datetime, hook_of: Hook
             for s in sent
             if s.claimed.message_id in moved
         ]
-        defer_update(session, queries.MARK_SENT, marks)
+        DeferredWrites.of(session).update(queries.MARK_SENT, marks)
     # The attempt is recorded either way: the send happened.
     attempts = [
         {
@@ -79,7 +79,7 @@ def record_sent(session: Session, sent: list[Sent], now: datetime, hook_of: Hook
         }
         for s in sent
     ]
-    defer_insert(session, MessageAttempt.__table__, attempts)
+    DeferredWrites.of(session).insert(MessageAttempt.__table__, attempts)
     by_purpose: dict[str, list[SentMessage]] = {}
     for s in sent:
         row = moved.get(s.claimed.message_id)

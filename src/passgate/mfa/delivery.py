@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from passgate.contacts import is_sandbox_destination
-from passgate.db import defer_insert, defer_update
+from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.messaging.interfaces import Claimed, ClaimJoin, NewSecret, SentMessage
@@ -26,17 +26,10 @@ from passgate.messaging.senders.base import SendError
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.messaging.templates import PersonName, RenderContext, RenderedMessage, render
+from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.models import MfaSecret, MfaSession
-from passgate.mfa.services import (
-    _ACTIVATE_SECRET,
-    _EXISTING_SECRETS,
-    _SENT_SESSION_UPDATE,
-    _SENT_SESSIONS,
-    _STATUS_CHANGED,
-    MfaService,
-    _transient_session,
-)
+from passgate.mfa.services import STATUS_CHANGED, MfaService
 from passgate.mfa.states import Status, is_terminal
 
 PURPOSE = "challenge"
@@ -139,7 +132,7 @@ class ChallengeDelivery:
     def store_secrets(self, session: Session, rows: list[dict[str, Any]]) -> None:
         """Inserts secrets made by `make_secret` (at the commit, with the transaction's other rows)."""
         if rows:
-            defer_insert(session, MfaSecret.__table__, rows)
+            DeferredWrites.of(session).insert(MfaSecret.__table__, rows)
 
     # -- what sending needs ----------------------------------------------------------------------------
 
@@ -214,12 +207,12 @@ class ChallengeDelivery:
             return
         conn = session.connection()
         sessions = {
-            row.id: _transient_session(dict(row._mapping))
-            for row in conn.execute(_SENT_SESSIONS, {"ids": session_ids})
+            row.id: queries.transient_session(dict(row._mapping))
+            for row in conn.execute(queries.SENT_SESSIONS, {"ids": session_ids})
         }
         read_sequence = {mfa.id: mfa.sequence for mfa in sessions.values()}
         wanted = [m.secret_id for m in sent if m.secret_id and m.session_id in sessions]
-        existing = {r[0] for r in conn.execute(_EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
+        existing = {r[0] for r in conn.execute(queries.EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
         secret_rows: list[dict[str, Any]] = []
         for m in sent:
             mfa = sessions.get(m.session_id or "")
@@ -235,16 +228,14 @@ class ChallengeDelivery:
             data: dict[str, Any] = {"messageId": m.message_id, "provider": m.provider, "attempt": m.attempt}
             if mfa.status in (Status.UNKNOWN, Status.VERIFICATION_ATTEMPT_FAILED):
                 # One timeline row for the send and the status it moves the session to (listed as two).
-                data[_STATUS_CHANGED] = self.mfa._move(
+                data[STATUS_CHANGED] = self.mfa._move(
                     session, mfa, Status.MESSAGE_SENT, now, "worker", event=False
                 )
             self.mfa._event(session, mfa, "MESSAGE_SENT", "worker", data)
         # Written at commit (this may run on a read snapshot: see Dispatcher.run_once).
         if secret_rows:
-            defer_update(session, _ACTIVATE_SECRET, secret_rows)
-        defer_update(
-            session,
-            _SENT_SESSION_UPDATE,
+            DeferredWrites.of(session).update(queries.ACTIVATE_SECRET, secret_rows)
+        DeferredWrites.of(session).update(queries.SENT_SESSION_UPDATE,
             [
                 {
                     "b_id": mfa.id,

@@ -1,6 +1,6 @@
 """Every statement the MFA service runs, behind a named function.
 
-Why here and not in the service: the fast path (statements on the DBAPI cursor, `db.HotStatement`, built
+Why here and not in the service: the fast path (statements on the DBAPI cursor, `db.CursorStatement`, built
 once because building one and its cache key costs more than running it) has rules of its own, and they are
 kept in this one module. What a statement reads comes back as a frozen `SessionSnapshot` / `SessionRow`
 (or a small tuple), never as an ORM object the mapper did not load: a reader can only read what was read.
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
 from passgate.auth.settings import ClientSettings
-from passgate.db import HotStatement, dialect_insert
+from passgate.db.fastpath import CursorStatement, dialect_insert
 from passgate.messaging.models import Message
 from passgate.mfa.models import FailureCounter, MfaEvent, MfaSecret, MfaSession
 from passgate.mfa.secrets import VALID_CODES
@@ -198,7 +198,7 @@ def transient_session(row: dict[str, Any]) -> MfaSession:
 
 # What a challenge needs to know about its client, in one read on the transaction's connection (no ORM
 # identity map, no autoflush of the other decisions sharing the transaction, no result wrapping).
-_CLIENT_CONFIG = HotStatement(
+_CLIENT_CONFIG = CursorStatement(
     select(
         _clients.sandbox,
         _clients.country,
@@ -245,7 +245,7 @@ def insert_session(conn: Any, row: dict[str, Any]) -> None:
 
 # A verify's reads and writes, on the DBAPI cursor: through the ORM (statement cache keys, identity map,
 # unit of work) the same handful of statements cost several times what SQLite does.
-_SESSION_ROW = HotStatement(
+_SESSION_ROW = CursorStatement(
     select(SESSIONS)
     .where(SESSIONS.c.id == bindparam("b_id"), SESSIONS.c.client_id == bindparam("b_client_id"))
     .with_for_update()
@@ -263,7 +263,7 @@ def load_locked(conn: Any, client_id: str, session_id: str) -> SessionRow | None
 
 
 # What a verify changed on its row, written back in one statement.
-_WRITE_BACK = HotStatement(
+_WRITE_BACK = CursorStatement(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("b_id"))
     .values(
@@ -304,13 +304,13 @@ def write_back(session: Session, conn: Any, changes: SessionChanges) -> None:
 
 
 # The atomic consume of a verify: only one concurrent answer moves an open session to VERIFIED.
-_CONSUME = HotStatement(
+_CONSUME = CursorStatement(
     update(SESSIONS)
-    # The statuses as bound values one by one (a HotStatement does not expand an IN list).
+    # The statuses as bound values one by one (a CursorStatement does not expand an IN list).
     .where(SESSIONS.c.id == bindparam("b_id"), or_(*(SESSIONS.c.status == s.value for s in sorted(OPEN))))
     .values(status=Status.VERIFIED.value, verified_at=bindparam("b_now"), updated_at=bindparam("b_now"))
 )
-_STATUS_NOW = HotStatement(
+_STATUS_NOW = CursorStatement(
     select(SESSIONS.c.status, SESSIONS.c.termination_reason).where(SESSIONS.c.id == bindparam("b_id"))
 )
 
@@ -333,7 +333,7 @@ def status_now(conn: Any, session_id: str) -> tuple[str, str | None]:
 
 
 # One more open of a session's link, counted by the database; the new count comes back.
-_LINK_OPENED = HotStatement(
+_LINK_OPENED = CursorStatement(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("b_id"))
     .values(link_opens=SESSIONS.c.link_opens + 1)
@@ -387,7 +387,7 @@ def last_sent_at(session: Session, session_id: str) -> datetime | None:
 
 # -- secrets -------------------------------------------------------------------------------------------
 
-_LIVE_CODES = HotStatement(
+_LIVE_CODES = CursorStatement(
     select(SECRETS.c.secret_hash, SECRETS.c.key_id, SECRETS.c.expires_at)
     .where(
         SECRETS.c.session_id == bindparam("b_session_id"),
@@ -437,14 +437,14 @@ SENT_SESSIONS = (
 )
 EXISTING_SECRETS = select(SECRETS.c.id).where(SECRETS.c.id.in_(bindparam("ids", expanding=True)))
 # Once per accepted message of a round: on the DBAPI cursor, not Connection.execute.
-ACTIVATE_SECRET = HotStatement(
+ACTIVATE_SECRET = CursorStatement(
     update(SECRETS)
     .where(SECRETS.c.id == bindparam("b_id"))
     .values(active=True, activated_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
 )
 # Guarded by the version read (`sequence`, moved by every status change): a session that changed since
 # is not overwritten (`db.defer_update`).
-SENT_SESSION_UPDATE = HotStatement(
+SENT_SESSION_UPDATE = CursorStatement(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("b_id"), SESSIONS.c.sequence == bindparam("b_read_sequence"))
     .values(
@@ -459,7 +459,7 @@ SENT_SESSION_UPDATE = HotStatement(
 
 # -- devices -------------------------------------------------------------------------------------------
 
-_DEVICE_TRUST = HotStatement(
+_DEVICE_TRUST = CursorStatement(
     select(DEVICES.c.trust_state).where(
         DEVICES.c.client_id == bindparam("b_client_id"),
         DEVICES.c.account_id == bindparam("b_account_id"),
@@ -502,21 +502,21 @@ def _failure_hit(dialect_name: str) -> Any:
     ).returning(_counters.failures)
 
 
-_FAILURE_HIT = HotStatement(_failure_hit)
+_FAILURE_HIT = CursorStatement(_failure_hit)
 _COUNTER_KEY = (
     _counters.client_id == bindparam("b_client_id"),
     _counters.scope == bindparam("b_scope"),
     _counters.subject_hash == bindparam("b_subject"),
 )
-_FAILURE_WAIT = HotStatement(
+_FAILURE_WAIT = CursorStatement(
     update(_COUNTERS).where(*_COUNTER_KEY).values(next_allowed_at=bindparam("b_next"))
 )
-_FAILURE_LOCK = HotStatement(update(_COUNTERS).where(*_COUNTER_KEY).values(locked=True))
-_COUNTER_STATE = HotStatement(
+_FAILURE_LOCK = CursorStatement(update(_COUNTERS).where(*_COUNTER_KEY).values(locked=True))
+_COUNTER_STATE = CursorStatement(
     select(_counters.failures, _counters.next_allowed_at, _counters.locked).where(*_COUNTER_KEY)
 )
 # Whether a challenge's destination or account is locked: the scopes of the two counters that are.
-_LOCKED = HotStatement(
+_LOCKED = CursorStatement(
     select(_counters.scope).where(
         _counters.client_id == bindparam("b_client_id"),
         _counters.locked.is_(True),
@@ -526,7 +526,7 @@ _LOCKED = HotStatement(
         ),
     )
 )
-_COUNTER_CLEAR = HotStatement(
+_COUNTER_CLEAR = CursorStatement(
     update(_COUNTERS)
     .where(*_COUNTER_KEY)
     .values(failures=0, locked=False, next_allowed_at=null(), updated_at=bindparam("b_now"))

@@ -25,6 +25,8 @@ class ChallengeStarted:
     match_number: str | None
     # The request attributes the challenge used (echoed in the decision's answer).
     echoed: dict[str, Any]
+    # A started challenge has no error (`policy.decisions.StartedChallenge` reads both kinds alike).
+    error: None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,8 @@ class ChallengeRefused:
     channel: str | None = None
     reason: str | None = None
     echoed: dict[str, Any] | None = None
+    # No session was made.
+    session_id: None = None
 
 
 ChallengeResult = ChallengeStarted | ChallengeRefused

@@ -25,7 +25,7 @@ from passgate.contacts import (
     normalise_destination,
     phone_prefix,
 )
-from passgate.db import defer_insert, defer_upsert
+from passgate.db.deferred import DeferredWrites
 from passgate.keyring import KeyRing
 from passgate.messaging import outbox
 from passgate.messaging.outbox import OutboxMessage
@@ -92,14 +92,8 @@ LINK_OPENS_UNLISTED = "LINK_OPENS_UNLISTED"
 
 # Timeline rows that carry a second entry (see `timeline_entries`): the key it is under, and its type.
 _QUEUED = "queued"
-_STATUS_CHANGED = "statusChanged"
-_FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHANGED", _STATUS_CHANGED)}
-# Transitional names for the worker callbacks below (`messages_sent`), until they move out of this module.
-_SENT_SESSIONS = queries.SENT_SESSIONS
-_EXISTING_SECRETS = queries.EXISTING_SECRETS
-_ACTIVATE_SECRET = queries.ACTIVATE_SECRET
-_SENT_SESSION_UPDATE = queries.SENT_SESSION_UPDATE
-_transient_session = queries.transient_session
+STATUS_CHANGED = "statusChanged"
+_FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHANGED", STATUS_CHANGED)}
 # A session a unit of work changes: an ORM object (flushed at commit) or a read row with its changes
 # (`SessionChanges`, written back by `queries.write_back`).
 _Working = MfaSession | SessionChanges
@@ -205,7 +199,7 @@ class MfaService:
         if at_commit:
             # Inserted at commit before the rows that reference it (secret, message, events): deferred rows
             # go in in foreign-key order.
-            defer_insert(session, queries.SESSIONS, [row])
+            DeferredWrites.of(session).insert(queries.SESSIONS, [row])
         self._notify(session, mfa, None, Status.UNKNOWN, now)
         queued = self._queue_send(session, mfa, now, event=False)
         # One timeline row for the creation and the first send queued (`timeline` lists them as two).
@@ -483,7 +477,7 @@ class MfaService:
         mfa.status = new.value
         mfa.updated_at = now
         change = {"from": old, "to": new.value}
-        if event:  # else the caller stores it on a timeline row of its own (`_STATUS_CHANGED`)
+        if event:  # else the caller stores it on a timeline row of its own (`STATUS_CHANGED`)
             self._event(session, mfa, "STATUS_CHANGED", source, change)
         self._notify(session, mfa, old, new, now)
         return change
@@ -503,9 +497,7 @@ class MfaService:
 
     def _event(self, session: Session, mfa: _Working, kind: str, source: str, data: dict[str, Any]) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
-        defer_insert(
-            session,
-            MfaEvent.__table__,
+        DeferredWrites.of(session).insert(MfaEvent.__table__,
             [
                 dict(
                     session_id=mfa.id,
@@ -574,9 +566,7 @@ def _trust_device(
     trust = queries.device_trust(session.connection(), client_id, account_id, device_session_id)
     if trust == "BANNED":
         return False
-    defer_upsert(
-        session,
-        queries.DEVICES,
+    DeferredWrites.of(session).upsert(queries.DEVICES,
         {
             "client_id": client_id,
             "account_id": account_id,

@@ -52,19 +52,33 @@ class Decision:
     version_name: str
     tags: list[str]
     tag_weights: list[dict[str, Any]]
-    # The challenge the decision started, as the MFA service describes it (its `mfa` or `verification`
-    # object), and the request attributes the challenge used; None and {} when it started none.
-    challenge: dict[str, Any] | None
+    # The challenge the decision started or tried to (the MFA service's typed result, spelled for the wire
+    # by api/views.py), and the request attributes it used; None and {} when there was none.
+    challenge: StartedChallenge | None
     echoed: dict[str, Any]
 
 
-class ChallengeStarter(Protocol):
-    """Starts an MFA/verification session for a CHALLENGE; returns the `mfa`/`verification` object
-    and the attributes it used (echoed in the response)."""
+class StartedChallenge(Protocol):
+    """What a decision knows of its challenge (`mfa.results.ChallengeStarted` or `ChallengeRefused`): the
+    policy layer reads it without importing mfa."""
 
-    def __call__(
-        self, session: Session, ctx: DecisionContext
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def channel(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def echoed(self) -> dict[str, Any] | None: ...
+
+
+class ChallengeStarter(Protocol):
+    """Starts an MFA/verification session for a CHALLENGE; returns what happened (started or refused,
+    with the attributes it used), or None when no challenge applies."""
+
+    def __call__(self, session: Session, ctx: DecisionContext) -> StartedChallenge | None: ...
 
 
 @lru_cache(maxsize=50_000)
@@ -158,12 +172,12 @@ class DecisionService:
             mark_device_seen(session, client_id, account_id, dsid, now)
 
         ctx = DecisionContext(decision_id, client_id, sandbox, event_type, body, outcome, now)
-        challenge: dict[str, Any] | None = None
+        challenge: StartedChallenge | None = None
         echoed: dict[str, Any] = {}
         if outcome.decision == "CHALLENGE" and outcome.mfa_enabled and self.start_challenge is not None:
-            started = self.start_challenge(session, ctx)
-            if started is not None:
-                challenge, echoed = started
+            challenge = self.start_challenge(session, ctx)
+            if challenge is not None:
+                echoed = challenge.echoed or {}
         decision = Decision(  # positional: keywords cost about a microsecond more on this path
             event_type,
             outcome.decision,

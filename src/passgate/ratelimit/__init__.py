@@ -16,8 +16,6 @@ from typing import Protocol
 
 from limits import RateLimitItem, parse_many
 
-from passgate.clock import Clock
-
 
 @dataclass(frozen=True)
 class LimitResult:
@@ -98,21 +96,3 @@ def retry_after(oldest: float, period: int, now: float) -> int:
     """Whole seconds (at least 1) until the oldest hit still inside a window leaves it: both
     implementations answer with this, so they agree to the second."""
     return max(1, int(oldest + period - now) + 1)
-
-
-def make_rate_limiter(
-    storage_uri: str | None, clock: Clock | None = None, on_outage: OutageHook | None = None
-) -> RateLimiter:
-    """The limiter for a deployment: Redis when a Redis URL is configured (limits shared by every
-    process), otherwise this process's memory."""
-    from passgate.clock import SystemClock
-
-    clock = clock or SystemClock()
-    uri = storage_uri or "memory://"
-    if uri == "memory://":
-        from passgate.ratelimit.memory import MemoryRateLimiter
-
-        return MemoryRateLimiter(clock)
-    from passgate.ratelimit.redis import RedisRateLimiter
-
-    return RedisRateLimiter(uri, clock, on_outage=on_outage)

@@ -73,6 +73,19 @@ def status_payload(event_id: str, change: SessionChange) -> dict[str, Any]:
     }
 
 
+class ChallengeFacts(Protocol):
+    """What a decision event tells of the decision's challenge (the MFA service's typed result)."""
+
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def channel(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
 class DecisionFacts(Protocol):
     """What a decision event tells of a decision (`policy.decisions.Decision` has it)."""
 
@@ -91,7 +104,7 @@ class DecisionFacts(Protocol):
     @property
     def version_name(self) -> str: ...
     @property
-    def challenge(self) -> Mapping[str, Any] | None: ...
+    def challenge(self) -> ChallengeFacts | None: ...
 
 
 def decision_payload(
@@ -109,7 +122,7 @@ def decision_payload(
     `requestType` is the Kount event type (LOGIN or NEW_ACCOUNT_OPENING); `mfaId`, `mfaType`, `channel` and
     `mfaError` describe the challenge the decision started, and are null when it started none.
     """
-    challenge = decision.challenge or {}
+    challenge = decision.challenge
     return {
         "id": event_id,
         "eventType": EventType.DECISION_CREATED.value,
@@ -124,10 +137,10 @@ def decision_payload(
         "tags": list(decision.tags),
         "userSegment": decision.segment,
         "set": {"name": decision.set_name, "versionName": decision.version_name},
-        "mfaId": challenge.get("ID"),
-        "mfaType": challenge.get("type"),
-        "channel": challenge.get("channel"),
-        "mfaError": challenge.get("error"),
+        "mfaId": challenge.session_id if challenge else None,
+        "mfaType": challenge.type if challenge else None,
+        "channel": challenge.channel if challenge else None,
+        "mfaError": challenge.error if challenge else None,
         "occurredAt": iso(occurred_at),
     }
 

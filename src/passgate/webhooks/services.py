@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, func, select, update
@@ -25,7 +25,6 @@ from passgate.clock import Clock
 from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
-from passgate.mfa.queries import SessionSnapshot
 from passgate.observability import Metrics
 from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import signing
@@ -60,6 +59,9 @@ from passgate.webhooks.models import (
 )
 from passgate.webhooks.ssrf import CheckedUrl, ForbiddenTargetError
 from passgate.webhooks.states import DeliveryStatus, DisabledReason
+
+if TYPE_CHECKING:  # what mfa's status listeners receive; webhooks do not depend on mfa at run time
+    from passgate.mfa.queries import SessionSnapshot
 
 log = logging.getLogger("passgate.webhooks")
 
@@ -539,13 +541,13 @@ class WebhookService:
     def on_decision(self, session: Session, ctx: DecisionContext, decision: Decision) -> None:
         if not self._endpoint_filters(session, ctx.client_id):
             return  # most decisions: a client without endpoints pays one cached lookup
-        challenge = decision.challenge or {}
+        challenge = decision.challenge
         account_id = (ctx.body.get("account") or {}).get("id")
         self.publish(
             session,
             client_id=ctx.client_id,
             event_type=EventType.DECISION_CREATED,
-            channel=challenge.get("channel"),
+            channel=challenge.channel if challenge else None,
             session_id=None,
             sequence=None,
             build=lambda event_id: decision_payload(

@@ -29,6 +29,13 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+# Re-exported: the signer's callers read whsec secrets through this module.
+from passgate.whsec import WHSEC_MAX_BYTES as WHSEC_MAX_BYTES
+from passgate.whsec import WHSEC_MIN_BYTES as WHSEC_MIN_BYTES
+from passgate.whsec import WHSEC_PREFIX as WHSEC_PREFIX
+from passgate.whsec import InvalidSigningKeyError as InvalidSigningKeyError
+from passgate.whsec import decode_whsec as decode_whsec
+
 KOUNT_TIMESTAMP_HEADER = "X-Event-Timestamp"
 KOUNT_SIGNATURE_HEADER = "X-Event-Signature"
 KOUNT_PSS_SALT_LENGTH = 32
@@ -36,17 +43,10 @@ KOUNT_PSS_SALT_LENGTH = 32
 STANDARD_ID_HEADER = "webhook-id"
 STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
 STANDARD_SIGNATURE_HEADER = "webhook-signature"
-WHSEC_PREFIX = "whsec_"
-WHSEC_MIN_BYTES = 24
-WHSEC_MAX_BYTES = 64
 DEFAULT_STANDARD_TOLERANCE = timedelta(minutes=5)
 
 DEFAULT_KEY_OVERLAP = timedelta(hours=24)
 MIN_RSA_BITS = 2048
-
-
-class InvalidSigningKeyError(ValueError):
-    """A stored key or secret cannot be used: malformed, wrong passphrase, wrong type or too short."""
 
 
 class NoActiveSigningKeyError(LookupError):
@@ -204,19 +204,6 @@ def generate_whsec(nbytes: int = 32) -> str:
     if not WHSEC_MIN_BYTES <= nbytes <= WHSEC_MAX_BYTES:
         raise ValueError(f"Standard Webhooks secrets are {WHSEC_MIN_BYTES}-{WHSEC_MAX_BYTES} bytes")
     return WHSEC_PREFIX + base64.b64encode(token_bytes(nbytes)).decode("ascii")
-
-
-def decode_whsec(secret: str) -> bytes:
-    """The HMAC key inside a ``whsec_`` secret; also usable to validate a secret when it is configured."""
-    encoded = secret.removeprefix(WHSEC_PREFIX)
-    try:
-        # Padding is restored because the reference libraries accept secrets without it.
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidSigningKeyError("webhook secret is not whsec_ followed by base64") from None
-    if not WHSEC_MIN_BYTES <= len(key) <= WHSEC_MAX_BYTES:
-        raise InvalidSigningKeyError(f"webhook secret must hold {WHSEC_MIN_BYTES}-{WHSEC_MAX_BYTES} bytes")
-    return key
 
 
 def _standard_digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import to_json
 
 from passgate.api.schemas_decisions import DecisionResponse
 from passgate.api.views import decision_view
+from passgate.mfa.results import ChallengeStarted
 from passgate.policy.decisions import Decision
 
 MFA = {
@@ -18,6 +20,9 @@ MFA = {
     "verificationAttempts": 0,
     "error": None,
 }
+STARTED = ChallengeStarted(
+    "s-1", "NONCE_OTH", "EMAIL", "UNKNOWN", datetime(2026, 11, 29, 10, 10, tzinfo=UTC), 1, 0, None, {}
+)
 
 
 def decision(event_type: str = "LOGIN", outcome: str = "ALLOW", **kw: Any) -> Decision:
@@ -50,14 +55,14 @@ def test_an_allow_is_the_kount_answer_in_kount_order() -> None:
 
 def test_a_started_challenge_is_under_mfa_for_a_login_with_what_it_used() -> None:
     echoed = {"strategy": {"mfaTemplateName": "email-link"}, "person": {"emailAddress": "jo@example.com"}}
-    body = decision_view(decision(outcome="CHALLENGE", challenge=MFA, echoed=echoed))
+    body = decision_view(decision(outcome="CHALLENGE", challenge=STARTED, echoed=echoed))
     assert list(body)[-3:] == ["mfa", "strategy", "person"]
     assert body["mfa"] == MFA and body["person"] == echoed["person"] and "verification" not in body
     assert DecisionResponse.model_validate(body).mfa is not None
 
 
 def test_a_started_challenge_is_under_verification_for_an_account_opening() -> None:
-    body = decision_view(decision("NEW_ACCOUNT_OPENING", "CHALLENGE", challenge=MFA))
+    body = decision_view(decision("NEW_ACCOUNT_OPENING", "CHALLENGE", challenge=STARTED))
     assert body["verification"] == MFA and "mfa" not in body
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Column, Engine, ForeignKey, Integer, MetaData, String, Table, bindparam, select, update
 
-import passgate.db as db
 from passgate.db import make_sessionmaker
 from passgate.db.deferred import DeferredWrites, StaleRows, merge_info
 from passgate.db.fastpath import CursorStatement
@@ -122,13 +121,13 @@ def test_units_merge_rows_after_rows_and_increments_summed() -> None:
     assert not DeferredWrites()
 
 
-def test_the_transitional_functions_write_into_the_typed_writes(engine: Engine, tables) -> None:
+def test_writes_of_every_kind_are_held_until_the_commit(engine: Engine, tables) -> None:
     parent, child, counts = tables
     sessions = make_sessionmaker(engine)
     with sessions() as session, session.begin():
-        db.defer_insert(session, parent, [{"id": "p1"}])
-        db.defer_upsert(session, counts, {"k": "u", "count": 1}, ("k",), ("count",))
-        db.defer_increments(session, counts, [("i",)])
+        DeferredWrites.of(session).insert(parent, [{"id": "p1"}])
+        DeferredWrites.of(session).upsert(counts, {"k": "u", "count": 1}, ("k",), ("count",))
+        DeferredWrites.of(session).increment(counts, [("i",)])
         writes = DeferredWrites.of(session)
         assert (
             list(writes.inserts) == [parent]
@@ -136,4 +135,3 @@ def test_the_transitional_functions_write_into_the_typed_writes(engine: Engine, 
             and list(writes.increments) == [counts]
         )
     assert _rows(engine, parent) == [("p1", 0)]
-    assert db.HotStatement is CursorStatement

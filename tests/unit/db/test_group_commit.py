@@ -345,23 +345,6 @@ async def test_a_committer_not_started_runs_each_unit_alone(tmp_path):
     engine.dispose()
 
 
-async def test_the_transitional_group_committer_hands_everything_to_the_chosen_one(tmp_path):
-    from passgate.db.group_commit import GroupCommitter, InlineCommitter, ThreadCommitter
-
-    _, engine, sessions = _setup(tmp_path)
-    assert isinstance(GroupCommitter(sessions, inline=False).impl, ThreadCommitter)
-    committer = GroupCommitter(sessions, inline=True)
-    assert isinstance(committer.impl, InlineCommitter)
-    committer.start()
-    try:
-        assert await committer.run(_insert(4)) == 4
-        assert await committer.run(_insert(5), writes_at_commit=False) == 5
-        assert committer.running and committer.batches == committer.impl.batches >= 1
-    finally:
-        committer.stop()
-    engine.dispose()
-
-
 async def test_the_coalescer_writes_what_arrives_meanwhile_in_one_call():
     from passgate.db.group_commit import Coalescer
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from passgate.api.schemas_decisions import LoginRequest
 from passgate.bootstrap import Registry
 from passgate.policy.exceptions import VersionNotFound
+from passgate.policy.requests import LoginRequest
 from passgate.policy.simulation import SIGNAL_GROUPS, Simulation, simulate
 from tests.factories import Tenant, login_body
 

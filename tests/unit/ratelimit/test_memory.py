@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from passgate.clock import FrozenClock
-from passgate.ratelimit import make_rate_limiter
+from passgate.ratelimit.factory import make_rate_limiter
 from passgate.ratelimit.memory import MemoryRateLimiter
 
 

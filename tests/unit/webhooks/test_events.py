@@ -1,6 +1,7 @@
 import json
 from datetime import UTC, datetime
 
+from passgate.mfa.results import ChallengeStarted
 from passgate.policy.decisions import Decision
 from passgate.webhooks.events import (
     EndpointFilter,
@@ -60,7 +61,7 @@ def test_decision_payload_carries_the_decision_not_the_person() -> None:
         version_name="v1",
         tags=["NEW_DEVICE"],
         tag_weights=[{"name": "NEW_DEVICE", "weight": 10}],
-        challenge={"ID": "s-1", "type": "NONCE_OTH", "channel": "EMAIL", "error": None},
+        challenge=ChallengeStarted("s-1", "NONCE_OTH", "EMAIL", "UNKNOWN", NOW, 1, 0, None, {}),
         echoed={"person": {"emailAddress": "jo@example.com"}},
     )
     payload = decision_payload(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from passgate.audit.services import record
-from passgate.bootstrap import Registry
 from passgate.console.forms import BadForm, Form, read_form
 from passgate.console.permissions import MATRIX, Permission, allows
 from passgate.console.services import ConsoleAuth, CurrentUser
@@ -28,6 +27,9 @@ from passgate.db import transaction
 from passgate.messaging.exceptions import InvalidBranding
 from passgate.policy.exceptions import InvalidPolicySet
 from passgate.problems import problem_for, validation_errors
+
+if TYPE_CHECKING:  # the registry is built by bootstrap, the top of the tree; the console only reads it
+    from passgate.bootstrap import Registry
 
 SESSION_COOKIE = "pg_console"
 DEVICE_COOKIE = "pg_console_device"
@@ -97,9 +99,7 @@ def auth_service(registry: Registry) -> ConsoleAuth:
 
 
 def registry_of(request: Request) -> Registry:
-    reg = request.app.state.registry
-    assert isinstance(reg, Registry)
-    return reg
+    return cast("Registry", request.app.state.registry)
 
 
 def client_ip(request: Request) -> str:

@@ -11,7 +11,6 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from passgate.api.schemas_decisions import AccountOpeningRequest, LoginRequest
 from passgate.console.forms import OPERATOR_LABELS, apply_edit, document_from_form, form_key, show_value
 from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
@@ -33,6 +32,7 @@ from passgate.policy import services as policy_svc
 from passgate.policy.conditions import OPERATORS
 from passgate.policy.exceptions import InvalidPolicySet, VersionNotFound
 from passgate.policy.fields import FIELDS
+from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 from passgate.policy.schemas import PolicySetDocument
 from passgate.policy.simulation import simulate as simulate_request
 from passgate.problems import validation_errors

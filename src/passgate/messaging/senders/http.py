@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 
-from passgate.messaging.interfaces import SmsSender
 from passgate.messaging.senders.base import (
     OutgoingSms,
     PermanentSendError,
@@ -17,6 +17,9 @@ from passgate.messaging.senders.base import (
     provider_said,
 )
 from passgate.webhooks.signing import standard_headers
+
+if TYPE_CHECKING:  # the protocol its senders implement; interfaces imports this package's types
+    from passgate.messaging.interfaces import SmsSender
 
 
 def _raise_for(resp: httpx.Response, provider: str) -> None:
