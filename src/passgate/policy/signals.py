@@ -11,13 +11,11 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from passgate.db.fastpath import CursorStatement
+from passgate.policy import queries
 from passgate.policy.fields import SignalPlan, dimension_keys, lookup
 from passgate.policy.lists import ListCache
-from passgate.policy.models import Device
 from passgate.policy.velocity import VelocityStore
 
 FREE_PROVIDERS = frozenset(
@@ -114,25 +112,12 @@ def request_facts(event_type: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Built once: on the decision path, constructing a statement costs more than running it.
-_DEVICE = CursorStatement(
-    select(Device.seen, Device.trust_state).where(
-        Device.client_id == bindparam("client_id"),
-        Device.account_id == bindparam("account_id"),
-        Device.device_session_id == bindparam("device_session_id"),
-    )
-)
-
-
 def device_facts(
     session: Session, client_id: str, account_id: str | None, device_session_id: str
 ) -> dict[str, Any]:
     if account_id is None:
         return {"seenForAccount": False, "trusted": False, "banned": False}
-    rows = _DEVICE.rows(
-        session.connection(),
-        {"client_id": client_id, "account_id": account_id, "device_session_id": device_session_id},
-    )
+    rows = queries.device_marks(session.connection(), client_id, account_id, device_session_id)
     if not rows:
         return {"seenForAccount": False, "trusted": False, "banned": False}
     seen, trust_state = rows[0]

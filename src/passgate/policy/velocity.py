@@ -14,11 +14,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, delete, func, literal, select, union_all
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from passgate.db.deferred import DeferredWrites
-from passgate.db.fastpath import CursorStatement
+from passgate.policy import queries
 from passgate.policy.fields import DIMENSIONS, METRICS, WINDOWS, Need
 from passgate.policy.models import VelocityCounter
 
@@ -97,7 +97,7 @@ class DatabaseVelocityStore:
         }
         for i, dim in enumerate(dims):
             params[f"key{i}"] = _hash(client_id, dim, keys[dim])
-        for dim, metric, day_count, hour_count in _counts_statement(dims).rows(session.connection(), params):
+        for dim, metric, day_count, hour_count in queries.velocity_counts(session.connection(), dims, params):
             counts = out[dim]
             if f"{metric}24h" in counts:
                 counts[f"{metric}24h"] = int(day_count or 0)
@@ -108,33 +108,6 @@ class DatabaseVelocityStore:
         cut = int(now.timestamp()) // 60 - WINDOWS["24h"] // 60 - 1
         result = session.execute(delete(VelocityCounter).where(VelocityCounter.minute < cut))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-@lru_cache(maxsize=16)
-def _counts_statement(dims: tuple[str, ...]) -> CursorStatement:
-    """One statement for every dimension a set reads (a UNION ALL of index ranges), built once per
-    combination of dimensions; both windows are summed in one pass."""
-    branches = []
-    for i, dim in enumerate(dims):
-        branches.append(
-            select(
-                literal(dim).label("dimension"),
-                VelocityCounter.metric,
-                func.sum(VelocityCounter.count),
-                func.sum(
-                    case((VelocityCounter.minute > bindparam("hour_cut"), VelocityCounter.count), else_=0)
-                ),
-            )
-            .where(
-                VelocityCounter.client_id == bindparam("client_id"),
-                VelocityCounter.dimension == dim,
-                VelocityCounter.key_hash == bindparam(f"key{i}"),
-                VelocityCounter.minute > bindparam("day_cut"),
-                VelocityCounter.minute <= bindparam("now_min"),
-            )
-            .group_by(VelocityCounter.metric)
-        )
-    return CursorStatement(branches[0] if len(branches) == 1 else union_all(*branches))
 
 
 class RedisVelocityStore:

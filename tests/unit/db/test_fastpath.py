@@ -368,7 +368,7 @@ def _statements_in_src() -> list[tuple[str, CursorStatement]]:
     """Every module-level CursorStatement in passgate (wherever a refactoring puts it), and the velocity
     counts (built per combination of dimensions)."""
     import passgate
-    from passgate.policy.velocity import _counts_statement
+    from passgate.policy.queries import _counts_statement
 
     found = [("velocity.counts(email)", _counts_statement(("email",)))]
     found.append(("velocity.counts(email,ip)", _counts_statement(("email", "ip"))))

@@ -1,0 +1,61 @@
+"""The decision path's statements on the DBAPI cursor (`db.fastpath.CursorStatement`), behind named
+functions: a device's marks and the velocity counts a set reads. Built once (constructing a statement costs
+more than running it); tests/unit/db/test_fastpath.py holds each to `Connection.execute`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import bindparam, case, func, literal, select, union_all
+
+from passgate.db.fastpath import CursorStatement
+from passgate.policy.models import Device, VelocityCounter
+
+# Built once: on the decision path, constructing a statement costs more than running it.
+_DEVICE = CursorStatement(
+    select(Device.seen, Device.trust_state).where(
+        Device.client_id == bindparam("client_id"),
+        Device.account_id == bindparam("account_id"),
+        Device.device_session_id == bindparam("device_session_id"),
+    )
+)
+
+
+def device_marks(conn: Any, client_id: str, account_id: str, device_session_id: str) -> list[Any]:
+    """(seen, trust_state) of the device for the account, as a list of at most one row."""
+    return _DEVICE.rows(
+        conn, {"client_id": client_id, "account_id": account_id, "device_session_id": device_session_id}
+    )
+
+
+@lru_cache(maxsize=16)
+def _counts_statement(dims: tuple[str, ...]) -> CursorStatement:
+    """One statement for every dimension a set reads (a UNION ALL of index ranges), built once per
+    combination of dimensions; both windows are summed in one pass."""
+    branches = []
+    for i, dim in enumerate(dims):
+        branches.append(
+            select(
+                literal(dim).label("dimension"),
+                VelocityCounter.metric,
+                func.sum(VelocityCounter.count),
+                func.sum(
+                    case((VelocityCounter.minute > bindparam("hour_cut"), VelocityCounter.count), else_=0)
+                ),
+            )
+            .where(
+                VelocityCounter.client_id == bindparam("client_id"),
+                VelocityCounter.dimension == dim,
+                VelocityCounter.key_hash == bindparam(f"key{i}"),
+                VelocityCounter.minute > bindparam("day_cut"),
+                VelocityCounter.minute <= bindparam("now_min"),
+            )
+            .group_by(VelocityCounter.metric)
+        )
+    return CursorStatement(branches[0] if len(branches) == 1 else union_all(*branches))
+
+
+def velocity_counts(conn: Any, dims: tuple[str, ...], params: dict[str, Any]) -> list[Any]:
+    """(dimension, metric, 24-hour count, 1-hour count) rows for the dimensions a set reads."""
+    return _counts_statement(dims).rows(conn, params)
