@@ -9,7 +9,7 @@ import pytest
 
 from passgate.auth.exceptions import TooManyFailedAttempts
 from passgate.auth.services import TokenAttempts
-from passgate.ratelimit import make_rate_limiter
+from passgate.ratelimit.factory import make_rate_limiter
 
 BACKENDS = ["memory"] + (["redis"] if os.environ.get("PASSGATE_TEST_REDIS_URL") else [])
 
