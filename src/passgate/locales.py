@@ -143,7 +143,7 @@ def choose_locale(
     phone_e164: str | None,
     accept_language: str | None = None,
 ) -> str:
-    """The locale to send a message in (DESIGN §2): the request's preferredLanguageCode when the template
+    """The locale to send a message in: the request's preferredLanguageCode when the template
     has it, else the language of the phone number's country, else (when known) the browser's
     Accept-Language, else the template's default."""
     if preferred_language_code:

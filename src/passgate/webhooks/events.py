@@ -1,6 +1,6 @@
 """Webhook event types, payloads and endpoint matching. Pure: the services hand in plain values.
 
-Payloads follow the Kount 360 webhook (DESIGN §3) and add `sequence`, the per-session order of status
+Payloads follow the Kount 360 webhook and add `sequence`, the per-session order of status
 changes, so a receiver can tell MESSAGE_SENT from a later VERIFIED whatever order the network delivers.
 """
 

@@ -1,4 +1,4 @@
-"""Locale negotiation (DESIGN §2) through the decision API: preferredLanguageCode, then the phone number's
+"""Locale negotiation through the decision API: preferredLanguageCode, then the phone number's
 country, then the template's default; the hosted page follows Accept-Language among the template's locales."""
 
 from __future__ import annotations

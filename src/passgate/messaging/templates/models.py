@@ -83,7 +83,7 @@ class LocaleContent(_ApiModel):
 
 
 class MessageTemplate(_ApiModel):
-    """A named message template (DESIGN §2): one channel, one kind, content per locale."""
+    """A named message template: one channel, one kind, content per locale."""
 
     name: str
     channel: Channel
