@@ -37,8 +37,10 @@ from passgate.policy.signals import SignalSources
 from passgate.policy.velocity import DatabaseVelocityStore, RedisVelocityStore, VelocityStore
 from passgate.ratelimit import RateLimiter
 from passgate.ratelimit.factory import make_rate_limiter
-from passgate.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
-from passgate.webhooks.services import WebhookMetrics, WebhookService
+from passgate.webhooks.claims import DeliveryPolicy
+from passgate.webhooks.delivery import WebhookDeliverer
+from passgate.webhooks.metrics import WebhookMetrics
+from passgate.webhooks.services import WebhookService
 from passgate.webhooks.ssrf import check_url
 from passgate.webhooks.states import parse_schedule
 from passgate.webhooks.transport import HttpxWebhookTransport

@@ -1,9 +1,12 @@
-"""The webhook worker's statements, behind named functions: claim, load, record, release, reclaim, purge.
+"""The webhooks' Core statements, behind named functions: the outbox's endpoint lookup, and the worker's
+claim, load, record, release, reclaim, give up and purge.
 
-Prepared Core statements, not the ORM: the claim and the record run for every few deliveries, and building
-a statement costs more than running it (`_statements()` builds them once). Each function takes the
-connection or session of the caller's transaction; the deliverer (webhooks.delivery) decides what is
-claimed and what each outcome means, these say how it is read and written.
+Prepared Core statements, not the ORM: the lookup runs inside every decision and status change, the claim
+and the record for every few deliveries, and building a statement costs more than running it
+(`_statements()` builds the worker's once). Each function takes the connection or session of the caller's
+transaction; the outbox (webhooks.outbox) and the worker (webhooks.delivery, webhooks.claims,
+webhooks.outcomes) decide what is published, claimed and what each outcome means, these say how it is
+read and written.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from sqlalchemy.orm import Session
 from passgate.db.types import UTCDateTime
 from passgate.webhooks.models import (
     WebhookDelivery,
+    WebhookEndpoint,
     WebhookEvent,
     attempts_table,
     deliveries_table,
     endpoints_table,
     events_table,
 )
-from passgate.webhooks.states import DeliveryStatus
+from passgate.webhooks.states import DeliveryStatus, DisabledReason
 
 PENDING = DeliveryStatus.PENDING.value
 SENDING = DeliveryStatus.SENDING.value
@@ -124,6 +128,39 @@ def _statements() -> _Statements:
         ),
         attempt=insert(attempts_table),
     )
+
+
+# -- the outbox -------------------------------------------------------------------------------------------
+
+_ENABLED_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.channel).where(
+    WebhookEndpoint.client_id == bindparam("client_id"), WebhookEndpoint.enabled.is_(True)
+)
+
+
+class EndpointFilterRow(NamedTuple):
+    """An enabled endpoint's subscription: which event types (none: all) on which channel (none: any)."""
+
+    id: str
+    events: list[str] | None
+    channel: str | None
+
+
+def enabled_endpoints(conn: Connection, client_id: str) -> list[EndpointFilterRow]:
+    """The client's enabled endpoints and what each subscribes to (ids, event types, channel)."""
+    return [
+        EndpointFilterRow(*row) for row in conn.execute(_ENABLED_ENDPOINTS, {"client_id": client_id})
+    ]
+
+
+def give_up_waiting(session: Session, endpoint_id: str, reason: DisabledReason) -> int:
+    """Mark the endpoint's PENDING deliveries FAILED (the endpoint was disabled); returns how many."""
+    table = deliveries_table
+    result = session.execute(
+        update(table)
+        .where(table.c.endpoint_id == endpoint_id, table.c.status == PENDING)
+        .values(status=FAILED, last_error=f"endpoint disabled ({reason.value})")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # -- claiming ----------------------------------------------------------------------------------------------

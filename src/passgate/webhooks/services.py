@@ -1,62 +1,39 @@
-"""Webhook endpoints, signing keys, and the outbox writes made inside the transactions of status changes.
+"""Webhook endpoints and their delivery log: `WebhookService`, what the API, the console and the CLI call.
 
-Nothing is sent here. The listeners write one event row and one delivery row per matching enabled
-endpoint in the caller's transaction, so an event exists exactly when the change it reports was committed;
-`delivery.WebhookDeliverer` sends them.
+Endpoint management and replay are here; the service hands signing keys and secrets to `keys.SigningKeys`
+and the outbox writes made inside the transactions of status changes to `outbox.Outbox` (nothing is sent
+here: `delivery.WebhookDeliverer` sends them). The views spell endpoints, deliveries and keys for the wire.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Histogram
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from passgate.auth.models import Client
-from passgate.caching import TtlCache
 from passgate.clock import Clock
-from passgate.db.deferred import DeferredWrites
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
-from passgate.observability import Metrics
 from passgate.policy.decisions import Decision, DecisionContext
-from passgate.webhooks import signing
-from passgate.webhooks.events import (
-    EndpointFilter,
-    EventType,
-    SessionChange,
-    SignatureScheme,
-    decision_payload,
-    encode,
-    iso,
-    matching,
-    status_event_type,
-    status_payload,
-)
+from passgate.webhooks import queries, signing
+from passgate.webhooks.events import SignatureScheme, iso
 from passgate.webhooks.exceptions import (
     EndpointDisabled,
     EndpointNotFound,
     EventNotFound,
     InvalidWebhookUrl,
     TooManyEndpoints,
-    WrongSignatureScheme,
 )
-from passgate.webhooks.models import (
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookEndpoint,
-    WebhookEvent,
-    WebhookSigningKey,
-    deliveries_table,
-    events_table,
-)
+from passgate.webhooks.keys import PublicKey, SigningKeys
+from passgate.webhooks.metrics import WebhookMetrics
+from passgate.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from passgate.webhooks.outbox import Outbox, endpoints_changed
 from passgate.webhooks.ssrf import CheckedUrl, ForbiddenTargetError
 from passgate.webhooks.states import DeliveryStatus, DisabledReason
 
@@ -67,47 +44,6 @@ log = logging.getLogger("passgate.webhooks")
 
 MAX_ENDPOINTS = 20  # per client; a console lists them all on one page
 UrlChecker = Callable[[str], CheckedUrl]
-
-
-class WebhookMetrics:
-    """Per-endpoint counters and latency on the app's Prometheus registry (besides the global counter)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.global_deliveries = metrics.webhook_deliveries
-        self.deliveries = Counter(
-            "passgate_webhook_endpoint_deliveries_total",
-            "Webhook delivery tries per endpoint by result (delivered, retry, failed)",
-            ["client", "endpoint", "result"],
-            registry=metrics.registry,
-        )
-        self.latency = Histogram(
-            "passgate_webhook_delivery_seconds",
-            "Webhook delivery latency per endpoint (request sent to answer read)",
-            ["client", "endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
-            registry=metrics.registry,
-        )
-        self.events = Counter(
-            "passgate_webhook_events_total",
-            "Webhook events written to the outbox by event type",
-            ["event_type"],
-            registry=metrics.registry,
-        )
-        self.disabled = Counter(
-            "passgate_webhook_endpoints_disabled_total",
-            "Endpoints disabled automatically, by reason (GONE, FAILING)",
-            ["reason"],
-            registry=metrics.registry,
-        )
-
-
-def secret_context(endpoint_id: str) -> str:
-    # Binds a sealed secret to its endpoint: a sealed value copied onto another row does not open.
-    return f"webhook-secret:{endpoint_id}"
-
-
-def key_context(key_id: str) -> str:
-    return f"webhook-key:{key_id}"
 
 
 @dataclass(frozen=True)
@@ -123,28 +59,9 @@ class EndpointChanges:
     description: str | None = None
 
 
-@dataclass(frozen=True)
-class PublicKey:
-    key_id: str
-    public_key: str
-    created_at: datetime
-    valid_until: datetime | None
-
-
-_generation = [0]
-
-
-def endpoints_changed() -> None:
-    """Endpoints were disabled outside WebhookService (by the delivery worker): drop every cached view."""
-    _generation[0] += 1
-
-
-_ENABLED_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.channel).where(
-    WebhookEndpoint.client_id == bindparam("client_id"), WebhookEndpoint.enabled.is_(True)
-)
-
-
 class WebhookService:
+    """A client's endpoints, their keys and secrets (through `keys`), and the outbox listeners (`outbox`)."""
+
     def __init__(
         self,
         *,
@@ -160,29 +77,24 @@ class WebhookService:
         self.clock = clock
         self.check_url = check_url
         self.metrics = metrics
-        self.key_overlap = key_overlap
-        self.secret_overlap = secret_overlap
         self.max_endpoints = max_endpoints
-        # Which endpoints want what, per client, for `filters_ttl` seconds: publishing runs inside every
-        # decision and status change, and most clients' endpoints change rarely. A change made through
-        # this process is seen at once; through another, within the TTL.
-        self.filters_ttl = 1.0
-        self._filters: TtlCache[str, tuple[int, list[EndpointFilter]]] = TtlCache(self.filters_ttl, clock)
+        self.keys = SigningKeys(
+            keyring=keyring, clock=clock, key_overlap=key_overlap, secret_overlap=secret_overlap
+        )
+        self.outbox = Outbox(clock=clock, metrics=metrics)
 
-    def _endpoint_filters(self, session: Session, client_id: str) -> list[EndpointFilter]:
-        hit = self._filters.get(client_id)
-        if hit is not None and hit[0] == _generation[0]:
-            return hit[1]
-        generation = _generation[0]
-        filters = [
-            EndpointFilter(row.id, tuple(row.events or ()), row.channel)
-            for row in session.connection().execute(_ENABLED_ENDPOINTS, {"client_id": client_id})
-        ]
-        self._filters.put(client_id, (generation, filters))
-        return filters
+    # -- the outbox listeners (inside the caller's transaction) ----------------------------------------
+
+    def on_mfa_status(
+        self, session: Session, mfa: SessionSnapshot, old: str | None, new: str, now: datetime
+    ) -> None:
+        self.outbox.on_mfa_status(session, mfa, old, new, now)
+
+    def on_decision(self, session: Session, ctx: DecisionContext, decision: Decision) -> None:
+        self.outbox.on_decision(session, ctx, decision)
 
     def forget_endpoints(self, client_id: str) -> None:
-        self._filters.invalidate(client_id)
+        self.outbox.forget_endpoints(client_id)
 
     # -- endpoints -----------------------------------------------------------------------------------
 
@@ -228,18 +140,13 @@ class WebhookService:
         )
         secret = None
         if signature_scheme == SignatureScheme.STANDARD:
-            secret = self._new_secret(endpoint)
+            secret = self.keys.new_secret(endpoint)
         else:
-            self.ensure_signing_key(session, client_id)
+            self.keys.ensure_signing_key(session, client_id)
         session.add(endpoint)
         self.forget_endpoints(client_id)
         session.flush()
         return endpoint, secret
-
-    def _new_secret(self, endpoint: WebhookEndpoint) -> str:
-        secret = signing.generate_whsec()
-        endpoint.sealed_secret = self.keyring.seal(secret, secret_context(endpoint.id))
-        return secret
 
     def list_endpoints(self, session: Session, client_id: str) -> list[WebhookEndpoint]:
         return list(
@@ -282,11 +189,11 @@ class WebhookService:
             if changes.signature_scheme != endpoint.signature_scheme:
                 endpoint.signature_scheme = changes.signature_scheme
                 if changes.signature_scheme == SignatureScheme.STANDARD:
-                    secret = self._new_secret(endpoint)
+                    secret = self.keys.new_secret(endpoint)
                     endpoint.sealed_previous_secret = None
                     endpoint.previous_secret_until = None
                 else:
-                    self.ensure_signing_key(session, client_id)
+                    self.keys.ensure_signing_key(session, client_id)
         if "enabled" in given and changes.enabled is not None:
             self._set_enabled(session, endpoint, changes.enabled, DisabledReason.MANUAL)
         endpoint.updated_at = self.clock.now()
@@ -319,41 +226,6 @@ class WebhookService:
         endpoint = self.get_endpoint(session, client_id, endpoint_id, lock=True)
         session.delete(endpoint)
         self.forget_endpoints(client_id)
-
-    def rotate_secret(
-        self, session: Session, client_id: str, endpoint_id: str, overlap: timedelta | None = None
-    ) -> tuple[WebhookEndpoint, str]:
-        """A new secret (returned once); the current one keeps signing beside it for `overlap`."""
-        endpoint = self.get_endpoint(session, client_id, endpoint_id, lock=True)
-        if endpoint.signature_scheme != SignatureScheme.STANDARD:
-            raise WrongSignatureScheme(
-                "this endpoint signs with kount-rsa-pss, which has no shared secret; rotate the RSA key "
-                "with POST /manage/v1/webhooks/public-key/rotate"
-            )
-        now = self.clock.now()
-        overlap = self.secret_overlap if overlap is None else overlap
-        if endpoint.sealed_secret and overlap > timedelta(0):
-            endpoint.sealed_previous_secret = endpoint.sealed_secret
-            endpoint.previous_secret_until = now + overlap
-        else:
-            endpoint.sealed_previous_secret = None
-            endpoint.previous_secret_until = None
-        secret = self._new_secret(endpoint)
-        endpoint.updated_at = now
-        return endpoint, secret
-
-    def signing_secrets(self, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-        """The secrets that sign a try now: the current one, plus the previous one during its overlap."""
-        out: list[str] = []
-        if endpoint.sealed_secret:
-            out.append(self.keyring.unseal(endpoint.sealed_secret, secret_context(endpoint.id)))
-        if (
-            endpoint.sealed_previous_secret
-            and endpoint.previous_secret_until is not None
-            and endpoint.previous_secret_until > now
-        ):
-            out.append(self.keyring.unseal(endpoint.sealed_previous_secret, secret_context(endpoint.id)))
-        return out
 
     # -- deliveries log and replay -------------------------------------------------------------------
 
@@ -436,191 +308,32 @@ class WebhookService:
             session.info["work_queued"] = True
         return count
 
-    # -- Kount signing keys --------------------------------------------------------------------------
+    # -- signing keys and secrets -------------------------------------------------------------------
 
-    def _keys(self, session: Session, client_id: str) -> list[WebhookSigningKey]:
-        return list(
-            session.scalars(select(WebhookSigningKey).where(WebhookSigningKey.client_id == client_id))
-        )
+    def rotate_secret(
+        self, session: Session, client_id: str, endpoint_id: str, overlap: timedelta | None = None
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new secret (returned once); the current one keeps signing beside it for `overlap`."""
+        endpoint = self.get_endpoint(session, client_id, endpoint_id, lock=True)
+        return endpoint, self.keys.rotate_secret(endpoint, overlap)
+
+    def signing_secrets(self, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+        """The secrets that sign a try now: the current one, plus the previous one during its overlap."""
+        return self.keys.signing_secrets(endpoint, now)
 
     def ensure_signing_key(self, session: Session, client_id: str) -> signing.KeyRing:
         """The client's key ring, making its first key when it has none (or none valid any more)."""
-        now = self.clock.now()
-        try:
-            return signing.key_ring(_as_signing_keys(self._keys(session, client_id)), now, self.key_overlap)
-        except signing.NoActiveSigningKeyError:
-            pass
-        # Serialise first-key creation per client (PostgreSQL; SQLite writers are serial anyway).
-        session.scalars(select(Client.id).where(Client.id == client_id).with_for_update()).first()
-        try:
-            return signing.key_ring(_as_signing_keys(self._keys(session, client_id)), now, self.key_overlap)
-        except signing.NoActiveSigningKeyError:
-            self._add_key(session, client_id, now)
-        return signing.key_ring(_as_signing_keys(self._keys(session, client_id)), now, self.key_overlap)
-
-    def _add_key(self, session: Session, client_id: str, now: datetime) -> WebhookSigningKey:
-        private = signing.generate_rsa_key()
-        # An ordinal in the id breaks ties between keys made in the same instant (key_ring orders by
-        # creation time, then id), so the newest key always signs.
-        ordinal = len(self._keys(session, client_id)) + 1
-        key_id = f"k{ordinal:04d}-{secrets.token_hex(8)}"
-        pem = signing.private_key_to_pem(private).decode()
-        key = WebhookSigningKey(
-            id=key_id,
-            client_id=client_id,
-            sealed_private_pem=self.keyring.seal(pem, key_context(key_id)),
-            public_key=signing.public_key_der_b64(private.public_key()),
-            created_at=now,
-        )
-        session.add(key)
-        session.flush()
-        return key
+        return self.keys.ensure_signing_key(session, client_id)
 
     def public_keys(self, session: Session, client_id: str) -> list[PublicKey]:
         """Every key a receiver should accept now, newest (the signing one) first."""
-        ring = self.ensure_signing_key(session, client_id)
-        return self._published(session, ring)
-
-    def _published(self, session: Session, ring: signing.KeyRing) -> list[PublicKey]:
-        rows = {
-            k.id: k
-            for k in session.scalars(
-                select(WebhookSigningKey).where(WebhookSigningKey.id.in_([k.id for k in ring.valid]))
-            )
-        }
-        return [
-            PublicKey(k.id, rows[k.id].public_key, k.created_at, k.valid_until)
-            for k in ring.valid
-            if k.id in rows
-        ]
+        return self.keys.public_keys(session, client_id)
 
     def rotate_key(
         self, session: Session, client_id: str, overlap: timedelta | None = None
     ) -> tuple[list[PublicKey], timedelta]:
         """A new signing key from now on; the keys valid until now stay valid for `overlap` more."""
-        overlap = self.key_overlap if overlap is None else overlap
-        now = self.clock.now()
-        session.scalars(select(Client.id).where(Client.id == client_id).with_for_update()).first()
-        until = now + overlap
-        for key in self._keys(session, client_id):
-            if key.valid_until is None or key.valid_until > until:
-                key.valid_until = until
-        self._add_key(session, client_id, now)
-        ring = signing.key_ring(_as_signing_keys(self._keys(session, client_id)), now, self.key_overlap)
-        return self._published(session, ring), overlap
-
-    # -- outbox writes (inside the caller's transaction) ---------------------------------------------
-
-    def on_mfa_status(
-        self, session: Session, mfa: SessionSnapshot, old: str | None, new: str, now: datetime
-    ) -> None:
-        if not self._endpoint_filters(session, mfa.client_id):
-            return  # a client without endpoints: nothing to build (publish would find no target either)
-        change = SessionChange(
-            client_id=mfa.client_id,
-            session_id=mfa.id,
-            session_event_type=mfa.event_type,
-            status=str(new),
-            send_attempts=mfa.send_attempts,
-            verification_attempts=mfa.verification_attempts,
-            channel=mfa.channel,
-            sequence=mfa.sequence,
-            occurred_at=now,
-        )
-        self.publish(
-            session,
-            client_id=mfa.client_id,
-            event_type=status_event_type(mfa.event_type),
-            channel=mfa.channel,
-            session_id=mfa.id,
-            sequence=mfa.sequence,
-            build=lambda event_id: status_payload(event_id, change),
-            now=now,
-        )
-
-    def on_decision(self, session: Session, ctx: DecisionContext, decision: Decision) -> None:
-        if not self._endpoint_filters(session, ctx.client_id):
-            return  # most decisions: a client without endpoints pays one cached lookup
-        challenge = decision.challenge
-        account_id = (ctx.body.get("account") or {}).get("id")
-        self.publish(
-            session,
-            client_id=ctx.client_id,
-            event_type=EventType.DECISION_CREATED,
-            channel=challenge.channel if challenge else None,
-            session_id=None,
-            sequence=None,
-            build=lambda event_id: decision_payload(
-                event_id,
-                client_id=ctx.client_id,
-                decision_id=ctx.decision_id,
-                request_type=ctx.event_type,
-                decision=decision,
-                account_id=account_id,
-                occurred_at=ctx.now,
-            ),
-            now=ctx.now,
-        )
-
-    def publish(
-        self,
-        session: Session,
-        *,
-        client_id: str,
-        event_type: EventType,
-        channel: str | None,
-        session_id: str | None,
-        sequence: int | None,
-        build: Callable[[str], dict[str, Any]],
-        now: datetime,
-    ) -> str | None:
-        """Write the event and its fan-out rows; returns the event id, or None when no endpoint wants it
-        (then nothing is written: clients without webhooks pay one indexed read per change)."""
-        targets = matching(self._endpoint_filters(session, client_id), event_type.value, channel)
-        if not targets:
-            return None
-        event_id = new_uuid()
-        # Append-only rows nothing reads back in this transaction: inserted at commit, many per statement
-        # when requests share a transaction (db.deferred.DeferredWrites). The event goes first (the deliveries
-        # reference it), and since its table is deferred first, it is inserted first.
-        DeferredWrites.of(session).insert(
-            events_table,
-            [
-                {
-                    "id": event_id,
-                    "client_id": client_id,
-                    "event_type": event_type.value,
-                    "session_id": session_id,
-                    "sequence": sequence,
-                    "channel": channel,
-                    "body": encode(build(event_id)),
-                    "created_at": now,
-                }
-            ],
-        )
-        DeferredWrites.of(session).insert(
-            deliveries_table,
-            [
-                {
-                    "id": new_uuid(),
-                    "event_id": event_id,
-                    "endpoint_id": endpoint_id,
-                    "client_id": client_id,
-                    "session_id": session_id,
-                    "sequence": sequence,
-                    "status": DeliveryStatus.PENDING.value,
-                    "tries": 0,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for endpoint_id in targets
-            ],
-        )
-        self.metrics.events.labels(event_type.value).inc()
-        # Read after commit to wake an in-process worker at once (bootstrap.WorkNotifier).
-        session.info["work_queued"] = True
-        return event_id
+        return self.keys.rotate_key(session, client_id, overlap)
 
 
 def disable_endpoint(
@@ -633,26 +346,7 @@ def disable_endpoint(
     endpoint.disabled_at = now
     endpoint.updated_at = now
     endpoints_changed()
-    return give_up_waiting(session, endpoint.id, reason)
-
-
-def give_up_waiting(session: Session, endpoint_id: str, reason: DisabledReason) -> int:
-    """Mark the endpoint's PENDING deliveries FAILED (the endpoint was disabled); returns how many."""
-    table = deliveries_table
-    result = session.execute(
-        update(table)
-        .where(table.c.endpoint_id == endpoint_id, table.c.status == DeliveryStatus.PENDING.value)
-        .values(status=DeliveryStatus.FAILED.value, last_error=f"endpoint disabled ({reason.value})")
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _as_signing_keys(rows: Sequence[WebhookSigningKey]) -> list[signing.SigningKey]:
-    # The private PEM stays sealed here: key_ring only needs ids and times.
-    return [
-        signing.SigningKey(id=r.id, private_pem=b"", created_at=r.created_at, valid_until=r.valid_until)
-        for r in rows
-    ]
+    return queries.give_up_waiting(session, endpoint.id, reason)
 
 
 # -- views (camelCase, as on the wire) -----------------------------------------------------------------
