@@ -25,7 +25,6 @@ from passgate.problems import (
 )
 from passgate.problems import (
     PROBLEMS,
-    ProblemSpec,
     document,
     field_path,
     problem_for,
@@ -76,7 +75,7 @@ _CEL_POSITION = re.compile(r"<input>:(\d+):(\d+)")
 __all__ = ["DATABASE_RETRY_AFTER_S", "ApiProblem", "field_path", "install", "problem", "validation_errors"]
 
 
-def _headers(exc: Exception, spec: ProblemSpec, retry_after: int | None) -> dict[str, str] | None:
+def _headers(exc: Exception, retry_after: int | None) -> dict[str, str] | None:
     """The headers a problem carries besides its body: Retry-After and the RFC 6750/7617 challenges."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     if isinstance(exc, InvalidClient):
@@ -131,7 +130,7 @@ async def _domain_problem(_: Request, exc: Exception) -> JSONResponse:
         _detail(exc, found.detail),
         slug=spec.slug,
         errors=_errors(exc, found.errors),
-        headers=_headers(exc, spec, found.retry_after),
+        headers=_headers(exc, found.retry_after),
         extra=_extra(exc),
     )
 
