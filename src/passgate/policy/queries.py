@@ -75,7 +75,12 @@ def decision_of(session: Session, client_id: str, decision_id: str) -> Decision 
 
 
 def set_device_trust(
-    session: Session, client_id: str, account_id: str, device_session_id: str, state: str | None, now: datetime
+    session: Session,
+    client_id: str,
+    account_id: str,
+    device_session_id: str,
+    state: str | None,
+    now: datetime,
 ) -> None:
     """The device's trust state for the account (TRUSTED, BANNED): inserted, or changed in place. A
     device marked TRUSTED counts as seen; one first known through a ban does not."""

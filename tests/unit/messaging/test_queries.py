@@ -134,8 +134,13 @@ def test_dev_inbox_is_the_latest_messages_newest_first(sessions: sessionmaker[Se
     for n in range(3):
         with sessions.begin() as s:
             message = DevInboxMessage(
-                message_id=new_uuid(), client_id="c1", channel="SMS", destination=f"+1201555012{n}",
-                text=f"code {n}", meta={}, created_at=NOW,
+                message_id=new_uuid(),
+                client_id="c1",
+                channel="SMS",
+                destination=f"+1201555012{n}",
+                text=f"code {n}",
+                meta={},
+                created_at=NOW,
             )
             s.add(message)
             s.flush()

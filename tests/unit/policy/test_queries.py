@@ -36,9 +36,18 @@ def test_decision_of_finds_only_the_clients_own_decision(sessions: sessionmaker[
     with sessions.begin() as s:
         s.add(
             Decision(
-                id=decision_id, client_id=client_id, event_type="LOGIN", inquiry_id="inq1",
-                device_session_id="ds1", account_id="acct-1", decision="ALLOW", segment="default",
-                set_version="v1", tags=[], request={"inquiryId": "inq1"}, created_at=NOW,
+                id=decision_id,
+                client_id=client_id,
+                event_type="LOGIN",
+                inquiry_id="inq1",
+                device_session_id="ds1",
+                account_id="acct-1",
+                decision="ALLOW",
+                segment="default",
+                set_version="v1",
+                tags=[],
+                request={"inquiryId": "inq1"},
+                created_at=NOW,
             )
         )
     with sessions.begin() as s:
