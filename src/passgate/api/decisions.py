@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.orm import Session
 
 from passgate.api.deps import principal
 from passgate.api.errors import ApiProblem
@@ -16,6 +15,7 @@ from passgate.api.schemas_decisions import DecisionResponse
 from passgate.api.views import decision_view
 from passgate.auth.services import INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
+from passgate.db import Session
 from passgate.policy.decisions import Decision
 from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 

@@ -1,13 +1,12 @@
-"""Annotated dependencies: the registry, a unit of work, and the authenticated client."""
+"""Annotated dependencies: the registry and the authenticated client. Routes open their units of work
+themselves, in the thread pool (`db.transaction`), rather than through a dependency."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from passgate.auth.exceptions import InsufficientScope, InvalidToken
 from passgate.auth.services import ADMIN_SCOPE, INTEGRATION_SCOPE
@@ -20,15 +19,6 @@ async def get_registry(request: Request) -> Registry:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-
-
-def get_session(registry: RegistryDep) -> Iterator[Session]:
-    """A session inside one transaction: committed when the route returns, rolled back on error."""
-    with registry.sessions() as session, session.begin():
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import RegistryDep
 from passgate.api.errors import ApiProblem
-from passgate.messaging.models import DevInboxMessage
+from passgate.messaging.queries import dev_inbox
 
 router = APIRouter(tags=["dev inbox"])
 pages = Jinja2Templates(directory=str(Path(__file__).parent.parent / "web" / "templates"))
@@ -21,7 +20,6 @@ pages = Jinja2Templates(directory=str(Path(__file__).parent.parent / "web" / "te
 
 def _rows(registry: Any, limit: int) -> list[dict[str, Any]]:
     with registry.sessions() as session:
-        rows = session.scalars(select(DevInboxMessage).order_by(DevInboxMessage.id.desc()).limit(limit)).all()
         return [
             {
                 "messageId": r.message_id,
@@ -37,7 +35,7 @@ def _rows(registry: Any, limit: int) -> list[dict[str, Any]]:
                 "createdAt": r.created_at.isoformat(),
                 "created_at": r.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
             }
-            for r in rows
+            for r in dev_inbox(session, limit)
         ]
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg import InterfaceError as PgInterfaceError
-from psycopg import OperationalError as PgOperationalError
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from passgate import db
 from passgate.auth.exceptions import InsufficientScope, InvalidClient, InvalidScope, InvalidToken
 from passgate.messaging.exceptions import InvalidBranding, Unprocessable
 from passgate.mfa.exceptions import SessionClosed, Throttled
@@ -140,23 +136,14 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return problem(500, "Internal error", "an unexpected error occurred; it has been logged", slug="internal")
 
 
-# The database cannot be reached or cannot answer now (connection refused or lost, the file unreadable,
-# the pool exhausted, SQLite's lock held past its timeout): the request did nothing (its transaction rolled
-# back), and the same request can be sent again. The pool replaces broken connections (pre-ping on
-# PostgreSQL), so the service recovers by itself once the database is back. Some statements run on the
-# driver's own cursor (db.CursorStatement), whose errors reach here unwrapped.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    PoolTimeout,
-    sqlite3.OperationalError,
-    PgOperationalError,
-    PgInterfaceError,
-)
+# The database cannot be reached or cannot answer now (`db.is_unavailable`): the request did nothing, and
+# the same request can be sent again shortly.
 DATABASE_RETRY_AFTER_S = 2
 
 
-async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not db.is_unavailable(exc):  # installed for `db.UNAVAILABLE_ERRORS` only; anything else is a bug
+        return await _unexpected(request, exc)
     log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     return problem(
         503,
@@ -170,7 +157,8 @@ async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     for exc_type in PROBLEMS:
         app.add_exception_handler(exc_type, _domain_problem)
-    for exc_type in DATABASE_UNAVAILABLE:
+    # Starlette finds a handler by the exception's class: one per class the database layer names.
+    for exc_type in db.UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_type, _database_unavailable)
 
     @app.exception_handler(RequestValidationError)

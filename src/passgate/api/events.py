@@ -8,14 +8,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
 from passgate.api.errors import ApiProblem
-from passgate.db import transaction, upsert
+from passgate.db import transaction
 from passgate.policy.fields import dimension_keys
-from passgate.policy.models import Decision, Device
+from passgate.policy.models import Device
+from passgate.policy.queries import decision_of, device, forget_device, set_device_trust
 from passgate.policy.requests import LoginRequest
 
 router = APIRouter(tags=["events and devices"])
@@ -79,11 +79,7 @@ async def challenge_outcome(
     def run() -> None:
         now = registry.clock.now()
         with transaction(registry.sessions) as session:
-            decision = session.scalars(
-                select(Decision).where(
-                    Decision.id == body.decisionCorrelationId, Decision.client_id == auth.client_id
-                )
-            ).first()
+            decision = decision_of(session, auth.client_id, body.decisionCorrelationId)
             if decision is None:
                 raise ApiProblem(
                     404,
@@ -94,7 +90,7 @@ async def challenge_outcome(
                 )
             if body.challengeStatus == "Success":
                 if decision.account_id:
-                    _set_trust(
+                    set_device_trust(
                         session, auth.client_id, decision.account_id, body.deviceSessionId, "TRUSTED", now
                     )
             else:
@@ -119,26 +115,6 @@ class TrustBody(BaseModel):
     trustState: Literal["TRUSTED", "BANNED"]
 
 
-def _set_trust(
-    session: Any, client_id: str, account_id: str, dsid: str, state: str | None, now: datetime
-) -> None:
-    upsert(
-        session,
-        Device.__table__,
-        {
-            "client_id": client_id,
-            "account_id": account_id,
-            "device_session_id": dsid,
-            "seen": state == "TRUSTED",
-            "trust_state": state,
-            "first_seen_at": now,
-            "last_seen_at": now,
-        },
-        ["client_id", "account_id", "device_session_id"],
-        {"trust_state": state, "last_seen_at": now},
-    )
-
-
 def _device_view(client_id: str, account_id: str, dsid: str, row: Device | None) -> dict[str, Any]:
     return {
         "accountId": account_id,
@@ -154,7 +130,7 @@ def _device_view(client_id: str, account_id: str, dsid: str, row: Device | None)
 async def set_trust(body: TrustBody, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
     def run() -> dict[str, Any]:
         with transaction(registry.sessions) as session:
-            _set_trust(
+            set_device_trust(
                 session,
                 auth.client_id,
                 body.accountId,
@@ -162,7 +138,7 @@ async def set_trust(body: TrustBody, registry: RegistryDep, auth: IntegrationAut
                 body.trustState,
                 registry.clock.now(),
             )
-            row = session.get(Device, (auth.client_id, body.accountId, body.deviceSessionId))
+            row = device(session, auth.client_id, body.accountId, body.deviceSessionId)
             return _device_view(auth.client_id, body.accountId, body.deviceSessionId, row)
 
     return JSONResponse(await run_in_threadpool(run))
@@ -177,7 +153,7 @@ async def get_trust(
 ) -> JSONResponse:
     def run() -> dict[str, Any]:
         with transaction(registry.sessions) as session:
-            row = session.get(Device, (auth.client_id, accountId, deviceSessionId))
+            row = device(session, auth.client_id, accountId, deviceSessionId)
             return _device_view(auth.client_id, accountId, deviceSessionId, row)
 
     return JSONResponse(await run_in_threadpool(run))
@@ -186,11 +162,7 @@ async def get_trust(
 async def _forget(registry: Any, client_id: str, account_id: str, dsid: str) -> Response:
     def run() -> bool:
         with transaction(registry.sessions) as session:
-            row = session.get(Device, (client_id, account_id, dsid))
-            if row is None:
-                return False
-            session.delete(row)
-            return True
+            return forget_device(session, client_id, account_id, dsid)
 
     if not await run_in_threadpool(run):
         raise ApiProblem(404, "Not found", "this device is not known for this account", slug="not-found")

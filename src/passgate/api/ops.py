@@ -7,9 +7,9 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from passgate import db
 from passgate.api.deps import RegistryDep
 from passgate.api.errors import DATABASE_RETRY_AFTER_S, ApiProblem, problem
 
@@ -23,12 +23,8 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz", summary="Readiness: the database answers")
 async def readyz(registry: RegistryDep) -> JSONResponse:
-    def ping() -> None:
-        with registry.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
     try:
-        await run_in_threadpool(ping)
+        await run_in_threadpool(db.ping, registry.engine)
     except Exception:
         return problem(
             503,

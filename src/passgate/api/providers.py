@@ -12,14 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import RegistryDep
 from passgate.api.errors import ApiProblem
 from passgate.bootstrap import Registry
 from passgate.db import transaction
-from passgate.messaging.models import Message
+from passgate.messaging.queries import report_target
 from passgate.messaging.states import DELIVERY_TRANSITIONS, DeliveryStatus, MessageStatus
 from passgate.webhooks.signing import standard_verify
 
@@ -39,15 +38,19 @@ def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
 
 
 def _apply(
-    registry: Registry, by: str, ident: str, status: DeliveryStatus, source: str, gateway: str | None = None
+    registry: Registry,
+    by: Literal["provider", "id"],
+    ident: str,
+    status: DeliveryStatus,
+    source: str,
+    gateway: str | None = None,
 ) -> str:
     """Records a delivery report: "applied" (or a duplicate, changing nothing), "missing", or "early" (a
     message of this gateway not yet recorded as sent). With `gateway`, only SMS messages that gateway
     sent are reported on: an email's Message-ID carries its outbox id too, and anyone who sees a mail's
     headers would otherwise be able to report on it."""
     with transaction(registry.sessions) as session:
-        column = Message.provider_message_id if by == "provider" else Message.id
-        message = session.scalars(select(Message).where(column == ident).with_for_update()).first()
+        message = report_target(session, by, ident)
         if message is None:
             return "missing"
         if gateway is not None:

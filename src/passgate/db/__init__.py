@@ -6,16 +6,25 @@ The mechanisms behind it each have a module of their own:
   db.fastpath      CursorStatement: Core statements run on the DBAPI cursor (only `*/queries.py` use it)
   db.deferred      DeferredWrites: rows written at commit, in foreign-key order
   db.group_commit  the Committer protocol: units of work many to a transaction
+
+It is the one owner of SQLAlchemy for the HTTP side (`passgate.api`, `passgate.console.routes`), which
+imports none itself: it names a unit of work's type as `db.Session`, checks readiness with `ping`, and
+classifies the database's errors with `is_unavailable`.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psycopg import InterfaceError as PgInterfaceError
+from psycopg import OperationalError as PgOperationalError
 from pydantic_core import to_json
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from passgate.db import deferred
@@ -25,11 +34,15 @@ from passgate.db.sqlite import begin_deferred, is_sqlite, sqlite_begin_immediate
 
 __all__ = [
     "NAMING_CONVENTION",
+    "UNAVAILABLE_ERRORS",
     "Base",
+    "Session",
     "is_sqlite",
+    "is_unavailable",
     "make_engine",
     "make_sessionmaker",
     "normalise_url",
+    "ping",
     "read_only",
     "transaction",
     "upsert",
@@ -116,3 +129,31 @@ def upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
     session.execute(stmt)
+
+
+def ping(engine: Engine) -> None:
+    """SELECT 1 on a connection of the pool: returns when the database answers, raises when it cannot."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+# The database cannot be reached or cannot answer now (connection refused or lost, the file unreadable,
+# the pool exhausted, SQLite's lock held past its timeout): the unit of work did nothing (its transaction
+# rolled back), and the same work can be tried again. The pool replaces broken connections (pre-ping on
+# PostgreSQL), so the service recovers by itself once the database is back. Some statements run on the
+# driver's own cursor (db.fastpath.CursorStatement), whose errors arrive unwrapped: the drivers' classes
+# are listed too. The classes themselves are given for frameworks that dispatch on the class.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    sqlite3.OperationalError,
+    PgOperationalError,
+    PgInterfaceError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable or busy now (`UNAVAILABLE_ERRORS`), rather than
+    that the work itself was wrong: the caller answers "try again shortly" instead of reporting a bug."""
+    return isinstance(exc, UNAVAILABLE_ERRORS)

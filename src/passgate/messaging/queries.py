@@ -7,6 +7,9 @@ have is refused (`IllegalMessageMove`) instead of written.
 
 The claim of a round is one statement: the due messages, outer-joined to the rows the purposes' hooks
 contribute (`ClaimJoin`, see `RoundStatements`), so that a round costs no extra round trip per hook.
+
+The reads the HTTP side needs are here too, behind named functions: the message a delivery report is
+about (`report_target`) and the dev inbox (`dev_inbox`).
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, null, or_, select, union_all, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from passgate.db.fastpath import CursorStatement
 from passgate.messaging.interfaces import ClaimJoin
-from passgate.messaging.models import Message
+from passgate.messaging.models import DevInboxMessage, Message
 from passgate.messaging.states import DeliveryStatus, MessageStatus, check_move
 
 _messages = cast(Table, Message.__table__)
@@ -224,3 +228,15 @@ class RoundStatements:
             joins,
         )
         return cls(due_round, look_ahead)
+
+
+def report_target(session: Session, by: Literal["provider", "id"], ident: str) -> Message | None:
+    """The message a delivery report names, locked for the update the report makes (FOR UPDATE on
+    PostgreSQL), or None: by the id the provider gave it (`provider`) or by the outbox id (`id`)."""
+    column = Message.provider_message_id if by == "provider" else Message.id
+    return session.scalars(select(Message).where(column == ident).with_for_update()).first()
+
+
+def dev_inbox(session: Session, limit: int) -> Sequence[DevInboxMessage]:
+    """The dev inbox's `limit` latest messages, newest first."""
+    return session.scalars(select(DevInboxMessage).order_by(DevInboxMessage.id.desc()).limit(limit)).all()

@@ -238,6 +238,33 @@ def load(session: Session, client_id: str, session_id: str, lock: bool = False) 
     ).first()
 
 
+def search_sessions(
+    session: Session,
+    client_id: str,
+    *,
+    status: str = "",
+    channel: str = "",
+    account_id: str = "",
+    q: str = "",
+    before: datetime | None = None,
+    limit: int,
+) -> Sequence[MfaSession]:
+    """The client's sessions, newest first, at most `limit`: each non-empty filter narrows the list; `q`
+    is a session id or an account id (what a support person has at hand); `before` pages back in time."""
+    stmt = select(MfaSession).where(MfaSession.client_id == client_id)
+    if status:
+        stmt = stmt.where(MfaSession.status == status)
+    if channel:
+        stmt = stmt.where(MfaSession.channel == channel)
+    if account_id:
+        stmt = stmt.where(MfaSession.account_id == account_id)
+    if q:
+        stmt = stmt.where((MfaSession.id == q.lower()) | (MfaSession.account_id == q))
+    if before is not None:
+        stmt = stmt.where(MfaSession.created_at < before)
+    return session.scalars(stmt.order_by(MfaSession.created_at.desc(), MfaSession.id).limit(limit)).all()
+
+
 def insert_session(conn: Any, row: dict[str, Any]) -> None:
     """The session row written at once (a caller that reads it back in the same transaction)."""
     conn.execute(insert(SESSIONS), row)

@@ -1,16 +1,22 @@
 """The decision path's statements on the DBAPI cursor (`db.fastpath.CursorStatement`), behind named
 functions: a device's marks and the velocity counts a set reads. Built once (constructing a statement costs
-more than running it); tests/unit/db/test_fastpath.py holds each to `Connection.execute`."""
+more than running it); tests/unit/db/test_fastpath.py holds each to `Connection.execute`.
+
+The statements the HTTP side needs are here too, behind named functions on the ORM session: a recorded
+decision by its correlation id, and a device's trust state set, read and forgotten."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, literal, select, union_all
+from sqlalchemy.orm import Session
 
+from passgate.db import upsert
 from passgate.db.fastpath import CursorStatement
-from passgate.policy.models import Device, VelocityCounter
+from passgate.policy.models import Decision, Device, VelocityCounter
 
 # Built once: on the decision path, constructing a statement costs more than running it.
 _DEVICE = CursorStatement(
@@ -59,3 +65,51 @@ def _counts_statement(dims: tuple[str, ...]) -> CursorStatement:
 def velocity_counts(conn: Any, dims: tuple[str, ...], params: dict[str, Any]) -> list[Any]:
     """(dimension, metric, 24-hour count, 1-hour count) rows for the dimensions a set reads."""
     return _counts_statement(dims).rows(conn, params)
+
+
+def decision_of(session: Session, client_id: str, decision_id: str) -> Decision | None:
+    """The client's recorded decision with this correlation id, or None (another client's is None too)."""
+    return session.scalars(
+        select(Decision).where(Decision.id == decision_id, Decision.client_id == client_id)
+    ).first()
+
+
+def set_device_trust(
+    session: Session,
+    client_id: str,
+    account_id: str,
+    device_session_id: str,
+    state: str | None,
+    now: datetime,
+) -> None:
+    """The device's trust state for the account (TRUSTED, BANNED): inserted, or changed in place. A
+    device marked TRUSTED counts as seen; one first known through a ban does not."""
+    upsert(
+        session,
+        Device.__table__,
+        {
+            "client_id": client_id,
+            "account_id": account_id,
+            "device_session_id": device_session_id,
+            "seen": state == "TRUSTED",
+            "trust_state": state,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        },
+        ["client_id", "account_id", "device_session_id"],
+        {"trust_state": state, "last_seen_at": now},
+    )
+
+
+def device(session: Session, client_id: str, account_id: str, device_session_id: str) -> Device | None:
+    """The device's row for the account, or None when the account never used nor marked it."""
+    return session.get(Device, (client_id, account_id, device_session_id))
+
+
+def forget_device(session: Session, client_id: str, account_id: str, device_session_id: str) -> bool:
+    """Deletes the device's row for the account (it is new again); False when there was none."""
+    row = device(session, client_id, account_id, device_session_id)
+    if row is None:
+        return False
+    session.delete(row)
+    return True

@@ -345,3 +345,34 @@ def test_device_trust(sessions: sessionmaker[Session], client_id: str) -> None:
         )
         s.flush()
         assert queries.device_trust(s.connection(), client_id, "acct-1", "dev-1") == "BANNED"
+
+
+def test_search_sessions_filters_newest_first_within_the_client(
+    sessions: sessionmaker[Session], client_id: str
+) -> None:
+    """The console's session list: each filter narrows it, `q` is a session id or an account id, `before`
+    pages back in time, and another client's sessions never appear."""
+    older = _insert(sessions, _session_row(client_id, created_at=NOW - timedelta(minutes=2)))
+    email = _insert(
+        sessions,
+        _session_row(client_id, channel="EMAIL", account_id="acct-2", created_at=NOW - timedelta(minutes=1)),
+    )
+    newest = _insert(sessions, _session_row(client_id, status=Status.VERIFIED.value, created_at=NOW))
+    with sessions.begin() as s:
+        s.add(Client(id=client_id + "x", name="Other", country="US", sandbox=False, created_at=NOW))
+    _insert(sessions, _session_row(client_id + "x", created_at=NOW))
+
+    def ids(**filters: Any) -> list[str]:
+        with sessions.begin() as s:
+            return [m.id for m in queries.search_sessions(s, client_id, limit=10, **filters)]
+
+    assert ids() == [newest, email, older]
+    assert ids(status=Status.VERIFIED.value) == [newest]
+    assert ids(channel="EMAIL") == [email]
+    assert ids(account_id="acct-1") == [newest, older]
+    assert ids(q=email.upper()) == [email]  # a session id, in any case
+    assert ids(q="acct-2") == [email]  # or an account id
+    assert ids(before=NOW) == [email, older]
+    assert ids(channel="SMS", before=NOW - timedelta(minutes=1)) == [older]
+    with sessions.begin() as s:
+        assert [m.id for m in queries.search_sessions(s, client_id, limit=2)] == [newest, email]

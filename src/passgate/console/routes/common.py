@@ -16,14 +16,13 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from passgate.audit.services import record
 from passgate.console.forms import BadForm, Form, read_form
 from passgate.console.permissions import MATRIX, Permission, allows
 from passgate.console.services import ConsoleAuth, CurrentUser
-from passgate.db import transaction
+from passgate.db import Session, transaction
 from passgate.messaging.exceptions import InvalidBranding
 from passgate.policy.exceptions import InvalidPolicySet
 from passgate.problems import problem_for, validation_errors

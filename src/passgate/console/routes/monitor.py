@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from passgate.audit.services import entries as audit_entries
 from passgate.console import charts
@@ -16,7 +15,9 @@ from passgate.console.forms import clean_param
 from passgate.console.routes.common import Reader, not_found, registry_of, render, run
 from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
 from passgate.contacts import mask
-from passgate.mfa.models import MfaSession
+from passgate.db import Session
+from passgate.mfa.queries import load as load_session
+from passgate.mfa.queries import search_sessions
 
 router = APIRouter()
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -118,22 +119,17 @@ async def sessions_page(
         except ValueError:
             before_at = None
 
-    def work(session: Any) -> list[dict[str, Any]]:
-        stmt = select(MfaSession).where(MfaSession.client_id == user.client_id)
-        if status_f:
-            stmt = stmt.where(MfaSession.status == status_f)
-        if channel_f:
-            stmt = stmt.where(MfaSession.channel == channel_f)
-        if account_f:
-            stmt = stmt.where(MfaSession.account_id == account_f)
-        if q_f:
-            # A session id, or an account id: what a support person has at hand.
-            stmt = stmt.where((MfaSession.id == q_f.lower()) | (MfaSession.account_id == q_f))
-        if before_at is not None:
-            stmt = stmt.where(MfaSession.created_at < before_at)
-        rows = session.scalars(
-            stmt.order_by(MfaSession.created_at.desc(), MfaSession.id).limit(PAGE + 1)
-        ).all()
+    def work(session: Session) -> list[dict[str, Any]]:
+        rows = search_sessions(
+            session,
+            user.client_id,
+            status=status_f,
+            channel=channel_f,
+            account_id=account_f,
+            q=q_f,
+            before=before_at,
+            limit=PAGE + 1,
+        )
         return [
             {
                 "id": m.id,
@@ -175,10 +171,8 @@ async def session_page(request: Request, session_id: str, user: Reader) -> Respo
     if not UUID.match(session_id):
         raise not_found(user, "such session")
 
-    def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        mfa = session.scalars(
-            select(MfaSession).where(MfaSession.id == session_id, MfaSession.client_id == user.client_id)
-        ).first()
+    def work(session: Session) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        mfa = load_session(session, user.client_id, session_id)
         if mfa is None:
             return None
         return registry.mfa.session_view(mfa), registry.mfa.timeline(session, user.client_id, session_id)
