@@ -1,4 +1,4 @@
-"""What the template catalogue and the branding service raise; api/errors.py maps them to HTTP."""
+"""What the template catalogue and the branding service raise; passgate/problems.py gives each its status, for the API and the console."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhook exceptions; api/errors.py maps each to a problem document."""
+"""Webhook exceptions; passgate/problems.py gives each its status, for the API and the console."""
 
 from __future__ import annotations
 
