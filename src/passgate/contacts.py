@@ -92,7 +92,7 @@ def _known_domain_verdict(value: str) -> tuple[str, None] | None:
     ASCII dot-atom pattern (returned as is: no quoting, no Unicode normalisation) that is not one of the
     case-insensitive mailbox names (which it lowercases), a domain string it accepted before (domain checks
     depend on the domain alone), and every form of the address within its length limit. Anything else is
-    checked in full (tests/unit/test_email_verdict.py compares both on generated addresses)."""
+    checked in full (tests/unit/test_contacts.py compares both on generated addresses)."""
     local, at, domain = value.rpartition("@")
     if not at or "@" in local:
         return None

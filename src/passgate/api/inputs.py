@@ -113,7 +113,7 @@ def _walk(value: Any, path: str, found: list[dict[str, str]]) -> None:
 def json_problems(body: bytes, scan: bool = True) -> list[dict[str, str]]:
     """The fields of a JSON body holding a value no route can take ([] for none, or for a body that is not
     JSON at all: the route's own parser answers that). `scan=False` skips the byte scan and always parses:
-    the plain path tests/unit/test_inputs.py holds the scan to."""
+    the plain path tests/unit/api/test_inputs.py holds the scan to."""
     try:
         # What json.loads does with bytes, with decoders made once (json.loads builds one per call when
         # given hooks, which was a third of this check's cost).
