@@ -58,6 +58,8 @@ class Analysis(FilterBounds):
     """One part's analysis: statements, loops and macro calls, on the expression and filter bounds
     (`template_bound_exprs`); its problems, and the totals (for tests and measurements)."""
 
+    # -- statements --------------------------------------------------------------------------------------
+
     def run(self, body: Sequence[nodes.Node], scope: Scope) -> Cost:
         cost = NO_COST
         for node in body:
@@ -215,6 +217,8 @@ class Analysis(FilterBounds):
         if name in REQUEST_BOUNDS or name == "loop":
             self.refuse(node, f"{name!r} is a message variable; choose another name")
 
+    # -- macro calls -------------------------------------------------------------------------------------
+
     def _call(self, node: nodes.Call, scope: Scope) -> tuple[Bound, Cost]:
         callee, cost = self.ev(node.node, scope)
         args: list[Bound] = []
@@ -317,7 +321,6 @@ def _unwrapped(node: nodes.Node) -> nodes.Node:
     if isinstance(node, nodes.Filter) and node.name == sb.COUNTED_LOOP and node.node is not None:
         return node.node
     return node
-
 
 
 def _how_many(n: int) -> str:
