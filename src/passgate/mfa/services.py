@@ -183,7 +183,7 @@ class MfaService:
             reason = "DESTINATION_LOCKED" if "destination" in locked else "ACCOUNT_LOCKED"
             log.info("challenge refused: %s", reason, extra={"channel": picked.channel})
             return picked.refused("RATE_LIMITED", destination, reason)
-        if not self._send_allowed(picked.channel, destination, dest_hash):
+        if not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
             return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
         return None
 
@@ -221,13 +221,6 @@ class MfaService:
             row["match_number"],
             picked.echoed(row["destination"]),
         )
-
-    def _send_allowed(self, channel: str, destination: str, dest_hash: str) -> bool:
-        if not self.limiter.hit("send:destination", dest_hash, DESTINATION_SEND_RATES).allowed:
-            return False
-        if channel == "SMS":
-            return self.limiter.hit("send:prefix", phone_prefix(destination), PREFIX_SEND_RATES).allowed
-        return True
 
     def _queue_send(
         self, session: Session, mfa: MfaSession, now: datetime, event: bool = True
@@ -273,17 +266,6 @@ class MfaService:
         mfa = self.load(session, client_id, session_id)
         return _timeline(queries.events(session, session_id), mfa.link_opens)
 
-    def session_view(self, mfa: MfaSession) -> dict[str, Any]:
-        """For the console's session page, which does not import the API's views."""
-        return _console_session_view(mfa)
-
-    def timeline(self, session: Session, client_id: str, session_id: str) -> list[dict[str, Any]]:
-        """`timeline_entries` for the console's session page."""
-        return [
-            {"type": e.type, "at": _iso(e.at), "source": e.source, "data": e.data}
-            for e in self.timeline_entries(session, client_id, session_id)
-        ]
-
     # -- state changes -------------------------------------------------------------------------------
 
     def verify_code(self, session: Session, client_id: str, session_id: str, code: str) -> AttemptResult:
@@ -305,7 +287,7 @@ class MfaService:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
             queries.write_back(session, conn, mfa)
             return AttemptResult(mfa.status, mfa.termination_reason)
-        subjects = self._subjects(row)
+        subjects = _subjects(self.keyring, row)
         if not row.sandbox:
             _check_throttle(conn, row.client_id, subjects, now)
         # Count the attempt before checking the code, so no answer escapes the budget.
@@ -357,7 +339,7 @@ class MfaService:
         self._event(session, mfa, "STATUS_CHANGED", source, {"from": old, "to": Status.VERIFIED.value})
         self._notify(session, mfa, old, Status.VERIFIED, now)
         if not read.sandbox:
-            queries.clear_failures(session.connection(), read.client_id, self._subjects(read), now)
+            queries.clear_failures(session.connection(), read.client_id, _subjects(self.keyring, read), now)
         if read.account_id and read.device_session_id:
             if _trust_device(session, read.client_id, read.account_id, read.device_session_id, now):
                 self._event(session, mfa, "DEVICE_TRUSTED", "system", {})
@@ -370,8 +352,8 @@ class MfaService:
             raise SendLimitReached(mfa.max_sends)
         if not mfa.sandbox:
             # The account's counter too: a message to a locked account could never verify.
-            _check_throttle(session.connection(), mfa.client_id, self._subjects(mfa), now)
-            if not self._send_allowed(mfa.channel, mfa.destination, mfa.destination_hash):
+            _check_throttle(session.connection(), mfa.client_id, _subjects(self.keyring, mfa), now)
+            if not _send_allowed(self.limiter, mfa.channel, mfa.destination, mfa.destination_hash):
                 raise SendRateLimited(60)
         self._event(session, mfa, "RESEND_REQUESTED", "api", {})
         self._queue_send(session, mfa, now)
@@ -390,19 +372,7 @@ class MfaService:
 
     def find_by_token(self, session: Session, token: str, lock: bool = False) -> MfaSession | None:
         """The open session a live link token belongs to, or None (unknown, expired or used alike)."""
-        if not token or len(token) > 128:
-            return None
-        now = self.clock.now()
-        secret = queries.link_secret(session, self.keyring.all_hashes(mfa_secrets.LINK_PURPOSE, token))
-        if secret is None or not secret.active or secret.expires_at <= now:
-            return None
-        if not self.keyring.matches(mfa_secrets.LINK_PURPOSE, token, secret.secret_hash, secret.key_id):
-            return None
-        mfa = queries.session_by_id(session, secret.session_id, lock)
-        if mfa is None or is_terminal(mfa.status) or mfa.expires_at <= now:
-            return None
-        # The last three links stay valid; an older one is as dead as an unknown one.
-        return mfa if secret.id in queries.recent_secret_ids(session, mfa.id) else None
+        return _session_of_token(session, self.keyring, self.clock.now(), token, lock)
 
     def record_link_open(
         self,
@@ -440,7 +410,7 @@ class MfaService:
             attempt = {"attempt": mfa.verification_attempts, "ok": False, "reason": NUMBER_MISMATCH}
             self._event(session, mfa, "VERIFY_ATTEMPT", "link", attempt)
             if not mfa.sandbox:
-                _record_failure(session.connection(), mfa.client_id, self._subjects(mfa), now)
+                _record_failure(session.connection(), mfa.client_id, _subjects(self.keyring, mfa), now)
             self._terminate(session, mfa, TerminationReason.NOT_ME, now, "link")
             return AttemptResult(mfa.status, mfa.termination_reason, reason=NUMBER_MISMATCH)
         self._event(
@@ -516,46 +486,40 @@ class MfaService:
         """Clear a destination's consecutive failures, its wait and its lock for one client (`_unlock`)."""
         return _unlock(self.keyring, session.connection(), self.clock.now(), client_id, channel, destination)
 
-    def _subjects(self, mfa: _Read) -> list[tuple[str, str]]:
-        subjects = [("destination", mfa.destination_hash)]
-        if mfa.account_id:
-            subjects.append(("account", self.keyring.keyed_hash("account", mfa.account_id)))
-        return subjects
+
+def _subjects(keyring: KeyRing, mfa: _Read) -> list[tuple[str, str]]:
+    """The counters a session's failures move: its destination's, and its account's when it has one."""
+    subjects = [("destination", mfa.destination_hash)]
+    if mfa.account_id:
+        subjects.append(("account", keyring.keyed_hash("account", mfa.account_id)))
+    return subjects
 
 
-def _console_session_view(mfa: MfaSession) -> dict[str, Any]:
-    """The session as GET /mfa/v2/{id} answers it, for the console's session page (the console does not
-    import the API's views, `api/views.session_view`)."""
-    out: dict[str, Any] = {
-        "ID": mfa.id,
-        "type": mfa.type,
-        "channel": mfa.channel,
-        "status": mfa.status,
-        "expiresAt": _iso(mfa.expires_at),
-        "sendAttempts": mfa.send_attempts,
-        "verificationAttempts": mfa.verification_attempts,
-        "error": None,
-    }
-    if mfa.match_number:
-        out["matchNumber"] = mfa.match_number
-    return {
-        **out,
-        "eventType": mfa.event_type,
-        "templateName": mfa.template_name,
-        "locale": mfa.locale,
-        "destination": mask(mfa.channel, mfa.destination),
-        "deliveryStatus": mfa.delivery_status,
-        "terminationReason": mfa.termination_reason,
-        "remainingAttempts": max(0, mfa.max_attempts - mfa.verification_attempts),
-        "maxSends": mfa.max_sends,
-        "accountId": mfa.account_id,
-        "decisionId": mfa.decision_id,
-        "createdAt": _iso(mfa.created_at),
-        "updatedAt": _iso(mfa.updated_at),
-        "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
-        "sandbox": mfa.sandbox,
-        "linkOpens": mfa.link_opens,
-    }
+def _send_allowed(limiter: RateLimiter, channel: str, destination: str, dest_hash: str) -> bool:
+    """Whether the send limits (per destination, and per SMS prefix) leave room for one more message."""
+    if not limiter.hit("send:destination", dest_hash, DESTINATION_SEND_RATES).allowed:
+        return False
+    if channel == "SMS":
+        return limiter.hit("send:prefix", phone_prefix(destination), PREFIX_SEND_RATES).allowed
+    return True
+
+
+def _session_of_token(
+    session: Session, keyring: KeyRing, now: datetime, token: str, lock: bool
+) -> MfaSession | None:
+    """`MfaService.find_by_token`: the open session a live link token belongs to, or None."""
+    if not token or len(token) > 128:
+        return None
+    secret = queries.link_secret(session, keyring.all_hashes(mfa_secrets.LINK_PURPOSE, token))
+    if secret is None or not secret.active or secret.expires_at <= now:
+        return None
+    if not keyring.matches(mfa_secrets.LINK_PURPOSE, token, secret.secret_hash, secret.key_id):
+        return None
+    mfa = queries.session_by_id(session, secret.session_id, lock)
+    if mfa is None or is_terminal(mfa.status) or mfa.expires_at <= now:
+        return None
+    # The last three links stay valid; an older one is as dead as an unknown one.
+    return mfa if secret.id in queries.recent_secret_ids(session, mfa.id) else None
 
 
 def _trust_device(
@@ -685,7 +649,3 @@ def _record_failure(conn: Any, client_id: str, subjects: list[tuple[str, str]], 
             queries.set_wait(conn, client_id, scope, subject, now + timedelta(seconds=wait))
         if failures >= LOCK_AFTER:
             queries.lock_counter(conn, client_id, scope, subject)
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

@@ -14,6 +14,7 @@ from passgate.console import charts
 from passgate.console.forms import clean_param
 from passgate.console.routes.common import Reader, not_found, registry_of, render, run
 from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
+from passgate.console.views import session_view, timeline_view
 from passgate.contacts import mask
 from passgate.db import Session
 from passgate.mfa.queries import load as load_session
@@ -175,7 +176,8 @@ async def session_page(request: Request, session_id: str, user: Reader) -> Respo
         mfa = load_session(session, user.client_id, session_id)
         if mfa is None:
             return None
-        return registry.mfa.session_view(mfa), registry.mfa.timeline(session, user.client_id, session_id)
+        entries = registry.mfa.timeline_entries(session, user.client_id, session_id)
+        return session_view(mfa), timeline_view(entries)
 
     found = await run(registry, work)
     if found is None:

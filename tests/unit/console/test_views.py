@@ -1,0 +1,76 @@
+"""The console's session page shows a session and its timeline as the API answers them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from passgate.api import views as api_views
+from passgate.console.views import session_view, timeline_view
+from passgate.mfa import queries
+from passgate.mfa.models import MfaSession
+from passgate.mfa.results import TimelineEntry
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _session(**changes):
+    row = {
+        "id": "8c1d3f1e-0000-4000-8000-000000000001",
+        "client_id": "client",
+        "event_type": "LOGIN",
+        "type": "LINK",
+        "channel": "EMAIL",
+        "status": "MESSAGE_SENT",
+        "termination_reason": None,
+        "delivery_status": "SENT",
+        "send_attempts": 1,
+        "verification_attempts": 0,
+        "ttl_seconds": 600,
+        "expires_at": NOW + timedelta(minutes=10),
+        "sequence": 2,
+        "decision_id": "d-1",
+        "template_name": "email-link",
+        "locale": "en",
+        "destination": "someone@example.com",
+        "destination_hash": "h",
+        "account_id": "a-1",
+        "device_session_id": None,
+        "max_sends": 3,
+        "max_attempts": 5,
+        "code_length": 6,
+        "created_at": NOW,
+        "updated_at": NOW + timedelta(seconds=3),
+        "verified_at": None,
+        "target_url": None,
+        "bind_to_device": True,
+        "match_number": "42",
+        "sandbox": False,
+        "render_context": {},
+        "link_opens": 0,
+        **changes,
+    }
+    return MfaSession(**row)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"match_number": None, "type": "OTP", "channel": "SMS", "destination": "+15551234567"},
+        {"status": "VERIFIED", "verified_at": NOW + timedelta(seconds=40), "verification_attempts": 6},
+    ],
+)
+def test_the_session_is_shown_as_the_api_answers_it(changes):
+    mfa = _session(**changes)
+    assert session_view(mfa) == api_views.session_view(queries.row_of(mfa))
+
+
+def test_the_timeline_is_shown_as_the_api_answers_it():
+    entries = [
+        TimelineEntry("CREATED", NOW, "api", {"templateName": "email-link"}),
+        TimelineEntry("MESSAGE_QUEUED", NOW + timedelta(microseconds=5), "api", {"send": 1}),
+    ]
+    assert timeline_view(entries) == api_views.timeline_view("s", entries)["items"]
+    assert timeline_view(entries)[0]["at"] == "2026-01-02T03:04:05Z"
