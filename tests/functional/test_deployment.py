@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import ssl
@@ -154,7 +155,8 @@ def test_a_challenge_through_nginx_in_front_of_two_api_processes(
         assert plain.status_code == 301 and plain.headers["location"].startswith("https://")
 
         body = login_body(
-            strategy={"mfaTemplateName": "email-link"}, person={"emailAddress": "ng@example.com"}
+            strategy={"mfaTemplateName": "email-link"},
+            person={"emailAddress": f"ng-{secrets.token_hex(4)}@example.com"},
         )
         r = client.post("/login/v2", json=body, headers=tenant.headers)
         assert r.status_code == 200, r.text

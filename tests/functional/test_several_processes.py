@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,7 +33,9 @@ from tests.servers import HttpReceiver, SmtpSink, free_port
 
 pytestmark = pytest.mark.slow
 
-SAME = "same@example.com"
+# Addresses of this run only: the send limits live in Redis, which outlives a run (and counts per day).
+RUN = secrets.token_hex(4)
+SAME = f"same-{RUN}@example.com"
 OTHERS = 16
 SAME_TRIES = 8
 # mfa.services.DESTINATION_SEND_RATES: five sends per destination in ten minutes.
@@ -153,7 +156,7 @@ def test_two_api_processes_and_two_workers_make_one_cluster(
         # New connection per request, so the kernel hands them to either process.
         fresh = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
         outcomes: dict[str, list[str | None]] = {}
-        emails = [f"p{i}@example.com" for i in range(OTHERS)] + [SAME] * SAME_TRIES
+        emails = [f"p{i}-{RUN}@example.com" for i in range(OTHERS)] + [SAME] * SAME_TRIES
         for email in emails:
             body = login_body(strategy={"mfaTemplateName": "email-link"}, person={"emailAddress": email})
             r = fresh.post("/login/v2", json=body, headers=tenant.headers)
