@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from passgate.contacts import check_email, check_phone, is_sandbox_destination
 from passgate.ids import new_uuid
+from passgate.locales import choose_locale
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
-from passgate.messaging.templates import choose_locale
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.results import ChallengeRefused
 from passgate.mfa.states import Status

@@ -7,11 +7,6 @@ here, so `from passgate.messaging.templates import render` keeps working.
 
 from __future__ import annotations
 
-from passgate.locales import (
-    choose_locale,
-    is_rtl,
-    negotiate_accept_language,
-)
 from passgate.messaging.templates.builtin import (
     builtin_templates,
 )
@@ -87,10 +82,7 @@ __all__ = [
     "_environment",
     "_one_line",
     "builtin_templates",
-    "choose_locale",
     "clean_template_values",
-    "is_rtl",
-    "negotiate_accept_language",
     "render",
     "sample_context",
     "sms_info",
