@@ -14,7 +14,7 @@ from passgate.db import transaction
 from passgate.messaging.models import DevInboxMessage
 from passgate.messaging.templates import Brand, PersonName, RenderContext, builtin_templates, render
 from tests.browser.conftest import LiveServer
-from tests.browser.test_console import SHOTS, a11y
+from tests.browser.test_console import a11y
 
 pytestmark = pytest.mark.browser
 
@@ -76,16 +76,18 @@ def test_dev_inbox_shows_both_parts_and_never_reloads_itself(
         # The HTML part is shown as the person would see it, in a frame that runs nothing.
         frame = article.locator("iframe")
         expect(frame).to_have_attribute("sandbox", "")
-        expect(page.frame_locator(f'article[data-message-id="{message_id}"] iframe').locator("body")).to_contain_text(
-            "Northwind"
-        )
+        expect(
+            page.frame_locator(f'article[data-message-id="{message_id}"] iframe').locator("body")
+        ).to_contain_text("Northwind")
         # The text part is one click away.
         article.get_by_text("Text part").click()
         expect(article.locator("pre")).to_contain_text(LONG_LINK[:40])
         # No automatic reload (it moved focus and lost the reader's place); a Refresh button instead.
         assert page.locator('meta[http-equiv="refresh"]').count() == 0
         expect(page.get_by_role("link", name="Refresh")).to_be_visible()
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         wide = page.evaluate(
             """() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right >
                  document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '.' + e.className)"""
