@@ -43,7 +43,7 @@ pages = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 def _when(value: object) -> str:
     """An RFC 3339 time from the services as people read it: 2026-11-29 02:12:02 UTC."""
-    text = str(value or "")
+    text = value.isoformat() if isinstance(value, datetime) else str(value or "")
     if len(text) >= 19 and text[10] == "T":
         return f"{text[:10]} {text[11:19]} UTC"
     return text
