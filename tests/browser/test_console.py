@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +76,6 @@ def a11y(page: Page, axe: str, name: str) -> None:
     )
     bad = [v for v in violations if v["impact"] in ("serious", "critical")]
     assert not bad, f"{name}: {bad}"
-
-
-@pytest.fixture
-def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(8000)  # a missing element fails in seconds, not after Playwright's 30
-    context.on("page", lambda p: p.on("dialog", lambda d: d.accept()))
-    yield context
-    context.close()
 
 
 def sign_in(
