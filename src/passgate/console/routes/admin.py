@@ -442,6 +442,7 @@ async def _keys_page(
     created: dict[str, Any] | None = None,
     found: Problem | None = None,
     status: int = 200,
+    typed: dict[str, Any] | None = None,
 ) -> Response:
     registry = registry_of(request)
     keys = await run(
@@ -469,6 +470,8 @@ async def _keys_page(
             "problem": found,
             "active": sum(1 for k in keys if not k["revoked"]),
             "max": key_svc.MAX_ACTIVE_KEYS,
+            # What the person typed, kept when the key was not made.
+            "typed": typed or {},
         },
         user,
         status=status,
@@ -496,7 +499,13 @@ async def create_key(
 
     created = await attempt(registry, work)
     if isinstance(created, Problem):
-        return await _keys_page(request, act.user, found=created, status=created.status)
+        return await _keys_page(
+            request,
+            act.user,
+            found=created,
+            status=created.status,
+            typed={"name": name or "", "admin": bool(scopes)},
+        )
     # The secret is in this page only: it is stored as a hash and never shown again.
     return await _keys_page(request, act.user, created=created)
 
