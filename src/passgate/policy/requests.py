@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from passgate.contacts import email_verdict, is_possible_phone
+from passgate.countries import UNKNOWN_COUNTRY, alpha2
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -77,7 +78,22 @@ class Address(_In):
     city: StrictStr | None = Field(default=None, max_length=256)
     region: StrictStr | None = Field(default=None, max_length=256)
     postalCode: StrictStr | None = Field(default=None, max_length=32)
-    countryCode: StrictStr | None = Field(default=None, max_length=2)
+    countryCode: StrictStr | None = Field(
+        default=None,
+        max_length=3,
+        description="ISO 3166-1 alpha-2 or alpha-3 (`US` or `USA`); held and echoed as alpha-2",
+        examples=["USA"],
+    )
+
+    @field_validator("countryCode")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None  # an empty code, as some integrations send for "unknown", is no code
+        code = alpha2(v)
+        if code is None:
+            raise ValueError(UNKNOWN_COUNTRY)
+        return code
 
 
 class Person(_In):
@@ -120,6 +136,12 @@ class Account(_In):
 class LoginStrategy(_In):
     mfaTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
     mfaTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
+    type: StrictStr | None = Field(
+        default=None,
+        max_length=32,
+        description="Kount's channel hint (`EMAIL` or `SMS`): only picks the channel of the template `default`",
+        examples=["EMAIL"],
+    )
     bindToDevice: StrictBool = False
 
 
@@ -127,6 +149,12 @@ class AccountOpeningStrategy(_In):
     verificationTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
     verificationTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
     verificationTargetUrl: StrictStr | None = Field(default=None, max_length=2048)
+    type: StrictStr | None = Field(
+        default=None,
+        max_length=32,
+        description="Kount's channel hint (`EMAIL` or `SMS`): only picks the channel of the template `default`",
+        examples=["EMAIL"],
+    )
     bindToDevice: StrictBool = False
 
     @field_validator("verificationTargetUrl")
