@@ -83,6 +83,38 @@ def test_kount_sample_login_body_with_alpha3_country_is_decided(http: TestClient
     assert out["person"] == {"emailAddress": "john.doe1@example.com"}
 
 
+def test_kount_sample_account_opening_body_verbatim(http: TestClient, tenant: Tenant) -> None:
+    # Kount's account-opening sample as printed: `newAccountOpeningUrl`, `strategy.type`, a placeholder
+    # template name and `"verificationTargetUrl": {}` (no URL).
+    body = kount_login_body(tenant.client_id, 6)
+    body.pop("loginUrl")
+    body["newAccountOpeningUrl"] = "https://shop.example.com/signup"
+    body["strategy"] = {"verificationTemplateName": "string", "type": "EMAIL", "verificationTargetUrl": {}}
+    r = http.post("/newaccountopening/v2", json=body, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["decision"] == "CHALLENGE"
+    assert out["verification"]["error"] == "TEMPLATE_NOT_FOUND"
+    body["inquiryId"] += "default"
+    body["strategy"]["verificationTemplateName"] = "default"
+    out = http.post("/newaccountopening/v2", json=body, headers=tenant.headers).json()
+    assert (out["verification"]["channel"], out["verification"]["error"]) == ("EMAIL", None)
+
+
+def test_kount_creation_date_counts_as_creation_date_time(http: TestClient, tenant: Tenant) -> None:
+    from passgate.policy.requests import LoginRequest
+
+    body = LoginRequest.model_validate(kount_login_body(tenant.client_id, 7))
+    assert body.account is not None and body.account.creationDateTime == datetime(
+        2024, 1, 1, 12, 12, 12, tzinfo=UTC
+    )
+    bad = kount_login_body(tenant.client_id, 8)
+    bad["account"]["creationDate"] = "yesterday"
+    r = http.post("/login/v2", json=bad, headers=tenant.headers)
+    assert r.status_code == 400
+    assert [e["field"] for e in r.json()["errors"]] == ["account.creationDate"]
+
+
 @pytest.mark.parametrize("code", ["USA", "US", "usa", "DEU", "de", "GBR", "CIV"])
 def test_alpha2_and_alpha3_country_codes_are_accepted(http: TestClient, tenant: Tenant, code: str) -> None:
     body = kount_login_body(tenant.client_id, 2)

@@ -121,7 +121,7 @@ class TrustBody(BaseModel):
     )
 
 
-KOUNT_TRUST_EXAMPLE = {
+KOUNT_TRUST_EXAMPLE: dict[str, Any] = {
     "clientId": "cl_5d1e0b7a",
     "sessionId": "d121ea2210434ffc8a90daff9cc97e76",
     "userId": "meoyyd8za8jdmwfm",
@@ -301,8 +301,12 @@ async def get_trust(
 
 
 _KOUNT_PATH = "/trusted-device/sessions/{sessionId}/users/{userId}/clients/{clientId}"
-_NOT_YOURS = {403: {"description": "`clientId` is not the token's client (`errors[].field` is `clientId`)"}}
-_NOT_FOUND = {404: {"description": "no trust record for this device and user"}}
+_NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "`clientId` is not the token's client (`errors[].field` is `clientId`)"}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no trust record for this device and user"}
+}
 SessionIdPath = Annotated[str, Path(pattern=DSID, description="the device session id")]
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256, description="the account id")]
 ClientIdPath = Annotated[str, Path(min_length=1, max_length=64, description="the token's own client id")]

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -126,7 +127,11 @@ class Account(_In):
     id: StrictStr = Field(min_length=1, max_length=256, examples=["acct-1001"])
     username: StrictStr = Field(min_length=1, max_length=256, examples=["jo"])
     type: StrictStr | None = Field(default=None, max_length=64)
-    creationDateTime: datetime | None = None
+    creationDateTime: datetime | None = Field(
+        default=None,
+        # Kount's published sample bodies spell it creationDate; both name the same attribute.
+        validation_alias=AliasChoices("creationDateTime", "creationDate"),
+    )
     userPassword: StrictStr | None = Field(
         default=None, max_length=1024, description="a hash of the password; used for signals, never stored"
     )
@@ -134,7 +139,12 @@ class Account(_In):
 
 
 class LoginStrategy(_In):
-    mfaTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
+    mfaTemplateName: StrictStr | None = Field(
+        default=None,
+        max_length=100,
+        description="the template to send; `default`: the client's default for the channel (docs/templates.md)",
+        examples=["email-link"],
+    )
     mfaTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
     type: StrictStr | None = Field(
         default=None,
@@ -146,7 +156,12 @@ class LoginStrategy(_In):
 
 
 class AccountOpeningStrategy(_In):
-    verificationTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
+    verificationTemplateName: StrictStr | None = Field(
+        default=None,
+        max_length=100,
+        description="the template to send; `default`: the client's default for the channel (docs/templates.md)",
+        examples=["email-link"],
+    )
     verificationTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
     verificationTargetUrl: StrictStr | None = Field(default=None, max_length=2048)
     type: StrictStr | None = Field(
@@ -156,6 +171,12 @@ class AccountOpeningStrategy(_In):
         examples=["EMAIL"],
     )
     bindToDevice: StrictBool = False
+
+    @field_validator("verificationTargetUrl", mode="before")
+    @classmethod
+    def _empty_object_is_none(cls, v: Any) -> Any:
+        # Kount's published account-opening sample sends `"verificationTargetUrl": {}` for "none".
+        return None if v == {} else v
 
     @field_validator("verificationTargetUrl")
     @classmethod
