@@ -135,7 +135,11 @@ class Account(_In):
     userPassword: StrictStr | None = Field(
         default=None, max_length=1024, description="a hash of the password; used for signals, never stored"
     )
-    accountIsActive: StrictBool | None = None
+    accountIsActive: StrictBool | None = Field(
+        default=None,
+        # Kount's v2 change list names it account.IsActive; its reference accountIsActive.
+        validation_alias=AliasChoices("accountIsActive", "isActive", "IsActive"),
+    )
 
 
 class LoginStrategy(_In):
