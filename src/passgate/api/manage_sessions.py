@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from passgate.mfa.queries import list_sessions
 router = APIRouter(prefix="/manage/v1/mfa-sessions", tags=["mfa sessions"])
 
 MAX_LIMIT = 100
+# Session ids are UUIDs: a cursor naming anything else was not made here.
+_SESSION_ID = re.compile(r"[0-9a-f-]{1,36}")
 _LIST_EXAMPLE = {"items": [SESSION_EXAMPLE], "nextCursor": "MjAyNi0xMi0wN1QwOTowMDowMCswMDowMHw1ZjBj"}
 
 StatusFilter = Literal[
@@ -55,21 +58,24 @@ def encode_cursor(created_at: datetime, session_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, sep, session_id = raw.partition("|")
+        at, _, session_id = raw.partition("|")
         when = datetime.fromisoformat(at)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if when.tzinfo is None or not _SESSION_ID.fullmatch(session_id):
+            raise ValueError(raw)
+        return when.astimezone(UTC), session_id
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise _bad("cursor", "not a cursor this list gave (pass nextCursor as it came)") from None
-    if not sep or not session_id or when.tzinfo is None or len(session_id) > 36:
-        raise _bad("cursor", "not a cursor this list gave (pass nextCursor as it came)")
-    return when, session_id
 
 
 def _aware(field: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise _bad(field, "must be an RFC 3339 time with a zone, e.g. 2026-12-07T09:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        if value.tzinfo is None:
+            raise ValueError(value)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise _bad(field, "must be an RFC 3339 time with a zone, e.g. 2026-12-07T09:00:00Z") from None
 
 
 def _destination_channel(destination: str) -> str:
