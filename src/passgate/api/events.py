@@ -154,6 +154,19 @@ class KountTrustBody(BaseModel):
         return v.upper()
 
 
+KOUNT_RECORD_EXAMPLE: dict[str, Any] = {
+    **KOUNT_TRUST_EXAMPLE,
+    "deviceId": "7363b8ae6b2247b99f5d56fc81102254",
+    "createdAt": "2026-12-07T09:00:00Z",
+    "lastUpdated": "2026-12-07T09:05:00Z",
+}
+_RECORD: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": KOUNT_RECORD_EXAMPLE}}}
+}
+_RECORDS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": {"devices": [KOUNT_RECORD_EXAMPLE]}}}}
+}
+
 # A body with any of these is in Kount's spelling; one without, in Passgate's.
 _KOUNT_KEYS = ("clientId", "sessionId", "userId")
 
@@ -258,7 +271,30 @@ _TRUST_BODY_SPEC = {
         "lastUpdated}`. A `clientId` other than the token's own client is refused with 403."
     ),
     openapi_extra=_TRUST_BODY_SPEC,
-    responses={403: {"description": "`clientId` is not the token's client (`errors[].field` is `clientId`)"}},
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "kount": {"summary": "to Kount 360's body", "value": KOUNT_RECORD_EXAMPLE},
+                        "passgate": {
+                            "summary": "to Passgate's body",
+                            "value": {
+                                "accountId": "acct-1001",
+                                "deviceSessionId": "ds0001abc",
+                                "trustState": "TRUSTED",
+                                "seen": True,
+                                "firstSeenAt": "2026-12-07T09:00:00Z",
+                                "lastSeenAt": "2026-12-07T09:00:00Z",
+                                "friendlyName": None,
+                            },
+                        },
+                    }
+                }
+            }
+        },
+        403: {"description": "`clientId` is not the token's client (`errors[].field` is `clientId`)"},
+    },
 )
 async def set_trust(request: Request, registry: RegistryDep, auth: IntegrationAuth) -> JSONResponse:
     body = await _trust_body(request)
@@ -317,7 +353,7 @@ ClientIdPath = Annotated[str, Path(min_length=1, max_length=64, description="the
 @router.get(
     _KOUNT_PATH,
     summary="Kount 360's form: the trust record of a device for a user",
-    responses={**_NOT_YOURS, **_NOT_FOUND},
+    responses={**_RECORD, **_NOT_YOURS, **_NOT_FOUND},
 )
 async def kount_get_trust(
     sessionId: SessionIdPath,
@@ -342,7 +378,7 @@ async def kount_get_trust(
 @router.get(
     "/trusted-device/users/{userId}/clients/{clientId}",
     summary="Kount 360's form: every device with a trust record for a user",
-    responses=_NOT_YOURS,
+    responses={**_RECORDS, **_NOT_YOURS},
 )
 async def kount_devices_of_user(
     userId: UserIdPath, clientId: ClientIdPath, registry: RegistryDep, auth: IntegrationAuth
@@ -354,7 +390,7 @@ async def kount_devices_of_user(
 @router.get(
     "/trusted-device/sessions/{sessionId}/clients/{clientId}",
     summary="Kount 360's form: every user with a trust record for a device",
-    responses=_NOT_YOURS,
+    responses={**_RECORDS, **_NOT_YOURS},
 )
 async def kount_users_of_device(
     sessionId: SessionIdPath, clientId: ClientIdPath, registry: RegistryDep, auth: IntegrationAuth
