@@ -22,6 +22,7 @@ from passgate.api import (
     manage_keys,
     manage_lists,
     manage_policy,
+    manage_sessions,
     manage_settings,
     manage_templates,
     manage_webhooks,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         manage_audit,
         manage_webhooks,
         manage_destinations,
+        manage_sessions,
         events,
         ops,
     ):

@@ -73,6 +73,11 @@ class Device(Base):
     trust_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # TRUSTED | BANNED
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The trust record (POST /trusted-device): the business's name for the device, when its trust state was
+    # first set and when it last changed. None on a device only ever seen by decisions.
+    friendly_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    trust_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    trust_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class PolicyList(Base):
