@@ -104,6 +104,8 @@ class BounceAddresses:
         if not plus or prefix != self.local_part.lower() or not _TOKEN.fullmatch(token):
             return None
         raw = base64.b32decode(token.upper() + "======")
+        if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != token:
+            return None  # the last character's unused bits set: not a token we made
         raw_id, given = raw[:16], raw[16:]
         message_id = str(uuid.UUID(bytes=raw_id))
         for key_hash in self.keyring.all_hashes(PURPOSE, message_id):
