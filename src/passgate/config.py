@@ -125,8 +125,8 @@ def _retry_schedule(value: str) -> str:
 
 
 _DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# The local part of a bounce address is this, `+` and a 42-character token: 64 characters at most.
-_BOUNCE_LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9.-]{0,13}")
+# The local part of a bounce address is this, `+` and a 52-character token: 64 characters at most.
+_BOUNCE_LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9.-]{0,10}")
 
 
 class Settings(BaseSettings):
@@ -368,7 +368,7 @@ class Settings(BaseSettings):
     @classmethod
     def _bounce_local_part(cls, v: str) -> str:
         if not _BOUNCE_LOCAL_PART.fullmatch(v):
-            raise ValueError("must be 1 to 14 lowercase letters, digits, dots or hyphens (such as bounces)")
+            raise ValueError("must be 1 to 11 lowercase letters, digits, dots or hyphens (such as bounces)")
         return v
 
     @field_validator("sms_http_secret", "bounce_secret")

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/providers", tags=["provider callbacks"])
 
 _EXAMPLE_DSN = (
     "From: MAILER-DAEMON@mx.example.net\r\n"
-    "To: bounces+aeaqaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@bounces.acme.example\r\n"
+    "To: bounces+0193a1b20000700080000000000000014f2a9c0e7d1b3a5c6e8f@bounces.acme.example\r\n"
     "Subject: Undelivered Mail Returned to Sender\r\n"
     "Message-ID: <20261207101500.4F2A1@mx.example.net>\r\n"
     "MIME-Version: 1.0\r\n"

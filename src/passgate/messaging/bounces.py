@@ -2,8 +2,8 @@
 
 **The address.** With PASSGATE_BOUNCE_DOMAIN set, the envelope sender (MAIL FROM, later the mail's
 `Return-Path`) of every email is `bounces+<token>@<bounce domain>`, where the token is the outbox message's
-id and a keyed hash of it (`KeyRing.keyed_hash`, purpose "bounce"), base32: 42 characters, case-insensitive
-(some relays lower-case local parts). Only Passgate can make a token, so nobody can report a bounce for a
+id and a keyed hash of it (`KeyRing.keyed_hash`, purpose "bounce"), in hex: 52 characters, read in any case
+(some relays change the case of local parts). Only Passgate can make a token, so nobody can report a bounce for a
 message they did not receive the bounce of; after a key rotation the older keys still read the tokens they
 made. `{domain}` in the setting is replaced by the domain of the mail's From address, so each sending
 domain can have its own bounce domain (`bounce.{domain}`: aligned with the From domain, as DMARC's relaxed
@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import quopri
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
@@ -45,10 +44,12 @@ from passgate.messaging.senders.base import provider_said
 
 PURPOSE = "bounce"
 DEFAULT_LOCAL_PART = "bounces"
-# 16 bytes of message id and 10 of keyed hash (80 bits: a forger gets one try per bounce it sends).
-_MAC_BYTES = 10
-_TOKEN_CHARS = 42  # base32 of 26 bytes, without its padding
-_TOKEN = re.compile(rf"[a-z2-7]{{{_TOKEN_CHARS}}}")
+# The message id (32 hex digits) and 20 of its keyed hash (80 bits: a forger gets one try per bounce it
+# sends). Hex: case-insensitive, and `bounces+` and the token make 60 characters, within the 64 a local
+# part may have (RFC 5321).
+_MAC_CHARS = 20
+_TOKEN = re.compile(r"[0-9a-f]{52}")
+_HEX = re.compile(r"[0-9a-f]+")
 # Where a relay writes the address a mail was delivered to (RFC 9228 Delivered-To, Postfix, Exim, qmail).
 _RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-Rcpt-To", "To")
 # An enhanced status code (RFC 3463), not part of an IP address or a version number.
@@ -83,9 +84,8 @@ class BounceAddresses:
     def for_message(self, message_id: str, from_header: str) -> str | None:
         """The envelope sender of the email `message_id` sent with this From header, or None (keep the
         From address): a message id that is not a UUID, a From address without a domain."""
-        try:
-            raw_id = uuid.UUID(message_id).bytes
-        except ValueError:
+        id_hex = message_id.replace("-", "").lower()
+        if len(id_hex) != 32 or not _HEX.fullmatch(id_hex):
             return None
         domain = self.domain
         if "{domain}" in domain:
@@ -93,9 +93,7 @@ class BounceAddresses:
             if not from_domain:
                 return None
             domain = domain.replace("{domain}", from_domain)
-        mac = bytes.fromhex(self.keyring.keyed_hash(PURPOSE, str(uuid.UUID(bytes=raw_id))))[:_MAC_BYTES]
-        token = base64.b32encode(raw_id + mac).decode("ascii").rstrip("=").lower()
-        return f"{self.local_part}+{token}@{domain}"
+        return f"{self.local_part}+{id_hex}{self._mac(id_hex)}@{domain}"
 
     def message_of(self, address: str) -> str | None:
         """The message id a bounce address names, when its token is one of ours; else None."""
@@ -103,15 +101,14 @@ class BounceAddresses:
         prefix, plus, token = local.partition("+")
         if not plus or prefix != self.local_part.lower() or not _TOKEN.fullmatch(token):
             return None
-        raw = base64.b32decode(token.upper() + "======")
-        if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != token:
-            return None  # the last character's unused bits set: not a token we made
-        raw_id, given = raw[:16], raw[16:]
-        message_id = str(uuid.UUID(bytes=raw_id))
-        for key_hash in self.keyring.all_hashes(PURPOSE, message_id):
-            if hmac.compare_digest(bytes.fromhex(key_hash)[:_MAC_BYTES], given):
-                return message_id
+        id_hex, given = token[:32], token[32:]
+        for key_hash in self.keyring.all_hashes(PURPOSE, id_hex):
+            if hmac.compare_digest(key_hash[:_MAC_CHARS], given):
+                return f"{id_hex[:8]}-{id_hex[8:12]}-{id_hex[12:16]}-{id_hex[16:20]}-{id_hex[20:]}"
         return None
+
+    def _mac(self, id_hex: str) -> str:
+        return self.keyring.keyed_hash(PURPOSE, id_hex)[:_MAC_CHARS]
 
     def looks_like_ours(self, address: str) -> bool:
         """Whether an address has the form of a bounce address (its token not checked)."""

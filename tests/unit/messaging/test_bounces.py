@@ -56,7 +56,8 @@ def test_a_bounce_address_names_its_message_and_only_we_can_make_one() -> None:
     other = BounceAddresses(KeyRing([b"another-key-0123456789abcdefghijklmnopqrstuvwxyz"]), domain)
     assert other.message_of(address) is None
     assert other.looks_like_ours(address)
-    for junk in ("", "bounces@x", "bounces+@x", "bounces+abc@x", "no-reply@acme.example", f"other+{token}@x"):
+    for junk in ("", "bounces@x", "bounces+@x", "bounces+abc@x", "no-reply@acme.example", f"other+{token}@x",
+                 f"bounces+{token}0@x", f"bounces+{token[:-1]}g@x"):
         assert ADDRESSES.message_of(junk) is None
 
 
