@@ -22,6 +22,8 @@ from passgate.db import make_engine, make_sessionmaker
 from passgate.db.group_commit import Committer, make_committer
 from passgate.db.sqlite import WalCheckpointer
 from passgate.keyring import KeyRing
+from passgate.messaging.bounce_intake import BounceIntake
+from passgate.messaging.bounces import BounceAddresses
 from passgate.messaging.dispatcher import Dispatcher
 from passgate.messaging.interfaces import EmailSender, SmsSender
 from passgate.messaging.samples import SampleDelivery
@@ -99,6 +101,23 @@ class Registry:
     def close(self) -> None:
         self.committer.stop()
         self.engine.dispose()
+
+
+def bounce_addresses(settings: Settings, keyring: KeyRing) -> BounceAddresses:
+    """The bounce (VERP) addresses: made when PASSGATE_BOUNCE_DOMAIN is set, read whatever it is (mail sent
+    before it was unset still bounces)."""
+    return BounceAddresses(keyring, settings.bounce_domain or "", settings.bounce_local_part)
+
+
+def build_bounce_intake(registry: Registry) -> BounceIntake:
+    """What the bounce listener and POST /providers/bounces hand each bounce to."""
+    return BounceIntake(
+        sessions=registry.sessions,
+        dispatcher=registry.dispatcher,
+        addresses=bounce_addresses(registry.settings, registry.keyring),
+        metrics=registry.metrics,
+        clock=registry.clock,
+    )
 
 
 def build_email_sender(settings: Settings, dev: DevInboxSender) -> EmailSender:
@@ -214,6 +233,7 @@ def build_registry(
         retry_schedule=settings.retry_schedule,
         lock_seconds=settings.message_lock_seconds,
         committer=committer,
+        bounces=bounce_addresses(settings, keyring) if settings.bounce_domain else None,
     )
     # The owners of the outbox's messages, by purpose: challenges (MFA sessions) and sample sends.
     dispatcher.register(ChallengeDelivery(mfa=mfa, keyring=keyring))

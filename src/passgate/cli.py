@@ -311,6 +311,44 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bounces(args: argparse.Namespace) -> int:
+    settings = _settings()
+    import signal
+    import threading
+
+    from passgate.bootstrap import build_bounce_intake, build_registry
+    from passgate.messaging.bounce_listener import BounceListener
+    from passgate.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    _engine_migrated(settings).dispose()
+    try:
+        registry = build_registry(settings)
+    except ValueError as exc:
+        raise SystemExit(f"passgate: invalid configuration: {exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        listener = BounceListener(build_bounce_intake(registry), args.host, args.port).start()
+    except OSError as exc:
+        registry.close()
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    domain = settings.bounce_domain or "(PASSGATE_BOUNCE_DOMAIN is unset: no mail is sent with a bounce address)"
+    print(
+        f"Passgate bounces listening on {args.host}:{args.port} (SMTP) for "
+        f"{settings.bounce_local_part}+…@{domain} (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        listener.stop()
+        registry.close()
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     engine = _engine_migrated(settings)
@@ -951,6 +989,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--poll", type=float, default=0.25, help="seconds between looks for new work (default 0.25)"
     )
+
+    p = top.add(
+        "bounces",
+        cmd_bounces,
+        "take bounces (delivery status notifications) over SMTP",
+        "Run an SMTP server that takes the bounces of Passgate's emails: mail to a bounce address\n"
+        "(PASSGATE_BOUNCE_LOCAL_PART+token@…, the envelope sender of each email when PASSGATE_BOUNCE_DOMAIN\n"
+        "is set) is read as a delivery status notification; any other recipient is refused. A hard bounce\n"
+        "(5.x.x) makes the message BOUNCED and its session INVALID (reason BOUNCED), with a webhook; a soft\n"
+        "one (4.x.x) is put on the session's timeline. Point the bounce domain's MX (or your relay's\n"
+        "transport for it) here; relays that post instead use POST /providers/bounces. SIGTERM stops it.\n"
+        "See docs/operations.md, \"Bounces\".",
+        "PASSGATE_BOUNCE_DOMAIN=bounces.example.com passgate bounces --host 0.0.0.0 --port 25",
+        json_flag=False,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=2525, help="port to listen on (default 2525)")
 
     top.add(
         "migrate",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -123,6 +124,11 @@ def _retry_schedule(value: str) -> str:
     return value
 
 
+_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# The local part of a bounce address is this, `+` and a 52-character token: 64 characters at most.
+_BOUNCE_LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9.-]{0,10}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
@@ -140,6 +146,12 @@ class Settings(BaseSettings):
     # The generic HTTP gateway's Standard Webhooks secret (whsec_…): Passgate signs its requests to the
     # gateway with it and requires it on the gateway's delivery reports. Required in production.
     sms_http_secret: str | None = None
+    # Bounces (docs/operations.md, "Bounces"): with a domain, each email's envelope sender is its own
+    # bounce address there (`{domain}`: the From address's domain); unset, the From address as before.
+    bounce_domain: str | None = None
+    bounce_local_part: str = "bounces"
+    # The Standard Webhooks secret (whsec_…) a relay signs POST /providers/bounces with; unset, no endpoint.
+    bounce_secret: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
@@ -332,7 +344,34 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)} (got {v!r})")
         return level
 
-    @field_validator("sms_http_secret")
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().lower().rstrip(".")
+        sample = v.replace("{domain}", "example.com")
+        labels = sample.split(".")
+        if (
+            v.count("{domain}") > 1
+            or len(sample) > 200
+            or len(labels) < 2
+            or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        ):
+            raise ValueError(
+                "must be a domain name such as bounces.example.com, or one with {domain} (the From "
+                "address's domain) such as bounce.{domain}"
+            )
+        return v
+
+    @field_validator("bounce_local_part")
+    @classmethod
+    def _bounce_local_part(cls, v: str) -> str:
+        if not _BOUNCE_LOCAL_PART.fullmatch(v):
+            raise ValueError("must be 1 to 11 lowercase letters, digits, dots or hyphens (such as bounces)")
+        return v
+
+    @field_validator("sms_http_secret", "bounce_secret")
     @classmethod
     def _sms_http_secret(cls, v: str | None) -> str | None:
         if v is None:

@@ -30,6 +30,7 @@ from passgate.api import (
     ops,
     providers,
 )
+from passgate.api import bounces as bounce_reports
 from passgate.api import docs as api_reference
 from passgate.api import openapi as api_document
 from passgate.api.middleware import RequestContextMiddleware
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         mfa,
         links,
         providers,
+        bounce_reports,
         dev,
         manage_policy,
         manage_keys,

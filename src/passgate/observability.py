@@ -142,6 +142,13 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.bounces = Counter(
+            "passgate_bounces_total",
+            "Bounces received, by path (smtp, http) and outcome (bounced, delayed, duplicate, early, "
+            "forged, unknown, not-a-bounce)",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
         self.rate_limit_outages = Counter(
             "passgate_rate_limit_outages_total",
             "Rate-limit checks that could not reach Redis, by limit and what was done (open: admitted, "

@@ -153,3 +153,31 @@ def test_a_generated_key_is_a_valid_production_key() -> None:
     for key in keys:
         assert len(key) == 64 and key.replace("-", "").replace("_", "").isalnum()
         assert load_settings(environment="production", secret_keys=key).secret_key_list == [key.encode()]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("localhost", "domain name"),
+        ("bounces..example.com", "domain name"),
+        ("bounces_example.com", "domain name"),
+        ("{domain}.{domain}", "domain name"),
+        ("bounce.{domian}", "domain name"),
+        ("bounces.example.com:25", "domain name"),
+    ],
+)
+def test_a_bounce_domain_is_a_domain(value: str, words: str) -> None:
+    [line] = problems(bounce_domain=value)
+    assert line.startswith("PASSGATE_BOUNCE_DOMAIN: ") and words in line, line
+
+
+def test_bounce_settings() -> None:
+    s = load_settings(bounce_domain=" Bounce.{domain}. ", bounce_local_part="rt-1", bounce_secret="whsec_" + "A" * 43)
+    assert (s.bounce_domain, s.bounce_local_part) == ("bounce.{domain}", "rt-1")
+    assert load_settings(bounce_domain="").bounce_domain is None
+    [line] = problems(bounce_local_part="Bounces+x")
+    assert line.startswith("PASSGATE_BOUNCE_LOCAL_PART: "), line
+    [line] = problems(bounce_local_part="a-very-long-local")
+    assert line.startswith("PASSGATE_BOUNCE_LOCAL_PART: "), line
+    [line] = problems(bounce_secret="not-a-secret")
+    assert line.startswith("PASSGATE_BOUNCE_SECRET: ") and "whsec_" in line, line

@@ -19,7 +19,7 @@ from passgate.api.errors import ApiProblem
 from passgate.bootstrap import Registry
 from passgate.db import transaction
 from passgate.messaging.queries import report_target
-from passgate.messaging.states import DELIVERY_TRANSITIONS, DeliveryStatus, MessageStatus
+from passgate.messaging.states import DeliveryStatus, MessageStatus
 from passgate.webhooks.signing import standard_verify
 
 router = APIRouter(prefix="/providers", tags=["provider callbacks"])
@@ -60,9 +60,7 @@ def _apply(
                 return (
                     "early" if message.status in (MessageStatus.QUEUED, MessageStatus.SENDING) else "missing"
                 )
-        current = DeliveryStatus(message.delivery_status)
-        if status == current or status not in DELIVERY_TRANSITIONS[current]:
-            return "applied"  # a duplicate or out-of-order report changes nothing
+        # A duplicate or out-of-order report changes nothing.
         registry.dispatcher.delivery_report(session, message, status, source)
         return "applied"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -24,6 +24,7 @@ from passgate.db import is_sqlite, transaction
 from passgate.db.group_commit import Committer
 from passgate.keyring import KeyRing
 from passgate.messaging import recording
+from passgate.messaging.bounces import BounceAddresses
 from passgate.messaging.branding import from_header
 from passgate.messaging.claiming import ClaimedRows, Claimer, Premade
 from passgate.messaging.interfaces import (
@@ -37,7 +38,7 @@ from passgate.messaging.models import Message
 from passgate.messaging.render_pool import SENDING, RenderPool, RenderTimeout
 from passgate.messaging.senders.base import OutgoingEmail, OutgoingSms, SendError, TemporarySendError
 from passgate.messaging.sources import TemplateSource
-from passgate.messaging.states import RETRY_SCHEDULE, DeliveryStatus
+from passgate.messaging.states import DELIVERY_TRANSITIONS, RETRY_SCHEDULE, DeliveryStatus
 from passgate.messaging.templates import TemplateRenderError
 from passgate.observability import Metrics
 
@@ -84,7 +85,10 @@ class Dispatcher:
         committer: Committer | None = None,
         render_pool: RenderPool = SENDING,
         hooks: Iterable[DeliveryHooks] = (),
+        bounces: BounceAddresses | None = None,
     ) -> None:
+        # The envelope sender of each email: its bounce (VERP) address, or None for the From address.
+        self.bounces = bounces
         self.committer = committer
         # Templates render there, never on the event loop the round's sends run on.
         self.render_pool = render_pool
@@ -129,11 +133,28 @@ class Dispatcher:
         return self.claims.hook(purpose)
 
     def delivery_report(
-        self, session: Session, message: Message, status: DeliveryStatus, source: str
-    ) -> None:
-        """A provider's report on a sent message: its delivery status, and its owner told."""
+        self,
+        session: Session,
+        message: Message,
+        status: DeliveryStatus,
+        source: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """A provider's report (or a bounce) on a sent message: its delivery status, and its owner told.
+        A duplicate or out-of-order report changes nothing (False)."""
+        current = DeliveryStatus(message.delivery_status)
+        if status == current or status not in DELIVERY_TRANSITIONS[current]:
+            return False
         message.delivery_status = status
-        self._hook(message.purpose).delivery_report(session, message, status, source)
+        self._hook(message.purpose).delivery_report(session, message, status, source, detail)
+        return True
+
+    def delivery_delayed(
+        self, session: Session, message: Message, source: str, detail: Mapping[str, Any]
+    ) -> None:
+        """A remote server reports the message delayed (a soft bounce): its delivery status stays, its
+        owner is told."""
+        self._hook(message.purpose).delivery_delayed(session, message, source, detail)
 
     # -- claiming (one short transaction) --------------------------------------------------------------
 
@@ -294,16 +315,18 @@ class Dispatcher:
             raise SendError("the message's template no longer exists")
         rendered, link, code = self._hook(c.purpose).render(c, self.public_url, self.host)
         if c.channel == "EMAIL":
+            from_addr = from_header(c.brand, c.from_address, self.mail_from)
             email = OutgoingEmail(
                 message_id=c.message_id,
                 to=c.destination,
-                from_addr=from_header(c.brand, c.from_address, self.mail_from),
+                from_addr=from_addr,
                 subject=rendered.subject or "",
                 text=rendered.text or "",
                 html=rendered.html or "",
                 client_id=c.client_id,
                 link=link,
                 code=code,
+                envelope_from=self.bounces.for_message(c.message_id, from_addr) if self.bounces else None,
             )
             return email, link, code
         sms = OutgoingSms(

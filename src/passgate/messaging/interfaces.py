@@ -169,5 +169,19 @@ class DeliveryHooks(Protocol):
     def message_skipped(self, session: Session, message_id: str, owner_id: str | None) -> None: ...
 
     def delivery_report(
-        self, session: Session, message: Message, status: DeliveryStatus, source: str
-    ) -> None: ...
+        self,
+        session: Session,
+        message: Message,
+        status: DeliveryStatus,
+        source: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A provider's report or a hard bounce changed the message's delivery status; `detail` is what
+        the report said (a bounce's status code and diagnostic), for the timeline."""
+        ...
+
+    def delivery_delayed(
+        self, session: Session, message: Message, source: str, detail: Mapping[str, Any]
+    ) -> None:
+        """A soft bounce: the message is delayed, its delivery status unchanged."""
+        ...

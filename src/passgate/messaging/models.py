@@ -61,6 +61,22 @@ class MessageAttempt(Base):
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class MessageBounce(Base):
+    """A bounce received for an email (`messaging.bounces`): one row per distinct bounce, so the same
+    bounce received twice (a relay's retry, the SMTP listener and the HTTP endpoint) counts once."""
+
+    __tablename__ = "message_bounces"
+    __table_args__ = (UniqueConstraint("message_id", "bounce_key", name="uq_message_bounces_message_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    bounce_key: Mapped[str] = mapped_column(String(64))  # sha256 of its Message-ID, else of its bytes
+    kind: Mapped[str] = mapped_column(String(8))  # hard | soft
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # enhanced status code
+    source: Mapped[str] = mapped_column(String(16))  # smtp | http
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class DevInboxMessage(Base):
     """What the dev provider 'sent': shown at /dev/inbox so a new user needs no account anywhere."""
 

@@ -23,9 +23,9 @@ from sqlalchemy import Table, bindparam, null, or_, select, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from passgate.db.fastpath import CursorStatement
+from passgate.db.fastpath import CursorStatement, dialect_insert
 from passgate.messaging.interfaces import ClaimJoin
-from passgate.messaging.models import DevInboxMessage, Message
+from passgate.messaging.models import DevInboxMessage, Message, MessageBounce
 from passgate.messaging.states import DeliveryStatus, MessageStatus, check_move
 
 _messages = cast(Table, Message.__table__)
@@ -235,6 +235,15 @@ def report_target(session: Session, by: Literal["provider", "id"], ident: str) -
     PostgreSQL), or None: by the id the provider gave it (`provider`) or by the outbox id (`id`)."""
     column = Message.provider_message_id if by == "provider" else Message.id
     return session.scalars(select(Message).where(column == ident).with_for_update()).first()
+
+
+def add_bounce(session: Session, values: dict[str, Any]) -> bool:
+    """Records a bounce (`MessageBounce`'s columns); False when the same bounce of the same message is
+    already recorded (nothing written)."""
+    stmt: Any = dialect_insert(session.get_bind().dialect.name, MessageBounce.__table__)
+    stmt = stmt.values(**values).on_conflict_do_nothing(index_elements=["message_id", "bounce_key"])
+    result: Any = session.execute(stmt)
+    return bool(result.rowcount)
 
 
 def dev_inbox(session: Session, limit: int) -> Sequence[DevInboxMessage]:

@@ -220,6 +220,16 @@ class SampleDelivery:
         return None
 
     def delivery_report(
-        self, session: Session, message: Message, status: DeliveryStatus, source: str
+        self,
+        session: Session,
+        message: Message,
+        status: DeliveryStatus,
+        source: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        return None
+
+    def delivery_delayed(
+        self, session: Session, message: Message, source: str, detail: Mapping[str, Any]
     ) -> None:
         return None

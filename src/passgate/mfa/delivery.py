@@ -30,7 +30,7 @@ from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.models import MfaSecret, MfaSession
 from passgate.mfa.services import STATUS_CHANGED, MfaService
-from passgate.mfa.states import Status, is_terminal
+from passgate.mfa.states import Status, TerminationReason, is_terminal
 
 PURPOSE = "challenge"
 _sessions = cast(Table, MfaSession.__table__)
@@ -271,9 +271,15 @@ class ChallengeDelivery:
             )
 
     def delivery_report(
-        self, session: Session, message: Message, status: DeliveryStatus, source: str
+        self,
+        session: Session,
+        message: Message,
+        status: DeliveryStatus,
+        source: str,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
-        """A provider's report on a message (the message's own delivery status is the dispatcher's to set)."""
+        """A provider's report on a message, or a hard bounce (the message's own delivery status is the
+        dispatcher's to set). A bounce ends an open session INVALID with `terminationReason` BOUNCED."""
         now = self.mfa.clock.now()
         if message.session_id is None:
             return
@@ -282,11 +288,22 @@ class ChallengeDelivery:
             return
         mfa.delivery_status = status
         mfa.updated_at = now
-        self.mfa._event(
-            session, mfa, "DELIVERY_REPORT", source, {"messageId": message.id, "deliveryStatus": status.value}
-        )
+        data = {**(detail or {}), "messageId": message.id, "deliveryStatus": status.value}
+        self.mfa._event(session, mfa, "DELIVERY_REPORT", source, data)
         if status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.BOUNCED) and not is_terminal(mfa.status):
+            if status == DeliveryStatus.BOUNCED:
+                mfa.termination_reason = TerminationReason.BOUNCED.value
             self.mfa._move(session, mfa, Status.INVALID, now, source)
+
+    def delivery_delayed(
+        self, session: Session, message: Message, source: str, detail: Mapping[str, Any]
+    ) -> None:
+        """A soft bounce: on the timeline (`DELIVERY_DELAYED`); the session and its delivery status stay."""
+        if message.session_id is None:
+            return
+        mfa = session.get(MfaSession, message.session_id)
+        if mfa is not None:
+            self.mfa._event(session, mfa, "DELIVERY_DELAYED", source, {**detail, "messageId": message.id})
 
     def message_skipped(self, session: Session, message_id: str, owner_id: str | None) -> None:
         """A queued message whose session closed before it went out is not sent."""

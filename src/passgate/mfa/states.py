@@ -21,6 +21,7 @@ class TerminationReason(StrEnum):
     CANCELLED = "CANCELLED"
     NOT_ME = "NOT_ME"
     LOCKED = "LOCKED"
+    BOUNCED = "BOUNCED"  # an INVALID session's: its email bounced (docs/operations.md, "Bounces")
 
 
 TERMINAL = frozenset({Status.VERIFIED, Status.TERMINATED, Status.FAILED_AUTHORIZATION, Status.INVALID})

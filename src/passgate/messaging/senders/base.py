@@ -29,6 +29,8 @@ class OutgoingEmail:
     link: str | None = None
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The envelope sender (MAIL FROM), where bounces go: the message's bounce address, or None (From's).
+    envelope_from: str | None = None
 
 
 @dataclass(frozen=True)

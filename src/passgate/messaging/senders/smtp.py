@@ -365,7 +365,7 @@ class SmtpEmailSender:
             subject = _folded("Subject", message.subject)
         except (ValueError, UnicodeError, IndexError, TypeError):
             msg = self.build(message)
-            return Envelope("", message.to, str(msg["Message-ID"]), None, msg)
+            return Envelope(message.envelope_from or "", message.to, str(msg["Message-ID"]), None, msg)
         text = _part("text/plain", message.text)
         html = _part("text/html", message.html)
         boundary = b"=_" + secrets.token_hex(16).encode()
@@ -389,6 +389,8 @@ class SmtpEmailSender:
                 b"--" + boundary + b"--\r\n",
             )
         )
+        if message.envelope_from is not None and _ENVELOPE_ADDRESS.fullmatch(message.envelope_from):
+            sender = message.envelope_from  # its bounce address (messaging.bounces)
         return Envelope(sender, message.to, message_id, data)
 
     # -- sending -----------------------------------------------------------------------------------
@@ -458,7 +460,7 @@ class SmtpEmailSender:
         assert envelope.message is not None
         smtp = await self._connect()
         try:
-            await smtp.send_message(envelope.message)
+            await smtp.send_message(envelope.message, sender=envelope.sender or None)
             await smtp.quit()
         finally:
             smtp.close()

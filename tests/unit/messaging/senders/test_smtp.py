@@ -426,3 +426,23 @@ def _ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def test_the_envelope_sender_is_the_bounce_address_on_both_paths(sink: SmtpSink) -> None:
+    bounce = "bounces+0193a1b20000700080000000000000014f2a9c0e7d1b3a5c6e8f@bounces.acme.example"
+    sender = SmtpEmailSender(sink.url)
+
+    async def scenario() -> None:
+        await sender.send_email(outgoing(message_id="m1", envelope_from=bounce))
+        # A display name in To takes the email package's path; the envelope sender is the same.
+        await sender.send_email(outgoing(message_id="m2", to="Jo <jo@example.com>", envelope_from=bounce))
+        await sender.send_email(outgoing(message_id="m3"))
+        await sender.release()
+
+    asyncio.run(scenario())
+    received = sink.wait_for(3)
+    assert [m.mail_from for m in received] == [bounce, bounce, "no-reply@acme.example"]
+    # The From header never changes.
+    assert {parsed(m.raw)["From"] for m in received} == {"Acme <no-reply@acme.example>"}
+    # An envelope sender that could inject a command is not used.
+    assert sender.compose(outgoing(envelope_from="a@b> SIZE=1")).sender == "no-reply@acme.example"
