@@ -16,6 +16,7 @@ from passgate.api import (
     errors,
     events,
     links,
+    manage_accounts,
     manage_audit,
     manage_branding,
     manage_destinations,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         manage_audit,
         manage_webhooks,
         manage_destinations,
+        manage_accounts,
         events,
         ops,
     ):
