@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,6 +90,7 @@ def purge_once(
     budget: float | None = None,
     stop: threading.Event | None = None,
     on_batch: Callable[[BatchDone], None] | None = None,
+    client_ids: Collection[str] | None = None,
 ) -> PurgeReport:
     """Remove every client's records older than its retention periods at `now`, in batches.
 
@@ -97,7 +98,8 @@ def purge_once(
     audit entries) with their children, deleted in one short transaction. After each batch the purge
     sleeps `pause` times as long as the batch took, so others' writes get the lock in between (0: no
     pause). It stops early, with `complete` False, once `budget` seconds have passed or `stop` is set.
-    With `dry_run` it only counts what would go. Takes no lease: `RetentionJob` does, for the workers.
+    With `dry_run` it only counts what would go. `client_ids` limits it to those clients. Takes no
+    lease: `RetentionJob` does, for the workers.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -106,6 +108,8 @@ def purge_once(
     report = PurgeReport(dry_run=dry_run)
     with read_only(factory) as session:
         stored = queries.clients(session)
+    if client_ids is not None:
+        stored = [(c, periods) for c, periods in stored if c in set(client_ids)]
     report.clients = len(stored)
     steps = plan(now, stored, defaults)
 

@@ -1,7 +1,7 @@
 """retention: a client's retention periods, and the indexes the purge and the erasure look rows up by
 
 Revision ID: 0013_retention
-Revises: 0008_job_leases
+Revises: 0008_job_leases, 0004, 0005
 Create Date: 2026-12-07
 """
 
@@ -13,11 +13,12 @@ from alembic import op
 import passgate.db.types
 
 revision = "0013_retention"
-down_revision = "0008_job_leases"
+# Also after the revisions that made the tables the indexes go on (mfa_sessions and messages: 0002, by
+# way of 0004; webhook_deliveries: 0004; audit_log: 0005). Alembic's `depends_on` cannot say this when
+# those revisions are already applied on another branch, so this revision merges them.
+down_revision = ("0008_job_leases", "0004", "0005")
 branch_labels = None
-# The indexes go on tables made by these (decisions, mfa_sessions and messages, webhook_deliveries,
-# audit_log).
-depends_on = ("0002", "0004", "0005")
+depends_on = None
 
 # (index, table, columns): the purge walks each client's rows by time, the erasure by account.
 INDEXES = (
