@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class Kind(StrEnum):
@@ -115,10 +115,10 @@ class RetentionBody(BaseModel):
         },
     )
 
-    sessionsDays: int | None = _days(Kind.SESSIONS)
-    decisionsDays: int | None = _days(Kind.DECISIONS)
-    webhookDeliveriesDays: int | None = _days(Kind.WEBHOOK_DELIVERIES)
-    auditLogDays: int | None = _days(Kind.AUDIT_LOG)
+    sessionsDays: StrictInt | None = _days(Kind.SESSIONS)
+    decisionsDays: StrictInt | None = _days(Kind.DECISIONS)
+    webhookDeliveriesDays: StrictInt | None = _days(Kind.WEBHOOK_DELIVERIES)
+    auditLogDays: StrictInt | None = _days(Kind.AUDIT_LOG)
 
     def stored(self) -> dict[str, int | None]:
         """The columns of a client_retention row."""
