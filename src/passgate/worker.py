@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from passgate import leases
 from passgate.db import read_only, transaction
-from passgate.retention.services import RetentionJob, configured_defaults
+from passgate.retention.services import PurgeReport, RetentionJob, configured_defaults
 from passgate.runtime import run_event_loop
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Worker:
             registry.settings.purge_interval_seconds,
             defaults=configured_defaults(registry.settings),
         )
-        self._retention_task: asyncio.Future[object] | None = None
+        self._retention_task: asyncio.Future[PurgeReport | None] | None = None
         self._last_retention = 0.0
 
     def wake(self) -> None:
@@ -161,7 +161,7 @@ class Worker:
         return expired
 
 
-def _log_failure(task: asyncio.Future[object]) -> None:
+def _log_failure(task: asyncio.Future[PurgeReport | None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("retention purge failed; tried again next period", exc_info=task.exception())
 
