@@ -470,3 +470,36 @@ def test_the_migration_makes_what_the_models_say(engine: Engine) -> None:
         }
         assert ours - {"client_retention"} <= names
         assert "client_retention" in inspector.get_table_names()
+
+
+def test_the_worker_runs_the_job_on_a_thread_of_its_own_once_per_interval(
+    registry: Any, factory: sessionmaker[Session]
+) -> None:
+    """`passgate worker` and `passgate serve` start the purge beside their loop, not in it."""
+    import asyncio
+
+    from passgate.worker import Worker
+
+    with transaction(factory) as session:
+        session.execute(delete(leases.JobLease).where(leases.JobLease.name == JOB))
+        before = leases.runs(session, JOB)
+    worker = Worker(registry)
+    assert worker.retention.every == registry.settings.purge_interval_seconds
+
+    async def main() -> None:
+        worker._start_retention(100.0)
+        first = worker._retention_task
+        assert first is not None
+        worker._start_retention(101.0)  # still running, or within the interval: not started again
+        assert worker._retention_task is first
+        await first
+        worker._start_retention(100.0 + worker.retention.every / 2)
+        assert worker._retention_task is first
+        worker._start_retention(100.0 + worker.retention.every)
+        assert worker._retention_task is not first
+        await worker._retention_task
+
+    asyncio.run(main())
+    with transaction(factory) as session:
+        # The second start found the lease still held (its period had not run out): one run.
+        assert leases.runs(session, JOB) == before + 1
