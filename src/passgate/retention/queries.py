@@ -76,6 +76,12 @@ class Target:
     id_column: Any
     order: Any
     remove_children: Callable[[Session, list[Any]], Counts]
+    # About how many rows one parent row goes with (itself and its children): a batch of `batch_size` rows
+    # takes batch_size // weight parents, so a transaction stays about the same size whatever the kind.
+    weight: int = 1
+
+    def parents_per_batch(self, batch_size: int) -> int:
+        return max(1, batch_size // self.weight)
 
 
 def _no_children(session: Session, ids: list[Any]) -> Counts:
@@ -112,6 +118,7 @@ TARGETS: dict[Kind, tuple[Target, ...]] = {
             MfaSession.id,
             MfaSession.created_at,
             _session_children,
+            weight=8,  # a session, its message and attempt, secret, and about four timeline rows
         ),
         # What is left: test sends (no session), and messages whose session went another way.
         Target(
@@ -120,6 +127,7 @@ TARGETS: dict[Kind, tuple[Target, ...]] = {
             Message.id,
             Message.created_at,
             _message_children,
+            weight=3,
         ),
     ),
     Kind.DECISIONS: (
@@ -142,6 +150,7 @@ TARGETS: dict[Kind, tuple[Target, ...]] = {
             WebhookDelivery.id,
             WebhookDelivery.created_at,
             _delivery_children,
+            weight=2,
         ),
         # Events left without any delivery (their deliveries purged, or no endpoint wanted them).
         Target(

@@ -331,35 +331,52 @@ def test_the_purge_removes_exactly_what_each_client_keeps_no_longer(factory: ses
 def test_batches_are_bounded_and_children_go_in_their_parents_batch(
     factory: sessionmaker[Session], engine: Engine
 ) -> None:
-    client = new_client(factory, sessionsDays=7)
+    client = new_client(factory, sessionsDays=7, decisionsDays=7)
     with transaction(factory) as session:
         old = [add_session(session, client, ago(8 + i / 100))[0] for i in range(25)]
         young = add_session(session, client, ago(6))[0]
+        for _ in range(170):
+            add_decision(session, client, ago(9))
     batches: list[dict[str, int]] = []
+    decisions: list[int] = []
 
     def mine(done: BatchDone) -> None:
         if done.step.client_id == client and done.table == "mfa_sessions":
             batches.append(done.counts)
+        if done.step.client_id == client and done.table == "decisions":
+            decisions.append(done.counts["decisions"])
 
-    commits = [0]
+    # The DELETE statements of each transaction, as the database sees them.
+    deletes_per_transaction: list[int] = []
+    pending = [0]
 
-    def count(conn: Any) -> None:
-        commits[0] += 1
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        pending[0] += sql.lstrip().upper().startswith("DELETE")
 
-    event.listen(engine, "commit", count)
+    def commit(conn: Any) -> None:
+        deletes_per_transaction.append(pending[0])
+        pending[0] = 0
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
     try:
-        report = purge_once(factory, NOW, batch_size=10, pause=0, on_batch=mine)
+        report = purge_once(factory, NOW, batch_size=80, pause=0, on_batch=mine, client_ids=[client])
     finally:
-        event.remove(engine, "commit", count)
-    # 10 + 10 + 5 sessions, each batch in one transaction with its messages, attempts, secrets, timeline.
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+    # 80 rows a batch: 80 decisions, or 10 sessions (a session weighs 8 rows with its children).
+    assert decisions == [80, 80, 10]
+    # Each batch is one transaction, with its children: 10 + 10 + 5 sessions.
     assert [b["mfa_sessions"] for b in batches] == [10, 10, 5]
     assert [b["mfa_events"] for b in batches] == [20, 20, 10]
     assert [b["messages"] for b in batches] == [10, 10, 5]
     assert [b["message_attempts"] for b in batches] == [10, 10, 5]
     assert [b["mfa_secrets"] for b in batches] == [10, 10, 5]
-    assert report.batches >= 3
-    # Read-only lookups commit too (the batch's and each step's); the deletes are one commit per batch.
-    assert commits[0] >= report.batches
+    # One write transaction per batch (six DELETEs for a session batch: inbox copies, attempts,
+    # messages, timeline, secrets, then the sessions), and the lookups write nothing.
+    writing = [n for n in deletes_per_transaction if n]
+    assert report.batches == 6 and len(writing) == 6
+    assert writing == [6, 6, 6, 1, 1, 1]
     with transaction(factory) as session:
         assert ids(session, MfaSession.id, old + [young]) == {young}
         assert ids(session, MfaEvent.session_id, old + [young]) == {young}
