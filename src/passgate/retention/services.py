@@ -113,7 +113,8 @@ def purge_once(
     with read_only(factory) as session:
         stored = queries.clients(session)
     if client_ids is not None:
-        stored = [(c, periods) for c, periods in stored if c in set(client_ids)]
+        wanted = set(client_ids)
+        stored = [(c, periods) for c, periods in stored if c in wanted]
     report.clients = len(stored)
     steps = plan(now, stored, defaults)
 
