@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -230,7 +230,11 @@ class SettingsWithRetention(SettingsBody):
         },
     )
 
-    retention: RetentionBody | None = None
+    retention: RetentionBody | None = Field(
+        default=None,
+        description="days each kind of record is kept before the purge deletes it; omitted or null: the "
+        "defaults (sessions 90, decisions 365, webhook deliveries 30, audit log 730)",
+    )
 
 
 def configured_defaults(settings: Any) -> Periods:
