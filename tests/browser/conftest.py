@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 from sqlalchemy import Engine
 
 from passgate.bootstrap import Registry, build_registry
@@ -108,3 +108,12 @@ def live_server(
     yield LiveServer(settings.public_url, registry)
     server.should_exit = True
     thread.join(timeout=20)
+
+
+@pytest.fixture
+def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(8000)  # a missing element fails in seconds, not after Playwright's 30
+    context.on("page", lambda p: p.on("dialog", lambda d: d.accept()))
+    yield context
+    context.close()

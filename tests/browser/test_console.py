@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +76,6 @@ def a11y(page: Page, axe: str, name: str) -> None:
     )
     bad = [v for v in violations if v["impact"] in ("serious", "critical")]
     assert not bad, f"{name}: {bad}"
-
-
-@pytest.fixture
-def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(8000)  # a missing element fails in seconds, not after Playwright's 30
-    context.on("page", lambda p: p.on("dialog", lambda d: d.accept()))
-    yield context
-    context.close()
 
 
 def sign_in(
@@ -348,16 +338,48 @@ def test_webhooks_keys_settings_branding(
         expect(page.locator(".deliveries").first).to_contain_text("500")
         assert len(receiver.requests) >= 2  # the first try and its retry, to the real receiver
 
+        # Health at the top says what is wrong.
+        expect(page.locator("#h-last-error")).to_contain_text("HTTP 500")
+        # One delivery: its payload and every try, with the receiver's answer.
+        page.locator(".deliveries a").first.click()
+        expect(page.get_by_role("heading", name=re.compile("delivery$"))).to_be_visible()
+        expect(page.locator("pre.payload")).to_contain_text('"eventType"')
+        expect(page.locator("table.cards")).to_contain_text("receiver says so")
+        a11y(page, axe_source, "webhook-delivery")
+        page.go_back()
+
         answers["status"] = 200
-        page.get_by_role("button", name="Replay every failed delivery").click()
-        expect(page.get_by_role("status")).to_contain_text("queued again")
+        page.get_by_role("button", name="Send every failed or waiting delivery now").click()
+        expect(page.get_by_role("status")).to_contain_text("sent again now")
         for _ in range(100):
             page.reload()
-            if not page.locator(".deliveries .badge", has_text="FAILED").count():
+            if not page.locator(".deliveries .badge", has_text=re.compile("FAILED|PENDING")).count():
                 break
             time.sleep(0.2)
         expect(page.locator(".deliveries .badge", has_text="DELIVERED").first).to_be_visible()
+        page.get_by_role("button", name="Send test event").click()
+        expect(page.get_by_role("status")).to_contain_text("Test event queued")
+        for _ in range(100):
+            page.reload()
+            if (
+                page.locator(".deliveries li", has_text="Webhook.Test")
+                .locator(".badge", has_text="DELIVERED")
+                .count()
+            ):
+                break
+            time.sleep(0.2)
+        expect(page.locator(".deliveries li", has_text="Webhook.Test").first).to_contain_text("DELIVERED")
+        assert any(r.json().get("eventType") == "Webhook.Test" for r in receiver.requests)
         a11y(page, axe_source, "webhook-deliveries")
+        endpoint_url = page.url
+        page.set_viewport_size({"width": 375, "height": 800})
+        for name in ("webhook-phone", "webhook-delivery-phone"):
+            if name == "webhook-delivery-phone":
+                page.locator(".deliveries a").first.click()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375, name
+            a11y(page, axe_source, name)
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(endpoint_url)
     finally:
         receiver.stop()
 

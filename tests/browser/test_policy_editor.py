@@ -11,10 +11,9 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from passgate.policy import services as policy_svc
 from tests.browser.conftest import LiveServer
-from tests.browser.test_console import a11y, browser_context, new_client, new_user, sign_in
+from tests.browser.test_console import a11y, new_client, new_user, sign_in
 
 pytestmark = pytest.mark.browser
-__all__ = ["browser_context"]  # the fixture, shared with the console's other browser tests
 
 
 def draft_of(site: LiveServer, client_id: str) -> dict:  # type: ignore[type-arg]

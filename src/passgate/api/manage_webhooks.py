@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import AdminAuth, RegistryDep
@@ -82,12 +82,24 @@ class ReplayBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"eventId": "0f6f7d0e-3c1a-4f7e-9f55-0d7f1b6c2a11"}, {"failed": True}]
+            "examples": [
+                {"eventId": "0f6f7d0e-3c1a-4f7e-9f55-0d7f1b6c2a11"},
+                {"failed": True},
+                {"since": "2026-12-07T06:00:00Z"},
+            ]
         },
     )
 
-    eventId: StrictStr | None = Field(default=None, pattern=ID_PATTERN)
-    failed: StrictBool | None = Field(default=None, description="true: every FAILED delivery")
+    eventId: StrictStr | None = Field(
+        default=None, pattern=ID_PATTERN, description="one event, whatever its state"
+    )
+    failed: StrictBool | None = Field(
+        default=None,
+        description="true: every FAILED delivery and every PENDING one waiting for a later retry, sent now",
+    )
+    since: AwareDatetime | None = Field(
+        default=None, description="every delivery made since this time (RFC 3339), delivered ones too"
+    )
 
 
 class RotateBody(BaseModel):
@@ -318,7 +330,44 @@ async def deliveries(
 async def replay(
     endpoint_id: EndpointId, body: ReplayBody, registry: RegistryDep, service: WebhooksDep, auth: AdminAuth
 ) -> JSONResponse:
-    if (body.eventId is None) == (not body.failed):
-        raise _bad("eventId", 'give either "eventId" or "failed": true')
-    count = await _run(registry, lambda s: service.replay(s, auth.client_id, endpoint_id, body.eventId))
+    given = [
+        name
+        for name, value in (("eventId", body.eventId), ("failed", body.failed), ("since", body.since))
+        if value
+    ]
+    if len(given) != 1:
+        raise _bad(
+            given[1] if len(given) > 1 else "eventId", 'give one of "eventId", "failed": true or "since"'
+        )
+    count = await _run(
+        registry, lambda s: service.replay(s, auth.client_id, endpoint_id, body.eventId, since=body.since)
+    )
     return JSONResponse({"replayed": count}, status_code=202)
+
+
+@router.get("/{endpoint_id}/deliveries/{delivery_id}", summary="One delivery: its payload and every try")
+async def delivery(
+    endpoint_id: EndpointId,
+    delivery_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    registry: RegistryDep,
+    service: WebhooksDep,
+    auth: AdminAuth,
+) -> JSONResponse:
+    def run(session: Any) -> dict[str, Any]:
+        return delivery_view(*service.delivery(session, auth.client_id, endpoint_id, delivery_id))
+
+    return JSONResponse(await _run(registry, run))
+
+
+@router.post(
+    "/{endpoint_id}/test",
+    status_code=202,
+    summary="Send a Webhook.Test event to this endpoint",
+    description="Queued like any event (signed, retried, in the deliveries log), whatever the endpoint "
+    'subscribes to. Answers `{"eventId": …}`.',
+)
+async def send_test(
+    endpoint_id: EndpointId, registry: RegistryDep, service: WebhooksDep, auth: AdminAuth
+) -> JSONResponse:
+    event_id = await _run(registry, lambda s: service.send_test_event(s, auth.client_id, endpoint_id))
+    return JSONResponse({"eventId": event_id}, status_code=202)

@@ -18,6 +18,7 @@ from passgate.locales import choose_locale
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.mfa import secrets as mfa_secrets
+from passgate.mfa.default_template import DEFAULT_TEMPLATE, default_template_name
 from passgate.mfa.results import ChallengeRefused
 from passgate.mfa.states import Status
 from passgate.policy.decisions import DecisionContext
@@ -58,6 +59,10 @@ def pick_template(
     if not name:
         return ChallengeRefused("NOT_ENOUGH_INFO", echoed={})
     template = templates.get(session, ctx.client_id, name)
+    if template is None and name == DEFAULT_TEMPLATE:
+        # No template of the client's is named "default": the client's default for the channel and event.
+        name = default_template_name(ctx.event_type, ctx.body)
+        template = templates.get(session, ctx.client_id, name)
     if template is None:
         return ChallengeRefused("TEMPLATE_NOT_FOUND", echoed={"strategy": {name_key: name}})
     channel = template.channel

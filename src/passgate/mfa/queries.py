@@ -265,6 +265,58 @@ def search_sessions(
     return session.scalars(stmt.order_by(MfaSession.created_at.desc(), MfaSession.id).limit(limit)).all()
 
 
+class SessionPage(NamedTuple):
+    """One page of `list_sessions`: its rows, newest first, and the (created_at, id) of the last row when
+    more follow."""
+
+    rows: list[SessionRow]
+    more_after: tuple[datetime, str] | None
+
+
+def list_sessions(
+    session: Session,
+    client_id: str,
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    account_id: str | None = None,
+    destination_hashes: Sequence[str] = (),
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int,
+) -> SessionPage:
+    """The client's sessions, newest first (then by id), at most `limit`: each filter given narrows the
+    list; `destination_hashes` are the keyed hashes of one destination under every configured key;
+    `created_from` is inclusive, `created_to` exclusive; `after` is the (created_at, id) of the last row of
+    the previous page (keyset paging over ix_mfa_sessions_client_created: a row made meanwhile neither
+    shifts nor repeats a page)."""
+    stmt = select(MfaSession).where(MfaSession.client_id == client_id)
+    if status is not None:
+        stmt = stmt.where(MfaSession.status == status)
+    if channel is not None:
+        stmt = stmt.where(MfaSession.channel == channel)
+    if account_id is not None:
+        stmt = stmt.where(MfaSession.account_id == account_id)
+    if destination_hashes:
+        stmt = stmt.where(MfaSession.destination_hash.in_(list(destination_hashes)))
+    if created_from is not None:
+        stmt = stmt.where(MfaSession.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(MfaSession.created_at < created_to)
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(
+            (MfaSession.created_at < at) | ((MfaSession.created_at == at) & (MfaSession.id < last_id))
+        )
+    stmt = stmt.order_by(MfaSession.created_at.desc(), MfaSession.id.desc()).limit(limit + 1)
+    rows = [row_of(m) for m in session.scalars(stmt)]
+    if len(rows) <= limit:
+        return SessionPage(rows, None)
+    rows = rows[:limit]
+    return SessionPage(rows, (rows[-1].created_at, rows[-1].id))
+
+
 def insert_session(conn: Any, row: dict[str, Any]) -> None:
     """The session row written at once (a caller that reads it back in the same transaction)."""
     conn.execute(insert(SESSIONS), row)

@@ -74,6 +74,11 @@ class Device(Base):
     trust_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # TRUSTED | BANNED
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The trust record (POST /trusted-device): the business's name for the device, when its trust state was
+    # first set and when it last changed. None on a device only ever seen by decisions.
+    friendly_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    trust_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    trust_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class PolicyList(Base):
@@ -85,7 +90,9 @@ class PolicyList(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(80))
-    kind: Mapped[str] = mapped_column(String(16))  # email | emailDomain | phone | ip | country | deviceId | accountId
+    kind: Mapped[str] = mapped_column(
+        String(16)
+    )  # email | emailDomain | phone | ip | country | deviceId | accountId
     description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     # Bumped on every change so API processes know when their cached copy is stale.
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -81,12 +81,27 @@ def set_device_trust(
     device_session_id: str,
     state: str | None,
     now: datetime,
+    friendly_name: str | None = None,
 ) -> None:
     """The device's trust state for the account (TRUSTED, BANNED): inserted, or changed in place. A
-    device marked TRUSTED counts as seen; one first known through a ban does not."""
+    device marked TRUSTED counts as seen; one first known through a ban does not. The trust record keeps
+    when it was first set and when it last changed; a `friendly_name` given replaces the stored one, none
+    keeps it."""
+    table = Device.__table__
+    update: dict[str, Any] = {
+        "trust_state": state,
+        "last_seen_at": now,
+        # Bound with the column's own type, so SQLite stores it as every other UTC time.
+        "trust_created_at": func.coalesce(
+            table.c.trust_created_at, literal(now, table.c.trust_created_at.type)
+        ),
+        "trust_updated_at": now,
+    }
+    if friendly_name is not None:
+        update["friendly_name"] = friendly_name
     upsert(
         session,
-        Device.__table__,
+        table,
         {
             "client_id": client_id,
             "account_id": account_id,
@@ -95,10 +110,27 @@ def set_device_trust(
             "trust_state": state,
             "first_seen_at": now,
             "last_seen_at": now,
+            "friendly_name": friendly_name,
+            "trust_created_at": now,
+            "trust_updated_at": now,
         },
         ["client_id", "account_id", "device_session_id"],
-        {"trust_state": state, "last_seen_at": now},
+        update,
     )
+
+
+def devices_of(
+    session: Session, client_id: str, *, account_id: str | None = None, device_session_id: str | None = None
+) -> list[Device]:
+    """The client's device rows for an account, or for a device across accounts (at most 1,000, oldest
+    first)."""
+    stmt = select(Device).where(Device.client_id == client_id)
+    if account_id is not None:
+        stmt = stmt.where(Device.account_id == account_id)
+    if device_session_id is not None:
+        stmt = stmt.where(Device.device_session_id == device_session_id)
+    order = (Device.first_seen_at, Device.account_id, Device.device_session_id)
+    return list(session.scalars(stmt.order_by(*order).limit(1000)))
 
 
 def device(session: Session, client_id: str, account_id: str, device_session_id: str) -> Device | None:

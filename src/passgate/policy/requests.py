@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from passgate.contacts import email_verdict, is_possible_phone
+from passgate.countries import UNKNOWN_COUNTRY, alpha2
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 CUSTOM_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -77,7 +79,22 @@ class Address(_In):
     city: StrictStr | None = Field(default=None, max_length=256)
     region: StrictStr | None = Field(default=None, max_length=256)
     postalCode: StrictStr | None = Field(default=None, max_length=32)
-    countryCode: StrictStr | None = Field(default=None, max_length=2)
+    countryCode: StrictStr | None = Field(
+        default=None,
+        max_length=3,
+        description="ISO 3166-1 alpha-2 or alpha-3 (`US` or `USA`); held and echoed as alpha-2",
+        examples=["USA"],
+    )
+
+    @field_validator("countryCode")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None  # an empty code, as some integrations send for "unknown", is no code
+        code = alpha2(v)
+        if code is None:
+            raise ValueError(UNKNOWN_COUNTRY)
+        return code
 
 
 class Person(_In):
@@ -110,24 +127,60 @@ class Account(_In):
     id: StrictStr = Field(min_length=1, max_length=256, examples=["acct-1001"])
     username: StrictStr = Field(min_length=1, max_length=256, examples=["jo"])
     type: StrictStr | None = Field(default=None, max_length=64)
-    creationDateTime: datetime | None = None
+    creationDateTime: datetime | None = Field(
+        default=None,
+        # Kount's published sample bodies spell it creationDate; both name the same attribute.
+        validation_alias=AliasChoices("creationDateTime", "creationDate"),
+    )
     userPassword: StrictStr | None = Field(
         default=None, max_length=1024, description="a hash of the password; used for signals, never stored"
     )
-    accountIsActive: StrictBool | None = None
+    accountIsActive: StrictBool | None = Field(
+        default=None,
+        # Kount's v2 change list names it account.IsActive; its reference accountIsActive.
+        validation_alias=AliasChoices("accountIsActive", "isActive", "IsActive"),
+    )
 
 
 class LoginStrategy(_In):
-    mfaTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
+    mfaTemplateName: StrictStr | None = Field(
+        default=None,
+        max_length=100,
+        description="the template to send; `default`: the client's default for the channel (docs/templates.md)",
+        examples=["email-link"],
+    )
     mfaTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
+    type: StrictStr | None = Field(
+        default=None,
+        max_length=32,
+        description="Kount's channel hint (`EMAIL` or `SMS`): only picks the channel of the template `default`",
+        examples=["EMAIL"],
+    )
     bindToDevice: StrictBool = False
 
 
 class AccountOpeningStrategy(_In):
-    verificationTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
+    verificationTemplateName: StrictStr | None = Field(
+        default=None,
+        max_length=100,
+        description="the template to send; `default`: the client's default for the channel (docs/templates.md)",
+        examples=["email-link"],
+    )
     verificationTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
     verificationTargetUrl: StrictStr | None = Field(default=None, max_length=2048)
+    type: StrictStr | None = Field(
+        default=None,
+        max_length=32,
+        description="Kount's channel hint (`EMAIL` or `SMS`): only picks the channel of the template `default`",
+        examples=["EMAIL"],
+    )
     bindToDevice: StrictBool = False
+
+    @field_validator("verificationTargetUrl", mode="before")
+    @classmethod
+    def _empty_object_is_none(cls, v: Any) -> Any:
+        # Kount's published account-opening sample sends `"verificationTargetUrl": {}` for "none".
+        return None if v == {} else v
 
     @field_validator("verificationTargetUrl")
     @classmethod

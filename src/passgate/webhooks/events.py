@@ -22,6 +22,23 @@ class EventType(StrEnum):
     DECISION_CREATED = "Decision.Created"  # every decision (ALLOW, CHALLENGE, BLOCK)
 
 
+# "Send test event" in the console and POST /manage/v1/webhooks/{id}/test: delivered to that one endpoint,
+# whatever it subscribes to, signed and retried like any other event. Not an EventType: nobody subscribes to it.
+TEST_EVENT_TYPE = "Webhook.Test"
+
+
+def ping_payload(event_id: str, *, client_id: str, endpoint_id: str, occurred_at: datetime) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "eventType": TEST_EVENT_TYPE,
+        "apiVersion": API_VERSION,
+        "clientId": client_id,
+        "endpointId": endpoint_id,
+        "test": True,
+        "occurredAt": iso(occurred_at),
+    }
+
+
 class SignatureScheme(StrEnum):
     KOUNT = "kount-rsa-pss"
     STANDARD = "standard-webhooks"

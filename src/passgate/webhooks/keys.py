@@ -35,12 +35,31 @@ def key_context(key_id: str) -> str:
     return f"webhook-key:{key_id}"
 
 
+# How long a signing key is planned to sign: the active key's published validUntil is at least this long
+# after its creation (docs/webhooks.md, "validUntil").
+KEY_LIFETIME = timedelta(days=365)
+
+
 @dataclass(frozen=True)
 class PublicKey:
     key_id: str
     public_key: str
     created_at: datetime
-    valid_until: datetime | None
+    valid_until: datetime
+
+
+def published_until(
+    created_at: datetime, scheduled: datetime | None, now: datetime, overlap: timedelta
+) -> datetime:
+    """The validUntil a key is published with, always a time (Kount's receivers parse it as one).
+
+    A key whose end is scheduled (a rotation set it) ends then. The signing key has no end scheduled: it is
+    planned to sign for KEY_LIFETIME after its creation, and in any case stays valid at least `overlap` from
+    now, since a rotation made now would keep it valid that long; the later of the two is published.
+    """
+    if scheduled is not None:
+        return scheduled
+    return max(created_at + KEY_LIFETIME, now + overlap)
 
 
 class SigningKeys:
@@ -152,8 +171,14 @@ class SigningKeys:
                 select(WebhookSigningKey).where(WebhookSigningKey.id.in_([k.id for k in ring.valid]))
             )
         }
+        now = self.clock.now()
         return [
-            PublicKey(k.id, rows[k.id].public_key, k.created_at, k.valid_until)
+            PublicKey(
+                k.id,
+                rows[k.id].public_key,
+                k.created_at,
+                published_until(k.created_at, k.valid_until, now, self.key_overlap),
+            )
             for k in ring.valid
             if k.id in rows
         ]

@@ -21,12 +21,14 @@ from passgate.ids import new_uuid
 from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import queries
 from passgate.webhooks.events import (
+    TEST_EVENT_TYPE,
     EndpointFilter,
     EventType,
     SessionChange,
     decision_payload,
     encode,
     matching,
+    ping_payload,
     status_event_type,
     status_payload,
 )
@@ -179,5 +181,41 @@ class Outbox:
         )
         self.metrics.events.labels(event_type.value).inc()
         # Read after commit to wake an in-process worker at once (bootstrap.WorkNotifier).
+        session.info["work_queued"] = True
+        return event_id
+
+    def publish_test(self, session: Session, *, client_id: str, endpoint_id: str, now: datetime) -> str:
+        """A `Webhook.Test` event for one endpoint, whatever it subscribes to; returns the event id."""
+        event_id = new_uuid()
+        session.execute(
+            events_table.insert().values(
+                id=event_id,
+                client_id=client_id,
+                event_type=TEST_EVENT_TYPE,
+                session_id=None,
+                sequence=None,
+                channel=None,
+                body=encode(
+                    ping_payload(event_id, client_id=client_id, endpoint_id=endpoint_id, occurred_at=now)
+                ),
+                created_at=now,
+            )
+        )
+        session.execute(
+            deliveries_table.insert().values(
+                id=new_uuid(),
+                event_id=event_id,
+                endpoint_id=endpoint_id,
+                client_id=client_id,
+                session_id=None,
+                sequence=None,
+                status=DeliveryStatus.PENDING.value,
+                tries=0,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        self.metrics.events.labels(TEST_EVENT_TYPE).inc()
         session.info["work_queued"] = True
         return event_id

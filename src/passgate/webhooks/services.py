@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from passgate.clock import Clock
@@ -57,6 +58,55 @@ class EndpointChanges:
     signature_scheme: str | None = None
     enabled: bool | None = None
     description: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryCursor:
+    """Where a page of deliveries ends: the last row's creation time and id (`str` spells it for a URL)."""
+
+    created_at: datetime
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.created_at.isoformat()}_{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> DeliveryCursor | None:
+        """None for anything that is not a cursor this class wrote (a tampered URL shows the first page)."""
+        at, sep, ident = text.rpartition("_")
+        if not sep or len(ident) != 36:
+            return None
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            return None
+        return cls(moment, ident) if moment.tzinfo is not None else None
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """An endpoint's tries over a window, for the top of its console page."""
+
+    window: timedelta
+    tries: int
+    delivered: int
+    p50_ms: float | None
+    p99_ms: float | None
+    last_error: str | None
+    last_error_at: datetime | None
+    waiting: int  # deliveries not yet delivered nor given up
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.delivered / self.tries if self.tries else None
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted values; None when there are none."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
 
 
 class WebhookService:
@@ -237,9 +287,13 @@ class WebhookService:
         *,
         status: str | None = None,
         event_id: str | None = None,
+        event_type: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before: DeliveryCursor | None = None,
     ) -> list[tuple[WebhookDelivery, WebhookEvent, list[WebhookAttempt]]]:
+        """Newest first, each with every try. Page with `offset`, or with `before` (the cursor of the last row
+        of the previous page: stable while new deliveries arrive)."""
         self.get_endpoint(session, client_id, endpoint_id)
         stmt = (
             select(WebhookDelivery, WebhookEvent)
@@ -250,11 +304,23 @@ class WebhookService:
             stmt = stmt.where(WebhookDelivery.status == status)
         if event_id is not None:
             stmt = stmt.where(WebhookDelivery.event_id == event_id)
+        if event_type is not None:
+            stmt = stmt.where(WebhookEvent.event_type == event_type)
+        if before is not None:
+            stmt = stmt.where(
+                or_(
+                    WebhookDelivery.created_at < before.created_at,
+                    and_(WebhookDelivery.created_at == before.created_at, WebhookDelivery.id > before.id),
+                )
+            )
         rows = session.execute(
-            stmt.order_by(WebhookDelivery.created_at.desc(), WebhookEvent.sequence.desc(), WebhookDelivery.id)
-            .limit(limit)
-            .offset(offset)
+            stmt.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id).limit(limit).offset(offset)
         ).all()
+        return self._with_attempts(session, rows)
+
+    def _with_attempts(
+        self, session: Session, rows: Sequence[Any]
+    ) -> list[tuple[WebhookDelivery, WebhookEvent, list[WebhookAttempt]]]:
         ids = [d.id for d, _ in rows]
         attempts: dict[str, list[WebhookAttempt]] = {i: [] for i in ids}
         if ids:
@@ -266,8 +332,90 @@ class WebhookService:
                 attempts[a.delivery_id].append(a)
         return [(d, e, attempts[d.id]) for d, e in rows]
 
-    def replay(self, session: Session, client_id: str, endpoint_id: str, event_id: str | None) -> int:
-        """Queue one event again (whatever its state), or every FAILED delivery; returns how many."""
+    def delivery(
+        self, session: Session, client_id: str, endpoint_id: str, delivery_id: str
+    ) -> tuple[WebhookDelivery, WebhookEvent, list[WebhookAttempt]]:
+        """One delivery with its event and every try; EventNotFound when it is not this endpoint's."""
+        self.get_endpoint(session, client_id, endpoint_id)
+        rows = session.execute(
+            select(WebhookDelivery, WebhookEvent)
+            .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.client_id == client_id,
+            )
+        ).all()
+        if not rows:
+            raise EventNotFound(delivery_id)
+        return self._with_attempts(session, rows)[0]
+
+    def health(self, session: Session, client_id: str, endpoint_id: str, window: timedelta) -> EndpointHealth:
+        """Tries of the last `window`: how many succeeded, their latency, and the newest error."""
+        self.get_endpoint(session, client_id, endpoint_id)
+        since = self.clock.now() - window
+        tries = session.execute(
+            select(WebhookAttempt.result, WebhookAttempt.latency_ms)
+            .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.client_id == client_id,
+                WebhookAttempt.started_at >= since,
+            )
+        ).all()
+        last_error = session.execute(
+            select(WebhookAttempt.error, WebhookAttempt.started_at)
+            .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.client_id == client_id,
+                WebhookAttempt.result != "delivered",
+            )
+            .order_by(WebhookAttempt.started_at.desc(), WebhookAttempt.id.desc())
+            .limit(1)
+        ).first()
+        waiting = session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.client_id == client_id,
+                WebhookDelivery.status == DeliveryStatus.PENDING.value,
+            )
+        )
+        latencies = sorted(float(t.latency_ms) for t in tries if t.latency_ms is not None)
+        return EndpointHealth(
+            window=window,
+            tries=len(tries),
+            delivered=sum(1 for t in tries if t.result == "delivered"),
+            p50_ms=_percentile(latencies, 0.50),
+            p99_ms=_percentile(latencies, 0.99),
+            last_error=last_error.error if last_error else None,
+            last_error_at=last_error.started_at if last_error else None,
+            waiting=int(waiting or 0),
+        )
+
+    def send_test_event(self, session: Session, client_id: str, endpoint_id: str) -> str:
+        """Queue a `Webhook.Test` event for this endpoint alone; returns its event id."""
+        endpoint = self.get_endpoint(session, client_id, endpoint_id)
+        if not endpoint.enabled:
+            raise EndpointDisabled(endpoint_id)
+        return self.outbox.publish_test(
+            session, client_id=client_id, endpoint_id=endpoint.id, now=self.clock.now()
+        )
+
+    def replay(
+        self,
+        session: Session,
+        client_id: str,
+        endpoint_id: str,
+        event_id: str | None,
+        *,
+        since: datetime | None = None,
+    ) -> int:
+        """Queue one event again (whatever its state); or, without an event, every FAILED delivery and every
+        PENDING one waiting for a later retry (after an outage both kinds are "what did not arrive"); or, with
+        `since`, every delivery made since then, delivered ones too. Returns how many were queued."""
         endpoint = self.get_endpoint(session, client_id, endpoint_id, lock=True)
         if not endpoint.enabled:
             raise EndpointDisabled(endpoint_id)
@@ -294,12 +442,22 @@ class WebhookService:
                 setattr(delivery, k, v)
             session.info["work_queued"] = True
             return 1
+        if since is not None:
+            which = and_(
+                WebhookDelivery.created_at >= since,
+                WebhookDelivery.status != DeliveryStatus.SENDING.value,
+            )
+        else:
+            which = or_(
+                WebhookDelivery.status == DeliveryStatus.FAILED.value,
+                and_(
+                    WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                    WebhookDelivery.next_attempt_at > now,
+                ),
+            )
         result = session.execute(
             update(WebhookDelivery)
-            .where(
-                WebhookDelivery.endpoint_id == endpoint.id,
-                WebhookDelivery.status == DeliveryStatus.FAILED.value,
-            )
+            .where(WebhookDelivery.endpoint_id == endpoint.id, which)
             .values(**fresh)
             .execution_options(synchronize_session=False)
         )

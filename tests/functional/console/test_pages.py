@@ -259,3 +259,21 @@ def test_the_live_preview_refuses_hostile_templates_fast(people: Any, payload: s
     assert time.monotonic() - started < 2.0
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     assert {(e["field"], e.get("line")) for e in r.json()["errors"]} == {("locales.en.text", 2)}, r.json()
+
+
+def test_the_key_limit_shows_before_it_is_hit_and_a_refused_key_keeps_what_was_typed(people: Any) -> None:
+    owner = people("owner")
+    page = owner.get("/console/keys").text  # the tenant has the key its tests use
+    assert 'id="key-limit"' in page and "1 more active key allowed (at most 2)" in page
+    assert owner.post("/console/keys", {"name": "one"}).status_code == 200
+    page = owner.get("/console/keys").text
+    # Said before submitting, and the button is off.
+    assert "this one has 2: revoke one above" in page
+    assert (
+        '<button type="submit" class="primary" disabled aria-describedby="key-limit">Create key</button>'
+        in page
+    )
+    # Posted anyway (an old page): refused, and the typed name and scope are still in the form.
+    r = owner.post("/console/keys", {"name": "third service", "admin": "on"})
+    assert r.status_code == 409, r.status_code
+    assert 'value="third service"' in r.text and 'id="key-admin" name="admin" checked' in r.text

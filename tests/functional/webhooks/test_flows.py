@@ -192,7 +192,8 @@ def test_receiver_down_for_a_while_then_up_loses_nothing(
     log = deliveries(http, tenant, hooks.endpoint["id"])
     assert len(log) == 9 and {d["status"] for d in log} == {"PENDING"}
     errors = {a["error"] for d in log for a in d["attempts"]}
-    assert errors and all(e.startswith("ConnectError") for e in errors), errors
+    # Refused at once; on a loaded machine a connect can also outlast the 1 s timeout of these tests.
+    assert errors and all(e.startswith(("ConnectError", "timed out")) for e in errors), errors
     # A session's MESSAGE_SENT waits behind its UNKNOWN, which keeps failing: never tried yet.
     assert all(d["attempts"] == [] for d in log if d["sequence"] == 2)
 

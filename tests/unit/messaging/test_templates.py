@@ -540,7 +540,7 @@ def test_builtin_email_link_english_wording():
     message = render(builtin_templates()["email-link"], "en", builtin_context(FULL_BRAND))
     for body in (message.html, message.text):
         assert "This link expires in 10 minutes" in body
-        assert "Didn't ask for this? You can ignore this email." in body
+        assert "Wasn't you? Open the link and choose “This wasn't me”, then change your password" in body
     assert message.subject == f"Confirm it's you – {COMPANY_30}"
     assert 'Need help? <a href="https://help.example.com/"' in message.html
     assert message.text.splitlines()[:3] == ["Confirm it's you", "", "Hi Ana,"]

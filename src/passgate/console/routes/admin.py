@@ -3,7 +3,9 @@ settings, and the signed-in person's own sessions and devices."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -41,10 +43,12 @@ from passgate.retention.services import (
     stored_retention,
     update_retention,
 )
-from passgate.webhooks.events import Channel, EventType, SignatureScheme
-from passgate.webhooks.exceptions import EndpointNotFound
+from passgate.webhooks.events import TEST_EVENT_TYPE, Channel, EventType, SignatureScheme
+from passgate.webhooks.exceptions import EndpointNotFound, EventNotFound
 from passgate.webhooks.services import (
+    DeliveryCursor,
     EndpointChanges,
+    EndpointHealth,
     WebhookService,
     delivery_view,
     endpoint_view,
@@ -56,6 +60,7 @@ router = APIRouter()
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 KEY_ID = re.compile(r"^key_[0-9a-f]{16}$")
 EVENTS = [e.value for e in EventType]
+EVENT_TYPES = [*EVENTS, TEST_EVENT_TYPE]  # what the deliveries table filters on
 SCHEMES = [s.value for s in SignatureScheme]
 CHANNELS = [c.value for c in Channel]
 
@@ -180,31 +185,57 @@ async def rotate_key(
     )
 
 
+PAGE_SIZE = 25
+HEALTH_WINDOW = timedelta(hours=24)
+# The headers each try carries, by scheme (the signature is made afresh for every try, so none is stored).
+SIGNATURE_HEADERS = {
+    SignatureScheme.KOUNT.value: ["X-Event-Timestamp", "X-Event-Signature"],
+    SignatureScheme.STANDARD.value: ["webhook-id", "webhook-timestamp", "webhook-signature"],
+}
+
+
 async def _endpoint_page(
     request: Request,
     user: CurrentUser,
     endpoint_id: str,
     *,
     status_filter: str = "",
+    type_filter: str = "",
+    before: str = "",
     secret: str | None = None,
 ) -> Response:
     registry = registry_of(request)
     service = _webhooks(request)
     now = registry.clock.now()
     chosen = status_filter if status_filter in [s.value for s in DeliveryStatus] else None
+    chosen_type = type_filter if type_filter in EVENT_TYPES else None
+    cursor = DeliveryCursor.parse(before) if before else None
 
-    def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]], EndpointHealth, str | None] | None:
         try:
             endpoint = service.get_endpoint(session, user.client_id, endpoint_id)
-            rows = service.deliveries(session, user.client_id, endpoint_id, status=chosen, limit=50)
+            rows = service.deliveries(
+                session,
+                user.client_id,
+                endpoint_id,
+                status=chosen,
+                event_type=chosen_type,
+                before=cursor,
+                limit=PAGE_SIZE + 1,
+            )
+            health = service.health(session, user.client_id, endpoint_id, HEALTH_WINDOW)
         except EndpointNotFound:
             return None
-        return endpoint_view(endpoint, now), [delivery_view(d, e, a) for d, e, a in rows]
+        more = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        following = str(DeliveryCursor(rows[-1][0].created_at, rows[-1][0].id)) if more else None
+        views = [delivery_view(d, e, a) for d, e, a in rows]
+        return endpoint_view(endpoint, now), views, health, following
 
     found = await run(registry, work)
     if found is None:
         raise not_found(user, "such webhook endpoint")
-    endpoint, deliveries = found
+    endpoint, deliveries, health, following = found
     return render(
         request,
         "console/webhook.html",
@@ -212,10 +243,15 @@ async def _endpoint_page(
             "title": f"Webhook {endpoint['url']}",
             "e": endpoint,
             "deliveries": deliveries,
+            "health": health,
             "events": EVENTS,
+            "event_types": EVENT_TYPES,
             "channels": CHANNELS,
             "statuses": [s.value for s in DeliveryStatus],
             "status_filter": chosen or "",
+            "type_filter": chosen_type or "",
+            "paged": cursor is not None,
+            "following": following,
             "secret": secret,
         },
         user,
@@ -224,10 +260,49 @@ async def _endpoint_page(
 
 
 @router.get("/webhooks/{endpoint_id}")
-async def endpoint_page(request: Request, endpoint_id: str, user: Reader, status: str = "") -> Response:
+async def endpoint_page(
+    request: Request, endpoint_id: str, user: Reader, status: str = "", type: str = "", before: str = ""
+) -> Response:
     if not UUID.match(endpoint_id):
         raise not_found(user, "such webhook endpoint")
-    return await _endpoint_page(request, user, endpoint_id, status_filter=status)
+    return await _endpoint_page(
+        request, user, endpoint_id, status_filter=status, type_filter=type, before=before[:120]
+    )
+
+
+@router.get("/webhooks/{endpoint_id}/deliveries/{delivery_id}")
+async def delivery_page(request: Request, endpoint_id: str, delivery_id: str, user: Reader) -> Response:
+    if not (UUID.match(endpoint_id) and UUID.match(delivery_id)):
+        raise not_found(user, "such delivery")
+    registry = registry_of(request)
+    service = _webhooks(request)
+    now = registry.clock.now()
+
+    def work(session: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        try:
+            endpoint = service.get_endpoint(session, user.client_id, endpoint_id)
+            d, e, a = service.delivery(session, user.client_id, endpoint_id, delivery_id)
+        except (EndpointNotFound, EventNotFound):
+            return None
+        return endpoint_view(endpoint, now), delivery_view(d, e, a)
+
+    found = await run(registry, work)
+    if found is None:
+        raise not_found(user, "such delivery")
+    endpoint, delivery = found
+    return render(
+        request,
+        "console/webhook_delivery.html",
+        {
+            "title": f"Delivery of {delivery['eventType']}",
+            "e": endpoint,
+            "d": delivery,
+            "payload": json.dumps(delivery["payload"], indent=2, ensure_ascii=False),
+            "headers": SIGNATURE_HEADERS.get(endpoint["signatureScheme"], []),
+        },
+        user,
+        nav="webhooks",
+    )
 
 
 async def _endpoint_action(request: Request, act: Action, endpoint_id: str, fn: Any, done: str) -> Response:
@@ -279,13 +354,50 @@ async def replay(
     event_id = act.form.get("eventId").strip()[:64] or None
     if event_id is not None and not UUID.match(event_id):
         return redirect(request, f"/console/webhooks/{endpoint_id}", "Not replayed: no such event.")
+    since_text = act.form.get("since").strip()[:40]
+    since = None
+    if since_text:
+        try:
+            # <input type="datetime-local"> sends local wall time without a zone; the console shows UTC.
+            since = datetime.fromisoformat(since_text).replace(tzinfo=UTC)
+        except ValueError:
+            return redirect(
+                request,
+                f"/console/webhooks/{endpoint_id}",
+                "Not replayed: give the time as date and time (UTC).",
+            )
 
     def work(session: Any) -> str:
-        n = service.replay(session, act.user.client_id, endpoint_id, event_id)
-        act.audit(session, "webhook.replayed", endpoint_id, {"eventId": event_id, "count": n})
-        return f"{n} deliver{'y' if n == 1 else 'ies'} queued again."
+        n = service.replay(session, act.user.client_id, endpoint_id, event_id, since=since)
+        act.audit(
+            session,
+            "webhook.replayed",
+            endpoint_id,
+            {"eventId": event_id, "since": since.isoformat() if since else None, "count": n},
+        )
+        if n == 0 and event_id is None:
+            return (
+                "Nothing to send again: no delivery is failed or waiting for a retry."
+                if since is None
+                else ("Nothing to send again: no delivery since then.")
+            )
+        return f"{n} deliver{'y' if n == 1 else 'ies'} sent again now."
 
     return await _endpoint_action(request, act, endpoint_id, work, "Queued again.")
+
+
+@router.post("/webhooks/{endpoint_id}/test")
+async def send_test_event(
+    request: Request, endpoint_id: str, act: Annotated[Action, Depends(action(Permission.WEBHOOKS_MANAGE))]
+) -> Response:
+    service = _webhooks(request)
+
+    def work(session: Any) -> str:
+        event_id = service.send_test_event(session, act.user.client_id, endpoint_id)
+        act.audit(session, "webhook.test_sent", endpoint_id, {"eventId": event_id})
+        return "Test event queued: it appears below within seconds."
+
+    return await _endpoint_action(request, act, endpoint_id, work, "Test event queued.")
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret")
@@ -338,6 +450,7 @@ async def _keys_page(
     created: dict[str, Any] | None = None,
     found: Problem | None = None,
     status: int = 200,
+    typed: dict[str, Any] | None = None,
 ) -> Response:
     registry = registry_of(request)
     keys = await run(
@@ -365,6 +478,8 @@ async def _keys_page(
             "problem": found,
             "active": sum(1 for k in keys if not k["revoked"]),
             "max": key_svc.MAX_ACTIVE_KEYS,
+            # What the person typed, kept when the key was not made.
+            "typed": typed or {},
         },
         user,
         status=status,
@@ -392,7 +507,13 @@ async def create_key(
 
     created = await attempt(registry, work)
     if isinstance(created, Problem):
-        return await _keys_page(request, act.user, found=created, status=created.status)
+        return await _keys_page(
+            request,
+            act.user,
+            found=created,
+            status=created.status,
+            typed={"name": name or "", "admin": bool(scopes)},
+        )
     # The secret is in this page only: it is stored as a hash and never shown again.
     return await _keys_page(request, act.user, created=created)
 

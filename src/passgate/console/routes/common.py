@@ -22,10 +22,11 @@ from passgate.audit.services import record
 from passgate.console.forms import BadForm, Form, read_form
 from passgate.console.permissions import MATRIX, Permission, allows
 from passgate.console.services import ConsoleAuth, CurrentUser
+from passgate.console.wording import plain_errors
 from passgate.db import Session, transaction
 from passgate.messaging.exceptions import InvalidBranding
 from passgate.policy.exceptions import InvalidPolicySet
-from passgate.problems import problem_for, validation_errors
+from passgate.problems import field_path, problem_for
 
 if TYPE_CHECKING:  # the registry is built by bootstrap, the top of the tree; the console only reads it
     from passgate.bootstrap import Registry
@@ -43,7 +44,7 @@ pages = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 def _when(value: object) -> str:
     """An RFC 3339 time from the services as people read it: 2026-11-29 02:12:02 UTC."""
-    text = str(value or "")
+    text = value.isoformat() if isinstance(value, datetime) else str(value or "")
     if len(text) >= 19 and text[10] == "T":
         return f"{text[:10]} {text[11:19]} UTC"
     return text
@@ -302,8 +303,9 @@ def page_problem(exc: Exception) -> Problem | None:
     """The words for a domain error a form can cause, with the status the API gives the same error
     (`passgate.problems`); None for anything else (a bug: let it be a 500)."""
     if isinstance(exc, ValidationError):  # a form's values checked by an API body model
-        errors = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
-        return Problem("Some values are not valid: fix the fields marked below.", errors, 400)
+        # In plain words (console.wording): the API's pydantic messages are not for people.
+        errors = plain_errors(exc.errors(), lambda loc: field_path(loc, strip_tag=True))
+        return Problem(_fix_marked(len(errors)), errors, 400)
     found = problem_for(exc)
     if found is None:
         return None
@@ -313,6 +315,14 @@ def page_problem(exc: Exception) -> Problem | None:
     elif isinstance(exc, InvalidBranding):
         message = "The branding was not saved: fix the fields marked below."
     return Problem(message, found.errors, found.status)
+
+
+def _fix_marked(count: int) -> str:
+    return (
+        "One value needs a change: see the field marked below."
+        if count == 1
+        else (f"{count} values need a change: see the fields marked below.")
+    )
 
 
 def errors_by_field(errors: list[dict[str, Any]]) -> dict[str, str]:

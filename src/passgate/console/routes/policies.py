@@ -125,6 +125,8 @@ async def _policy_page(
             "show_value": show_value,
             "problem": found,
             "errors": _errors_for_editor(found) if found else {},
+            # Every error of the editor's form is shown beside its input: the summary lists none again.
+            "placed": {str(e.get("field", "")): True for e in found.errors} if found else {},
             "simulation": simulation,
             "sim_request": sim_request or json.dumps(SAMPLE_REQUEST, indent=2),
             "sim_version": sim_version,
