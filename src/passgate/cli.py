@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -751,6 +752,47 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from passgate.retention.services import BatchDone, configured_defaults, purge_once
+
+    settings = _settings()
+    last = [time.monotonic()]
+
+    def progress(done: BatchDone) -> None:
+        # A line a second at most on stderr, so a long first purge shows it is moving.
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            total = sum(done.report.removed.values())
+            print(
+                f"passgate purge: {done.report.batches} batches, {total} rows so far "
+                f"({done.step.kind.value} of client {done.step.client_id})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    with _database(settings) as sessions:
+        report = purge_once(
+            sessions,
+            datetime.now(UTC),
+            args.batch_size,
+            defaults=configured_defaults(settings),
+            dry_run=args.dry_run,
+            pause=args.pause,
+            on_batch=progress,
+        )
+    rows = [{"table": t, "rows": n} for t, n in sorted(report.removed.items())]
+    verb = "would remove" if args.dry_run else "removed"
+    total = sum(report.removed.values())
+    human = _table(rows, [("table", "table"), ("rows", verb)], "nothing") + (
+        f"\n{total} rows {verb} for {report.clients} clients in {report.batches} batches, "
+        f"{report.seconds:.1f} s"
+    )
+    _out(args, report.as_dict(), human)
+    return 0
+
+
 def _webhooks_service(registry: Registry) -> WebhookService:
     return registry.webhooks
 
@@ -1217,6 +1259,26 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--email", help="the email address")
     which.add_argument("--phone", help="the phone number, E.164 (+15551234567)")
+
+    p = top.add(
+        "purge",
+        cmd_purge,
+        "delete records older than each client's retention periods",
+        'Delete what each client keeps no longer (docs/operations.md, "Retention and erasure"): sessions\n'
+        "with their messages and timelines (90 days by default), decisions (365), finished webhook\n"
+        "deliveries (30) and audit log entries (730). The workers do this on their own every\n"
+        "PASSGATE_PURGE_INTERVAL_SECONDS; this runs it now, to the end, in batches of short transactions.\n"
+        "--dry-run only counts what would go. Progress goes to stderr once a second.",
+        "passgate purge --dry-run",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    p.add_argument("--batch-size", type=_positive, default=1000, help="rows per transaction (default 1000)")
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=1.0,
+        help="after each batch, wait this many times as long as it took (default 1: half the time)",
+    )
 
     messages = top.group("messages", "look at the outbox", "Look at the outbox of emails and SMS.")
     p = messages.add(

@@ -16,6 +16,7 @@ from passgate.api import (
     errors,
     events,
     links,
+    manage_accounts,
     manage_audit,
     manage_branding,
     manage_destinations,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         manage_webhooks,
         manage_destinations,
         manage_sessions,
+        manage_accounts,
         events,
         ops,
     ):

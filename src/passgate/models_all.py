@@ -8,4 +8,5 @@ from passgate.console import models as console_models  # noqa: F401
 from passgate.messaging import models as messaging_models  # noqa: F401
 from passgate.mfa import models as mfa_models  # noqa: F401
 from passgate.policy import models as policy_models  # noqa: F401
+from passgate.retention import models as retention_models  # noqa: F401
 from passgate.webhooks import models as webhook_models  # noqa: F401

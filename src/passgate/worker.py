@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from passgate import leases
 from passgate.db import read_only, transaction
+from passgate.retention.services import PurgeReport, RetentionJob, configured_defaults
 from passgate.runtime import run_event_loop
 
 if TYPE_CHECKING:
@@ -47,6 +48,17 @@ class Worker:
         # The loop of the process's group commit when the worker runs on a loop of its own (WorkerThread).
         self.home_loop: asyncio.AbstractEventLoop | None = None
         self.extra_jobs: list[Callable[[], Awaitable[int]]] = list(registry.worker_jobs)
+        # The retention purge (passgate.retention): on a thread of its own, so that a long one delays
+        # neither sends nor expiry; once per purge interval in the cluster.
+        self.retention = RetentionJob(
+            registry.sessions,
+            registry.clock,
+            self.holder,
+            registry.settings.purge_interval_seconds,
+            defaults=configured_defaults(registry.settings),
+        )
+        self._retention_task: asyncio.Future[PurgeReport | None] | None = None
+        self._last_retention = 0.0
 
     def wake(self) -> None:
         """Thread-safe nudge after a request queued work, so it goes out without waiting for the poll."""
@@ -56,6 +68,7 @@ class Worker:
 
     def stop(self) -> None:
         """Thread-safe: the worker may run on an event loop of its own, in another thread."""
+        self.retention.stop.set()
         loop = self._loop
         if loop is not None and not loop.is_closed() and loop.is_running():
             try:
@@ -82,6 +95,9 @@ class Worker:
             if dispatcher.has_claimed:
                 await dispatcher.run_once(chain=False)  # what the last round claimed for the next one
         finally:
+            self.retention.stop.set()
+            if self._retention_task is not None:
+                await asyncio.gather(self._retention_task, return_exceptions=True)
             await dispatcher.release()
         log.info("worker stopped")
 
@@ -98,6 +114,7 @@ class Worker:
                 if now - last_sweep >= self.sweep_interval:
                     last_sweep = now
                     busy += await asyncio.to_thread(self._sweep)
+                self._start_retention(now)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -110,6 +127,16 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
                 pass
+
+    def _start_retention(self, now: float) -> None:
+        if self._retention_task is not None and not self._retention_task.done():
+            return
+        if self._last_retention and now - self._last_retention < self.retention.every:
+            return
+        self._last_retention = now
+        task = asyncio.ensure_future(asyncio.to_thread(self.retention.run))
+        task.add_done_callback(_log_failure)
+        self._retention_task = task
 
     def _sweep(self) -> int:
         # Looked for without SQLite's write lock first: most seconds nothing expires, and the lock taken
@@ -132,6 +159,11 @@ class Worker:
                 if leases.take(session, PURGE_JOB, self.holder, timedelta(seconds=every * 0.9), now):
                     registry.signals.velocity.purge(session, now)
         return expired
+
+
+def _log_failure(task: asyncio.Future[PurgeReport | None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("retention purge failed; tried again next period", exc_info=task.exception())
 
 
 class WorkerThread:

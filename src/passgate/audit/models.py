@@ -12,7 +12,10 @@ from passgate.db.types import JSONType, UTCDateTime
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_client_id_desc", "client_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_log_client_id_desc", "client_id", "id"),
+        Index("ix_audit_log_client_at", "client_id", "at"),  # the retention purge
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))

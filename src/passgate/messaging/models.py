@@ -22,6 +22,7 @@ class Message(Base):
         Index("ix_messages_due", "status", "next_attempt_at"),
         Index("ix_messages_session", "session_id"),
         Index("ix_messages_provider_id", "provider_message_id"),
+        Index("ix_messages_client_created", "client_id", "created_at"),  # the retention purge
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

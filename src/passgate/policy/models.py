@@ -44,6 +44,7 @@ class Decision(Base):
     __table_args__ = (
         Index("ix_decisions_client_created", "client_id", "created_at"),
         Index("ix_decisions_client_inquiry", "client_id", "inquiry_id"),
+        Index("ix_decisions_client_account", "client_id", "account_id"),  # erasure
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -63,6 +63,10 @@ class VelocityStore(Protocol):
 
     def purge(self, session: Session, now: datetime) -> int: ...
 
+    def forget(self, session: Session, client_id: str, dimension: str, key: str) -> int:
+        """Drop every counter of one key (an account's, on erasure); how many counters went."""
+        ...
+
 
 class DatabaseVelocityStore:
     """Per-minute counters in the database, incremented when the caller's transaction commits.
@@ -107,6 +111,16 @@ class DatabaseVelocityStore:
     def purge(self, session: Session, now: datetime) -> int:
         cut = int(now.timestamp()) // 60 - WINDOWS["24h"] // 60 - 1
         result = session.execute(delete(VelocityCounter).where(VelocityCounter.minute < cut))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def forget(self, session: Session, client_id: str, dimension: str, key: str) -> int:
+        result = session.execute(
+            delete(VelocityCounter).where(
+                VelocityCounter.client_id == client_id,
+                VelocityCounter.dimension == dimension,
+                VelocityCounter.key_hash == _hash(client_id, dimension, key),
+            )
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -158,3 +172,6 @@ class RedisVelocityStore:
 
     def purge(self, session: Session, now: datetime) -> int:
         return 0  # keys trim themselves on write and expire a day after their last event
+
+    def forget(self, session: Session, client_id: str, dimension: str, key: str) -> int:
+        return int(self.redis.delete(*(self._key(client_id, dimension, key, m) for m in METRICS)))

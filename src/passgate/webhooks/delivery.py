@@ -24,21 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from passgate import leases
 from passgate.clock import Clock
-from passgate.db import transaction
 from passgate.db.group_commit import Coalescer
-from passgate.webhooks import queries, signing
+from passgate.webhooks import signing
 from passgate.webhooks.claims import Claimed, Claimer, DeliveryPolicy
 from passgate.webhooks.credentials import DeliveryCredentials
 from passgate.webhooks.events import SignatureScheme
@@ -51,9 +47,6 @@ from passgate.webhooks.transport import WebhookTransport
 
 log = logging.getLogger("passgate.webhooks")
 
-# Finished deliveries older than the retention are forgotten once per this many seconds in the cluster.
-PURGE_SECONDS = 300
-PURGE_JOB = "webhook-purge"
 T = TypeVar("T")
 
 
@@ -103,8 +96,6 @@ class WebhookDeliverer:
         self._claim_lock: asyncio.Lock | None = None
         # Outcomes that finish while a record is being written join the next one (a group commit).
         self._outcomes: Coalescer[Outcome, None] = Coalescer(self._record_batch)
-        self._last_purge = 0.0
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def in_flight(self) -> int:
@@ -122,9 +113,6 @@ class WebhookDeliverer:
             room = self.policy.max_in_flight - len(self._tasks)
             if room > 0:
                 handled = self._start(await self._db(self.claim, room))
-        if time.monotonic() - self._last_purge >= PURGE_SECONDS:
-            self._last_purge = time.monotonic()
-            await asyncio.to_thread(self.purge)
         return handled
 
     def wake(self) -> None:
@@ -283,15 +271,3 @@ class WebhookDeliverer:
         """Write the outcomes of finished tries, then claim up to `claim_limit` due deliveries, in one
         transaction (outcomes.OutcomeRecorder)."""
         return self.recorder.record(outcomes, claim_limit)
-
-    # -- housekeeping ----------------------------------------------------------------------------------
-
-    def purge(self) -> int:
-        """Forget finished deliveries (and events left without any) older than the retention period."""
-        now = self.clock.now()
-        cutoff = now - self.policy.retention
-        with transaction(self.sessions) as session:
-            # Once per period in the whole cluster, whatever the number of worker processes.
-            if not leases.take(session, PURGE_JOB, self.holder, timedelta(seconds=PURGE_SECONDS * 0.9), now):
-                return 0
-            return queries.purge(session, cutoff)

@@ -90,6 +90,7 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_order", "endpoint_id", "session_id", "sequence"),
         Index("ix_webhook_deliveries_locks", "status", "locked_until"),
         Index("ix_webhook_deliveries_event", "event_id"),
+        Index("ix_webhook_deliveries_client_created", "client_id", "created_at"),  # the retention purge
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

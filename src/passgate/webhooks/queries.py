@@ -1,5 +1,6 @@
 """The webhooks' Core statements, behind named functions: the outbox's endpoint lookup, and the worker's
-claim, load, record, release, reclaim, give up and purge.
+claim, load, record, release, reclaim and give up (the retention purge forgets old deliveries:
+passgate.retention).
 
 Prepared Core statements, not the ORM: the lookup runs inside every decision and status change, the claim
 and the record for every few deliveries, and building a statement costs more than running it
@@ -17,14 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from passgate.db.types import UTCDateTime
 from passgate.webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
-    WebhookEvent,
     attempts_table,
     deliveries_table,
     endpoints_table,
@@ -364,23 +364,3 @@ def release(
         )
     )
     return True
-
-
-def purge(session: Session, cutoff: datetime) -> int:
-    """Forget finished deliveries (and events left without any) created before `cutoff`; how many
-    deliveries."""
-    gone = session.execute(
-        delete(WebhookDelivery)
-        .where(
-            WebhookDelivery.status.in_([DELIVERED, FAILED]),
-            WebhookDelivery.created_at < cutoff,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    orphan = ~exists().where(WebhookDelivery.event_id == WebhookEvent.id)
-    session.execute(
-        delete(WebhookEvent)
-        .where(WebhookEvent.created_at < cutoff, orphan)
-        .execution_options(synchronize_session=False)
-    )
-    return int(gone.rowcount or 0)  # type: ignore[attr-defined]

@@ -56,3 +56,32 @@ def test_windows_slide(store: VelocityStore, engine: Engine) -> None:
         assert store.counts(s, client, keys, needed, t0 + timedelta(minutes=5))["account"]["logins1h"] == 1
         other_client = store.counts(s, client + "x", keys, needed, t0 + timedelta(minutes=55))
     assert other_client["account"]["failedAttempts1h"] == 0  # tenants never share counters
+
+
+def test_forget_drops_one_keys_counters_only(store: VelocityStore, engine: Engine) -> None:
+    """An erasure forgets an account's counters in every metric; other keys and clients keep theirs."""
+    sessions = make_sessionmaker(engine)
+    client = "cl_vel_" + secrets.token_hex(4)
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    needed = frozenset({("account", "logins"), ("account", "failedAttempts")})
+    with transaction(sessions) as s:
+        for c in (client, client + "x"):
+            store.record(s, c, ["logins", "failedAttempts"], {"account": "gone"}, t0)
+            store.record(s, c, ["logins"], {"account": "kept"}, t0)
+        store.record(s, client, ["logins"], {"account": "gone"}, t0 + timedelta(minutes=3))
+
+    def logins(c: str, account: str) -> int:
+        with sessions() as s:
+            return store.counts(s, c, {"account": account}, needed, t0 + timedelta(minutes=5))["account"][
+                "logins1h"
+            ]
+
+    assert logins(client, "gone") == 2
+    with transaction(sessions) as s:
+        forgotten = store.forget(s, client, "account", "gone")
+    # The database keeps a row per minute and metric (3 here), Redis a key per metric (2).
+    assert forgotten == (3 if store.backend == "database" else 2)
+    assert logins(client, "gone") == 0
+    assert logins(client, "kept") == 1 and logins(client + "x", "gone") == 1
+    with transaction(sessions) as s:
+        assert store.forget(s, client, "account", "gone") == 0

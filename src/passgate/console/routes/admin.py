@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from passgate.auth import services as key_svc
 from passgate.auth.exceptions import NotFound
-from passgate.auth.settings import ClientSettings, SettingsBody, settings_view, update_settings
+from passgate.auth.settings import ClientSettings, settings_view, update_settings
 from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
     Action,
@@ -35,6 +35,14 @@ from passgate.console.routes.common import (
 from passgate.console.services import CurrentUser
 from passgate.mfa.exceptions import InvalidDestination
 from passgate.mfa.services import UnlockResult
+from passgate.retention.plan import BOUNDS, Kind, wire_name
+from passgate.retention.services import (
+    SettingsWithRetention,
+    configured_defaults,
+    retention_view,
+    stored_retention,
+    update_retention,
+)
 from passgate.webhooks.events import TEST_EVENT_TYPE, Channel, EventType, SignatureScheme
 from passgate.webhooks.exceptions import EndpointNotFound, EventNotFound
 from passgate.webhooks.services import (
@@ -545,6 +553,25 @@ SETTING_FIELDS = (
     ("maxVerifyAttempts", "Verification attempts per session", "1 to 10; default 5"),
     ("maxSends", "Sends per session", "1 to 10; default 3"),
 )
+# Retention periods (docs/operations.md, "Retention and erasure"): the form names them as the API's
+# problems do (`retention.sessionsDays`), so a refusal is shown beside its field.
+RETENTION_LABELS = {
+    Kind.SESSIONS: "MFA sessions, their messages and timelines (days)",
+    Kind.DECISIONS: "Decisions (days)",
+    Kind.WEBHOOK_DELIVERIES: "Finished webhook deliveries (days)",
+    Kind.AUDIT_LOG: "Audit log (days)",
+}
+
+
+def _retention_fields(defaults: dict[str, int]) -> list[tuple[str, str, str]]:
+    return [
+        (
+            f"retention.{wire_name(k)}",
+            RETENTION_LABELS[k],
+            f"{BOUNDS[k].low} to {BOUNDS[k].high}; default {defaults[wire_name(k)]}",
+        )
+        for k in Kind
+    ]
 
 
 async def _settings_page(
@@ -559,6 +586,7 @@ async def _settings_page(
 
     def work(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         row = session.get(ClientSettings, user.client_id)
+        stored = {f"retention.{k}": v for k, v in stored_retention(session, user.client_id).items()}
         raw = {
             "linkTtlSeconds": row.link_ttl_seconds if row else None,
             "otpTtlSeconds": row.otp_ttl_seconds if row else None,
@@ -568,10 +596,12 @@ async def _settings_page(
             "smsAllowedCountries": ", ".join(row.sms_allowed_countries or []) if row else "",
             "rejectVoip": bool(row.reject_voip) if row else False,
             "destination": "",
-        }
-        return settings_view(session, user.client_id), raw
+        } | stored
+        retention = retention_view(session, user.client_id, configured_defaults(registry.settings))
+        return settings_view(session, user.client_id) | {"retention": retention}, raw
 
     effective, raw = await run(registry, work)
+    defaults = configured_defaults(registry.settings)
     if posted is not None:
         raw = {**raw, **posted}
     return render(
@@ -582,6 +612,7 @@ async def _settings_page(
             "s": effective,
             "raw": raw,
             "fields": SETTING_FIELDS,
+            "retention_fields": _retention_fields({wire_name(k): defaults.days(k) for k in Kind}),
             "problem": found,
             "errors": errors_by_field(found.errors) if found else {},
         },
@@ -604,18 +635,22 @@ async def save_settings(
     f = act.form
     body: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
-    for key, _, _ in SETTING_FIELDS:
+    retention: dict[str, Any] = {}
+    retention_keys = [f"retention.{wire_name(k)}" for k in Kind]
+    for key in [k for k, _, _ in SETTING_FIELDS] + retention_keys:
         text = f.get(key).strip()
+        into, name = (retention, key.split(".", 1)[1]) if key.startswith("retention.") else (body, key)
         if not text:
-            body[key] = None
+            into[name] = None
         elif text.isdigit() and len(text) < 10:
-            body[key] = int(text)
+            into[name] = int(text)
         else:
             errors.append({"field": key, "message": "a whole number, or empty for the default"})
+    body["retention"] = retention
     countries = [c for c in re_split(f.get("smsAllowedCountries")) if c]
     body["smsAllowedCountries"] = countries or None
     body["rejectVoip"] = f.get("rejectVoip") == "on"
-    posted: dict[str, Any] = {k: f.get(k) for k, _, _ in SETTING_FIELDS} | {
+    posted: dict[str, Any] = {k: f.get(k) for k in [k for k, _, _ in SETTING_FIELDS] + retention_keys} | {
         "smsAllowedCountries": f.get("smsAllowedCountries"),
         "rejectVoip": f.get("rejectVoip") == "on",
     }
@@ -628,7 +663,7 @@ async def save_settings(
             status=400,
         )
     try:
-        parsed = SettingsBody.model_validate(body)
+        parsed = SettingsWithRetention.model_validate(body)
     except ValidationError as exc:
         found = page_problem(exc)
         assert found is not None  # a ValidationError always has its words
@@ -637,6 +672,7 @@ async def save_settings(
     def work(session: Any) -> None:
         now = registry.clock.now()
         update_settings(session, act.user.client_id, parsed, now)
+        update_retention(session, act.user.client_id, parsed.retention, now)
         act.audit(session, "settings.updated", act.user.client_id, at=now)
 
     await run(registry, work)
