@@ -35,7 +35,7 @@ class BreakerConfig:
 DEFAULT_BREAKER = BreakerConfig()
 
 # Stored (snake_case) name -> wire (camelCase) name.
-_WIRE = {
+WIRE_NAMES = {
     "mode": "mode",
     "window_seconds": "windowSeconds",
     "min_sends": "minSends",
@@ -105,7 +105,7 @@ class SmsBreakerBody(BaseModel):
 
     def stored(self) -> dict[str, Any] | None:
         """The JSON kept in `client_settings.sms_breaker`: only the fields given (None when none were)."""
-        given = {snake: getattr(self, wire) for snake, wire in _WIRE.items() if getattr(self, wire) is not None}
+        given = {snake: getattr(self, wire) for snake, wire in WIRE_NAMES.items() if getattr(self, wire) is not None}
         if "mode" in given:
             given["mode"] = BreakerMode(given["mode"]).value
         return given or None
@@ -129,4 +129,4 @@ def breaker_config_from(stored: Any) -> BreakerConfig:
 
 def breaker_view(config: BreakerConfig) -> dict[str, Any]:
     """The effective settings as `GET /manage/v1/settings` spells them (`smsBreaker`)."""
-    return {wire: getattr(config, snake) for snake, wire in _WIRE.items()}
+    return {wire: getattr(config, snake) for snake, wire in WIRE_NAMES.items()}

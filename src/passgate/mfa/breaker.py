@@ -173,7 +173,8 @@ def country_of(e164: str) -> str | None:
         region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
     except phonenumbers.NumberParseException:
         return None
-    return region if region and region != "ZZ" else None
+    # "ZZ": unknown; "001": non-geographic (international freephone, satellite): no country to judge.
+    return region if region and region not in {"ZZ", "001"} else None
 
 
 def bucket_of(moment: float) -> int:
