@@ -57,6 +57,8 @@ class BreakerTransition:
     window_seconds: int
     occurred_at: datetime
     probe_at: datetime | None  # when an open breaker starts probing
+    # The breaker's version after the change: orders the changes of one breaker (times may be equal).
+    sequence: int
 
     @property
     def conversion(self) -> float | None:
@@ -107,8 +109,9 @@ class SmsBreakerService:
             self._outage()
             return True
         for old, new in verdict.moves:
+            assert verdict.state is not None  # a move always comes with the state it made
             probe = ts + config.cool_down_seconds if new == BreakerStatus.OPEN else None
-            self._record(session, client_id, country, old, new, config, counts, now, probe)
+            self._record(session, client_id, country, old, new, config, counts, now, probe, verdict.state.version)
         if not verdict.allowed:
             log.info("challenge refused: COUNTRY_BREAKER_OPEN", extra={"country": country})
             if self.metrics is not None:
@@ -147,7 +150,9 @@ class SmsBreakerService:
             self._outage()
             return
         if moved.status != state.status:
-            self._record(session, mfa.client_id, country, state.status, moved.status, config, counts, now, None)
+            self._record(
+                session, mfa.client_id, country, state.status, moved.status, config, counts, now, None, moved.version
+            )
 
     def _outage(self) -> None:
         log.warning("sms breaker store unreachable; send let through uncounted")
@@ -165,6 +170,7 @@ class SmsBreakerService:
         counts: Counts,
         now: datetime,
         probe_ts: float | None,
+        sequence: int,
     ) -> None:
         probe_at = datetime.fromtimestamp(probe_ts, UTC) if probe_ts is not None else None
         change = BreakerTransition(
@@ -178,6 +184,7 @@ class SmsBreakerService:
             window_seconds=config.window_seconds,
             occurred_at=now,
             probe_at=probe_at,
+            sequence=sequence,
         )
         writes = DeferredWrites.of(session)
         row: dict[str, Any] = {

@@ -171,13 +171,16 @@ class BreakerFacts(Protocol):
     def occurred_at(self) -> datetime: ...
     @property
     def probe_at(self) -> datetime | None: ...
+    @property
+    def sequence(self) -> int: ...
 
 
 def breaker_payload(event_id: str, change: BreakerFacts) -> dict[str, Any]:
     """An SMS pumping breaker's state change (docs/mfa.md, "SMS pumping breaker"). `sent`, `verified` and
     `conversion` are the counts of the window that judged it; `probeAt` is when an open breaker starts
     letting probe sends through (null for other states); `mode` says whether sends were refused
-    (`enforce`) or only watched (`monitor`)."""
+    (`enforce`) or only watched (`monitor`); `sequence` grows with every change of the one breaker
+    (client and country), so a receiver can order changes that share a time."""
     return {
         "id": event_id,
         "eventType": EventType.SMS_BREAKER_CHANGED.value,
@@ -194,6 +197,7 @@ def breaker_payload(event_id: str, change: BreakerFacts) -> dict[str, Any]:
         "probeAt": iso(change.probe_at) if change.probe_at is not None else None,
         "channel": "SMS",
         "occurredAt": iso(change.occurred_at),
+        "sequence": change.sequence,
     }
 
 
