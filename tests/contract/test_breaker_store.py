@@ -22,6 +22,7 @@ from passgate.mfa.breaker import (
     BreakerStore,
     BreakerStoreUnavailable,
     MemoryBreakerStore,
+    counts_in,
     on_send,
     on_verified,
     window_start,
@@ -114,15 +115,37 @@ def test_memory_and_redis_agree_on_a_random_run() -> None:
                     assert store.swap(key, state, moved)
                 answers.append((moved, store.counts(key, window_start(state, CONFIG, now), now)))
             else:
-                counts = store.counts(key, window_start(state, CONFIG, now), now)
+                # What the service reads: the state and the window's buckets in one call.
+                read_state, buckets = store.read(key, now - CONFIG.window_seconds, now)
+                assert read_state == state
+                counts = counts_in(buckets, window_start(state, CONFIG, now), now)
+                assert counts == store.counts(key, window_start(state, CONFIG, now), now)
+                answers.append(buckets)
                 verdict = on_send(state, counts, CONFIG, now)
                 if verdict.state is not None:
                     assert store.swap(key, state, verdict.state)
                 if verdict.counted:
                     store.count(key, "sent", now)
                 answers.append((verdict, counts))
-        assert answers[0] == answers[1], step
+        half = len(answers) // 2
+        assert answers[:half] == answers[half:], step
         assert memory.state(key) == redis_store.state(key)
+
+
+def test_read_gives_the_state_and_the_buckets_at_once(store: BreakerStore) -> None:
+    key = _key()
+    for i in range(5):
+        store.count(key, "sent", T0 + i * BUCKET_SECONDS)
+    store.count(key, "verified", T0 + 4 * BUCKET_SECONDS)
+    opened = BreakerState().moved(BreakerStatus.OPEN, T0)
+    assert store.swap(key, BreakerState(), opened)
+    now = T0 + 4 * BUCKET_SECONDS + 1
+    state, buckets = store.read(key, now - 2 * BUCKET_SECONDS, now)
+    assert state == opened
+    b = int(T0 // BUCKET_SECONDS)
+    assert buckets == {b + 2: (1, 0), b + 3: (1, 0), b + 4: (1, 1)}
+    assert counts_in(buckets, now - 2 * BUCKET_SECONDS, now) == store.counts(key, now - 120, now)
+    assert store.read(_key(), T0, T0) == (BreakerState(), {})
 
 
 def test_an_unreachable_redis_is_the_ports_error() -> None:

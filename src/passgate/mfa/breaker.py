@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Protocol
@@ -190,6 +190,17 @@ def buckets_between(start: float, now: float) -> Iterator[int]:
     return iter(range(first, last + 1))
 
 
+def counts_in(buckets: Mapping[int, tuple[int, int]], start: float, now: float) -> Counts:
+    """The sums of the buckets (sent, verified per bucket) that the window [start, now] covers."""
+    sent = verified = 0
+    for b in buckets_between(start, now):
+        pair = buckets.get(b)
+        if pair:
+            sent += pair[0]
+            verified += pair[1]
+    return Counts(sent, verified)
+
+
 class BreakerStoreUnavailable(Exception):
     """The store could not be reached (the breaker then lets the send go, uncounted)."""
 
@@ -209,6 +220,11 @@ class BreakerStore(Protocol):
         ...
 
     def state(self, key: str) -> BreakerState: ...
+
+    def read(self, key: str, earliest: float, now: float) -> tuple[BreakerState, dict[int, tuple[int, int]]]:
+        """The state and the buckets from `earliest` to `now` at once (one round trip where that
+        matters): what a send is judged on, the window chosen from the state with `counts_in`."""
+        ...
 
     def swap(self, key: str, old: BreakerState, new: BreakerState) -> bool:
         """Store `new` only if the state is still `old` (False when another process moved it first)."""
@@ -239,13 +255,14 @@ class MemoryBreakerStore:
     def counts(self, key: str, start: float, now: float) -> Counts:
         with self._lock:
             buckets = self._buckets.get(key, {})
-            sent = verified = 0
-            for b in buckets_between(start, now):
-                pair = buckets.get(b)
-                if pair:
-                    sent += pair[0]
-                    verified += pair[1]
-        return Counts(sent, verified)
+            return counts_in({b: (p[0], p[1]) for b, p in buckets.items()}, start, now)
+
+    def read(self, key: str, earliest: float, now: float) -> tuple[BreakerState, dict[int, tuple[int, int]]]:
+        with self._lock:
+            buckets = self._buckets.get(key, {})
+            first, last = bucket_of(earliest), bucket_of(now)
+            window = {b: (p[0], p[1]) for b, p in buckets.items() if first <= b <= last}
+            return BreakerState.decode(self._states.get(key)), window
 
     def state(self, key: str) -> BreakerState:
         with self._lock:

@@ -31,6 +31,18 @@ from passgate.mfa.breaker import (
     buckets_between,
 )
 
+# KEYS[1]: the state; KEYS[2..]: the buckets in order. Returns the state's text (or false) and each
+# bucket's sent and verified (or false), in one round trip.
+_READ = """
+local out = {redis.call('get', KEYS[1])}
+for i = 2, #KEYS do
+    local pair = redis.call('hmget', KEYS[i], 'sent', 'verified')
+    out[#out + 1] = pair[1]
+    out[#out + 1] = pair[2]
+end
+return out
+"""
+
 _SWAP = """
 local current = redis.call('get', KEYS[1])
 if (current or '') ~= ARGV[1] then
@@ -70,6 +82,7 @@ class RedisBreakerStore:
         self.redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.prefix = prefix
         self._swap = self.redis.register_script(_SWAP)
+        self._read = self.redis.register_script(_READ)
 
     def _bucket_key(self, key: str, bucket: int) -> str:
         return f"{self.prefix}c:{key}:{bucket}"
@@ -77,7 +90,7 @@ class RedisBreakerStore:
     @_translated
     def count(self, key: str, kind: str, now: float) -> None:
         rkey = self._bucket_key(key, bucket_of(now))
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(rkey, kind, 1)
         pipe.expire(rkey, COUNT_TTL_SECONDS)
         pipe.execute()
@@ -97,6 +110,22 @@ class RedisBreakerStore:
     def state(self, key: str) -> BreakerState:
         raw = self.redis.get(f"{self.prefix}s:{key}")
         return BreakerState.decode(raw if isinstance(raw, (str, bytes)) else None)
+
+    @_translated
+    def read(self, key: str, earliest: float, now: float) -> tuple[BreakerState, dict[int, tuple[int, int]]]:
+        first, last = bucket_of(earliest), bucket_of(now)
+        buckets = list(range(first, last + 1))
+        keys = [f"{self.prefix}s:{key}"] + [self._bucket_key(key, b) for b in buckets]
+        reply = self._read(keys=keys, args=[])
+        raw = reply[0] if reply and isinstance(reply[0], (str, bytes)) else None
+        values = reply[1:]
+        window = {}
+        for i, b in enumerate(buckets):
+            s = values[2 * i] if 2 * i < len(values) else None
+            v = values[2 * i + 1] if 2 * i + 1 < len(values) else None
+            if s or v:
+                window[b] = (int(s or 0), int(v or 0))
+        return BreakerState.decode(raw), window
 
     @_translated
     def swap(self, key: str, old: BreakerState, new: BreakerState) -> bool:

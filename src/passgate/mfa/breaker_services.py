@@ -28,6 +28,7 @@ from passgate.mfa.breaker import (
     BreakerStoreUnavailable,
     Counts,
     country_of,
+    counts_in,
     on_send,
     on_verified,
     window_start,
@@ -95,8 +96,8 @@ class SmsBreakerService:
         key, ts = f"{client_id}:{country}", now.timestamp()
         try:
             for _ in range(_SWAP_TRIES):
-                state = self.store.state(key)
-                counts = self.store.counts(key, window_start(state, config, ts), ts)
+                state, buckets = self.store.read(key, ts - config.window_seconds, ts)
+                counts = counts_in(buckets, window_start(state, config, ts), ts)
                 verdict = on_send(state, counts, config, ts)
                 if verdict.state is None or self.store.swap(key, state, verdict.state):
                     break
