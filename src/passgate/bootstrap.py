@@ -29,6 +29,9 @@ from passgate.messaging.interfaces import EmailSender, SmsSender
 from passgate.messaging.samples import SampleDelivery
 from passgate.messaging.senders.dev import DevInboxSender
 from passgate.messaging.sources import DatabaseTemplateSource, TemplateSource
+from passgate.mfa.breaker import BreakerStore
+from passgate.mfa.breaker_redis import make_breaker_store
+from passgate.mfa.breaker_services import SmsBreakerService
 from passgate.mfa.delivery import ChallengeDelivery
 from passgate.mfa.services import MfaService
 from passgate.observability import Metrics
@@ -210,6 +213,7 @@ def build_registry(
     mfa = MfaService(
         keyring=keyring, clock=clock, limiter=limiter, templates=templates, public_url=settings.public_url
     )
+    install_sms_breaker(mfa, make_breaker_store(settings.redis_url), metrics)
     dev = DevInboxSender(sessions, clock)
     email = email_sender or build_email_sender(settings, dev)
     sms = sms_sender or build_sms_sender(settings, dev)
@@ -319,12 +323,27 @@ def build_webhooks(
     return service, deliverer
 
 
+def install_sms_breaker(mfa: MfaService, store: BreakerStore, metrics: Metrics) -> SmsBreakerService:
+    """The SMS pumping breaker: asked by every SMS challenge, told of every SMS verification; reads the
+    client's settings through the challenge path's cache."""
+    breaker = SmsBreakerService(
+        store=store,
+        metrics=metrics,
+        config_of=lambda session, client_id: mfa._client_config(session, client_id)[1].sms_breaker,
+    )
+    mfa.breaker = breaker
+    mfa.listeners.append(breaker.on_mfa_status)
+    return breaker
+
+
 def install_webhooks(registry: Registry) -> None:
     """Webhooks: the outbox listeners on status changes and decisions, and the delivery job every worker
     runs (`passgate serve` and `passgate worker` alike)."""
     service, deliverer = registry.webhooks, registry.webhook_deliverer
     registry.mfa.listeners.append(service.on_mfa_status)
     registry.decisions.listeners.append(service.on_decision)
+    if registry.mfa.breaker is not None:
+        registry.mfa.breaker.listeners.append(service.on_breaker_transition)
     registry.worker_jobs.append(deliverer.run_once)
     registry.notifier.callbacks.append(deliverer.wake)  # new events are claimed as soon as they commit
 

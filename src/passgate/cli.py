@@ -335,7 +335,9 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     except OSError as exc:
         registry.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    domain = settings.bounce_domain or "(PASSGATE_BOUNCE_DOMAIN is unset: no mail is sent with a bounce address)"
+    domain = (
+        settings.bounce_domain or "(PASSGATE_BOUNCE_DOMAIN is unset: no mail is sent with a bounce address)"
+    )
     print(
         f"Passgate bounces listening on {args.host}:{args.port} (SMTP) for "
         f"{settings.bounce_local_part}+…@{domain} (Ctrl-C to stop)",
@@ -1042,7 +1044,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(5.x.x) makes the message BOUNCED and its session INVALID (reason BOUNCED), with a webhook; a soft\n"
         "one (4.x.x) is put on the session's timeline. Point the bounce domain's MX (or your relay's\n"
         "transport for it) here; relays that post instead use POST /providers/bounces. SIGTERM stops it.\n"
-        "See docs/operations.md, \"Bounces\".",
+        'See docs/operations.md, "Bounces".',
         "PASSGATE_BOUNCE_DOMAIN=bounces.example.com passgate bounces --host 0.0.0.0 --port 25",
         json_flag=False,
     )

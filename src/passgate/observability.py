@@ -93,6 +93,16 @@ class Metrics:
         """Counts a rate-limit check that could not reach its storage (passgate.ratelimit.OutageHook)."""
         self.rate_limit_outages.labels(scope, outcome).inc()
 
+    def breaker_transition(self, country: str, to_state: str, mode: str) -> None:
+        """An SMS pumping breaker changed state (mfa.breaker_services.BreakerMetrics)."""
+        self.sms_breaker_transitions.labels(country, to_state, mode).inc()
+
+    def breaker_refusal(self, country: str) -> None:
+        self.sms_breaker_refusals.labels(country).inc()
+
+    def breaker_outage(self) -> None:
+        self.sms_breaker_outages.inc()
+
     def watch_group_commit(self, committer: Any) -> None:
         self.registry.register(_GroupCommitCollector(committer))
 
@@ -154,5 +164,23 @@ class Metrics:
             "Rate-limit checks that could not reach Redis, by limit and what was done (open: admitted, "
             "closed: refused, clear-skipped)",
             ["scope", "outcome"],
+            registry=self.registry,
+        )
+        self.sms_breaker_transitions = Counter(
+            "passgate_sms_breaker_transitions_total",
+            "SMS pumping breaker state changes by destination country, new state (open, half_open, "
+            "closed) and mode (monitor, enforce)",
+            ["country", "state", "mode"],
+            registry=self.registry,
+        )
+        self.sms_breaker_refusals = Counter(
+            "passgate_sms_breaker_refusals_total",
+            "SMS challenges refused because their country's breaker was open (enforce mode)",
+            ["country"],
+            registry=self.registry,
+        )
+        self.sms_breaker_outages = Counter(
+            "passgate_sms_breaker_outages_total",
+            "SMS breaker checks that could not reach their store (the send went, uncounted)",
             registry=self.registry,
         )

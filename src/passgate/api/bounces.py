@@ -53,7 +53,7 @@ class BounceOutcome(BaseModel):
         "received it (`message/rfc822`: an RFC 3464 `multipart/report; report-type=delivery-status`, or a "
         "plain-text bounce), at most 1 MiB, addressed to the email's bounce address (`To`, `Delivered-To` "
         "or `X-Original-To`). It must carry `webhook-id`, `webhook-timestamp` and `webhook-signature` "
-        "made with PASSGATE_BOUNCE_SECRET over the body's exact bytes (docs/operations.md, \"Bounces\")."
+        'made with PASSGATE_BOUNCE_SECRET over the body\'s exact bytes (docs/operations.md, "Bounces").'
     ),
     openapi_extra={
         "requestBody": {

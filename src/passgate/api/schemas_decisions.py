@@ -29,7 +29,8 @@ class ChallengeInfo(BaseModel):
     verificationAttempts: int = 0
     matchNumber: str | None = None
     error: str | None = None
-    # Why, for some errors (RATE_LIMITED: TOO_MANY_SENDS, DESTINATION_LOCKED, ACCOUNT_LOCKED); absent else.
+    # Why, for some errors (RATE_LIMITED: TOO_MANY_SENDS, DESTINATION_LOCKED, ACCOUNT_LOCKED,
+    # COUNTRY_BREAKER_OPEN); absent else.
     errorReason: str | None = None
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from passgate.auth.models import Client
+from passgate.auth.sms_breaker import BreakerConfig, SmsBreakerBody, breaker_config_from, breaker_view
 from passgate.db import Base
 from passgate.db.types import JSONType, UTCDateTime
 
@@ -29,6 +30,8 @@ class ClientSettings(Base):
     max_sends: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sms_allowed_countries: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
     reject_voip: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # The SMS pumping breaker's settings given (auth.sms_breaker): null, or some of its fields.
+    sms_breaker: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -45,6 +48,7 @@ class MfaConfig:
     max_sends: int = 3
     sms_allowed_countries: tuple[str, ...] = ()
     reject_voip: bool = False
+    sms_breaker: BreakerConfig = BreakerConfig()
 
     def ttl(self, channel: str, mfa_type: str, event_type: str) -> int:
         if mfa_type == "OTP":
@@ -64,6 +68,7 @@ class StoredSettings(NamedTuple):
     max_sends: int | None
     sms_allowed_countries: list[str] | None
     reject_voip: bool | None
+    sms_breaker: dict[str, Any] | None = None
 
 
 def resolve_config(session: Session, client: Client) -> MfaConfig:
@@ -88,6 +93,7 @@ def config_from(country: str, s: Any) -> MfaConfig:
         if s.sms_allowed_countries
         else base.sms_allowed_countries,
         reject_voip=bool(s.reject_voip),
+        sms_breaker=breaker_config_from(s.sms_breaker),
     )
 
 
@@ -107,6 +113,7 @@ class SettingsBody(BaseModel):
                     "maxSends": 3,
                     "smsAllowedCountries": ["US", "CA"],
                     "rejectVoip": True,
+                    "smsBreaker": {"mode": "enforce", "minSends": 50, "minConversion": 0.2},
                 }
             ]
         },
@@ -119,6 +126,7 @@ class SettingsBody(BaseModel):
     maxSends: int | None = Field(default=None, ge=1, le=10)
     smsAllowedCountries: list[str] | None = Field(default=None, max_length=250)
     rejectVoip: StrictBool | None = None
+    smsBreaker: SmsBreakerBody | None = None
 
     @field_validator("smsAllowedCountries")
     @classmethod
@@ -150,6 +158,7 @@ def settings_view(session: Session, client_id: str) -> dict[str, Any]:
         "maxSends": cfg.max_sends,
         "smsAllowedCountries": list(cfg.sms_allowed_countries),
         "rejectVoip": cfg.reject_voip,
+        "smsBreaker": breaker_view(cfg.sms_breaker),
         "homeCountry": client.country,
         "sandbox": client.sandbox,
     }
@@ -170,6 +179,7 @@ def update_settings(session: Session, client_id: str, body: SettingsBody, now: d
     row.max_sends = body.maxSends
     row.sms_allowed_countries = body.smsAllowedCountries
     row.reject_voip = body.rejectVoip
+    row.sms_breaker = body.smsBreaker.stored() if body.smsBreaker is not None else None
     row.updated_at = now
     session.flush()
     return row

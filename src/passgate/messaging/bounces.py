@@ -214,7 +214,9 @@ def _delivery_status(message: email.message.Message) -> list[email.message.Messa
             return [p for p in payload if isinstance(p, email.message.Message)]
         # Encoded: the email package parsed the encoded text as fields; decode it and read them here.
         if isinstance(payload, list):
-            encoded = "".join(str(p.get_payload()) if isinstance(p, email.message.Message) else "" for p in payload)
+            encoded = "".join(
+                str(p.get_payload()) if isinstance(p, email.message.Message) else "" for p in payload
+            )
         else:
             encoded = str(payload)
         try:
@@ -268,7 +270,11 @@ def _from_text(message: email.message.Message, addresses: tuple[str, ...], key: 
                 text += payload.decode(part.get_content_charset() or "utf-8", "replace")[: 64 * 1024]
     codes = [m.group(0) for m in _STATUS.finditer(text) if m.group(1) in "45"]
     sender = parseaddr(_header(message, "From"))[1].partition("@")[0].lower()
-    if not codes and sender not in _BOUNCE_SENDERS and not _BOUNCE_SUBJECT.search(_header(message, "Subject")):
+    if (
+        not codes
+        and sender not in _BOUNCE_SENDERS
+        and not _BOUNCE_SUBJECT.search(_header(message, "Subject"))
+    ):
         return Bounce(None, addresses, key)
     hard = [c for c in codes if c.startswith("5")]
     if codes and not hard:

@@ -104,3 +104,38 @@ class FailureCounter(Base):
     next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SmsBreaker(Base):
+    """The SMS pumping breaker of one client and destination country as last changed (`mfa.breaker`): what
+    the console shows. The breaker itself runs on its store (memory or Redis); this row and the
+    transitions are its durable record."""
+
+    __tablename__ = "sms_breakers"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # closed | open | half_open
+    mode: Mapped[str] = mapped_column(String(16))  # monitor | enforce, when it changed
+    sent: Mapped[int] = mapped_column(Integer)  # the window's counts when it changed
+    verified: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When an open breaker starts probing (the cool-down's end); null otherwise.
+    probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SmsBreakerTransition(Base):
+    """Every state change of a breaker, in order (the console's history, the audit of what was refused)."""
+
+    __tablename__ = "sms_breaker_transitions"
+    __table_args__ = (Index("ix_sms_breaker_transitions_client_at", "client_id", "occurred_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    country: Mapped[str] = mapped_column(String(2))
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    sent: Mapped[int] = mapped_column(Integer)
+    verified: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -210,6 +210,7 @@ _CLIENT_CONFIG = CursorStatement(
         _settings.max_sends,
         _settings.sms_allowed_countries,
         _settings.reject_voip,
+        _settings.sms_breaker,
     )
     .select_from(Client.__table__.outerjoin(ClientSettings.__table__, _settings.client_id == _clients.id))
     .where(_clients.id == bindparam("client_id"))
@@ -218,7 +219,7 @@ _CLIENT_CONFIG = CursorStatement(
 
 def client_config(conn: Any, client_id: str) -> tuple[bool, str, tuple[Any, ...] | None]:
     """The client's sandbox flag, its country and its settings row (link_ttl_seconds, otp_ttl_seconds,
-    otp_length, max_verify_attempts, max_sends, sms_allowed_countries, reject_voip), None without one."""
+    otp_length, max_verify_attempts, max_sends, sms_allowed_countries, reject_voip, sms_breaker), None without one."""
     [client] = _CLIENT_CONFIG.rows(conn, {"client_id": client_id})
     return bool(client[0]), client[1], tuple(client[3:]) if client[2] is not None else None
 

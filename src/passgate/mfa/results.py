@@ -32,7 +32,8 @@ class ChallengeStarted:
 @dataclass(frozen=True, slots=True)
 class ChallengeRefused:
     """No challenge started: `error` is Kount's code (NOT_ENOUGH_INFO, TEMPLATE_NOT_FOUND,
-    INVALID_DESTINATION, RATE_LIMITED), `reason` says more where there is more to say."""
+    INVALID_DESTINATION, RATE_LIMITED), `reason` says more where there is more to say (for RATE_LIMITED:
+    TOO_MANY_SENDS, DESTINATION_LOCKED, ACCOUNT_LOCKED, COUNTRY_BREAKER_OPEN)."""
 
     error: str
     type: str | None = None

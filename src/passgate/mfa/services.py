@@ -33,6 +33,8 @@ from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
+from passgate.mfa.breaker import REFUSAL_REASON as BREAKER_REFUSAL
+from passgate.mfa.breaker_services import SmsBreakerService
 from passgate.mfa.challenge import Picked, checked_destination, new_session_row, pick_template
 from passgate.mfa.exceptions import (
     InvalidDestination,
@@ -122,6 +124,8 @@ class MfaService:
     templates: TemplateSource
     public_url: str
     listeners: list[StatusListener] = field(default_factory=list)
+    # The SMS pumping breaker (mfa.breaker): asked before each SMS challenge's first send.
+    breaker: SmsBreakerService | None = None
     # A client's challenge settings (and sandbox flag) are remembered this long: every challenge reads
     # them. A change made through this process is seen at once (`forget_config`), through another within
     # this many seconds, as for templates and brands.
@@ -164,6 +168,9 @@ class MfaService:
         dest_hash = self.keyring.keyed_hash("destination", destination)
         if not sandbox:
             refused = self._refuse_send(session, ctx, picked, destination, dest_hash)
+            if refused is None and picked.channel == "SMS" and self.breaker is not None:
+                if not self.breaker.admit(session, ctx.client_id, destination, config.sms_breaker, ctx.now):
+                    refused = picked.refused("RATE_LIMITED", destination, BREAKER_REFUSAL)
             if refused is not None:
                 return refused
         row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config)

@@ -20,6 +20,7 @@ class EventType(StrEnum):
     MFA_STATUS = "MFA.StatusUpdate"  # status change of a LOGIN session
     VERIFICATION_STATUS = "Verification.StatusUpdate"  # status change of a NEW_ACCOUNT_OPENING session
     DECISION_CREATED = "Decision.Created"  # every decision (ALLOW, CHALLENGE, BLOCK)
+    SMS_BREAKER_CHANGED = "SmsBreaker.StateChanged"  # an SMS pumping breaker opened, half-opened or closed
 
 
 # "Send test event" in the console and POST /manage/v1/webhooks/{id}/test: delivered to that one endpoint,
@@ -159,6 +160,61 @@ def decision_payload(
         "channel": challenge.channel if challenge else None,
         "mfaError": challenge.error if challenge else None,
         "occurredAt": iso(occurred_at),
+    }
+
+
+class BreakerFacts(Protocol):
+    """What a breaker event tells of a state change (`mfa.breaker_services.BreakerTransition` has it)."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def country(self) -> str: ...
+    @property
+    def from_state(self) -> str: ...
+    @property
+    def to_state(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def verified(self) -> int: ...
+    @property
+    def conversion(self) -> float | None: ...
+    @property
+    def window_seconds(self) -> int: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def probe_at(self) -> datetime | None: ...
+    @property
+    def sequence(self) -> int: ...
+
+
+def breaker_payload(event_id: str, change: BreakerFacts) -> dict[str, Any]:
+    """An SMS pumping breaker's state change (docs/mfa.md, "SMS pumping breaker"). `sent`, `verified` and
+    `conversion` are the counts of the window that judged it; `probeAt` is when an open breaker starts
+    letting probe sends through (null for other states); `mode` says whether sends were refused
+    (`enforce`) or only watched (`monitor`); `sequence` grows with every change of the one breaker
+    (client and country), so a receiver can order changes that share a time."""
+    return {
+        "id": event_id,
+        "eventType": EventType.SMS_BREAKER_CHANGED.value,
+        "apiVersion": API_VERSION,
+        "clientId": change.client_id,
+        "country": change.country,
+        "fromState": change.from_state,
+        "toState": change.to_state,
+        "mode": change.mode,
+        "sent": change.sent,
+        "verified": change.verified,
+        "conversion": change.conversion,
+        "windowSeconds": change.window_seconds,
+        "probeAt": iso(change.probe_at) if change.probe_at is not None else None,
+        "channel": "SMS",
+        "occurredAt": iso(change.occurred_at),
+        "sequence": change.sequence,
     }
 
 

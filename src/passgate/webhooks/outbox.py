@@ -22,9 +22,11 @@ from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import queries
 from passgate.webhooks.events import (
     TEST_EVENT_TYPE,
+    BreakerFacts,
     EndpointFilter,
     EventType,
     SessionChange,
+    breaker_payload,
     decision_payload,
     encode,
     matching,
@@ -122,6 +124,20 @@ class Outbox:
                 occurred_at=ctx.now,
             ),
             now=ctx.now,
+        )
+
+    def on_breaker_transition(self, session: Session, change: BreakerFacts) -> None:
+        if not self._endpoint_filters(session, change.client_id):
+            return
+        self.publish(
+            session,
+            client_id=change.client_id,
+            event_type=EventType.SMS_BREAKER_CHANGED,
+            channel="SMS",
+            session_id=None,
+            sequence=None,
+            build=lambda event_id: breaker_payload(event_id, change),
+            now=change.occurred_at,
         )
 
     def publish(

@@ -23,7 +23,7 @@ from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
 from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import queries, signing
-from passgate.webhooks.events import SignatureScheme, iso
+from passgate.webhooks.events import BreakerFacts, SignatureScheme, iso
 from passgate.webhooks.exceptions import (
     EndpointDisabled,
     EndpointNotFound,
@@ -142,6 +142,9 @@ class WebhookService:
 
     def on_decision(self, session: Session, ctx: DecisionContext, decision: Decision) -> None:
         self.outbox.on_decision(session, ctx, decision)
+
+    def on_breaker_transition(self, session: Session, change: BreakerFacts) -> None:
+        self.outbox.on_breaker_transition(session, change)
 
     def forget_endpoints(self, client_id: str) -> None:
         self.outbox.forget_endpoints(client_id)

@@ -199,7 +199,7 @@ def test_client_config_reads_the_client_and_its_settings(
         assert queries.client_config(s.connection(), client_id) == (
             False,
             "US",
-            (900, None, 8, None, None, ["US", "CA"], True),
+            (900, None, 8, None, None, ["US", "CA"], True, None),
         )
 
 

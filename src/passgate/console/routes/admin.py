@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from passgate.auth import services as key_svc
 from passgate.auth.exceptions import NotFound
 from passgate.auth.settings import ClientSettings, settings_view, update_settings
+from passgate.auth.sms_breaker import WIRE_NAMES as BREAKER_NAMES
+from passgate.auth.sms_breaker import BreakerMode
 from passgate.console.permissions import Permission
 from passgate.console.routes.common import (
     Action,
@@ -33,6 +35,7 @@ from passgate.console.routes.common import (
     run,
 )
 from passgate.console.services import CurrentUser
+from passgate.mfa.breaker_services import recent_transitions
 from passgate.mfa.exceptions import InvalidDestination
 from passgate.mfa.services import UnlockResult
 from passgate.retention.plan import BOUNDS, Kind, wire_name
@@ -574,6 +577,42 @@ def _retention_fields(defaults: dict[str, int]) -> list[tuple[str, str, str]]:
     ]
 
 
+# The SMS pumping breaker's fields (docs/mfa.md), posted as `smsBreaker.<name>`.
+BREAKER_FIELDS = (
+    ("windowSeconds", "Window (seconds)", "600 to 86400, whole minutes; default 3600"),
+    ("minSends", "Sends in the window before conversion is judged", "1 to 1000000; default 50"),
+    ("minConversion", "Lowest conversion (verified / sent) before the breaker opens", "0 to 1; default 0.2"),
+    ("coolDownSeconds", "Cool-down before probing (seconds)", "60 to 86400; default 1800"),
+    ("probeSends", "Probe sends while half-open", "1 to 100; default 5"),
+)
+BREAKER_MODES = [m.value for m in BreakerMode]
+
+
+def _breaker_form(form: Any, errors: list[dict[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The breaker's part of a settings form: the body's `smsBreaker`, and the values as posted."""
+    body: dict[str, Any] = {}
+    posted: dict[str, Any] = {}
+    for key, _, _ in BREAKER_FIELDS:
+        name = f"smsBreaker.{key}"
+        text = form.get(name).strip()[:20]
+        posted[name] = text
+        if not text:
+            body[key] = None
+        elif key == "minConversion":
+            try:
+                body[key] = float(text)
+            except ValueError:
+                errors.append({"field": name, "message": "a number from 0 to 1, or empty for the default"})
+        elif text.isdigit() and len(text) < 10:
+            body[key] = int(text)
+        else:
+            errors.append({"field": name, "message": "a whole number, or empty for the default"})
+    mode = form.get("smsBreaker.mode").strip()[:20]
+    posted["smsBreaker.mode"] = mode
+    body["mode"] = mode or None
+    return body, posted
+
+
 async def _settings_page(
     request: Request,
     user: CurrentUser,
@@ -584,10 +623,12 @@ async def _settings_page(
 ) -> Response:
     registry = registry_of(request)
 
-    def work(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def work(session: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
         row = session.get(ClientSettings, user.client_id)
-        stored = {f"retention.{k}": v for k, v in stored_retention(session, user.client_id).items()}
+        kept = {f"retention.{k}": v for k, v in stored_retention(session, user.client_id).items()}
+        stored = (row.sms_breaker if row else None) or {}
         raw = {
+            **{f"smsBreaker.{wire}": stored.get(snake) for snake, wire in BREAKER_NAMES.items()},
             "linkTtlSeconds": row.link_ttl_seconds if row else None,
             "otpTtlSeconds": row.otp_ttl_seconds if row else None,
             "otpLength": row.otp_length if row else None,
@@ -596,11 +637,12 @@ async def _settings_page(
             "smsAllowedCountries": ", ".join(row.sms_allowed_countries or []) if row else "",
             "rejectVoip": bool(row.reject_voip) if row else False,
             "destination": "",
-        } | stored
+        } | kept
         retention = retention_view(session, user.client_id, configured_defaults(registry.settings))
-        return settings_view(session, user.client_id) | {"retention": retention}, raw
+        view = settings_view(session, user.client_id) | {"retention": retention}
+        return view, raw, recent_transitions(session, user.client_id)
 
-    effective, raw = await run(registry, work)
+    effective, raw, transitions = await run(registry, work)
     defaults = configured_defaults(registry.settings)
     if posted is not None:
         raw = {**raw, **posted}
@@ -613,6 +655,9 @@ async def _settings_page(
             "raw": raw,
             "fields": SETTING_FIELDS,
             "retention_fields": _retention_fields({wire_name(k): defaults.days(k) for k in Kind}),
+            "breaker_fields": BREAKER_FIELDS,
+            "breaker_modes": BREAKER_MODES,
+            "transitions": transitions,
             "problem": found,
             "errors": errors_by_field(found.errors) if found else {},
         },
@@ -650,9 +695,11 @@ async def save_settings(
     countries = [c for c in re_split(f.get("smsAllowedCountries")) if c]
     body["smsAllowedCountries"] = countries or None
     body["rejectVoip"] = f.get("rejectVoip") == "on"
+    body["smsBreaker"], breaker_posted = _breaker_form(f, errors)
     posted: dict[str, Any] = {k: f.get(k) for k in [k for k, _, _ in SETTING_FIELDS] + retention_keys} | {
         "smsAllowedCountries": f.get("smsAllowedCountries"),
         "rejectVoip": f.get("rejectVoip") == "on",
+        **breaker_posted,
     }
     if errors:
         return await _settings_page(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overvi
 from passgate.console.views import session_view, timeline_view
 from passgate.contacts import mask
 from passgate.db import Session
+from passgate.mfa.breaker_services import tripped_breakers
 from passgate.mfa.queries import load as load_session
 from passgate.mfa.queries import search_sessions
 
@@ -30,6 +32,7 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
     registry = registry_of(request)
     chosen = PERIODS.get(period, PERIODS["24h"])
     data = await run(registry, lambda s: overview(s, user.client_id, registry.clock.now(), chosen))
+    breakers = await run(registry, lambda s: tripped_breakers(s, user.client_id))
     unit = chosen.bucket_label
     decision_chart = charts.stacked_bars(
         "decisions",
@@ -86,6 +89,10 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
             "failure_chart": failure_chart,
             "palette": charts.PALETTE,
             "table": table,
+            "breakers": [
+                {**asdict(b), "changed_at": _iso(b.changed_at), "probe_at": _iso(b.probe_at)}
+                for b in breakers
+            ],
         },
         user,
         nav="overview",
