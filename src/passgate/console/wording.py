@@ -33,6 +33,8 @@ def plain(error: Mapping[str, Any]) -> str:
             if kind == "less_than_equal"
             else (f"Enter a number below {_n(bound)}.")
         )
+    if kind == "multiple_of":
+        return f"Enter a multiple of {_n(ctx.get('multiple_of'))}."
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "Enter a whole number, digits only."
     if kind in ("float_parsing", "float_type", "decimal_parsing"):

@@ -55,9 +55,9 @@ def test_an_owner_sets_the_breaker_from_the_settings_page(
     ("field", "value", "message"),
     [
         ("smsBreaker.minConversion", "lots", "a number from 0 to 1"),
-        ("smsBreaker.minConversion", "1.5", "less than or equal to 1"),
-        ("smsBreaker.windowSeconds", "120", "greater than or equal to 600"),
-        ("smsBreaker.windowSeconds", "650", "multiple of 60"),
+        ("smsBreaker.minConversion", "1.5", "Enter a number of at most 1."),
+        ("smsBreaker.windowSeconds", "120", "Enter a number of at least 600."),
+        ("smsBreaker.windowSeconds", "650", "Enter a multiple of 60."),
         ("smsBreaker.mode", "loud", "off"),
         ("smsBreaker.probeSends", "-1", "a whole number"),
     ],
