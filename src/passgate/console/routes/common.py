@@ -314,6 +314,10 @@ def page_problem(exc: Exception) -> Problem | None:
         message = exc.message  # the field it names is shown beside it
     elif isinstance(exc, InvalidBranding):
         message = "The branding was not saved: fix the fields marked below."
+    elif found.errors and any(str(e.get("field") or "\0") in message for e in found.errors):
+        # The API's detail names its field path ("… cannot be saved: locales.en.html"); a person reads the
+        # message beside the field instead.
+        message = _fix_marked(len(found.errors))
     return Problem(message, found.errors, found.status)
 
 
