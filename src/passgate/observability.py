@@ -149,4 +149,3 @@ class Metrics:
             ["scope", "outcome"],
             registry=self.registry,
         )
-

@@ -65,7 +65,7 @@ def problems(**settings: object) -> list[str]:
         ({"message_lock_seconds": "0"}, "PASSGATE_MESSAGE_LOCK_SECONDS", "at least 1"),
         ({"webhook_timeout_seconds": "99"}, "PASSGATE_WEBHOOK_TIMEOUT_SECONDS", "at most 60"),
         ({"token_ttl_seconds": "soon"}, "PASSGATE_TOKEN_TTL_SECONDS", "whole number"),
-        ({"workers_in_process": "maybe"}, "PASSGATE_WORKERS_IN_PROCESS", "true or false"),
+        ({"workers_in_process": "maybe"}, "PASSGATE_WORKERS_IN_PROCESS", "process, thread or off"),
         ({"mail_from": "nobody"}, "PASSGATE_MAIL_FROM", "email address"),
         ({"console_sign_in_rates_ip": "lots"}, "PASSGATE_CONSOLE_SIGN_IN_RATES_IP", "rates like"),
         ({"twilio_base_url": "api.twilio.com"}, "PASSGATE_TWILIO_BASE_URL", "http://"),
@@ -74,8 +74,12 @@ def problems(**settings: object) -> list[str]:
         ({"oauth_failure_rates_ip": "lots"}, "PASSGATE_OAUTH_FAILURE_RATES_IP", "rates like"),
         ({"http_max_header_bytes": "10"}, "PASSGATE_HTTP_MAX_HEADER_BYTES", "at least 1024"),
         (
-            {"environment": "production", "secret_keys": GOOD_KEY, "sms_provider": "http",
-             "sms_http_url": "https://gw.example/send"},
+            {
+                "environment": "production",
+                "secret_keys": GOOD_KEY,
+                "sms_provider": "http",
+                "sms_http_url": "https://gw.example/send",
+            },
             "PASSGATE_SMS_HTTP_SECRET",
             "must be set in production",
         ),

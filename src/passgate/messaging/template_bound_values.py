@@ -250,7 +250,6 @@ class Scope:
         return None
 
 
-
 def const_bound(value: Any) -> Bound:
     if isinstance(value, bool):
         return BOOL
