@@ -33,13 +33,7 @@ STEADY_SECONDS = 10.0
 
 def worker_argv(extra: Sequence[str] = ()) -> list[str]:
     """`passgate worker` run by this interpreter (the one `serve` runs on, whatever its installation)."""
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from passgate.cli import main; sys.exit(main())",
-        "worker",
-        *extra,
-    ]
+    return [sys.executable, "-m", "passgate.cli", "worker", *extra]
 
 
 class WorkerProcess:
