@@ -213,13 +213,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
-    app = create_app(settings)
     delivery = None
     if settings.workers_in_process == "process":
         from passgate.supervisor import WorkerProcess
 
         # The delivery workers in a child process this one supervises; links in messages as served here.
+        # Started before the app is built, so that the two start up side by side.
         delivery = WorkerProcess({**os.environ, "PASSGATE_PUBLIC_URL": settings.public_url})
+        delivery.start()
+    try:
+        app = create_app(settings)
+    except BaseException:
+        if delivery is not None:
+            delivery.stop()
+        raise
+    if delivery is not None:
         if processes == 1:
             app.state.registry.notifier.callbacks.append(delivery.wake)
 
@@ -231,7 +239,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(worker.stop)
 
             app.state.registry.shutdown.append(stop_delivery)
-        delivery.start()
     try:
         return _serve(args, settings, app, sock, processes)
     finally:
