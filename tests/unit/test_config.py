@@ -153,3 +153,24 @@ def test_a_generated_key_is_a_valid_production_key() -> None:
     for key in keys:
         assert len(key) == 64 and key.replace("-", "").replace("_", "").isalnum()
         assert load_settings(environment="production", secret_keys=key).secret_key_list == [key.encode()]
+
+
+@pytest.mark.parametrize(
+    ("value", "layout"),
+    [
+        (None, "process"),
+        ("process", "process"),
+        ("Thread", "thread"),
+        ("off", "off"),
+        ("true", "thread"),  # what true meant before there were three
+        ("1", "thread"),
+        ("false", "off"),
+        ("no", "off"),
+    ],
+)
+def test_where_serve_runs_its_workers(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, layout: str
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("PASSGATE_WORKERS_IN_PROCESS", value)
+    assert load_settings().workers_in_process == layout
