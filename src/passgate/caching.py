@@ -42,7 +42,9 @@ def timer_of(clock: Clock | None) -> Callable[[], float]:
     return lambda: clock.now().timestamp()
 
 
-def _fast_get(links: dict[Any, Any], values: dict[Any, Any], now: Callable[[], float]) -> Callable[..., Any]:
+def _fast_get(
+    links: dict[Any, Any], values: dict[Any, Any], now: Callable[[], float]
+) -> Callable[..., Any]:
     """`TtlCache.get` for the hit path, which is on every request (an API key's status, a client's
     settings and policy): one dict lookup, one timer read, one compare and one more lookup, on
     cachetools' own key -> expiry links and key -> value dict, with no method call of its own, where

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     webhook_key_overlap_seconds: int = Field(default=86400, ge=0)
     webhook_secret_overlap_seconds: int = Field(default=86400, ge=0)
     webhook_retention_days: int = Field(default=30, ge=1)
-    # Where `passgate serve` runs the delivery workers (docs/operations.md, "Where the workers run"):
+    # Where `passgate serve` runs the delivery workers (docs/mfa.md, "Which layout"):
     # "process", a child process it supervises (the default); "thread", a thread of the API process (what
     # true meant before); "off", none (false): `passgate worker` processes deliver.
     workers_in_process: Literal["process", "thread", "off"] = "process"

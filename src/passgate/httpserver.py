@@ -239,3 +239,4 @@ class SettingsLimitedProtocol(LimitedHttpToolsProtocol):
     and reads the limits from the process's own settings (the same environment as the parent's)."""
 
     limits = _LimitsFromSettings()
+

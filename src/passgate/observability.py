@@ -149,3 +149,4 @@ class Metrics:
             ["scope", "outcome"],
             registry=self.registry,
         )
+

@@ -76,18 +76,12 @@ def _new_key(live_server: LiveServer) -> tuple[str, str]:
         return client.id, create_api_key(session, client.id, ["admin"], now).secret
 
 
-def test_reference_loads_offline_with_operations_and_authorize(
-    chromium: Browser, live_server: LiveServer
-) -> None:
+def test_reference_loads_offline_with_operations_and_authorize(chromium: Browser, live_server: LiveServer) -> None:
     page, offline, problems = _open(chromium, live_server)
     login = page.locator(".opblock-post .opblock-summary-path[data-path='/login/v2']")
     expect(login).to_be_visible(timeout=20_000)
-    expect(
-        page.locator(".opblock-post .opblock-summary-path[data-path='/newaccountopening/v2']")
-    ).to_be_visible()
-    expect(
-        page.locator(".opblock-get .opblock-summary-path[data-path='/mfa/v2/{session_id}']")
-    ).to_be_visible()
+    expect(page.locator(".opblock-post .opblock-summary-path[data-path='/newaccountopening/v2']")).to_be_visible()
+    expect(page.locator(".opblock-get .opblock-summary-path[data-path='/mfa/v2/{session_id}']")).to_be_visible()
     expect(page.locator("button.authorize").first).to_be_visible()
     # An operation that needs a token carries a lock; the public ones do not.
     expect(page.locator("#operations-decisions-login_login_v2_post .authorization__btn")).to_be_visible()
@@ -125,9 +119,7 @@ def test_client_credentials_then_try_it_out(chromium: Browser, live_server: Live
         settings.locator("button.execute").click()
     assert answer.value.status == 200
     assert answer.value.request.headers["authorization"].startswith("Bearer ")
-    expect(settings.locator(".live-responses-table tr.response .response-col_status").first).to_contain_text(
-        "200"
-    )
+    expect(settings.locator(".live-responses-table tr.response .response-col_status").first).to_contain_text("200")
     # The schemas of a request body, opened.
     login = page.locator("#operations-decisions-login_login_v2_post")
     login.locator(".opblock-summary-control").click()

@@ -240,9 +240,7 @@ def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
         out = run(command, tmp_path, clean_env(PASSGATE_DATABASE_URL=url), timeout=30)
         assert out.returncode == 1, out.stderr
         [line] = out.stderr.splitlines()
-        assert line.startswith(
-            f"passgate: cannot use the database postgresql://***@127.0.0.1:{port}/passgate: "
-        )
+        assert line.startswith(f"passgate: cannot use the database postgresql://***@127.0.0.1:{port}/passgate: ")
         assert "Connection refused" in line and "db-password-9" not in line
 
 
@@ -420,9 +418,7 @@ def test_the_http_sms_gateway_needs_its_secret_in_production(command: list[str],
     out = run(command, tmp_path, env=env)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        "passgate: invalid configuration: PASSGATE_SMS_HTTP_SECRET: "
-    )
+    assert len(lines) == 1 and lines[0].startswith("passgate: invalid configuration: PASSGATE_SMS_HTTP_SECRET: ")
     assert not (tmp_path / "passgate.db").exists()
 
 

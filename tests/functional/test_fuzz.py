@@ -84,9 +84,7 @@ def existing_resources(http: TestClient, tenant: Tenant) -> dict[str, dict[str, 
     assert r.status_code == 201, r.text
     http.post("/manage/v1/lists/fuzz-list/entries", json={"entries": ["mailinator.com"]}, headers=admin)
     r = http.post(
-        "/manage/v1/webhooks",
-        json={"url": "http://127.0.0.1:9/fuzz", "events": ["Decision.Created"]},
-        headers=admin,
+        "/manage/v1/webhooks", json={"url": "http://127.0.0.1:9/fuzz", "events": ["Decision.Created"]}, headers=admin
     )
     assert r.status_code == 201, r.text
     endpoint_id = r.json()["id"]
@@ -210,19 +208,11 @@ def test_security_schemes_are_declared_for_the_reference_page(app: Any) -> None:
     needing = {(m, p) for p, item in spec["paths"].items() for m, op in item.items() if op.get("security")}
     assert ("post", "/login/v2") in needing and ("post", "/newaccountopening/v2") in needing
     assert ("get", "/mfa/v2/{session_id}") in needing and ("get", "/manage/v1/settings") in needing
-    for public in (
-        "/oauth2/token",
-        "/healthz",
-        "/readyz",
-        "/.well-known/jwks.json",
-        "/providers/twilio/status",
-    ):
+    for public in ("/oauth2/token", "/healthz", "/readyz", "/.well-known/jwks.json", "/providers/twilio/status"):
         assert not any(op.get("security") for op in spec["paths"][public].values()), public
 
 
-def test_each_security_requirement_is_what_the_api_enforces(
-    http: TestClient, tenant: Tenant, app: Any
-) -> None:
+def test_each_security_requirement_is_what_the_api_enforces(http: TestClient, tenant: Tenant, app: Any) -> None:
     """Every operation the document says needs a token answers 401 without one and 403 with a token of the
     other scope; every one it says is open does not answer 401 or 403 to a call without a token."""
     tokens = {"admin": tenant.token, "k1_integration_api": tenant.admin_token}  # the other scope's token
@@ -237,13 +227,9 @@ def test_each_security_requirement_is_what_the_api_enforces(
             security = operation.get("security")
             if security and security[0]:
                 scope = security[0]["clientCredentials"][0]
-                other = http.request(
-                    method.upper(), url, headers={"Authorization": f"Bearer {tokens[scope]}"}
-                )
+                other = http.request(method.upper(), url, headers={"Authorization": f"Bearer {tokens[scope]}"})
                 if (bare, other.status_code) != (401, 403):
-                    wrong.append(
-                        f"{method.upper()} {path}: {bare} without a token, {other.status_code} with {scope!r} missing"
-                    )
+                    wrong.append(f"{method.upper()} {path}: {bare} without a token, {other.status_code} with {scope!r} missing")
             elif path not in own_auth and bare in (401, 403):
                 wrong.append(f"{method.upper()} {path}: {bare} without a token, documented as open")
     assert not wrong, wrong

@@ -74,12 +74,8 @@ def problems(**settings: object) -> list[str]:
         ({"oauth_failure_rates_ip": "lots"}, "PASSGATE_OAUTH_FAILURE_RATES_IP", "rates like"),
         ({"http_max_header_bytes": "10"}, "PASSGATE_HTTP_MAX_HEADER_BYTES", "at least 1024"),
         (
-            {
-                "environment": "production",
-                "secret_keys": GOOD_KEY,
-                "sms_provider": "http",
-                "sms_http_url": "https://gw.example/send",
-            },
+            {"environment": "production", "secret_keys": GOOD_KEY, "sms_provider": "http",
+             "sms_http_url": "https://gw.example/send"},
             "PASSGATE_SMS_HTTP_SECRET",
             "must be set in production",
         ),

@@ -61,6 +61,4 @@ def test_pre_1_0_dependencies_have_an_upper_bound() -> None:
         req = Requirement(line)
         lower = [s.version for s in req.specifier if s.operator == ">="]
         if lower and lower[0].startswith("0."):
-            assert any(s.operator == "<" for s in req.specifier), (
-                f"{req.name} is pre-1.0 and has no upper bound"
-            )
+            assert any(s.operator == "<" for s in req.specifier), f"{req.name} is pre-1.0 and has no upper bound"

@@ -41,8 +41,7 @@ class OutboxMessage:
 def queue(session: Session, message: OutboxMessage) -> str:
     """Queues `message` (inserted at commit: nothing in the transaction reads it back; the worker claims
     it after) and returns its id."""
-    DeferredWrites.of(session).insert(
-        Message.__table__,
+    DeferredWrites.of(session).insert(Message.__table__,
         [
             {
                 "id": message.id,

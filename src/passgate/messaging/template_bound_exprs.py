@@ -449,3 +449,4 @@ def _const_int(node: nodes.Node) -> int | None:
     if isinstance(node, nodes.Const) and isinstance(node.value, int) and not isinstance(node.value, bool):
         return node.value
     return None
+

@@ -250,6 +250,7 @@ class Scope:
         return None
 
 
+
 def const_bound(value: Any) -> Bound:
     if isinstance(value, bool):
         return BOOL

@@ -212,9 +212,7 @@ class ChallengeDelivery:
         }
         read_sequence = {mfa.id: mfa.sequence for mfa in sessions.values()}
         wanted = [m.secret_id for m in sent if m.secret_id and m.session_id in sessions]
-        existing = (
-            {r[0] for r in conn.execute(queries.EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
-        )
+        existing = {r[0] for r in conn.execute(queries.EXISTING_SECRETS, {"ids": wanted})} if wanted else set()
         secret_rows: list[dict[str, Any]] = []
         for m in sent:
             mfa = sessions.get(m.session_id or "")
@@ -237,8 +235,7 @@ class ChallengeDelivery:
         # Written at commit (this may run on a read snapshot: see Dispatcher.run_once).
         if secret_rows:
             DeferredWrites.of(session).update(queries.ACTIVATE_SECRET, secret_rows)
-        DeferredWrites.of(session).update(
-            queries.SENT_SESSION_UPDATE,
+        DeferredWrites.of(session).update(queries.SENT_SESSION_UPDATE,
             [
                 {
                     "b_id": mfa.id,

@@ -101,6 +101,8 @@ _Working = MfaSession | SessionChanges
 _Read = SessionRow | MfaSession
 
 
+
+
 class StatusListener(Protocol):
     """Called inside the transaction of every status change (webhooks write their outbox rows here).
 
@@ -465,8 +467,7 @@ class MfaService:
 
     def _event(self, session: Session, mfa: _Working, kind: str, source: str, data: dict[str, Any]) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
-        DeferredWrites.of(session).insert(
-            MfaEvent.__table__,
+        DeferredWrites.of(session).insert(MfaEvent.__table__,
             [
                 dict(
                     session_id=mfa.id,
@@ -529,8 +530,7 @@ def _trust_device(
     trust = queries.device_trust(session.connection(), client_id, account_id, device_session_id)
     if trust == "BANNED":
         return False
-    DeferredWrites.of(session).upsert(
-        queries.DEVICES,
+    DeferredWrites.of(session).upsert(queries.DEVICES,
         {
             "client_id": client_id,
             "account_id": account_id,

@@ -84,9 +84,7 @@ class PolicyList(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(80))
-    kind: Mapped[str] = mapped_column(
-        String(16)
-    )  # email | emailDomain | phone | ip | country | deviceId | accountId
+    kind: Mapped[str] = mapped_column(String(16))  # email | emailDomain | phone | ip | country | deviceId | accountId
     description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     # Bumped on every change so API processes know when their cached copy is stale.
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -147,7 +147,9 @@ class EndpointFilterRow(NamedTuple):
 
 def enabled_endpoints(conn: Connection, client_id: str) -> list[EndpointFilterRow]:
     """The client's enabled endpoints and what each subscribes to (ids, event types, channel)."""
-    return [EndpointFilterRow(*row) for row in conn.execute(_ENABLED_ENDPOINTS, {"client_id": client_id})]
+    return [
+        EndpointFilterRow(*row) for row in conn.execute(_ENABLED_ENDPOINTS, {"client_id": client_id})
+    ]
 
 
 def give_up_waiting(session: Session, endpoint_id: str, reason: DisabledReason) -> int:

@@ -361,7 +361,9 @@ def test_claims_worked_out_on_one_snapshot_still_take_each_message_once(
         try:
             other.execute("BEGIN IMMEDIATE")
             tasks = [
-                asyncio.ensure_future(committer.run_deferred(lambda s: dispatcher._claim_on_snapshot(s, 4)))
+                asyncio.ensure_future(
+                    committer.run_deferred(lambda s: dispatcher._claim_on_snapshot(s, 4))
+                )
                 for _ in range(2)
             ]
             await asyncio.sleep(0.05)

@@ -165,11 +165,7 @@ def test_only_keyed_hashes_are_stored(
     assert sealed and not pending.active  # encrypted until sent; not valid before the provider took it
     # Taken over as a worker that died after claiming would leave it: the same value goes out.
     with registry.sessions() as s, s.begin():
-        s.execute(
-            update(Message)
-            .where(Message.session_id == v["ID"])
-            .values(locked_until=datetime(2000, 1, 1, tzinfo=UTC))
-        )
+        s.execute(update(Message).where(Message.session_id == v["ID"]).values(locked_until=datetime(2000, 1, 1, tzinfo=UTC)))
     drain(registry)
     token = link_from(smtp.wait_for(1)[0].part("text/plain")).rsplit("/", 1)[1]
     with registry.sessions() as s:

@@ -527,7 +527,9 @@ def test_concurrent_failures_are_all_counted(http: TestClient, tenant: Tenant, r
     def wrong(session_id: str) -> None:
         with transaction(registry.sessions) as session:
             start.wait(timeout=10)
-            results.append(registry.mfa.verify_code(session, tenant.client_id, session_id, "999999").status)
+            results.append(
+                registry.mfa.verify_code(session, tenant.client_id, session_id, "999999").status
+            )
 
     threads = [threading.Thread(target=wrong, args=(sid,)) for sid in sessions]
     for t in threads:

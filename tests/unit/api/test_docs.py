@@ -56,11 +56,7 @@ def test_start_up_script_turns_the_validator_badge_off_and_keeps_no_token() -> N
 
 def test_swagger_ui_files_are_served_from_the_package() -> None:
     http = _client()
-    for name, kind in (
-        ("swagger-ui-bundle.js", "javascript"),
-        ("swagger-ui.css", "css"),
-        ("favicon.png", "png"),
-    ):
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css"), ("favicon.png", "png")):
         r = http.get(f"/docs/assets/{name}")
         assert r.status_code == 200 and kind in r.headers["content-type"], name
         assert r.content == (docs.ASSETS_DIR / name).read_bytes()

@@ -21,9 +21,7 @@ number_texts = st.one_of(
 )
 string_texts = st.one_of(
     st.text(max_size=12).map(json.dumps),
-    st.sampled_from(
-        ['"a\\u0000b"', '"\\ud800"', '"\\ud83d\\ude00"', '"\\uDC00x"', '"NaN"', '"Infinity 1e999"']
-    ),
+    st.sampled_from(['"a\\u0000b"', '"\\ud800"', '"\\ud83d\\ude00"', '"\\uDC00x"', '"NaN"', '"Infinity 1e999"']),
 )
 scalars = st.one_of(number_texts, string_texts, st.sampled_from(["true", "false", "null"]))
 documents = st.recursive(

@@ -11,7 +11,7 @@ from passgate.api.responses import CompactJSONResponse
 
 SAMPLES = [
     {"decision": "CHALLENGE", "mfa": {"id": "019a", "error": None, "maxAttempts": 5}, "tags": ["a", "b"]},
-    {"person": {"name": {"first": "Zoë", "last": "Ōtsuka"}}, "text": 'quote " backslash \\ tab \t nl \n'},
+    {"person": {"name": {"first": "Zoë", "last": "Ōtsuka"}}, "text": "quote \" backslash \\ tab \t nl \n"},
     {"emoji": "🙂", "control": "\x01\x1f", "separator": "\u2028\u2029", "big": 2**63, "float": 0.1},
     [1, 2.5, True, False, None, {"nested": []}],
     {},

@@ -31,9 +31,7 @@ def test_an_address_past_its_limit_is_refused_and_others_are_not(attempts: Token
     attempts.check_address(ip + "-other")
 
 
-def test_a_client_past_its_limit_refuses_only_the_addresses_that_failed_for_it(
-    attempts: TokenAttempts,
-) -> None:
+def test_a_client_past_its_limit_refuses_only_the_addresses_that_failed_for_it(attempts: TokenAttempts) -> None:
     client, run = f"cl_{secrets.token_hex(4)}", secrets.token_hex(3)
     for n in range(5):
         attempts.check_client(client, f"guesser{n}-{run}")

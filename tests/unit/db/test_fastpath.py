@@ -364,7 +364,6 @@ def test_a_write_on_a_read_snapshot_raises_what_core_raises(engine: Engine, tabl
 
 # -- every CursorStatement in src/ ----------------------------------------------------------------------
 
-
 def _statements_in_src() -> list[tuple[str, CursorStatement]]:
     """Every module-level CursorStatement in passgate (wherever a refactoring puts it), and the velocity
     counts (built per combination of dimensions)."""

@@ -36,9 +36,7 @@ def test_the_pure_modules_load_no_io_module_and_nothing_that_imports_them_back()
         + "".join(f"import {m}\n" for m in PURE)
         + "print(json.dumps(sorted(sys.modules)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     loaded = set(json.loads(out.stdout))
     assert {"sqlalchemy", "httpx", "redis"} & loaded == set()
     # signals and velocity do I/O and import the engine's catalogue: loading them from here would be a cycle.

@@ -108,19 +108,8 @@ def own_redis() -> Iterator[subprocess.Popen[bytes]]:
         if probe.connect_ex(("127.0.0.1", OWN_PORT)) == 0:
             pytest.skip(f"port {OWN_PORT} is taken")
     proc = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(OWN_PORT),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
+        [server, "--port", str(OWN_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--daemonize", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
