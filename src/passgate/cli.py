@@ -213,21 +213,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
+    app = create_app(settings)
     delivery = None
     if settings.workers_in_process == "process":
         from passgate.supervisor import WorkerProcess
 
         # The delivery workers in a child process this one supervises; links in messages as served here.
-        # Started before the app is built, so that the two start up side by side.
+        # Started once the app is built: on a busy machine the two starting side by side delayed the API.
         delivery = WorkerProcess({**os.environ, "PASSGATE_PUBLIC_URL": settings.public_url})
         delivery.start()
-    try:
-        app = create_app(settings)
-    except BaseException:
-        if delivery is not None:
-            delivery.stop()
-        raise
-    if delivery is not None:
         if processes == 1:
             app.state.registry.notifier.callbacks.append(delivery.wake)
 
