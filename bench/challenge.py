@@ -49,6 +49,7 @@ from _common import (
     HelpFormatter,
     Workspace,
     cpu_line,
+    cpu_seconds,
     expect_status,
     free_port,
     get_token,
@@ -68,6 +69,14 @@ TARGET_DELIVERY_P99_S = 1.0
 ALLOW_MARK = '"decision":"ALLOW"'
 CHALLENGE_MARK = '"error":null'
 VERIFIED_MARK = '"status":"VERIFIED"'
+# Server CPU per completed SMS challenge against an email one's (both measured in the same run).
+TARGET_SMS_CPU_RATIO = 1.3
+# In-process layout: its challenges/s against the split layout's, measured in the same run (--layout compare).
+TARGET_IN_PROCESS_SHARE = 0.8
+# SMS challenges go to Berlin numbers +4930<n>1234 with n from SMS_FIRST on: valid numbers, each in a
+# prefix of its own (the send limits count per destination and per number less its last four digits).
+SMS_PREFIX = "+4930"
+SMS_FIRST = 10_000
 
 
 class AiosmtpdSink:
@@ -109,13 +118,14 @@ class AiosmtpdSink:
 
 class LeanSink:
     """bench/_smtpsink.py in a process of its own: a real SMTP conversation at a fraction of aiosmtpd's
-    CPU. It appends `<time> <recipient>` per accepted mail to a file that `snapshot` reads on."""
+    CPU. It appends `<time> <recipient>` per accepted mail to a file that `snapshot` reads on. With
+    `script="_httpsink.py"`, the lean HTTP SMS gateway instead (`<time> <messageId>` per message)."""
 
-    name = "bench/_smtpsink.py, a process of its own (uvloop)"
-
-    def __init__(self, workdir: Any) -> None:
+    def __init__(self, workdir: Any, script: str = "_smtpsink.py") -> None:
+        self.name = f"bench/{script}, a process of its own (uvloop)"
+        self.script = script
         self.port = free_port()
-        self.path = workdir / "arrivals.txt"
+        self.path = workdir / f"arrivals-{script.strip('_').split('.')[0]}.txt"
         self.path.touch()
         self.arrivals: dict[str, float] = {}
         self._offset = 0
@@ -123,7 +133,7 @@ class LeanSink:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                str(BENCH_DIR / "_smtpsink.py"),
+                str(BENCH_DIR / script),
                 "--port",
                 str(self.port),
                 "--out",
@@ -144,7 +154,7 @@ class LeanSink:
         self._partial = lines.pop()
         for line in lines:
             when, _, rcpt = line.decode().partition(" ")
-            self.arrivals.setdefault(rcpt, float(when))
+            self.arrivals.setdefault(rcpt, float(when))  # a recipient, or an SMS's messageId
         return dict(self.arrivals)
 
     def __enter__(self) -> LeanSink:
@@ -154,12 +164,16 @@ class LeanSink:
                 raise BenchError(f"the SMTP sink exited at start ({self.proc.returncode})")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    if s.recv(64).startswith(b"220"):
+                    if self.script == "_smtpsink.py" and s.recv(64).startswith(b"220"):
                         return self
+                    if self.script != "_smtpsink.py":
+                        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: sink\r\n\r\n")
+                        if s.recv(64).startswith(b"HTTP/1.1 200"):
+                            return self
             except OSError:
                 time.sleep(0.05)
         self.__exit__()
-        raise BenchError("the SMTP sink did not start")
+        raise BenchError(f"bench/{self.script} did not start")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
@@ -187,30 +201,50 @@ def login(inquiry: str, device: str, email: str, template: str | None = None) ->
     return body
 
 
+def sms_login(inquiry: str, device: str, phone: str, template: str) -> dict[str, Any]:
+    return {
+        "inquiryId": inquiry,
+        "deviceSessionId": device,
+        "userIp": "203.0.113.7",
+        "person": {"name": {"first": "Jo"}, "phoneNumber": phone},
+        "account": {"id": "bench-acct", "username": "jo"},
+        "strategy": {"mfaTemplateName": template},
+    }
+
+
 def as_template(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).replace("__N__", "{n}").encode()
 
 
-def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
+def run(
+    args: argparse.Namespace, ws: Workspace, sink: Sink, gateway: LeanSink, layout_key: str
+) -> dict[str, Any]:
     ws.env["PASSGATE_SMTP_URL"] = f"smtp://127.0.0.1:{sink.port}"
     ws.env["PASSGATE_MAIL_FROM"] = "Bench <bench@passgate.example>"
+    ws.env["PASSGATE_SMS_PROVIDER"] = "http"
+    ws.env["PASSGATE_SMS_HTTP_URL"] = f"http://127.0.0.1:{gateway.port}/sms"
     a_id, a_key = ws.create_client("Live")
     b_id, b_key = ws.create_client("Sandbox", sandbox=True)
-    layout = f"{LAYOUTS[args.layout]}; SMTP server: {sink.name}"
-    if args.layout == "worker-process":
+    layout = f"{LAYOUTS[layout_key]}; SMTP server: {sink.name}; SMS gateway: {gateway.name}"
+    if layout_key == "split":
         ws.env["PASSGATE_WORKERS_IN_PROCESS"] = "false"
+    else:
+        ws.env.pop("PASSGATE_WORKERS_IN_PROCESS", None)  # the default
     server = ws.start_passgate()
     server.wait_healthy()
-    if args.layout == "worker-process":
+    if layout_key == "split":
         worker = ws.start("worker", [str(venv_bin("passgate")), "worker"], free_port())
         time.sleep(1.0)
         if worker.proc.poll() is not None:
             raise BenchError(f"passgate worker exited at start:\n{worker.log_tail()}")
     progress(f"layout: {layout}")
     # Where the CPU goes during each closed-loop run (the SMTP server is a thread of this process).
-    cpu_of = {"serve": server.proc.pid, "smtp sink": sink.pid}
-    if args.layout == "worker-process":
+    cpu_of = {"serve": server.proc.pid, "smtp sink": sink.pid, "sms gateway": gateway.pid}
+    # Passgate's own processes: the API, and the worker (a process of its own, or serve's child).
+    server_pids = [server.proc.pid]
+    if layout_key == "split":
         cpu_of["worker"] = worker.proc.pid
+        server_pids.append(worker.proc.pid)
     base = server.base_url
     with http_client(base, get_token(base, a_id, a_key)) as http:
         sets = "/manage/v1/policy-sets/LOGIN"
@@ -226,19 +260,28 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         )
         if check["decision"] != "ALLOW":
             raise BenchError(f"the known device is not ALLOW: {check}")
-    progress("client A: known device ALLOW; new devices are challenged by email")
+        # The SMS challenges' numbers are German ones (see SMS_PREFIX).
+        expect_status(http.put("/manage/v1/settings", json={"smsAllowedCountries": ["US", "DE"]}), 200)
+    progress("client A: known device ALLOW; new devices are challenged by email, or by SMS")
 
     allow_body = as_template(login("inq__N__", "benchdev1", "jo@acme.example"))
     challenge_body = as_template(login("ch__N__", "d__N__", "u__N__@bench.example", "email-link"))
+    sms_body = as_template(sms_login("sms__N__", "sd__N__", f"{SMS_PREFIX}__N__1234", "sms-code"))
     counter = 0
-    results: dict[str, list[dict[str, Any]]] = {"allow": [], "challenge": []}
+    results: dict[str, list[dict[str, Any]]] = {"allow": [], "challenge": [], "sms": []}
 
     def drive(kind: str) -> dict[str, Any]:
         nonlocal counter
-        body, mark = (allow_body, ALLOW_MARK) if kind == "allow" else (challenge_body, CHALLENGE_MARK)
+        body, mark = {
+            "allow": (allow_body, ALLOW_MARK),
+            "challenge": (challenge_body, CHALLENGE_MARK),
+            "sms": (sms_body, CHALLENGE_MARK),
+        }[kind]
         progress(
             f"{kind}: {args.warmup:g} s warm-up, then {args.duration:g} s at concurrency {args.concurrency}"
         )
+        # The SMS run's counter makes the phone numbers (SMS_PREFIX).
+        start = SMS_FIRST + counter if kind == "sms" else counter
         r = run_loadgen(
             base + "/login/v2",
             concurrency=args.concurrency,
@@ -247,7 +290,7 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
             method="POST",
             headers=[f"Authorization: Bearer {get_token(base, a_id, a_key)}"],
             body_template=body,
-            start=counter,
+            start=start,
             expect=mark,
             workdir=ws.dir,
             cpu_of=cpu_of,
@@ -265,16 +308,26 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         results[kind].append(r)
         return r
 
+    def completed(kind: str, arrivals: Sink | LeanSink, prefix: str, by: str) -> dict[str, Any]:
+        """The closed-loop run of `kind`, then every message of it waited for: delivery figures, and
+        Passgate's CPU (API + worker processes) from the run's start to the last arrival per message."""
+        before = tree_cpu(server_pids)
+        drive(kind)
+        delivered = delivery_latency(ws, arrivals, a_id, prefix, args.drain, by)
+        after = tree_cpu(server_pids)
+        delivered["server_cpu_ms_per_completed"] = round((after - before) * 1000 / delivered["count"], 3)
+        return delivered
+
     drive("allow")
-    drive("challenge")
-    delivery = delivery_latency(ws, sink, a_id, "u", args.drain)
+    delivery = completed("challenge", sink, "u", "destination")
+    sms_delivery = completed("sms", gateway, SMS_PREFIX, "message")
     drive("allow")
     open_rate, open_why = choose_open_rate(args, results["challenge"][0]["rps"], delivery)
     open_loop = open_loop_run(args, ws, base, get_token(base, a_id, a_key), open_rate, counter)
     counter += open_loop["sent"]
     open_delivery = delivery_latency(ws, sink, a_id, "o", args.drain)
 
-    verify = otp_run(args, ws, base, b_id, b_key)
+    verify = otp_run(args, ws, base, b_id, b_key, server_pids)
 
     allow_rps = statistics.mean(r["rps"] for r in results["allow"])
     ch = results["challenge"][0]
@@ -282,13 +335,17 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
     verify_ratio = verify["rps"] / allow_rps if allow_rps else 0.0
     ok_ratio = ratio >= TARGET_RATIO
     ok_delivery = delivery["p99_s"] <= TARGET_DELIVERY_P99_S
+    ok_sms = sms_delivery["p99_s"] <= TARGET_DELIVERY_P99_S
     ok_open = open_delivery["p99_s"] <= TARGET_DELIVERY_P99_S
-    verdict = "PASS" if ok_ratio and ok_delivery else "BELOW"
+    cpu_ratio = sms_delivery["server_cpu_ms_per_completed"] / delivery["server_cpu_ms_per_completed"]
+    ok_sms_cpu = cpu_ratio <= TARGET_SMS_CPU_RATIO
+    verdict = "PASS" if ok_ratio and ok_delivery and ok_sms and ok_sms_cpu else "BELOW"
     rows = [
         [name, f"{r['rps']:,.0f}", f"{r['latency_ms']['p50']:.2f}", f"{r['latency_ms']['p99']:.2f}"]
         for name, r in (
             ("ALLOW (run 1)", results["allow"][0]),
             ("CHALLENGE (email)", ch),
+            ("CHALLENGE (sms-code)", results["sms"][0]),
             ("ALLOW (run 2)", results["allow"][1]),
             (f"CHALLENGE open loop at {open_rate:g}/s", open_loop),
             ("OTP verify", verify),
@@ -308,68 +365,109 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         f"\nratio CHALLENGE/ALLOW: {ratio:.3f}   target >= {TARGET_RATIO}   {'PASS' if ok_ratio else 'BELOW'}"
     )
     print(f"ratio OTP verify/ALLOW: {verify_ratio:.3f}")
+    for what, d, ok in (("mail", delivery, ok_delivery), ("SMS", sms_delivery, ok_sms)):
+        where = "SMTP server" if what == "mail" else "SMS gateway"
+        print(
+            f"{what} delivery under the closed-loop CHALLENGE load (session created -> {where} has it), "
+            f"{d['count']} messages: p50 {ms(d['p50_s'])}, p99 {ms(d['p99_s'])}, "
+            f"within 1 s {d['within_1s'] * 100:.1f}%   target p99 <= 1 s   {'PASS' if ok else 'BELOW'}"
+        )
+        print(
+            f"    challenges made {rate(d['created_per_s'])}; completed (arrived) while the load ran "
+            f"{rate(d['during_load_per_s'])}; backlog when it stopped {d['backlog_at_end']}; "
+            f"drain rate after it {rate(d['drain_per_s'])}; server CPU (API + worker) "
+            f"{d['server_cpu_ms_per_completed']:.2f} ms per completed challenge"
+        )
     print(
-        f"mail delivery under the closed-loop CHALLENGE load (session created -> SMTP server has it), "
-        f"{delivery['count']} mails: p50 {ms(delivery['p50_s'])}, p99 {ms(delivery['p99_s'])}, "
-        f"within 1 s {delivery['within_1s'] * 100:.1f}%   target p99 <= 1 s   "
-        f"{'PASS' if ok_delivery else 'BELOW'}"
+        f"server CPU per completed challenge, SMS / email: {cpu_ratio:.2f}   target <= "
+        f"{TARGET_SMS_CPU_RATIO}   {'PASS' if ok_sms_cpu else 'BELOW'}"
     )
-    print(
-        f"    challenges made {rate(delivery['created_per_s'])}; mails reaching the server while the load "
-        f"ran {rate(delivery['during_load_per_s'])}; backlog when it stopped {delivery['backlog_at_end']}; "
-        f"drain rate after it {rate(delivery['drain_per_s'])}"
-    )
+    print(f"server CPU per verified OTP: {verify['server_cpu_ms_per_verified']:.2f} ms")
     print(
         f"mail delivery at an open-loop {open_rate:g} challenges/s ({open_why}; achieved "
         f"{open_loop['achieved_per_s']:,.0f}/s), {open_delivery['count']} mails: "
         f"p50 {ms(open_delivery['p50_s'])}, p99 {ms(open_delivery['p99_s'])}, "
         f"within 1 s {open_delivery['within_1s'] * 100:.1f}%   {'PASS' if ok_open else 'BELOW'} at this rate"
     )
-    write_result(
-        NAME,
-        {
-            "benchmark": NAME,
-            "verdict": verdict,
-            "layout": layout,
-            "summary": f"CHALLENGE/ALLOW {ratio:.3f} (target {TARGET_RATIO}), delivery p99 "
-            f"{delivery['p99_s'] * 1000:.0f} ms under full load (target 1000), "
-            f"{open_delivery['p99_s'] * 1000:.0f} ms at {open_rate:g}/s open loop, "
-            f"verify/ALLOW {verify_ratio:.3f}: {verdict}",
-            "ratio": round(ratio, 4),
-            "verifyRatio": round(verify_ratio, 4),
-            "delivery": delivery,
-            "openLoop": {"ratePerS": open_rate, "why": open_why, "run": open_loop, "delivery": open_delivery},
-            "runs": {"allow": results["allow"], "challenge": results["challenge"], "verify": verify},
+    return {
+        "benchmark": NAME,
+        "verdict": verdict,
+        "layout": layout,
+        "layoutKey": layout_key,
+        "summary": f"{layout_key}: CHALLENGE/ALLOW {ratio:.3f} (target {TARGET_RATIO}), mail p99 "
+        f"{delivery['p99_s'] * 1000:.0f} ms, SMS p99 {sms_delivery['p99_s'] * 1000:.0f} ms under full load "
+        f"(target 1000), CPU/completed email {delivery['server_cpu_ms_per_completed']:.2f} ms, SMS "
+        f"{sms_delivery['server_cpu_ms_per_completed']:.2f} ms ({cpu_ratio:.2f}x), "
+        f"{open_delivery['p99_s'] * 1000:.0f} ms at {open_rate:g}/s open loop, "
+        f"verify/ALLOW {verify_ratio:.3f}: {verdict}",
+        "ratio": round(ratio, 4),
+        "verifyRatio": round(verify_ratio, 4),
+        "delivery": delivery,
+        "smsDelivery": sms_delivery,
+        "smsCpuRatio": round(cpu_ratio, 3),
+        "openLoop": {"ratePerS": open_rate, "why": open_why, "run": open_loop, "delivery": open_delivery},
+        "runs": {
+            "allow": results["allow"],
+            "challenge": results["challenge"],
+            "sms": results["sms"],
+            "verify": verify,
         },
-    )
-    return 2 if (verdict == "BELOW" and args.fail_below) else 0
+    }
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (utime + stime, /proc/<pid>/stat) of these processes and every descendant alive now:
+    `passgate serve`'s API and its delivery workers, whichever process they run in."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(child for child, parent in parents.items() if parent == pid)
+    return sum(cpu_seconds(pid) or 0.0 for pid in seen)
 
 
 LAYOUTS = {
-    "worker-process": "passgate serve (PASSGATE_WORKERS_IN_PROCESS=false) + one passgate worker process "
-    "(default --poll), SQLite (WAL) file: the recommended layout under load (docs/mfa.md, 'Which layout'); "
-    "SMTP on loopback with the default connection pool",
-    "in-process": "passgate serve, one process, SQLite (WAL) file, workers in process "
-    "(PASSGATE_WORKERS_IN_PROCESS=true, the embedded default of make run); SMTP on loopback "
-    "with the default connection pool",
+    "split": "passgate serve (PASSGATE_WORKERS_IN_PROCESS=false) + one passgate worker process "
+    "(default --poll), SQLite (WAL) file; SMTP on loopback with the default connection pool",
+    "in-process": "passgate serve alone, SQLite (WAL) file, with its default PASSGATE_WORKERS_IN_PROCESS "
+    "(the delivery workers in a child process it supervises); SMTP on loopback with the default "
+    "connection pool",
 }
 
 
 def delivery_latency(
-    ws: Workspace, sink: Sink, client_id: str, prefix: str, drain_s: float
+    ws: Workspace,
+    sink: Sink | LeanSink,
+    client_id: str,
+    prefix: str,
+    drain_s: float,
+    by: str = "destination",
 ) -> dict[str, Any]:
-    """Waits for the mail of every session of `client_id` whose address starts with `prefix`; returns the
-    latency from each session's row to its mail's arrival, and the rates around the end of the load."""
+    """Waits for the message of every session of `client_id` whose destination starts with `prefix`;
+    returns the latency from each session's row to its message's arrival, and the rates around the end of
+    the load. The sink notes arrivals by destination (mail) or by message id (`by="message"`, SMS)."""
     db = ws.dir / "bench.db"
+    key = "m.destination" if by == "destination" else "m.id"
 
     def sessions() -> dict[str, float]:
         with sqlite3.connect(db, timeout=30) as conn:
             rows = conn.execute(
-                "SELECT destination, created_at FROM mfa_sessions WHERE client_id = ? AND destination LIKE ?",
+                f"SELECT {key}, s.created_at FROM mfa_sessions s JOIN messages m ON m.session_id = s.id "
+                "WHERE s.client_id = ? AND s.destination LIKE ?",
                 (client_id, f"{prefix}%"),
             ).fetchall()
         # Stored as naive UTC (see passgate.db.types.UTCDateTime).
-        return {d.lower(): _utc_ts(c) for d, c in rows}
+        return {(d.lower() if by == "destination" else d): _utc_ts(c) for d, c in rows}
 
     created = sessions()
     if not created:
@@ -385,9 +483,9 @@ def delivery_latency(
     arrivals = {d: seen[d] for d in created if d in seen}
     missing = [d for d in created if d not in arrivals]
     if missing:
-        raise BenchError(f"{len(missing)} of {len(created)} challenge mails never reached the SMTP server")
+        raise BenchError(f"{len(missing)} of {len(created)} challenge messages never reached the sink")
     lat = sorted(max(0.0, arrivals[d] - t) for d, t in created.items())
-    progress(f"all {len(lat)} challenge mails reached the SMTP server")
+    progress(f"all {len(lat)} challenge messages ({prefix}...) reached the sink")
     # The load's span: from the first challenge's row to the last one's.
     first, last = min(created.values()), max(created.values())
     span = max(1e-3, last - first)
@@ -564,7 +662,9 @@ def paced_client(config_path: str) -> int:
     return 0
 
 
-def otp_run(args: argparse.Namespace, ws: Workspace, base: str, client_id: str, key: str) -> dict[str, Any]:
+def otp_run(
+    args: argparse.Namespace, ws: Workspace, base: str, client_id: str, key: str, server_pids: list[int]
+) -> dict[str, Any]:
     n = args.otp_sessions
     progress(f"OTP: making {n} sandbox sessions (sms-code to +15005550006, code 000000)")
     body = as_template(
@@ -607,6 +707,7 @@ def otp_run(args: argparse.Namespace, ws: Workspace, base: str, client_id: str, 
     targets = ws.dir / "verify-targets.txt"
     targets.write_text("".join(f"/mfa/v2/{i}/verify\n" for i in ids))
     progress(f"OTP verify: one verify per session ({len(ids)}), concurrency {args.concurrency}")
+    before = tree_cpu(server_pids)
     r = run_loadgen(
         base + "/mfa/v2/x/verify",
         concurrency=args.concurrency,
@@ -621,6 +722,7 @@ def otp_run(args: argparse.Namespace, ws: Workspace, base: str, client_id: str, 
     )
     if r["non_2xx"] or r.get("expect_mismatches") or r["requests"] != len(ids):
         raise BenchError(f"OTP verify: {r['status']} {r.get('mismatch_samples', [])[:1]}")
+    r["server_cpu_ms_per_verified"] = round((tree_cpu(server_pids) - before) * 1000 / len(ids), 3)
     progress(f"    verify: {r['rps']:,.0f} req/s, p50 {r['latency_ms']['p50']:.2f} ms")
     return r
 
@@ -642,9 +744,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--layout",
-        choices=sorted(LAYOUTS),
-        default="worker-process",
-        help="where the delivery workers run: a passgate worker process beside passgate serve, or inside it",
+        choices=[*sorted(LAYOUTS), "compare", "worker-process"],
+        default="split",
+        help="where the delivery workers run: a passgate worker process beside passgate serve (split), "
+        "passgate serve's default (in-process), or both one after the other (compare: the in-process "
+        "verdict against the split layout's rate of the same run); worker-process is split's old name",
     )
     p.add_argument(
         "--sink",
@@ -667,11 +771,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("challenge.py: --duration in (0, 600], --warmup in [0, 60], --concurrency 1..1024")
     if not 1 <= args.otp_sessions <= 50_000:
         raise SystemExit("challenge.py: --otp-sessions 1..50000")
+    layouts = {"compare": ["split", "in-process"], "worker-process": ["split"]}.get(
+        args.layout, [args.layout]
+    )
     try:
-        with interrupt_guard(), Workspace(NAME) as ws:
-            sink: Sink = AiosmtpdSink() if args.sink == "aiosmtpd" else LeanSink(ws.dir)
-            with sink:
-                return run(args, ws, sink)
+        with interrupt_guard():
+            done = [measure(args, layout) for layout in layouts]
     except KeyboardInterrupt:
         progress("interrupted; servers stopped, workspace removed")
         return 130
@@ -679,6 +784,48 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"FAILED: {exc}")
         write_result(NAME, {"benchmark": NAME, "verdict": "FAIL", "summary": f"FAIL: {exc}"[:300]})
         return 1
+    result = done[-1]
+    if len(done) == 2:
+        result = in_process_verdict(done[0], done[1])
+        result["split"] = done[0]
+    write_result(NAME, result)
+    if len(done) == 1:
+        write_result(f"{NAME}-{result['layoutKey']}", result)
+    return 2 if (result["verdict"] == "BELOW" and args.fail_below) else 0
+
+
+def measure(args: argparse.Namespace, layout: str) -> dict[str, Any]:
+    with Workspace(NAME) as ws:
+        sink: Sink = AiosmtpdSink() if args.sink == "aiosmtpd" else LeanSink(ws.dir)
+        with sink, LeanSink(ws.dir, "_httpsink.py") as gateway:
+            return run(args, ws, sink, gateway, layout)
+
+
+def in_process_verdict(split: dict[str, Any], embedded: dict[str, Any]) -> dict[str, Any]:
+    """The in-process layout passes when its mail p99 under full load is within 1 s and it completes at
+    least TARGET_IN_PROCESS_SHARE of the split layout's challenges per second, measured in this run."""
+
+    def made(r: dict[str, Any]) -> float:
+        return float(r["runs"]["challenge"][0]["rps"])
+
+    share = made(embedded) / made(split) if made(split) else 0.0
+    p99 = embedded["delivery"]["p99_s"]
+    ok = p99 < TARGET_DELIVERY_P99_S and share >= TARGET_IN_PROCESS_SHARE
+    verdict = "PASS" if ok else "BELOW"
+    print(
+        f"\nin-process against split: CHALLENGE {made(embedded):,.0f}/s against {made(split):,.0f}/s = "
+        f"{share:.2f} (target >= {TARGET_IN_PROCESS_SHARE}); in-process mail p99 {p99 * 1000:,.0f} ms "
+        f"(target < 1 s); split CPU per completed email {split['delivery']['server_cpu_ms_per_completed']:.2f}"
+        f" ms, in-process {embedded['delivery']['server_cpu_ms_per_completed']:.2f} ms   {verdict}"
+    )
+    out = dict(embedded)
+    out.update(
+        verdict=verdict,
+        inProcessShare=round(share, 3),
+        summary=f"in-process/split CHALLENGE {share:.2f} (target {TARGET_IN_PROCESS_SHARE}), in-process mail "
+        f"p99 {p99 * 1000:.0f} ms (target < 1000): {verdict}",
+    )
+    return out
 
 
 if __name__ == "__main__":

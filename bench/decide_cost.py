@@ -52,7 +52,7 @@ def measure(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
         database_url=ws.env["PASSGATE_DATABASE_URL"],
         secret_keys=ws.env["PASSGATE_SECRET_KEYS"],
         data_dir=ws.env["PASSGATE_DATA_DIR"],
-        workers_in_process=False,
+        workers_in_process="off",
         log_level="WARNING",
     )
     registry = build_registry(settings)

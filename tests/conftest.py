@@ -99,7 +99,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_keys=TEST_SECRET,
         data_dir=tmp_path / "data",
         public_url="http://127.0.0.1:8000",
-        workers_in_process=False,
+        workers_in_process="off",
         key_cache_seconds=0,
         log_level="WARNING",
     )

@@ -209,15 +209,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"public_url": default_public_url(args.host, args.port)})
     sock = _listen(args.host, args.port)
     # Imported once the settings and the port are known good: a refusal comes at once.
-    import uvicorn
-
-    from passgate.httpserver import limited_protocol
     from passgate.main import create_app
     from passgate.observability import configure_logging
 
     configure_logging(settings.log_level)
     _engine_migrated(settings).dispose()
     app = create_app(settings)
+    delivery = None
+    if settings.workers_in_process == "process":
+        from passgate.supervisor import WorkerProcess
+
+        # The delivery workers in a child process this one supervises; links in messages as served here.
+        # Started once the app is built: on a busy machine the two starting side by side delayed the API.
+        delivery = WorkerProcess({**os.environ, "PASSGATE_PUBLIC_URL": settings.public_url})
+        delivery.start()
+        if processes == 1:
+            app.state.registry.notifier.callbacks.append(delivery.wake)
+
+            # Stopped with the app: uvicorn re-raises the SIGTERM it caught once it has shut down, which
+            # ends this process before the `finally` below could run.
+            async def stop_delivery(_app: Any, worker: WorkerProcess = delivery) -> None:
+                import asyncio
+
+                await asyncio.to_thread(worker.stop)
+
+            app.state.registry.shutdown.append(stop_delivery)
+    try:
+        return _serve(args, settings, app, sock, processes)
+    finally:
+        if delivery is not None:
+            delivery.stop()
+
+
+def _serve(args: argparse.Namespace, settings: Settings, app: Any, sock: Any, processes: int) -> int:
+    import uvicorn
+
+    from passgate.httpserver import limited_protocol
+
     served = f"http://[{args.host}]:{args.port}" if ":" in args.host else f"http://{args.host}:{args.port}"
     print(
         f"Passgate serving on {served}  (API docs: /docs"
@@ -297,6 +325,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
+        if args.wake_fd is not None:
+            # `passgate serve`'s child (passgate.supervisor): a byte on the pipe is a nudge; its end closed
+            # means serve is gone, and so the worker stops.
+            def nudged() -> None:
+                try:
+                    data = os.read(args.wake_fd, 4096)
+                except BlockingIOError:
+                    return
+                if data:
+                    worker.wake()
+                    return
+                loop.remove_reader(args.wake_fd)
+                worker.stop()
+
+            os.set_blocking(args.wake_fd, False)
+            loop.add_reader(args.wake_fd, nudged)
         # The worker's writes go through the group committer too: on SQLite, no thread takes turns
         # with the loop at the GIL and at the write lock.
         registry.committer.start()
@@ -1002,9 +1046,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_serve,
         "run the API (and, by default, the workers) in one process",
         "Check the settings, take the port, apply migrations, then serve the API. With\n"
-        "PASSGATE_WORKERS_IN_PROCESS=true (the default) the message and webhook workers run inside this\n"
-        "process too. Links in messages start with PASSGATE_PUBLIC_URL, or, when it is unset, with the\n"
-        "address served here.",
+        "PASSGATE_WORKERS_IN_PROCESS=process (the default) the message and webhook workers run in a child\n"
+        "process that serve restarts if it dies and stops with itself; =thread runs them on a thread of\n"
+        "the API process (what true meant before), =off (false) leaves them to passgate worker. Links in\n"
+        "messages start with PASSGATE_PUBLIC_URL, or, when it is unset, with the address served here.",
         "passgate serve --host 127.0.0.1 --port 8031",
         json_flag=False,
     )
@@ -1026,13 +1071,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Send queued messages and webhook events, and expire sessions on time. Run as many as you like\n"
         "against PostgreSQL; they share the work (FOR UPDATE SKIP LOCKED). SIGTERM stops it cleanly.\n"
         "Set PASSGATE_PUBLIC_URL: the worker writes the links in messages.",
-        "PASSGATE_WORKERS_IN_PROCESS=false passgate serve & PASSGATE_PUBLIC_URL=http://127.0.0.1:8000 "
+        "PASSGATE_WORKERS_IN_PROCESS=off passgate serve & PASSGATE_PUBLIC_URL=http://127.0.0.1:8000 "
         "passgate worker",
         json_flag=False,
     )
     p.add_argument(
         "--poll", type=float, default=0.25, help="seconds between looks for new work (default 0.25)"
     )
+    # Set by `passgate serve` for its child (passgate.supervisor): the read end of its nudge pipe.
+    p.add_argument("--wake-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     p = top.add(
         "bounces",

@@ -182,7 +182,10 @@ class Settings(BaseSettings):
     webhook_key_overlap_seconds: int = Field(default=86400, ge=0)
     webhook_secret_overlap_seconds: int = Field(default=86400, ge=0)
     webhook_retention_days: int = Field(default=30, ge=1)
-    workers_in_process: bool = True
+    # Where `passgate serve` runs the delivery workers (docs/mfa.md, "Which layout"):
+    # "process", a child process it supervises (the default); "thread", a thread of the API process (what
+    # true meant before); "off", none (false): `passgate worker` processes deliver.
+    workers_in_process: Literal["process", "thread", "off"] = "process"
     # Seconds between runs of the cluster-wide housekeeping (forgetting old velocity counters); one process
     # of the whole cluster runs it per period (passgate.leases).
     purge_interval_seconds: float = Field(default=60.0, ge=1, le=86400)
@@ -265,6 +268,19 @@ class Settings(BaseSettings):
             address = ""
         if "@" not in address:
             raise ValueError("must be an email address, e.g. 'Passgate <no-reply@example.com>'")
+        return v
+
+    @field_validator("workers_in_process", mode="before")
+    @classmethod
+    def _workers_in_process(cls, v: Any) -> Any:
+        aliases = {"true": "thread", "1": "thread", "yes": "thread", "false": "off", "0": "off", "no": "off"}
+        if isinstance(v, bool):
+            return "thread" if v else "off"
+        if isinstance(v, str):
+            value = aliases.get(v.strip().lower(), v.strip().lower())
+            if value not in ("process", "thread", "off"):
+                raise ValueError(f"must be process, thread or off (or true = thread, false = off), got {v!r}")
+            return value
         return v
 
     @field_validator("sms_provider")

@@ -94,7 +94,7 @@ def _own_server(data_dir: Path | None, say: Callable[[str], None]) -> Iterator[t
         smtp_url=None,
         sms_provider=None,
         environment="development",
-        workers_in_process=True,
+        workers_in_process="thread",
         log_level="WARNING",
     )
     registry = build_registry(settings)
@@ -213,5 +213,5 @@ def _wait_for_mail(http: httpx.Client, client_id: str, to: str) -> dict[str, Any
         time.sleep(0.05)
     raise DemoFailed(
         "the email did not reach the dev inbox within 15 s (is a worker running? "
-        "PASSGATE_WORKERS_IN_PROCESS=false needs passgate worker beside the server)"
+        "PASSGATE_WORKERS_IN_PROCESS=off needs passgate worker beside the server)"
     )

@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_task = None
         reg.committer.start()
-        if reg.settings.workers_in_process:
+        # "process": `passgate serve` runs them in a child process (passgate.supervisor), not here.
+        if reg.settings.workers_in_process == "thread":
             worker = Worker(reg)
             reg.notifier.callbacks.append(worker.wake)
             worker_task = WorkerThread(worker)

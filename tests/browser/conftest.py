@@ -84,7 +84,7 @@ def live_server(
         secret_keys=TEST_SECRET,
         data_dir=tmp_path_factory.mktemp("console-data"),
         public_url=f"http://127.0.0.1:{port}",
-        workers_in_process=True,
+        workers_in_process="thread",
         key_cache_seconds=0,
         log_level="WARNING",
         # The webhook receiver is a real server on 127.0.0.1; failed tries are retried within a second.

@@ -65,7 +65,7 @@ def problems(**settings: object) -> list[str]:
         ({"message_lock_seconds": "0"}, "PASSGATE_MESSAGE_LOCK_SECONDS", "at least 1"),
         ({"webhook_timeout_seconds": "99"}, "PASSGATE_WEBHOOK_TIMEOUT_SECONDS", "at most 60"),
         ({"token_ttl_seconds": "soon"}, "PASSGATE_TOKEN_TTL_SECONDS", "whole number"),
-        ({"workers_in_process": "maybe"}, "PASSGATE_WORKERS_IN_PROCESS", "true or false"),
+        ({"workers_in_process": "maybe"}, "PASSGATE_WORKERS_IN_PROCESS", "process, thread or off"),
         ({"mail_from": "nobody"}, "PASSGATE_MAIL_FROM", "email address"),
         ({"console_sign_in_rates_ip": "lots"}, "PASSGATE_CONSOLE_SIGN_IN_RATES_IP", "rates like"),
         ({"twilio_base_url": "api.twilio.com"}, "PASSGATE_TWILIO_BASE_URL", "http://"),
@@ -172,7 +172,9 @@ def test_a_bounce_domain_is_a_domain(value: str, words: str) -> None:
 
 
 def test_bounce_settings() -> None:
-    s = load_settings(bounce_domain=" Bounce.{domain}. ", bounce_local_part="rt-1", bounce_secret="whsec_" + "A" * 43)
+    s = load_settings(
+        bounce_domain=" Bounce.{domain}. ", bounce_local_part="rt-1", bounce_secret="whsec_" + "A" * 43
+    )
     assert (s.bounce_domain, s.bounce_local_part) == ("bounce.{domain}", "rt-1")
     assert load_settings(bounce_domain="").bounce_domain is None
     [line] = problems(bounce_local_part="Bounces+x")
@@ -181,3 +183,24 @@ def test_bounce_settings() -> None:
     assert line.startswith("PASSGATE_BOUNCE_LOCAL_PART: "), line
     [line] = problems(bounce_secret="not-a-secret")
     assert line.startswith("PASSGATE_BOUNCE_SECRET: ") and "whsec_" in line, line
+
+
+@pytest.mark.parametrize(
+    ("value", "layout"),
+    [
+        (None, "process"),
+        ("process", "process"),
+        ("Thread", "thread"),
+        ("off", "off"),
+        ("true", "thread"),  # what true meant before there were three
+        ("1", "thread"),
+        ("false", "off"),
+        ("no", "off"),
+    ],
+)
+def test_where_serve_runs_its_workers(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, layout: str
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("PASSGATE_WORKERS_IN_PROCESS", value)
+    assert load_settings().workers_in_process == layout

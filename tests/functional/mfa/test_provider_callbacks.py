@@ -193,7 +193,7 @@ def test_the_documented_gateway_example_works_end_to_end(
         secret_keys=TEST_SECRET,
         data_dir=tmp_path / "data",
         public_url=f"http://127.0.0.1:{api_port}",
-        workers_in_process=True,
+        workers_in_process="thread",
         log_level="WARNING",
         sms_provider="http",
         sms_http_url=f"http://127.0.0.1:{gateway_port}/sms",

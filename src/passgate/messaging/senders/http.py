@@ -1,10 +1,19 @@
-"""SMS through Twilio's REST API or a generic HTTP JSON gateway (httpx), and ordered failover."""
+"""SMS through Twilio's REST API or a generic HTTP JSON gateway, and ordered failover.
+
+Each sender posts over `http_wire.HttpPoster` (kept-alive connections per event loop, a request's bytes
+written at once), or through httpx when it is given an `httpx.AsyncClient` or when a proxy setting of the
+environment covers its URL (`http_wire.proxied`). Both ways send the same request and read the answer the
+same way (tests/contract/test_sms_senders.py runs every case through both).
+"""
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -16,21 +25,56 @@ from passgate.messaging.senders.base import (
     TemporarySendError,
     provider_said,
 )
+from passgate.messaging.senders.http_wire import HttpPoster, WireError, proxied
 from passgate.webhooks.signing import standard_headers
 
 if TYPE_CHECKING:  # the protocol its senders implement; interfaces imports this package's types
     from passgate.messaging.interfaces import SmsSender
 
 
-def _raise_for(resp: httpx.Response, provider: str) -> None:
-    if resp.status_code in (401, 403):
-        raise ProviderAuthorizationError(f"{provider} refused our credentials ({resp.status_code})")
-    if resp.status_code == 429 or resp.status_code >= 500:
-        raise TemporarySendError(f"{provider} answered {resp.status_code}")
-    if resp.status_code >= 400:
-        raise PermanentSendError(
-            f"{provider} refused the message ({resp.status_code}): {provider_said(resp.text)}"
-        )
+def _raise_for(status: int, text: Callable[[], str], provider: str) -> None:
+    if status in (401, 403):
+        raise ProviderAuthorizationError(f"{provider} refused our credentials ({status})")
+    if status == 429 or status >= 500:
+        raise TemporarySendError(f"{provider} answered {status}")
+    if status >= 400:
+        raise PermanentSendError(f"{provider} refused the message ({status}): {provider_said(text())}")
+
+
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+class _Post:
+    """One provider URL's way out: `HttpPoster`, or an httpx client (given, or for a proxied URL)."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient | None) -> None:
+        self.poster = HttpPoster(url) if client is None and not proxied(url) else None
+        self.client = client
+        if self.poster is None and client is None:
+            self.client = httpx.AsyncClient(timeout=15.0, follow_redirects=False)
+
+    async def __call__(
+        self, url: str, headers: dict[str, str], body: bytes, provider: str
+    ) -> tuple[int, bytes]:
+        """(status, body) of a POST of `body` to `url` (of this sender's origin)."""
+        if self.poster is not None:
+            try:
+                answer = await self.poster.post(_target(url), headers, body)
+            except WireError as exc:
+                raise TemporarySendError(f"{provider} unreachable: {exc}") from exc
+            return answer.status, answer.body
+        assert self.client is not None
+        try:
+            resp = await self.client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TemporarySendError(f"{provider} unreachable: {type(exc).__name__}") from exc
+        return resp.status_code, resp.content
+
+    async def release(self) -> None:
+        if self.poster is not None:
+            await self.poster.release()
 
 
 class TwilioSmsSender:
@@ -50,26 +94,33 @@ class TwilioSmsSender:
         self.from_number = from_number
         self.base_url = base_url.rstrip("/")
         self.status_callback = status_callback
-        self.client = client or httpx.AsyncClient(timeout=15.0, follow_redirects=False)
+        self.url = f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        self._post = _Post(self.url, client)
+        self.client = self._post.client
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode("ascii")
+        self._authorization = f"Basic {credentials}"
 
     async def send_sms(self, message: OutgoingSms) -> str:
         data = {"To": message.to, "From": self.from_number, "Body": message.body}
         if self.status_callback:
             data["StatusCallback"] = self.status_callback
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": self._authorization,
+            "Idempotency-Key": message.message_id,
+        }
+        # The form as httpx encodes `data=` (urlencode, spaces as +).
+        body = urlencode(data).encode("ascii")
+        status, answer = await self._post(self.url, headers, body, "twilio")
+        _raise_for(status, lambda: answer.decode("utf-8", "replace"), "twilio")
         try:
-            resp = await self.client.post(
-                f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages.json",
-                data=data,
-                auth=(self.account_sid, self.auth_token),
-                headers={"Idempotency-Key": message.message_id},
-            )
-        except httpx.HTTPError as exc:
-            raise TemporarySendError(f"twilio unreachable: {type(exc).__name__}") from exc
-        _raise_for(resp, "twilio")
-        try:
-            return str(resp.json()["sid"])
-        except (ValueError, KeyError) as exc:
+            return str(json.loads(answer)["sid"])
+        except (ValueError, KeyError, TypeError) as exc:
             raise TemporarySendError("twilio answered without a message sid") from exc
+
+    async def release(self) -> None:
+        """Close the connections kept open on this event loop."""
+        await self._post.release()
 
 
 class HttpGatewaySmsSender:
@@ -91,7 +142,8 @@ class HttpGatewaySmsSender:
         self.url = url
         self.from_name = from_name
         self.secret = secret
-        self.client = client or httpx.AsyncClient(timeout=15.0, follow_redirects=False)
+        self._post = _Post(url, client)
+        self.client = self._post.client
 
     async def send_sms(self, message: OutgoingSms) -> str:
         payload = {
@@ -105,12 +157,13 @@ class HttpGatewaySmsSender:
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.message_id}
         if self.secret is not None:
             headers.update(standard_headers([self.secret], message.message_id, datetime.now(UTC), body))
-        try:
-            resp = await self.client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise TemporarySendError(f"SMS gateway unreachable: {type(exc).__name__}") from exc
-        _raise_for(resp, "SMS gateway")
+        status, answer = await self._post(self.url, headers, body, "SMS gateway")
+        _raise_for(status, lambda: answer.decode("utf-8", "replace"), "SMS gateway")
         return message.message_id
+
+    async def release(self) -> None:
+        """Close the connections kept open on this event loop."""
+        await self._post.release()
 
 
 class FailoverSmsSender:
@@ -136,3 +189,9 @@ class FailoverSmsSender:
                 error = exc
         assert error is not None
         raise error
+
+    async def release(self) -> None:
+        for sender in self.senders:
+            release = getattr(sender, "release", None)
+            if release is not None:
+                await release()
