@@ -16,15 +16,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from passgate.api.idempotency import management_request_hash
-from passgate.bootstrap import Registry
+from passgate.bootstrap import Registry, build_registry
 from passgate.clock import FrozenClock
 from passgate.config import Settings
 from passgate.db import transaction
 from passgate.idempotency import services as idempotency
 from passgate.idempotency.models import IdempotencyRecord
+from passgate.main import create_app
 from passgate.messaging.models import Message
 from passgate.mfa.models import MfaSession
 from passgate.policy.models import Decision
@@ -231,6 +232,37 @@ def test_twenty_concurrent_duplicates_make_one_decision_and_one_message(
     assert after["decisions"] == 1 and after["sessions"] == 1 and after["messages"] == 1
     # Decision.Created and the session's first status: written once, by the one decision.
     assert after["events"] - events_before == counts_of_one_challenge(http, registry)
+    assert mails_to(registry, smtp, body) == 1
+
+
+def test_duplicates_sent_to_two_api_processes_make_one_decision(
+    http: TestClient,
+    hooked: Tenant,
+    registry: Registry,
+    settings: Settings,
+    engine: Engine,
+    clock: FrozenClock,
+    smtp: SmtpSink,
+) -> None:
+    """Two apps on the same database, each with its own group commit (as two API processes are): the
+    duplicates meet at the record's primary key, and the losing unit, run again, replays the answer."""
+    tenant = hooked
+    second = build_registry(settings, clock=clock, engine=engine)
+    body = login_body(strategy=EMAIL_LINK)
+    start = threading.Barrier(16)
+    with TestClient(create_app(registry=second), raise_server_exceptions=False) as other:
+
+        def send(i: int) -> httpx.Response:
+            start.wait(timeout=10)
+            return post(http if i % 2 else other, tenant, body)
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, range(16)))
+    assert [r.status_code for r in answers] == [200] * 16, [r.text for r in answers if r.status_code != 200]
+    assert len({r.content for r in answers}) == 1
+    assert len({r.headers["x-correlation-id"] for r in answers}) == 1
+    after = counts(registry, tenant, body["inquiryId"])
+    assert after["decisions"] == 1 and after["sessions"] == 1 and after["messages"] == 1
     assert mails_to(registry, smtp, body) == 1
 
 

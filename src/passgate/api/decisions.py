@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from passgate.api.deps import principal
 from passgate.api.errors import ApiProblem
-from passgate.api.idempotency import decide_once
+from passgate.api.idempotency import InFlight
 from passgate.api.responses import compact_json
 from passgate.api.schemas_decisions import DecisionResponse
 from passgate.api.views import decision_view
@@ -114,7 +114,9 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
     # Decisions only read and defer their writes to the commit: on SQLite they run on a read snapshot and
     # hold the write lock only to write (db.group_commit).
-    answer, decision = await decide_once(lambda: registry.committer.run_deferred(decide))
+    inflight: InFlight = request.app.state.decisions_in_flight
+    key = (client_id, _SCOPES[event_type], payload["inquiryId"])
+    answer, decision = await inflight.decide(key, hashed, lambda: registry.committer.run_deferred(decide))
     if decision is None:  # a retry: the first answer, under the first answer's correlation id
         request.scope["state"]["correlation_id"] = answer.correlation_id
     else:
@@ -154,3 +156,4 @@ def install(app: FastAPI) -> None:
             openapi_extra=_body_spec(model),
         )
     install_schemas(app)
+    app.state.decisions_in_flight = InFlight()

@@ -1,7 +1,8 @@
 """Requests that are safe to retry, on the HTTP side (docs/idempotency.md).
 
-- `decide_once`: runs a decision's unit of work; when it lost the race for its inquiry's record to a
-  concurrent duplicate, runs it again (bounded), which then replays the stored answer.
+- `InFlight`: a duplicate decision that arrives while the first is being decided in this process waits
+  for the first's answer; `decide_once` runs a decision's unit of work, and again (bounded) when it lost
+  the race for its inquiry's record to a duplicate elsewhere: the next run replays the stored answer.
 - `IdempotencyKeyMiddleware`: the `Idempotency-Key` header on every management POST (`/manage/v1/...`),
   after the IETF draft "The Idempotency-Key HTTP Header Field": the first request's answer is stored and
   replayed (with `Idempotent-Replayed: true`) to a repeat with the same key and the same request; the same
@@ -26,7 +27,8 @@ from passgate.api.errors import DATABASE_RETRY_AFTER_S, problem
 from passgate.auth.exceptions import AuthError
 from passgate.auth.services import ADMIN_SCOPE
 from passgate.idempotency import services
-from passgate.idempotency.exceptions import IdempotencyError, InvalidKey, RequestInProgress
+from passgate.idempotency.exceptions import IdempotencyError, InquiryReused, InvalidKey, RequestInProgress
+from passgate.idempotency.services import StoredAnswer
 from passgate.problems import problem_for
 
 T = TypeVar("T")
@@ -45,10 +47,56 @@ KEPT_HEADERS = frozenset({"content-type", "location", "etag", "cache-control", "
 DECISION_TRIES = 3
 
 
+class InFlight:
+    """The decisions this process is making, by (client, endpoint, inquiryId). A duplicate that arrives
+    while the first is being decided waits for the first's answer (at most `WAIT_S`) instead of deciding
+    too: it neither runs the policy nor spends the destination's send limits, and it never makes the
+    first's batch fail on the record's primary key. (A duplicate in another process meets the first at
+    the primary key instead: see `decide_once`.)"""
+
+    WAIT_S = 5.0
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str, str], tuple[str, asyncio.Future[StoredAnswer | None]]] = {}
+
+    async def decide(
+        self,
+        key: tuple[str, str, str],
+        hashed: str,
+        run: Callable[[], Coroutine[Any, Any, tuple[StoredAnswer, T | None]]],
+    ) -> tuple[StoredAnswer, T | None]:
+        """`run()` (through `decide_once`), or the answer of the same request already running."""
+        found = self._running.get(key)
+        if found is not None:
+            first_hash, first = found
+            if first_hash != hashed:
+                raise InquiryReused()
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(first), self.WAIT_S)
+            except TimeoutError:
+                raise RequestInProgress("inquiryId") from None
+            if answer is not None:
+                return answer, None
+            # The first failed (its caller got the error): this one decides on its own.
+            return await decide_once(run)
+        future: asyncio.Future[StoredAnswer | None] = asyncio.get_running_loop().create_future()
+        self._running[key] = (hashed, future)
+        answer = None
+        try:
+            result = await decide_once(run)
+            answer = result[0]
+            return result
+        finally:
+            if self._running.get(key, (None, None))[1] is future:
+                del self._running[key]
+            future.set_result(answer)
+
+
 async def decide_once(run: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """`await run()`, again when it failed because a concurrent duplicate stored its inquiry's record
-    first (the next run finds that record and replays its answer); RequestInProgress (409, Retry-After)
-    if the race is lost every time."""
+    """`await run()`, again when it failed because a concurrent duplicate (in another process, or one
+    that arrived after the first was decided but before it committed) stored its inquiry's record first:
+    the next run finds that record and replays its answer. RequestInProgress (409, Retry-After) if the
+    race is lost every time."""
     for _ in range(DECISION_TRIES):
         try:
             return await run()

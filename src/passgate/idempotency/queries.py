@@ -79,8 +79,8 @@ def claim(session: Session, row: dict[str, Any]) -> bool:
     """Insert the record of a request about to run (status NULL); False when (client, scope, key) exists
     (on PostgreSQL, after the transaction that holds a concurrent insert of it ends)."""
     dialect = session.get_bind().dialect.name
-    result = session.execute(dialect_insert(dialect, TABLE).values(**row).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = dialect_insert(dialect, TABLE).values(**row).on_conflict_do_nothing().returning(_t.key)
+    return session.execute(statement).first() is not None
 
 
 def read(session: Session, client_id: str, scope: str, key: str) -> StoredRow | None:
