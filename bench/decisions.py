@@ -12,6 +12,8 @@ What it does, in one command:
 4. load from bench/loadgen.py, a separate process, at the same concurrency and duration:
    bare -> decisions -> bare (the two bare runs are averaged to cancel drift on a shared machine);
    every login has its own inquiryId (`inq<n>`) and must answer 200 with decision ALLOW;
+   with `--retries`, each round also has a run where every login repeats one inquiry already decided
+   (a client's retry: answered from the stored answer, docs/idempotency.md), between bare runs too;
 5. a table with requests/s, p50 and p99 of each, the ratio decisions/bare against the target;
    the full result in bench/results/decisions-latest.json.
 
@@ -154,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         "median of the per-round ratios",
     )
     p.add_argument(
+        "--retries",
+        action="store_true",
+        help="add to each round a run in which every login repeats one inquiry already decided (a retry, "
+        "answered from the stored answer), with its own ratio against the bare runs either side",
+    )
+    p.add_argument(
         "--fail-below",
         action="store_true",
         help=f"exit with status 2 when the ratio is below {TARGET_RATIO} (by default BELOW is reported, "
@@ -220,12 +228,23 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         )
         return result
 
-    # bare, decisions, bare[, decisions, bare ...]: each decision run sits between two bare runs.
-    plan = ["bare"] + ["decisions", "bare"] * args.rounds
+    # bare, decisions, bare[, retries, bare][, decisions, bare ...]: each measured run sits between two
+    # bare runs.
+    plan = ["bare"] + (["decisions", "bare"] + (["retries", "bare"] if args.retries else [])) * args.rounds
     bares: list[dict[str, Any]] = []
     decs: list[dict[str, Any]] = []
+    dec_bares: list[int] = []  # the index of the bare run before each decision run
+    retries: list[dict[str, Any]] = []
+    retry_bares: list[int] = []
+    retry_body = json.dumps(login_body("retried1"), separators=(",", ":")).encode()
+    if args.retries:
+        with http_client(passgate.base_url, get_token(passgate.base_url, client_id, api_key)) as http:
+            first = expect_status(http.post("/login/v2", content=retry_body), 200)
+        if first.get("decision") != "ALLOW":
+            raise BenchError(f"the retried inquiry answered {first}")
+    labels = {"bare": "bare endpoint", "decisions": "POST /login/v2", "retries": "POST /login/v2 (retries)"}
     for i, kind in enumerate(plan, 1):
-        label = "bare endpoint" if kind == "bare" else "POST /login/v2"
+        label = labels[kind]
         progress(
             f"run {i}/{len(plan)}: {label}: {args.warmup:g} s warm-up, then {args.duration:g} s "
             f"at concurrency {args.concurrency}"
@@ -233,7 +252,28 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         # Both endpoints get the same bytes: body and Authorization header (which /bare ignores).
         headers = [f"Authorization: Bearer {get_token(passgate.base_url, client_id, api_key)}"]
         if kind == "decisions":
+            dec_bares.append(len(bares) - 1)
             decs.append(drive(label, passgate.base_url + "/login/v2", headers, ALLOW_MARK))
+        elif kind == "retries":
+            retry_bares.append(len(bares) - 1)
+            retries.append(
+                run_loadgen(
+                    passgate.base_url + "/login/v2",
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    method="POST",
+                    headers=headers,
+                    body=retry_body,
+                    expect=ALLOW_MARK,
+                    workdir=ws.dir,
+                )
+            )
+            r = retries[-1]
+            progress(
+                f"    {label}: {fmt_rps(r['rps'])} req/s, p50 {fmt_ms(r['latency_ms']['p50'])} ms, "
+                f"p99 {fmt_ms(r['latency_ms']['p99'])} ms, status {r['status']}, errors {r['error_count']}"
+            )
         else:
             bares.append(drive(label, bare.base_url + "/bare", headers, None))
 
@@ -245,16 +285,23 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         check_run(f"bare run {n}", r, problems)
     for n, r in enumerate(decs, 1):
         check_run(f"decision run {n}", r, problems)
+    for n, r in enumerate(retries, 1):
+        check_run(f"retry run {n}", r, problems)
 
     def mean(values: list[float]) -> float:
         return sum(values) / len(values)
 
     # One ratio per decision run, against the mean of the bare runs either side; the median of them.
-    round_ratios = []
-    for n, dec in enumerate(decs):
-        neighbours = (bares[n]["rps"] + bares[n + 1]["rps"]) / 2
-        round_ratios.append(dec["rps"] / neighbours if neighbours else 0.0)
+    def ratios(runs: list[dict[str, Any]], before: list[int]) -> list[float]:
+        out = []
+        for run, b in zip(runs, before, strict=True):
+            neighbours = (bares[b]["rps"] + bares[b + 1]["rps"]) / 2
+            out.append(run["rps"] / neighbours if neighbours else 0.0)
+        return out
+
+    round_ratios = ratios(decs, dec_bares)
     ratio = statistics.median(round_ratios)
+    retry_ratios = ratios(retries, retry_bares)
     bare_rps = mean([b["rps"] for b in bares])
     dec_rps = mean([d["rps"] for d in decs])
     bare_rates = [b["rps"] for b in bares]
@@ -276,8 +323,12 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     rows = []
     for n, b in enumerate(bares):
         rows.append(row_of(f"bare endpoint (run {n + 1})", b))
-        if n < len(decs):
-            rows.append(row_of(f"POST /login/v2 (run {n + 1})", decs[n]))
+        if n in dec_bares:
+            k = dec_bares.index(n)
+            rows.append(row_of(f"POST /login/v2 (run {k + 1})", decs[k]))
+        if n in retry_bares:
+            k = retry_bares.index(n)
+            rows.append(row_of(f"POST /login/v2 retries (run {k + 1})", retries[k]))
     rows.append(mean_row("bare endpoint (mean)", bares))
     if len(decs) > 1:
         rows.append(mean_row("POST /login/v2 (mean)", decs))
@@ -293,6 +344,11 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     )
     print(f"ratio decisions/bare: {ratio:.3f}   target >= {TARGET_RATIO}   {verdict}{per_round}")
     noisy = "  (noisy machine: rerun, or use --rounds 3)" if drift > 0.15 else ""
+    if retries:
+        print(
+            f"ratio retries/bare: {statistics.median(retry_ratios):.3f}   (per round: "
+            f"{', '.join(f'{r:.3f}' for r in retry_ratios)}; each answered from the stored answer)"
+        )
     print(f"bare drift across its runs: {drift:.1%}{noisy}")
     for p in problems:
         print(f"problem: {p}")
@@ -314,6 +370,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
             "summary": summary,
             "ratio": round(ratio, 4),
             "round_ratios": [round(r, 4) for r in round_ratios],
+            "retry_ratios": [round(r, 4) for r in retry_ratios],
             "target_ratio": TARGET_RATIO,
             "decisions_rps_mean": round(dec_rps, 1),
             "bare_rps_mean": round(bare_rps, 1),
@@ -323,8 +380,9 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
                 "duration_s": args.duration,
                 "warmup_s": args.warmup,
                 "rounds": args.rounds,
+                "retries": args.retries,
             },
-            "runs": {"bare": bares, "decisions": decs},
+            "runs": {"bare": bares, "decisions": decs, "retries": retries},
             "problems": problems,
             "sampled_decisions": samples,
             "python": sys.version.split()[0],

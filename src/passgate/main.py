@@ -33,6 +33,7 @@ from passgate.api import (
 )
 from passgate.api import bounces as bounce_reports
 from passgate.api import docs as api_reference
+from passgate.api import idempotency as api_idempotency
 from passgate.api import openapi as api_document
 from passgate.api.middleware import RequestContextMiddleware
 from passgate.bootstrap import Registry, build_registry
@@ -134,5 +135,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     install_console(app)
     api_document.install(app)
     api_reference.install(app)
+    # Inside the request context (correlation id, checked body): Idempotency-Key on management POSTs.
+    api_idempotency.install(app)
     app.add_middleware(RequestContextMiddleware, metrics=reg.metrics)
     return app

@@ -31,6 +31,13 @@ from passgate.console.exceptions import (
     SignInLocked,
     UserExists,
 )
+from passgate.idempotency.exceptions import (
+    IdempotencyError,
+    InquiryReused,
+    InvalidKey,
+    KeyReused,
+    RequestInProgress,
+)
 from passgate.messaging.exceptions import (
     BuiltinTemplateReadOnly,
     InvalidBranding,
@@ -132,6 +139,10 @@ PROBLEMS: dict[type[Exception], ProblemSpec] = {
     BadCredentials: ProblemSpec(401, "Invalid credentials", "invalid-credentials"),
     SignInLocked: ProblemSpec(429, "Too many failed attempts", "throttled", retry_after=True),
     ChallengeNotStarted: ProblemSpec(503, "Email not sent", "sign-in-email-not-sent"),
+    InquiryReused: ProblemSpec(409, "Conflict", "inquiry-reused"),
+    RequestInProgress: ProblemSpec(409, "Request in progress", "request-in-progress", retry_after=True),
+    KeyReused: ProblemSpec(422, "Idempotency key reused", "idempotency-key-reused"),
+    InvalidKey: ProblemSpec(400, "Invalid request", "validation"),
 }
 
 # Classes of `exceptions.py` modules that never reach a caller: the bases (a base in the table would
@@ -143,6 +154,7 @@ NOT_ANSWERED: frozenset[type[Exception]] = frozenset(
         MfaError,
         PolicyError,
         WebhookError,
+        IdempotencyError,
         DeliveryError,  # a webhook try that failed: recorded on the delivery and retried, never answered
     }
 )

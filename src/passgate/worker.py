@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from passgate import leases
 from passgate.db import read_only, transaction
+from passgate.idempotency import services as idempotency
 from passgate.retention.services import PurgeReport, RetentionJob, configured_defaults
 from passgate.runtime import run_event_loop
 
@@ -25,6 +26,7 @@ log = logging.getLogger("passgate.worker")
 # The periodic jobs every worker looks after, each run by one process of the cluster per period (leases).
 EXPIRE_JOB = "expire-sessions"
 PURGE_JOB = "velocity-purge"
+IDEMPOTENCY_PURGE_JOB = "idempotency-purge"
 
 
 def holder_name() -> str:
@@ -158,6 +160,12 @@ class Worker:
             with transaction(registry.sessions) as session:
                 if leases.take(session, PURGE_JOB, self.holder, timedelta(seconds=every * 0.9), now):
                     registry.signals.velocity.purge(session, now)
+            # Stored answers of retried requests past their 24 hours (passgate.idempotency).
+            with transaction(registry.sessions) as session:
+                if leases.take(
+                    session, IDEMPOTENCY_PURGE_JOB, self.holder, timedelta(seconds=every * 0.9), now
+                ):
+                    idempotency.purge(session, now)
         return expired
 
 

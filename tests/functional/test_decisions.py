@@ -32,7 +32,10 @@ def test_device_counts_as_seen_once_a_decision_allowed_it(http: TestClient, tena
     body = login_body()
     assert post_login(http, tenant, body).json()["decision"] == "CHALLENGE"
     publish(http, tenant, allow_all_document())
-    assert post_login(http, tenant, body).json()["decision"] == "ALLOW"
+    # A new inquiry (the same inquiryId would be a retry, answered as the first time).
+    assert (
+        post_login(http, tenant, {**body, "inquiryId": body["inquiryId"] + "a"}).json()["decision"] == "ALLOW"
+    )
     publish(
         http,
         tenant,
@@ -54,7 +57,11 @@ def test_device_counts_as_seen_once_a_decision_allowed_it(http: TestClient, tena
     assert again["decision"] == "ALLOW"
     assert again["set"]["versionName"] == "v3"
     # Same device, other account: still new.
-    other = {**body, "account": {"id": "someone-else", "username": "se"}}
+    other = {
+        **body,
+        "inquiryId": body["inquiryId"] + "c",
+        "account": {"id": "someone-else", "username": "se"},
+    }
     assert post_login(http, tenant, other).json()["decision"] == "CHALLENGE"
 
 

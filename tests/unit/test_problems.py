@@ -29,6 +29,7 @@ from passgate.console.exceptions import (
     UserExists,
 )
 from passgate.console.routes.common import page_problem
+from passgate.idempotency.exceptions import InquiryReused, InvalidKey, KeyReused, RequestInProgress
 from passgate.messaging.exceptions import (
     BuiltinTemplateReadOnly,
     InvalidBranding,
@@ -105,6 +106,10 @@ SAMPLES: list[Exception] = [
     BadCredentials(),
     SignInLocked(30, "email"),
     ChallengeNotStarted("RATE_LIMITED"),
+    InquiryReused(),
+    RequestInProgress("Idempotency-Key", 1),
+    KeyReused(),
+    InvalidKey("Idempotency-Key must be 1 to 255 printable ASCII characters"),
 ]
 
 

@@ -6,16 +6,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from passgate.api.deps import principal
 from passgate.api.errors import ApiProblem
-from passgate.api.responses import CompactJSONResponse
+from passgate.api.idempotency import InFlight
+from passgate.api.responses import compact_json
 from passgate.api.schemas_decisions import DecisionResponse
 from passgate.api.views import decision_view
 from passgate.auth.services import INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
 from passgate.db import Session
+from passgate.idempotency.services import StoredAnswer, claim_decision, request_hash
 from passgate.policy.decisions import Decision
 from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 
@@ -23,7 +26,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DecisionResponse},
     400: {"description": "invalid body; `errors[].field` names each bad field"},
     401: {"description": "missing or invalid bearer token"},
+    409: {
+        "description": "this `inquiryId` was used within 24 hours for a different body (`errors[].field` "
+        "is `inquiryId`), or a duplicate of it is still being decided (see Retry-After)"
+    },
 }
+# The endpoint an inquiryId is kept for: the same id on the other endpoint is another inquiry.
+_SCOPES = {"LOGIN": "/login/v2", "NEW_ACCOUNT_OPENING": "/newaccountopening/v2"}
 
 # The request bodies are parsed in the route (after the token check; see `_parse`), so the OpenAPI
 # document names them here and `install_schemas` adds their schemas to the components.
@@ -74,7 +83,7 @@ async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
         ) from None
 
 
-async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> CompactJSONResponse:
+async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> Response:
     # The hottest routes: the registry and the bearer token are read here rather than through FastAPI
     # dependencies, whose resolution costs more per request than the token check itself, and the token is
     # checked before the body is looked at (an unauthenticated caller gets 401, never a validation answer).
@@ -83,28 +92,43 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     body = await _parse(request, model)
     decision_id: str = request.scope["state"]["correlation_id"]
     payload = body.model_dump(mode="json", exclude_none=True)
+    # Retries are safe: the answer is stored with the decision, under (client, endpoint, inquiryId), and
+    # given again to the same request within 24 hours (passgate.idempotency.services).
+    hashed = request_hash(payload)
 
-    def decide(session: Session) -> Decision:
+    def decide(session: Session) -> tuple[StoredAnswer, Decision | None]:
         sandbox = registry.clients.sandbox(session, client_id)
         if sandbox is None:
             raise ApiProblem(401, "Unauthorized", "unknown client", slug="unauthorized")
-        return registry.decisions.decide(
-            session, client_id, sandbox, event_type, payload, decision_id, registry.clock.now()
+        now = registry.clock.now()
+        claim = claim_decision(session, client_id, _SCOPES[event_type], payload["inquiryId"], hashed, now)
+        if claim.answer is not None:
+            return claim.answer, None
+        decision = registry.decisions.decide(
+            session, client_id, sandbox, event_type, payload, decision_id, now
         )
+        answer = compact_json(decision_view(decision))
+        claim.remember(session, answer, decision_id, now)
+        return StoredAnswer(200, [], answer, decision_id), decision
 
     # Decisions share transactions with their neighbours (group commit); each is durable before it answers.
     # Decisions only read and defer their writes to the commit: on SQLite they run on a read snapshot and
     # hold the write lock only to write (db.group_commit).
-    decision = await registry.committer.run_deferred(decide)
-    registry.metrics.decision_counter(event_type, decision.decision).inc()
-    return CompactJSONResponse(decision_view(decision))
+    inflight: InFlight = request.app.state.decisions_in_flight
+    key = (client_id, _SCOPES[event_type], payload["inquiryId"])
+    answer, decision = await inflight.decide(key, hashed, lambda: registry.committer.run_deferred(decide))
+    if decision is None:  # a retry: the first answer, under the first answer's correlation id
+        request.scope["state"]["correlation_id"] = answer.correlation_id
+    else:
+        registry.metrics.decision_counter(event_type, decision.decision).inc()
+    return Response(answer.body, answer.status, media_type="application/json")
 
 
-async def login(request: Request) -> CompactJSONResponse:
+async def login(request: Request) -> Response:
     return await _handle(request, "LOGIN", LoginRequest)
 
 
-async def new_account_opening(request: Request) -> CompactJSONResponse:
+async def new_account_opening(request: Request) -> Response:
     return await _handle(request, "NEW_ACCOUNT_OPENING", AccountOpeningRequest)
 
 
@@ -132,3 +156,4 @@ def install(app: FastAPI) -> None:
             openapi_extra=_body_spec(model),
         )
     install_schemas(app)
+    app.state.decisions_in_flight = InFlight()

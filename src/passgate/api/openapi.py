@@ -180,6 +180,9 @@ def _problem_response(status: int, given: dict[str, Any] | None) -> dict[str, An
     return response
 
 
+problem_response = _problem_response
+
+
 def truthful_errors(spec: dict[str, Any]) -> dict[str, Any]:
     for path, item in spec.get("paths", {}).items():
         for method, operation in item.items():

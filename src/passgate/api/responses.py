@@ -15,6 +15,11 @@ from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
 
+def compact_json(content: Any) -> bytes:
+    """The bytes CompactJSONResponse sends for `content`."""
+    return to_json(content, inf_nan_mode="null")
+
+
 class CompactJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return to_json(content, inf_nan_mode="null")

@@ -70,5 +70,7 @@ def test_a_bad_breaker_value_is_shown_and_nothing_is_saved(
     r = owner.post("/console/settings", {**FORM, field: value})
     assert r.status_code == 400
     assert message in r.text and 'aria-invalid="true"' in r.text
-    assert f'value="{value}"' in r.text or f'<option value="{value}"' not in r.text  # the value posted is kept
+    assert (
+        f'value="{value}"' in r.text or f'<option value="{value}"' not in r.text
+    )  # the value posted is kept
     assert http.get("/manage/v1/settings", headers=tenant.admin_headers).json() == before

@@ -184,7 +184,9 @@ def message_of(registry: Registry, session_id: str) -> Message:
 
 def status_hooks(http: TestClient, tenant: Tenant) -> Hooks:
     hooks = Hooks(HttpReceiver().start(), "standard-webhooks", check_time=False)
-    hooks.endpoint = create_endpoint(http, tenant, hooks.url, "standard-webhooks", events=["MFA.StatusUpdate"])
+    hooks.endpoint = create_endpoint(
+        http, tenant, hooks.url, "standard-webhooks", events=["MFA.StatusUpdate"]
+    )
     hooks.secret = hooks.endpoint["secret"]
     return hooks
 
@@ -395,7 +397,9 @@ def signed(body: bytes, at: datetime, secret: str = BOUNCE_SECRET) -> dict[str, 
     }
 
 
-def sent_email(http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink) -> tuple[str, ReceivedMail]:
+def sent_email(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> tuple[str, ReceivedMail]:
     sid = email_challenge(http, tenant)
     drain(registry)
     return sid, smtp.wait_for(1)[-1]
@@ -413,7 +417,9 @@ def test_a_relay_posts_a_signed_bounce(
         r = http.post("/providers/bounces", content=dsn, headers={"content-type": "message/rfc822"})
         assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
         other = "whsec_" + "b3RoZXItc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="
-        assert http.post("/providers/bounces", content=dsn, headers=signed(dsn, now, other)).status_code == 401
+        assert (
+            http.post("/providers/bounces", content=dsn, headers=signed(dsn, now, other)).status_code == 401
+        )
         stale = now - timedelta(minutes=6)
         assert http.post("/providers/bounces", content=dsn, headers=signed(dsn, stale)).status_code == 401
         altered = dsn.replace(b"5.1.1", b"4.1.1")
@@ -446,7 +452,9 @@ def test_what_the_endpoint_ignores_and_refuses(
     token = mail.mail_from.partition("+")[2].partition("@")[0]
     forged_to = f"bounces+{token[::-1]}@{BOUNCE_DOMAIN}"
     cases = {
-        "forged": build_dsn(mail.raw.replace(mail.mail_from.encode(), forged_to.encode()), EMAIL, forged_to, "5.1.1", "failed"),
+        "forged": build_dsn(
+            mail.raw.replace(mail.mail_from.encode(), forged_to.encode()), EMAIL, forged_to, "5.1.1", "failed"
+        ),
         "unknown": b"\xff\xfe garbage, no address at all",
         "not-a-bounce": f"From: {EMAIL}\r\nTo: {mail.mail_from}\r\nSubject: Out of Office\r\n\r\nAway.\r\n".encode(),
     }

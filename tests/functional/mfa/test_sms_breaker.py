@@ -155,7 +155,9 @@ def test_enforce_refuses_the_pumped_country_and_keeps_sending_to_the_other(
     assert all(len(texts_to(gateway, numbers.us(i))) == 1 for i in range(9))
 
     [opened] = breaker_events(hooks, registry)
-    assert {k: opened[k] for k in ("clientId", "country", "fromState", "toState", "mode", "sent", "verified")} == {
+    assert {
+        k: opened[k] for k in ("clientId", "country", "fromState", "toState", "mode", "sent", "verified")
+    } == {
         "clientId": tenant.client_id,
         "country": "GB",
         "fromState": "closed",
@@ -165,9 +167,15 @@ def test_enforce_refuses_the_pumped_country_and_keeps_sending_to_the_other(
         "verified": 0,
     }
     assert opened["conversion"] == 0.0 and opened["windowSeconds"] == 600 and opened["probeAt"]
-    assert metric(http, "passgate_sms_breaker_transitions_total", country="GB", mode="enforce", state="open") == 1
+    assert (
+        metric(http, "passgate_sms_breaker_transitions_total", country="GB", mode="enforce", state="open")
+        == 1
+    )
     assert metric(http, "passgate_sms_breaker_refusals_total", country="GB") == 3
-    assert metric(http, "passgate_sms_breaker_transitions_total", country="US", mode="enforce", state="open") == 0
+    assert (
+        metric(http, "passgate_sms_breaker_transitions_total", country="US", mode="enforce", state="open")
+        == 0
+    )
 
     owner = people("owner")
     banner = owner.get("/console/overview").text
@@ -206,8 +214,16 @@ def test_monitor_refuses_nothing_and_announces_the_collapse(
         assert m.get("error") is None, (i, m)
         assert len(texts_to(gateway, numbers.gb(i))) == 1  # every pumped text still went out
     [opened] = breaker_events(hooks, registry)
-    assert (opened["country"], opened["toState"], opened["mode"], opened["sent"]) == ("GB", "open", "monitor", 6)
-    assert metric(http, "passgate_sms_breaker_transitions_total", country="GB", mode="monitor", state="open") == 1
+    assert (opened["country"], opened["toState"], opened["mode"], opened["sent"]) == (
+        "GB",
+        "open",
+        "monitor",
+        6,
+    )
+    assert (
+        metric(http, "passgate_sms_breaker_transitions_total", country="GB", mode="monitor", state="open")
+        == 1
+    )
     assert metric(http, "passgate_sms_breaker_refusals_total", country="GB") == 0
 
     banner = people("owner").get("/console/overview").text

@@ -396,7 +396,9 @@ def _value_for(type_: Any) -> Any:
         python = type_.python_type
     except (NotImplementedError, AttributeError):
         python = None
-    return {int: 7, bool: False, str: "fp-value", dict: {}, list: []}.get(python, "fp-value")
+    return {int: 7, bool: False, str: "fp-value", bytes: b"fp-value", dict: {}, list: []}.get(
+        python, "fp-value"
+    )
 
 
 def test_every_statement_in_src_is_found() -> None:

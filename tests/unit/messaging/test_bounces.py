@@ -56,14 +56,30 @@ def test_a_bounce_address_names_its_message_and_only_we_can_make_one() -> None:
     other = BounceAddresses(KeyRing([b"another-key-0123456789abcdefghijklmnopqrstuvwxyz"]), domain)
     assert other.message_of(address) is None
     assert other.looks_like_ours(address)
-    for junk in ("", "bounces@x", "bounces+@x", "bounces+abc@x", "no-reply@acme.example", f"other+{token}@x",
-                 f"bounces+{token}0@x", f"bounces+{token[:-1]}g@x"):
+    for junk in (
+        "",
+        "bounces@x",
+        "bounces+@x",
+        "bounces+abc@x",
+        "no-reply@acme.example",
+        f"other+{token}@x",
+        f"bounces+{token}0@x",
+        f"bounces+{token[:-1]}g@x",
+    ):
         assert ADDRESSES.message_of(junk) is None
 
 
 def test_after_a_key_rotation_the_older_key_still_reads_its_addresses() -> None:
     message_id, address = new_verp()
-    rotated = BounceAddresses(KeyRing([b"the-new-key-0123456789abcdefghijklmnopqrstuvwxyz", *[b"bounce-test-key-0123456789abcdefghijklmnopqrstuvwxyz"]]), "b.example")
+    rotated = BounceAddresses(
+        KeyRing(
+            [
+                b"the-new-key-0123456789abcdefghijklmnopqrstuvwxyz",
+                *[b"bounce-test-key-0123456789abcdefghijklmnopqrstuvwxyz"],
+            ]
+        ),
+        "b.example",
+    )
     assert rotated.message_of(address) == message_id
     newer = rotated.for_message(message_id, "x@acme.example")
     assert newer is not None and newer != address.replace("bounces.acme.example", "b.example")
@@ -146,7 +162,9 @@ def test_success_notices_and_auto_replies_are_not_bounces() -> None:
 def test_a_bounce_with_only_the_bounce_address() -> None:
     # No DSN part, no copy of the original, nothing in its headers: the envelope recipient says which.
     message_id, verp = new_verp()
-    raw = b"From: MAILER-DAEMON@relay.example\r\nSubject: failure notice\r\n\r\nSorry, it did not work out.\r\n"
+    raw = (
+        b"From: MAILER-DAEMON@relay.example\r\nSubject: failure notice\r\n\r\nSorry, it did not work out.\r\n"
+    )
     bounce = parse_bounce(raw, [verp])
     assert (bounce.kind, bounce.addresses) == ("hard", (verp,))
     assert ADDRESSES.message_of(bounce.addresses[0]) == message_id
@@ -159,7 +177,9 @@ def test_the_envelope_comes_first_and_the_returned_original_last() -> None:
     assert bounce.addresses[0] == other
     assert verp in bounce.addresses
     # Only the returned headers' Return-Path names it: still found.
-    raw = sample("postfix_user_unknown.eml", verp).replace(f"To: {verp}".encode(), b"To: postmaster@acme.example")
+    raw = sample("postfix_user_unknown.eml", verp).replace(
+        f"To: {verp}".encode(), b"To: postmaster@acme.example"
+    )
     raw = raw.replace(f"Delivered-To: {verp}".encode(), b"X-Other: 1")
     assert parse_bounce(raw).addresses[-1] == verp
 
@@ -179,9 +199,9 @@ def test_the_same_bounce_has_the_same_key() -> None:
     [
         b"",
         b"\x00\xff" * 1000,
-        b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"x\"\r\n\r\n--x\r\n",
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="x"\r\n\r\n--x\r\n',
         b"Content-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64",
-        b"Content-Type: multipart/report; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b'Content-Type: multipart/report; boundary="x"\r\n\r\n--x\r\nContent-Type: message/delivery-status\r\n\r\n'
         b"Action: failed\r\nStatus: 5.1.1\r\n--x--",
         b"To: " + b"a" * 100_000 + b"\r\n\r\n",
         b"Subject: =?utf-8?q?=FF=FE?=\r\nFrom: <<<@@@>>>\r\n\r\n",
@@ -198,12 +218,18 @@ def test_a_base64_delivery_status_part_is_read() -> None:
     import base64
 
     _, verp = new_verp()
-    report = base64.encodebytes(b"Reporting-MTA: dns; x\r\n\r\nFinal-Recipient: rfc822; j@x\r\nAction: delayed\r\nStatus: 4.4.1\r\n")
+    report = base64.encodebytes(
+        b"Reporting-MTA: dns; x\r\n\r\nFinal-Recipient: rfc822; j@x\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+    )
     raw = (
-        f"From: MAILER-DAEMON@x\r\nTo: {verp}\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-    ).encode() + report + b"--b--\r\n"
+        (
+            f"From: MAILER-DAEMON@x\r\nTo: {verp}\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ).encode()
+        + report
+        + b"--b--\r\n"
+    )
     bounce = parse_bounce(raw)
     assert (bounce.kind, bounce.status) == ("soft", "4.4.1")
 

@@ -97,7 +97,12 @@ def test_a_change_is_deferred_to_the_commit_and_announced() -> None:
     assert not writes
     assert not service.admit(session, "c1", GB, CONFIG, NOW + timedelta(seconds=5))  # type: ignore[arg-type]
     [change] = heard
-    assert (change.country, change.from_state, change.to_state, change.mode) == ("GB", "closed", "open", "enforce")
+    assert (change.country, change.from_state, change.to_state, change.mode) == (
+        "GB",
+        "closed",
+        "open",
+        "enforce",
+    )
     assert (change.sent, change.verified, change.conversion, change.sequence) == (3, 0, 0.0, 1)
     assert change.probe_at == NOW + timedelta(seconds=305)
     [transition] = writes.inserts[SmsBreakerTransition.__table__]
