@@ -786,7 +786,9 @@ def _sample(key: str, type_: Any, client_id: str, sample_id: str, now: datetime)
         return []
     if python is datetime:
         return now
-    return client_id if "client" in key else sample_id
+    value = client_id if "client" in key else sample_id
+    length = getattr(type_, "length", None)
+    return value[:length] if length else value  # a column narrower than an id gets a prefix of it
 
 
 def explain(conn: Connection, sql: str, params: Any) -> list[str]:
