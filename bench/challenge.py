@@ -623,8 +623,16 @@ def wait_sent(pending: Any, limit_s: float = 60.0) -> None:
     raise BenchError(f"{left} OTP messages were still not sent after {limit_s:g} s")
 
 
-def verify_sessions(base: str, token: str, ids: list[str], concurrency: int, workdir: Any) -> dict[str, Any]:
-    """One verify (code 000000) per session, every answer VERIFIED; loadgen's result."""
+def verify_sessions(
+    base: str,
+    token: str,
+    ids: list[str],
+    concurrency: int,
+    workdir: Any,
+    cpu_of: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One verify (code 000000) per session, every answer VERIFIED; loadgen's result (with `cpu_of`, the
+    CPU of those processes while it ran, as `run_loadgen` measures it)."""
     targets = workdir / f"verify-targets-{secrets.token_hex(4)}.txt"
     targets.write_text("".join(f"/mfa/v2/{i}/verify\n" for i in ids))
     progress(f"OTP verify: one verify per session ({len(ids)}), concurrency {concurrency}")
@@ -639,6 +647,7 @@ def verify_sessions(base: str, token: str, ids: list[str], concurrency: int, wor
         expect=VERIFIED_MARK,
         workdir=workdir,
         extra=["--targets-file", str(targets), "--max-requests", str(len(ids))],
+        cpu_of=cpu_of,
     )
     if r["non_2xx"] or r.get("expect_mismatches") or r["requests"] != len(ids):
         raise BenchError(f"OTP verify: {r['status']} {r.get('mismatch_samples', [])[:1]}")

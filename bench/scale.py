@@ -46,6 +46,7 @@ from _common import (
     Server,
     Workspace,
     cpu_line,
+    cpu_seconds,
     get_token,
     interrupt_guard,
     pg_schema,
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60 or not 0 < args.concurrency <= 1024:
         raise SystemExit("scale.py: --duration in (0, 600], --warmup in [0, 60], --concurrency 1..1024")
+    if not 1 <= args.rounds <= 10:
+        raise SystemExit("scale.py: --rounds 1..10")
     if not 10 <= args.rows <= 5_000_000 or not 1 <= args.otp_sessions <= 20_000:
         raise SystemExit("scale.py: --rows 10..5000000, --otp-sessions 1..20000")
     dbs = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
@@ -183,6 +186,7 @@ def run_database(db: str, args: argparse.Namespace) -> dict[str, Any]:
         print_runs(db, args, empty, big, ratios)
         result["runs"] = {"empty": empty.runs, "big": big.runs}
         result["ratios"] = ratios
+        result["cpuRatios"] = {k: cpu_ratio(big.runs[k], empty.runs[k]) for k in KINDS}
         ok = all(r >= TARGET for r in ratios.values()) and not problems
         purge = purge_phase(args, big, seeded) if args.purge else None
         if purge is not None:
@@ -315,19 +319,59 @@ def verify_run(args: argparse.Namespace, site: Installation) -> dict[str, Any]:
         engine.dispose()
     if len(ids) != args.otp_sessions:
         raise BenchError(f"verify on {site.label}: {len(ids)} sessions made, {args.otp_sessions} asked")
-    return verify_sessions(site.base, site.token(), ids, args.concurrency, site.ws.dir)
+    assert site.server is not None
+    pid = site.server.proc.pid
+    # The server's CPU over the whole run (it is too short for run_loadgen's fixed window).
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    r = verify_sessions(site.base, site.token(), ids, args.concurrency, site.ws.dir)
+    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    if cpu0 is not None and cpu1 is not None:
+        r["cpu"] = {"serve": round((cpu1 - cpu0) / (t1 - t0), 3)}
+    return r
 
 
 def measure(args: argparse.Namespace, empty: Installation, big: Installation) -> None:
-    """Each kind empty -> big -> empty (the two empty runs averaged cancel the machine's drift)."""
-    for kind in KINDS:
-        for site in (empty, big, empty):
-            site.runs[kind].append(drive(args, site, kind))
+    """Each kind empty -> big -> empty (the two empty runs averaged cancel the machine's drift), `--rounds`
+    times."""
+    for r in range(args.rounds):
+        if args.rounds > 1:
+            progress(f"round {r + 1} of {args.rounds}")
+        for kind in KINDS:
+            for site in (empty, big, empty):
+                site.runs[kind].append(drive(args, site, kind))
+
+
+def per_round(big_runs: list[dict[str, Any]], empty_runs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(big run, empty run before, empty run after) of each round."""
+    return [(b, empty_runs[2 * i], empty_runs[2 * i + 1]) for i, b in enumerate(big_runs)]
 
 
 def ratio(big_runs: list[dict[str, Any]], empty_runs: list[dict[str, Any]]) -> float:
-    reference = statistics.mean(r["rps"] for r in empty_runs)
-    return round(big_runs[-1]["rps"] / reference, 4) if reference else 0.0
+    """Big req/s over the mean of the empty runs either side, the median over the rounds."""
+    ratios = [
+        b["rps"] / statistics.mean((e1["rps"], e2["rps"]))
+        for b, e1, e2 in per_round(big_runs, empty_runs)
+        if e1["rps"] and e2["rps"]
+    ]
+    return round(statistics.median(ratios), 4) if ratios else 0.0
+
+
+def cpu_per_request(run: dict[str, Any]) -> float | None:
+    """The server's CPU ms per request in a run (None when the window was not measured)."""
+    share = run.get("cpu", {}).get("serve")
+    return share * 1000 / run["rps"] if share and run["rps"] else None
+
+
+def cpu_ratio(big_runs: list[dict[str, Any]], empty_runs: list[dict[str, Any]]) -> float | None:
+    """Empty's CPU per request / big's: the same comparison as the throughput ratio, by the measure other
+    jobs on the machine disturb less (median over the rounds)."""
+    ratios = []
+    for b, e1, e2 in per_round(big_runs, empty_runs):
+        empty = [c for c in (cpu_per_request(e1), cpu_per_request(e2)) if c is not None]
+        big = cpu_per_request(b)
+        if empty and big:
+            ratios.append(statistics.mean(empty) / big)
+    return round(statistics.median(ratios), 4) if ratios else None
 
 
 def print_runs(
@@ -338,6 +382,8 @@ def print_runs(
         e = [r["rps"] for r in empty.runs[kind]]
         drift = abs(e[0] - e[-1]) / max(e) if len(e) > 1 and max(e) else 0.0
         b = big.runs[kind][-1]
+        cpu = [cpu_per_request(r) for r in (empty.runs[kind][0], b, empty.runs[kind][-1])]
+        by_cpu = cpu_ratio(big.runs[kind], empty.runs[kind])
         rows.append(
             [
                 kind.upper() if kind != "verify" else "OTP verify",
@@ -348,27 +394,18 @@ def print_runs(
                 f"{ratios[kind]:.3f}",
                 "PASS" if ratios[kind] >= TARGET else "BELOW",
                 f"{drift * 100:.0f}%",
+                " / ".join("n/a" if c is None else f"{c:.2f}" for c in cpu),
+                "n/a" if by_cpu is None else f"{by_cpu:.3f}",
             ]
         )
     print(
         f"\n{db}: {args.rows:,} sessions against an empty database, concurrency {args.concurrency}, "
-        f"{args.duration:g} s per run"
+        f"{args.duration:g} s per run (ALLOW, CHALLENGE), {args.otp_sessions} verifies per OTP run; "
+        f"the last of {args.rounds} round(s) shown, the ratios their median"
     )
-    print(
-        table(
-            [
-                "",
-                "empty req/s",
-                "big req/s",
-                "empty again",
-                "big p99 ms",
-                "big/empty",
-                f">= {TARGET}",
-                "drift",
-            ],
-            rows,
-        )
-    )
+    headers = ["", "empty req/s", "big req/s", "empty again", "big p99 ms", "big/empty", f">= {TARGET}"]
+    headers += ["drift", "serve CPU ms/req (e / b / e)", "by CPU"]
+    print(table(headers, rows))
 
 
 # -- during a purge -----------------------------------------------------------------------------------
