@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--duration", type=float, default=5.0, help="measured seconds per load run")
     p.add_argument("-c", "--concurrency", type=int, default=16, help="connections kept busy by the loadgen")
     p.add_argument("-w", "--warmup", type=float, default=1.0, help="seconds of load before each measurement")
+    p.add_argument("-r", "--rounds", type=int, default=1, help="empty -> big -> empty rounds per kind")
     p.add_argument(
         "--otp-sessions", type=int, default=1000, help="sessions made, then verified, per verify run"
     )

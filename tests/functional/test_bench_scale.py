@@ -215,3 +215,14 @@ def test_the_purge_thread_stops_when_nothing_is_left() -> None:
     thread.start()
     thread.join(10)
     assert (thread.calls, thread.purged, thread.error) == (3, 500, None)
+
+
+def test_the_ratio_is_the_median_of_the_rounds_against_the_empty_runs_either_side() -> None:
+    def run(rps: float, cpu: float) -> dict[str, Any]:
+        return {"rps": rps, "cpu": {"serve": cpu}}
+
+    empty = [run(100, 0.5), run(300, 0.5), run(200, 0.5), run(200, 0.5), run(100, 0.5), run(100, 0.5)]
+    big = [run(180, 0.5), run(100, 0.5), run(95, 0.5)]
+    assert scale.ratio(big, empty) == 0.9  # rounds: 0.9, 0.5, 0.95
+    # By CPU: empty's mean ms per request over big's: 3.33 / 2.78 = 1.2, 2.5 / 5.0 = 0.5, 5.0 / 5.26 = 0.95.
+    assert scale.cpu_ratio(big, empty) == 0.95
