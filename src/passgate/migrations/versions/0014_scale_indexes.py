@@ -5,7 +5,7 @@ session search by account (`mfa.queries.search_sessions`, the console's support 
 log (`WebhookService.deliveries`, newest first). Each gets the index it reads in order.
 
 Revision ID: 0014_scale_indexes
-Revises: 0008_job_leases (and needs 0004)
+Revises: 0008_job_leases, 0004
 Create Date: 2026-12-07
 """
 
@@ -14,9 +14,11 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0014_scale_indexes"
-down_revision = "0008_job_leases"
+# After 0008_job_leases like its siblings, and after 0004 (the webhook tables, and through 0002 the MFA
+# ones) whose tables it indexes: a merge, so that the version table and the script agree on the heads.
+down_revision = ("0008_job_leases", "0004")
 branch_labels = None
-depends_on = ("0004",)  # the webhook tables (and, through 0002, the MFA ones)
+depends_on = None
 
 
 def upgrade() -> None:
