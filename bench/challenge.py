@@ -589,7 +589,8 @@ def make_otp_sessions(
     progress(f"OTP: making {n} sandbox sessions (sms-code to {OTP_PHONE}, code 000000)")
     body = as_template(
         {
-            "inquiryId": f"{account}q__N__",  # no "-" in an inquiry id
+            # An inquiry id has no "-": the account's letters and digits, then the counter.
+            "inquiryId": "".join(c for c in account if c.isalnum()) + "q__N__",
             "deviceSessionId": "o__N__",
             "person": {"phoneNumber": OTP_PHONE},
             "account": {"id": account, "username": "o"},
