@@ -9,9 +9,9 @@ key points at a row written before it (SQLite checks them: `PRAGMA foreign_keys=
 
 Plans: the statements of the hot paths are collected from the code — every module-level
 `db.fastpath.CursorStatement` and Core statement in `passgate` (they are built once because they are hot),
-the webhook claim's statements, the outbox claim composed with the challenge hook's join, and the insert
-of every large table — each run as Core runs it up to the cursor, where its SQL and parameters are taken and
-explained instead (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL). A plan that reads a large
+the webhook claim's statements, the outbox claim composed with the challenge hook's join, the query
+functions that build theirs per call (`query_functions`), and the insert of every large table — each run
+as Core runs it up to the cursor, where its SQL and parameters are taken and explained instead (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL). A plan that reads a large
 table whole (SQLite `SCAN <table>` without an index, PostgreSQL `Seq Scan` on it) is a problem.
 """
 
@@ -152,8 +152,9 @@ def _accounts(sessions: int) -> int:
 @dataclass
 class Seeder:
     """Writes `size` rows for `client_id` into a migrated database, in batches of `batch` sessions (one
-    transaction each): Core `insert()` statements run with executemany on the cursor
-    (`db.fastpath.insert_statement`, the inserter of the decision path's deferred rows)."""
+    transaction each). On SQLite, Core `insert()` statements run with executemany on the cursor
+    (`db.fastpath.insert_statement`, the inserter of the decision path's deferred rows); on PostgreSQL,
+    COPY of the same values (`copy_rows`)."""
 
     engine: Engine
     client_id: str
