@@ -236,6 +236,29 @@ class Workspace:
         return self.start("bare", [sys.executable, str(BARE_APP), "--port", str(port)], port)
 
 
+@contextmanager
+def pg_schema(database_url: str, prefix: str = "bench") -> Iterator[str]:
+    """A throw-away schema in the PostgreSQL database of `database_url`; yields the URL that puts it first
+    on the search path, drops it (and everything in it) at the end. Stop the servers using it first."""
+    from sqlalchemy import text
+
+    from passgate.db import make_engine
+
+    schema = f"{prefix}_{secrets.token_hex(4)}"
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        sep = "&" if "?" in database_url else "?"
+        try:
+            yield f"{database_url}{sep}options=-csearch_path%3D{schema}"
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    finally:
+        engine.dispose()
+
+
 # ----------------------------------------------------------------------------------------------------
 # HTTP for setup (low volume; the load itself comes from loadgen.py)
 

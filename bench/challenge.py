@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import sqlite3
 import statistics
@@ -666,63 +667,94 @@ def otp_run(
     args: argparse.Namespace, ws: Workspace, base: str, client_id: str, key: str, server_pids: list[int]
 ) -> dict[str, Any]:
     n = args.otp_sessions
-    progress(f"OTP: making {n} sandbox sessions (sms-code to +15005550006, code 000000)")
+    make_otp_sessions(base, get_token(base, client_id, key), n, args.concurrency, ws.dir)
+
+    def query(sql: str) -> list[Any]:
+        with sqlite3.connect(ws.dir / "bench.db", timeout=30) as conn:
+            return list(conn.execute(sql, (client_id,)))
+
+    ids = [r[0] for r in query("SELECT id FROM mfa_sessions WHERE client_id = ?")]
+    # A code becomes valid once its message was accepted: wait until the worker sent them all.
+    wait_sent(lambda: query("SELECT count(*) FROM messages WHERE client_id = ? AND status != 'SENT'")[0][0])
+    before = tree_cpu(server_pids)
+    r = verify_sessions(base, get_token(base, client_id, key), ids, args.concurrency, ws.dir)
+    r["server_cpu_ms_per_verified"] = round((tree_cpu(server_pids) - before) * 1000 / len(ids), 3)
+    return r
+
+
+OTP_PHONE = "+15005550006"  # a sandbox client's test number: every code is 000000
+
+
+def make_otp_sessions(
+    base: str, token: str, n: int, concurrency: int, workdir: Any, account: str = "otp-acct"
+) -> None:
+    """N `sms-code` sessions of a sandbox client to its test number, for account `account`."""
+    progress(f"OTP: making {n} sandbox sessions (sms-code to {OTP_PHONE}, code 000000)")
     body = as_template(
         {
-            "inquiryId": "otp__N__",
+            # An inquiry id has no "-": the account's letters and digits, then the counter.
+            "inquiryId": "".join(c for c in account if c.isalnum()) + "q__N__",
             "deviceSessionId": "o__N__",
-            "person": {"phoneNumber": "+15005550006"},
-            "account": {"id": "otp-acct", "username": "o"},
+            "person": {"phoneNumber": OTP_PHONE},
+            "account": {"id": account, "username": "o"},
             "strategy": {"mfaTemplateName": "sms-code"},
         }
     )
     made = run_loadgen(
         base + "/login/v2",
-        concurrency=args.concurrency,
+        concurrency=concurrency,
         duration=60,
         warmup=0,
         method="POST",
-        headers=[f"Authorization: Bearer {get_token(base, client_id, key)}"],
+        headers=[f"Authorization: Bearer {token}"],
         body_template=body,
         expect=CHALLENGE_MARK,
-        workdir=ws.dir,
+        workdir=workdir,
         extra=["--max-requests", str(n)],
     )
     if made["non_2xx"] or made.get("expect_mismatches"):
         raise BenchError(f"making OTP sessions failed: {made['status']}")
-    with sqlite3.connect(ws.dir / "bench.db", timeout=30) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM mfa_sessions WHERE client_id = ?", (client_id,))]
-    # A code becomes valid once its message was accepted: wait until the worker sent them all.
-    deadline = time.monotonic() + 60
+
+
+def wait_sent(pending: Any, limit_s: float = 60.0) -> None:
+    """Waits until `pending()` (messages not yet accepted) is 0."""
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        with sqlite3.connect(ws.dir / "bench.db", timeout=30) as conn:
-            pending = conn.execute(
-                "SELECT count(*) FROM messages WHERE client_id = ? AND status != 'SENT'", (client_id,)
-            ).fetchone()[0]
-        if not pending:
-            break
+        left = pending()
+        if not left:
+            return
         time.sleep(0.2)
-    else:
-        raise BenchError(f"{pending} OTP messages were still not sent after 60 s")
-    targets = ws.dir / "verify-targets.txt"
+    raise BenchError(f"{left} OTP messages were still not sent after {limit_s:g} s")
+
+
+def verify_sessions(
+    base: str,
+    token: str,
+    ids: list[str],
+    concurrency: int,
+    workdir: Any,
+    cpu_of: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One verify (code 000000) per session, every answer VERIFIED; loadgen's result (with `cpu_of`, the
+    CPU of those processes while it ran, as `run_loadgen` measures it)."""
+    targets = workdir / f"verify-targets-{secrets.token_hex(4)}.txt"
     targets.write_text("".join(f"/mfa/v2/{i}/verify\n" for i in ids))
-    progress(f"OTP verify: one verify per session ({len(ids)}), concurrency {args.concurrency}")
-    before = tree_cpu(server_pids)
+    progress(f"OTP verify: one verify per session ({len(ids)}), concurrency {concurrency}")
     r = run_loadgen(
         base + "/mfa/v2/x/verify",
-        concurrency=args.concurrency,
+        concurrency=concurrency,
         duration=120,
         warmup=0,
         method="POST",
-        headers=[f"Authorization: Bearer {get_token(base, client_id, key)}"],
+        headers=[f"Authorization: Bearer {token}"],
         body=b'{"code":"000000"}',
         expect=VERIFIED_MARK,
-        workdir=ws.dir,
+        workdir=workdir,
         extra=["--targets-file", str(targets), "--max-requests", str(len(ids))],
+        cpu_of=cpu_of,
     )
     if r["non_2xx"] or r.get("expect_mismatches") or r["requests"] != len(ids):
         raise BenchError(f"OTP verify: {r['status']} {r.get('mismatch_samples', [])[:1]}")
-    r["server_cpu_ms_per_verified"] = round((tree_cpu(server_pids) - before) * 1000 / len(ids), 3)
     progress(f"    verify: {r['rps']:,.0f} req/s, p50 {r['latency_ms']['p50']:.2f} ms")
     return r
 

@@ -17,7 +17,8 @@ class MfaSession(Base):
     __table_args__ = (
         Index("ix_mfa_sessions_client_created", "client_id", "created_at"),
         Index("ix_mfa_sessions_open_expiry", "status", "expires_at"),
-        Index("ix_mfa_sessions_client_account", "client_id", "account_id"),  # erasure
+        # The session search by account and the erasure (migration 0014_scale_indexes).
+        Index("ix_mfa_sessions_client_account", "client_id", "account_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

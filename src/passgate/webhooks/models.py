@@ -91,6 +91,8 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_locks", "status", "locked_until"),
         Index("ix_webhook_deliveries_event", "event_id"),
         Index("ix_webhook_deliveries_client_created", "client_id", "created_at"),  # the retention purge
+        # The deliveries log, newest first (migration 0014_scale_indexes).
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -25,7 +25,7 @@ INDEXES = (
     ("ix_messages_client_created", "messages", ["client_id", "created_at"]),
     ("ix_webhook_deliveries_client_created", "webhook_deliveries", ["client_id", "created_at"]),
     ("ix_audit_log_client_at", "audit_log", ["client_id", "at"]),
-    ("ix_mfa_sessions_client_account", "mfa_sessions", ["client_id", "account_id"]),
+    # The erasure's look-up of an account's sessions uses 0014_scale_indexes' ix_mfa_sessions_client_account.
     ("ix_decisions_client_account", "decisions", ["client_id", "account_id"]),
 )
 
