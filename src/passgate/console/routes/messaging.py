@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
+from passgate.console.branding_preview import brand_from_form, check_colour, previews
 from passgate.console.permissions import Permission
 from passgate.console.previews import PARTS, draft_template, preview_draft
 from passgate.console.routes.common import (
@@ -24,6 +26,7 @@ from passgate.console.routes.common import (
     run,
 )
 from passgate.console.services import CurrentUser
+from passgate.console.wording import plain_errors
 from passgate.messaging.branding import BrandingInput, BrandingService
 from passgate.messaging.catalog import TemplateCatalog, full_view, summary
 from passgate.messaging.exceptions import TemplateNotFound
@@ -433,8 +436,54 @@ async def branding_page(request: Request, user: Reader) -> Response:
     return render(
         request,
         "console/branding.html",
-        {"title": "Branding", "b": view, "fields": BRAND_FIELDS, "errors": {}},
+        {
+            "title": "Branding",
+            "b": view,
+            "fields": BRAND_FIELDS,
+            "errors": {},
+            **_branding_previews(registry, view, view),
+        },
         user,
+        nav="branding",
+    )
+
+
+def _branding_previews(registry: Any, shown: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """Previews of the branding on screen; when it is not valid, those of the saved one, marked stale."""
+    public_url = registry.settings.public_url
+    try:
+        brand = brand_from_form(shown)
+        stale = None
+    except ValidationError as exc:
+        brand = brand_from_form(saved)
+        stale = plain_errors(exc.errors(), lambda loc: str(loc[0]) if loc else "branding")
+    return {"preview": previews(brand, public_url), "colour": check_colour(brand), "stale": stale}
+
+
+@router.post("/branding/preview")
+async def preview_branding(
+    request: Request, act: Annotated[Action, Depends(action(Permission.BRANDING_EDIT))]
+) -> Response:
+    """The previews of the values on screen, not saved (the page's Preview button, which works without
+    JavaScript; the page's script also asks for it as fields change)."""
+    registry = registry_of(request)
+    service = BrandingService(mail_from=registry.settings.mail_from)
+    saved = await run(registry, lambda s: service.view(s, act.user.client_id))
+    shown: dict[str, Any] = {k: act.form.get(k)[:4096] for k, _, _ in BRAND_FIELDS}
+    shown["sendingDomains"] = [d for d in re.split(r"[\s,]+", act.form.get("sendingDomains")) if d][:10]
+    shown["effectiveFrom"] = saved.get("effectiveFrom")
+    return render(
+        request,
+        "console/branding.html",
+        {
+            "title": "Branding",
+            "b": shown,
+            "fields": BRAND_FIELDS,
+            "errors": {},
+            "previewing": True,
+            **_branding_previews(registry, shown, saved),
+        },
+        act.user,
         nav="branding",
     )
 
@@ -481,6 +530,9 @@ async def save_branding(
                 "fields": BRAND_FIELDS,
                 "problem": found,
                 "errors": errors_by_field(found.errors),
+                **_branding_previews(
+                    registry, posted, await run(registry, lambda s: service.view(s, act.user.client_id))
+                ),
             },
             act.user,
             status=found.status,

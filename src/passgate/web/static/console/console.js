@@ -32,6 +32,50 @@
     });
   });
 
+  // Branding: the colour picker and the hex field follow each other; the previews follow the fields as
+  // they change (the page's "Preview without saving" button does the same without this script).
+  var picker = document.querySelector("[data-colour-for]");
+  if (picker) {
+    var hex = document.getElementById(picker.getAttribute("data-colour-for"));
+    var swatch = document.getElementById("b-swatch");
+    picker.addEventListener("input", function () {
+      hex.value = picker.value;
+      hex.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    hex.addEventListener("input", function () {
+      if (/^#[0-9a-fA-F]{6}$/.test(hex.value)) { picker.value = hex.value.toLowerCase(); }
+      if (/^#([0-9a-fA-F]{3}){1,2}$/.test(hex.value) && swatch) { swatch.style.background = hex.value; }
+    });
+    var brandForm = hex.form;
+    var previewButton = document.getElementById("preview-branding");
+    var brandTimer = null;
+    var brandSeq = 0;
+    if (brandForm && previewButton) {
+      brandForm.addEventListener("input", function () {
+        clearTimeout(brandTimer);
+        brandTimer = setTimeout(function () {
+          var mine = ++brandSeq;
+          fetch(previewButton.getAttribute("formaction"), {
+            method: "POST", credentials: "same-origin", body: new FormData(brandForm)
+          })
+            .then(function (r) { return r.text(); })
+            .then(function (html) {
+              if (mine !== brandSeq) { return; }
+              var next = new DOMParser().parseFromString(html, "text/html");
+              ["h-previews", "b-contrast"].forEach(function (id) {
+                var fresh = next.getElementById(id);
+                var here = document.getElementById(id);
+                var box = id === "h-previews" ? here && here.parentNode : here;
+                var freshBox = id === "h-previews" ? fresh && fresh.parentNode : fresh;
+                if (box && freshBox) { box.innerHTML = freshBox.innerHTML; }
+              });
+            })
+            .catch(function () { /* offline: the button still works */ });
+        }, 500);
+      });
+    }
+  }
+
   // Template editor: the preview follows the text as it is typed (the Preview button still works alone).
   var form = document.getElementById("template-form");
   if (!form) { return; }
