@@ -254,6 +254,10 @@ class Seeder:
                 "trust_state": "TRUSTED" if a % 10 == 0 else None,
                 "first_seen_at": seen,
                 "last_seen_at": self.now - timedelta(days=a % 30),
+                # Trusted through POST /trusted-device (Kount's shape) for some, with a name.
+                "friendly_name": f"Laptop {a}" if a % 20 == 0 else None,
+                "trust_created_at": seen if a % 10 == 0 else None,
+                "trust_updated_at": seen if a % 10 == 0 else None,
             },
         )
 
