@@ -13,12 +13,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from passgate.console.stats import OUTCOMES
 from passgate.contacts import email_verdict, mask
 from passgate.mfa.models import MfaSession
 from passgate.policy.models import Decision
@@ -47,7 +49,12 @@ class ActivityCursor:
             moment = datetime.fromisoformat(at)
         except ValueError:
             return None
-        return cls(moment.astimezone(UTC), ident) if moment.tzinfo is not None else None
+        if moment.tzinfo is None:
+            return None
+        try:
+            return cls(moment.astimezone(UTC), ident)
+        except OverflowError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,28 @@ def decision_with_session(
     if found is None:
         return None
     return found, sessions_of(session, client_id, [found]).get(found.id)
+
+
+def activity_links(start: datetime, bucket_seconds: int, count: int) -> dict[str, Any]:
+    """The overview's ways into the explorer: every decision of the period (`all`), each outcome's
+    (`outcomes`), and each outcome's in each time bucket (`buckets`: outcome -> one URL per bucket)."""
+
+    def href(**params: str) -> str:
+        return "/console/activity?" + urlencode(params)
+
+    since = start.isoformat()
+    bounds = [start + timedelta(seconds=i * bucket_seconds) for i in range(count + 1)]
+    return {
+        "all": href(**{"from": since}),
+        "outcomes": {o: href(decision=o, **{"from": since}) for o in OUTCOMES},
+        "buckets": {
+            o: [
+                href(decision=o, **{"from": bounds[i].isoformat(), "to": bounds[i + 1].isoformat()})
+                for i in range(count)
+            ]
+            for o in OUTCOMES
+        },
+    }
 
 
 # -- what the pages show -----------------------------------------------------------------------------------

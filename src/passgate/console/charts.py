@@ -53,9 +53,16 @@ def _frame(
 
 
 def stacked_bars(
-    chart_id: str, title: str, labels: Sequence[str], series: Mapping[str, Sequence[int]], desc: str
+    chart_id: str,
+    title: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[int]],
+    desc: str,
+    links: Mapping[str, Sequence[str]] | None = None,
 ) -> Markup:
-    """Bars over time, one segment per series, with a y axis and a few x labels."""
+    """Bars over time, one segment per series, with a y axis and a few x labels. With `links` (a URL per
+    series and bar) each segment is a link for the pointer; the table behind the chart carries the same
+    links for the keyboard and screen readers (the chart is one image to them)."""
     n = max(1, len(labels))
     totals = [sum(s[i] for s in series.values()) for i in range(len(labels))]
     top = _nice_max(max(totals, default=0))
@@ -80,11 +87,15 @@ def stacked_bars(
                 continue
             h = plot_h * v / top
             base -= h
-            parts.append(
+            rect = (
                 f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                 f'fill="{PALETTE.get(name, "#374151")}"><title>{escape(labels[i])}: {v} {escape(name)}'
                 "</title></rect>"
             )
+            href = links.get(name) if links else None
+            if href:
+                rect = f'<a href="{escape(href[i])}" tabindex="-1" aria-hidden="true">{rect}</a>'
+            parts.append(rect)
     every = max(1, n // 6)
     for i in range(0, len(labels), every):
         x = LEFT + i * slot + slot / 2

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from passgate.audit.services import entries as audit_entries
 from passgate.console import charts
+from passgate.console.activity import activity_links
 from passgate.console.forms import clean_param
 from passgate.console.routes.common import Reader, not_found, registry_of, render, run
 from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
@@ -31,12 +32,14 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
     chosen = PERIODS.get(period, PERIODS["24h"])
     data = await run(registry, lambda s: overview(s, user.client_id, registry.clock.now(), chosen))
     unit = chosen.bucket_label
+    explore = activity_links(data.start, chosen.bucket_seconds, len(data.labels))
     decision_chart = charts.stacked_bars(
         "decisions",
         f"Decisions per {unit} by outcome, {chosen.label}",
         data.labels,
         data.decisions,
         ", ".join(f"{o}: {data.totals['byOutcome'][o]}" for o in OUTCOMES),
+        links=explore["buckets"],
     )
     challenge_chart = charts.horizontal_stacks(
         "challenges",
@@ -64,6 +67,7 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
         {
             "label": label,
             **{o: data.decisions[o][i] for o in OUTCOMES},
+            "links": {o: explore["buckets"][o][i] for o in OUTCOMES},
             "delivery": data.delivery_failures[i],
             "webhook": data.webhook_failures[i],
         }
@@ -86,6 +90,7 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
             "failure_chart": failure_chart,
             "palette": charts.PALETTE,
             "table": table,
+            "explore": explore,
         },
         user,
         nav="overview",
