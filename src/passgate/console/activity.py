@@ -85,7 +85,9 @@ class ActivityPage:
 
 
 def _json_text(*path: str) -> ColumnElement[str]:
-    return Decision.request[path].as_string()
+    """The text at `path` in the stored request (`->>`/`#>>` on PostgreSQL, json_extract on SQLite)."""
+    found: ColumnElement[str] = Decision.request[path].as_string()
+    return found
 
 
 def _not_console() -> ColumnElement[bool]:
@@ -208,8 +210,8 @@ def activity_links(start: datetime, bucket_seconds: int, count: int) -> dict[str
 
 # -- what the pages show -----------------------------------------------------------------------------------
 
-# Request attributes that are a person's contact or name: shown masked, as the API masks a destination.
-_SECRET_VALUE = "•••"
+# What a template value (which may hold a secret the client passes through) is shown as.
+_HIDDEN = "•••"
 
 
 def _mask_text(value: object) -> object:
@@ -250,7 +252,7 @@ def masked_request(request: dict[str, Any]) -> dict[str, Any]:
         for key in ("mfaTemplateValues", "verificationTemplateValues"):
             values = strategy.get(key)
             if isinstance(values, dict):
-                strategy[key] = dict.fromkeys(values, _SECRET_VALUE)
+                strategy[key] = dict.fromkeys(values, _HIDDEN)
     return out
 
 

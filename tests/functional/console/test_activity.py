@@ -17,7 +17,6 @@ from passgate.clock import FrozenClock
 from passgate.mfa.models import MfaSession
 from tests.factories import Tenant, login_body, publish
 
-
 IDS = re.compile(r'href="/console/activity/([0-9a-f-]{36})"')
 NEXT = re.compile(r'href="(/console/activity\?[^"]*after=[^"]+)" rel="next"')
 
@@ -159,7 +158,9 @@ def test_paging_is_stable_and_never_repeats(
     # A filter is kept across pages.
     filtered = owner.get("/console/activity?from=2000-01-01T00:00&channel=&email=").text
     kept = NEXT.search(filtered)
-    assert kept and "from=2000-01-01T00%3A00%3A00%2B00%3A00" in kept.group(1) and "email=" not in kept.group(1)
+    assert (
+        kept and "from=2000-01-01T00%3A00%3A00%2B00%3A00" in kept.group(1) and "email=" not in kept.group(1)
+    )
 
 
 def test_another_clients_decisions_are_invisible(
@@ -200,8 +201,11 @@ def test_a_blocked_decision_page_shows_why_with_personal_data_masked(
     assert "re-evaluated now" in text.lower() and "velocities and device history" in text
     # The policy that fired, its condition with its actual value and result; the tag with its weight.
     assert re.search(r"block-bad-domain</strong> \(BLOCK\): fired", text)
-    assert re.search(r"<code>email\.domain</code> equals <code>blocked\.example</code> — actual "
-                     r"<code>blocked\.example</code>: holds", text)
+    assert re.search(
+        r"<code>email\.domain</code> equals <code>blocked\.example</code> — actual "
+        r"<code>blocked\.example</code>: holds",
+        text,
+    )
     assert "BAD_DOMAIN (weight 80)" in text
     assert "challenge-risky</strong> (CHALLENGE): did not fire" in text
     # The request as received, masked: the full email never appears, nor the password.
@@ -266,5 +270,7 @@ def test_the_overview_links_into_the_explorer(people: Any, seeded: dict[str, str
     for link in links:
         r = owner.get(link.replace("&amp;", "&"))
         assert r.status_code == 200, link
-    found = [i for link in blocks for i in listed(owner, link.replace("&amp;", "&")[len("/console/activity"):])]
+    found = [
+        i for link in blocks for i in listed(owner, link.replace("&amp;", "&")[len("/console/activity") :])
+    ]
     assert seeded["block"] in found and seeded["allow"] not in found
