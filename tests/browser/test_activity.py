@@ -101,7 +101,7 @@ def test_look_up_a_blocked_login_and_see_why(
         page.get_by_role("link", name=re.compile(r"^BLOCK \(1\)$")).click()
         page.wait_for_url(re.compile(r"/console/activity\?.*decision=BLOCK"))
         expect(page.get_by_role("heading", name="Activity", level=1)).to_be_visible()
-        expect(page.get_by_label("Decision")).to_have_value("BLOCK")
+        expect(page.get_by_label("Decision", exact=True)).to_have_value("BLOCK")
         rows = page.locator("table.cards tbody tr")
         expect(rows).to_have_count(1)
         _fits(page, width, "activity filtered from the overview")
@@ -110,7 +110,7 @@ def test_look_up_a_blocked_login_and_see_why(
         # Or by the person's email address, from the explorer's own search.
         page.get_by_role("link", name="Activity", exact=True).click()
         expect(page.locator("table.cards tbody tr")).to_have_count(4)
-        page.get_by_label("Email").fill(BLOCKED_EMAIL)
+        page.get_by_label("Email", exact=True).fill(BLOCKED_EMAIL)
         page.get_by_role("button", name="Search").click()
         expect(page.locator("table.cards tbody tr")).to_have_count(1)
         expect(page.locator("table.cards")).to_contain_text("BLOCK")
