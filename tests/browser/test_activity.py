@@ -98,6 +98,11 @@ def test_look_up_a_blocked_login_and_see_why(
         page.set_viewport_size({"width": width, "height": 900})
         # From the overview: the blocked outcome leads into the explorer, pre-filtered.
         page.goto(f"{site.url}/console/overview")
+        _fits(page, width, "overview")
+        a11y(page, axe_source, f"activity-w{width}-overview")  # the chart's bars are links now
+        bar = page.locator('svg a[href*="decision=BLOCK"]')
+        expect(bar).to_have_count(1)
+        assert "to=" in (bar.get_attribute("href") or "")
         page.get_by_role("link", name=re.compile(r"^BLOCK \(1\)$")).click()
         page.wait_for_url(re.compile(r"/console/activity\?.*decision=BLOCK"))
         expect(page.get_by_role("heading", name="Activity", level=1)).to_be_visible()

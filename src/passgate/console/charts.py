@@ -41,11 +41,18 @@ def _nice_max(value: int) -> int:
 
 
 def _frame(
-    chart_id: str, title: str, desc: str, body: str, height: int = HEIGHT, width: int = WIDTH
+    chart_id: str,
+    title: str,
+    desc: str,
+    body: str,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    role: str = "img",
 ) -> Markup:
     # Every value from outside (titles, labels, names) goes through escape(); the rest is numbers.
+    # A chart whose bars are links is a named group, not an image (an image's content cannot hold links).
     return Markup(  # noqa: S704
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="{role}" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMidYMid meet">'
         f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>'
         f"{body}</svg>"
@@ -105,7 +112,7 @@ def stacked_bars(
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - 8}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="#6b7280" />'
     )
-    return _frame(chart_id, title, desc, "".join(parts))
+    return _frame(chart_id, title, desc, "".join(parts), role="group" if links else "img")
 
 
 def horizontal_stacks(
