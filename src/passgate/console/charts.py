@@ -41,11 +41,18 @@ def _nice_max(value: int) -> int:
 
 
 def _frame(
-    chart_id: str, title: str, desc: str, body: str, height: int = HEIGHT, width: int = WIDTH
+    chart_id: str,
+    title: str,
+    desc: str,
+    body: str,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    role: str = "img",
 ) -> Markup:
     # Every value from outside (titles, labels, names) goes through escape(); the rest is numbers.
+    # A chart whose bars are links is a named group, not an image (an image's content cannot hold links).
     return Markup(  # noqa: S704
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="{role}" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMidYMid meet">'
         f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>'
         f"{body}</svg>"
@@ -53,9 +60,16 @@ def _frame(
 
 
 def stacked_bars(
-    chart_id: str, title: str, labels: Sequence[str], series: Mapping[str, Sequence[int]], desc: str
+    chart_id: str,
+    title: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[int]],
+    desc: str,
+    links: Mapping[str, Sequence[str]] | None = None,
 ) -> Markup:
-    """Bars over time, one segment per series, with a y axis and a few x labels."""
+    """Bars over time, one segment per series, with a y axis and a few x labels. With `links` (a URL per
+    series and bar) each segment is a link for the pointer; the table behind the chart carries the same
+    links for the keyboard and screen readers (the chart is one image to them)."""
     n = max(1, len(labels))
     totals = [sum(s[i] for s in series.values()) for i in range(len(labels))]
     top = _nice_max(max(totals, default=0))
@@ -80,11 +94,15 @@ def stacked_bars(
                 continue
             h = plot_h * v / top
             base -= h
-            parts.append(
+            rect = (
                 f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                 f'fill="{PALETTE.get(name, "#374151")}"><title>{escape(labels[i])}: {v} {escape(name)}'
                 "</title></rect>"
             )
+            href = links.get(name) if links else None
+            if href:
+                rect = f'<a href="{escape(href[i])}" tabindex="-1" aria-hidden="true">{rect}</a>'
+            parts.append(rect)
     every = max(1, n // 6)
     for i in range(0, len(labels), every):
         x = LEFT + i * slot + slot / 2
@@ -94,7 +112,7 @@ def stacked_bars(
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - 8}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="#6b7280" />'
     )
-    return _frame(chart_id, title, desc, "".join(parts))
+    return _frame(chart_id, title, desc, "".join(parts), role="group" if links else "img")
 
 
 def horizontal_stacks(

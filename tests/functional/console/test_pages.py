@@ -28,6 +28,8 @@ PAGES = [
     "/console/overview?period=bogus",
     "/console/sessions",
     "/console/sessions?status=VERIFIED&channel=EMAIL&account=a&q=b&before=2026-01-01T00:00:00%2B00:00",
+    "/console/activity",
+    "/console/activity?decision=BLOCK&status=VERIFIED&channel=SMS&from=2026-01-01T00:00&to=2030-01-01T00:00",
     "/console/templates",
     "/console/templates/email-link",
     "/console/templates/sms-code?locale=ar",

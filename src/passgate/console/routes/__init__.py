@@ -9,14 +9,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from passgate.console.routes import admin, auth, messaging, monitor, policies
+from passgate.console.routes import activity, admin, auth, messaging, monitor, policies
 from passgate.console.routes.common import ConsolePageError, ConsoleRefused, ConsoleSignInNeeded, render
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static" / "console"
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 router.add_api_route("", auth.home, methods=["GET"])
-for module in (auth, monitor, messaging, policies, admin):
+for module in (auth, monitor, messaging, policies, admin, activity):
     router.include_router(module.router)
 
 

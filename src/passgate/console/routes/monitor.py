@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from passgate.audit.services import entries as audit_entries
 from passgate.console import charts
+from passgate.console.activity import activity_links
 from passgate.console.forms import clean_param
 from passgate.console.routes.common import Reader, not_found, registry_of, render, run
 from passgate.console.stats import CHANNELS, OUTCOMES, PERIODS, STATUSES, overview
@@ -34,12 +35,14 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
     data = await run(registry, lambda s: overview(s, user.client_id, registry.clock.now(), chosen))
     breakers = await run(registry, lambda s: tripped_breakers(s, user.client_id))
     unit = chosen.bucket_label
+    explore = activity_links(data.start, chosen.bucket_seconds, len(data.labels))
     decision_chart = charts.stacked_bars(
         "decisions",
         f"Decisions per {unit} by outcome, {chosen.label}",
         data.labels,
         data.decisions,
         ", ".join(f"{o}: {data.totals['byOutcome'][o]}" for o in OUTCOMES),
+        links=explore["buckets"],
     )
     challenge_chart = charts.horizontal_stacks(
         "challenges",
@@ -67,6 +70,7 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
         {
             "label": label,
             **{o: data.decisions[o][i] for o in OUTCOMES},
+            "links": {o: explore["buckets"][o][i] for o in OUTCOMES},
             "delivery": data.delivery_failures[i],
             "webhook": data.webhook_failures[i],
         }
@@ -93,6 +97,7 @@ async def overview_page(request: Request, user: Reader, period: str = "24h") -> 
                 {**asdict(b), "changed_at": _iso(b.changed_at), "probe_at": _iso(b.probe_at)}
                 for b in breakers
             ],
+            "explore": explore,
         },
         user,
         nav="overview",
