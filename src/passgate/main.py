@@ -28,6 +28,7 @@ from passgate.api import (
     mfa,
     ops,
     providers,
+    verify,
 )
 from passgate.api import docs as api_reference
 from passgate.api import openapi as api_document
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     for module in (
         auth,
         mfa,
+        verify,
         links,
         providers,
         dev,

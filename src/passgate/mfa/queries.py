@@ -115,8 +115,13 @@ class SessionRow(SessionSnapshot):
     sandbox: bool
     render_context: dict[str, Any]
     link_opens: int
+    source: str
+    purpose: str | None
 
 
+# A CursorStatement binds a fixed number of values: a destination is looked up under at most this many
+# keyed hashes (the current secret key and the previous ones).
+_HASHES = 4
 _ROW_FIELDS = tuple(f.name for f in fields(SessionRow))
 _SESSION_COLUMN_NAMES = tuple(c.name for c in SESSIONS.c)
 # Where each SessionRow field is in a `select(SESSIONS)` row (built positionally: cheaper than keywords).
@@ -265,6 +270,82 @@ def search_sessions(
     return session.scalars(stmt.order_by(MfaSession.created_at.desc(), MfaSession.id).limit(limit)).all()
 
 
+class PendingKey(NamedTuple):
+    """What makes a new challenge the same as a pending one (`pending_session`): a None is matched as a
+    None (no account, no device, no purpose), not as "any"."""
+
+    client_id: str
+    destination_hash: str
+    source: str  # decision | verify
+    event_type: str
+    template_name: str
+    account_id: str | None
+    device_session_id: str | None
+    purpose: str | None
+    bind_to_device: bool
+
+
+_S = SESSIONS.c
+_OPEN_STATUS = or_(*(_S.status == s.value for s in sorted(OPEN)))
+# The newest open, unexpired session of a key; by the `ix_mfa_sessions_pending` index (client, destination).
+_PENDING = CursorStatement(
+    select(SESSIONS)
+    .where(
+        _S.client_id == bindparam("b_client_id"),
+        _S.destination_hash == bindparam("b_destination_hash"),
+        _S.source == bindparam("b_source"),
+        _S.event_type == bindparam("b_event_type"),
+        _S.template_name == bindparam("b_template_name"),
+        _S.account_id.is_not_distinct_from(bindparam("b_account_id", type_=_S.account_id.type)),
+        _S.device_session_id.is_not_distinct_from(
+            bindparam("b_device_session_id", type_=_S.device_session_id.type)
+        ),
+        _S.purpose.is_not_distinct_from(bindparam("b_purpose", type_=_S.purpose.type)),
+        _S.bind_to_device == bindparam("b_bind_to_device", type_=_S.bind_to_device.type),
+        _OPEN_STATUS,
+        _S.expires_at > bindparam("b_now", type_=_S.expires_at.type),
+    )
+    .order_by(_S.created_at.desc(), _S.id.desc())
+    .limit(1)
+)
+# The newest open, unexpired session of a destination from one source (a check by destination).
+_NEWEST_PENDING = CursorStatement(
+    select(SESSIONS)
+    .where(
+        _S.client_id == bindparam("b_client_id"),
+        _S.destination_hash.in_([bindparam(f"b_hash{i}") for i in range(_HASHES)]),
+        _S.source == bindparam("b_source"),
+        _OPEN_STATUS,
+        _S.expires_at > bindparam("b_now", type_=_S.expires_at.type),
+    )
+    .order_by(_S.created_at.desc(), _S.id.desc())
+    .limit(1)
+)
+
+
+def _session_row(rows: list[tuple[Any, ...]]) -> SessionRow | None:
+    return SessionRow(*[rows[0][i] for i in _ROW_ORDER]) if rows else None
+
+
+def pending_session(conn: Any, key: PendingKey, now: datetime) -> SessionRow | None:
+    """The newest session of this key that is still pending (open, not expired), or None."""
+    values = {f"b_{name}": value for name, value in key._asdict().items()}
+    return _session_row(_PENDING.rows(conn, {**values, "b_now": now}))
+
+
+def newest_pending(
+    conn: Any, client_id: str, destination_hashes: Sequence[str], source: str, now: datetime
+) -> SessionRow | None:
+    """The newest pending session of one source for a destination (under any of its keyed hashes, so
+    sessions made before a key rotation are found), or None."""
+    hashes = list(destination_hashes)[:_HASHES]
+    hashes += [hashes[-1]] * (_HASHES - len(hashes))
+    values = {f"b_hash{i}": h for i, h in enumerate(hashes)}
+    return _session_row(
+        _NEWEST_PENDING.rows(conn, {**values, "b_client_id": client_id, "b_source": source, "b_now": now})
+    )
+
+
 def insert_session(conn: Any, row: dict[str, Any]) -> None:
     """The session row written at once (a caller that reads it back in the same transaction)."""
     conn.execute(insert(SESSIONS), row)
@@ -285,8 +366,7 @@ def load_locked(conn: Any, client_id: str, session_id: str) -> SessionRow | None
     rows = _SESSION_ROW.rows(conn, {"b_id": session_id, "b_client_id": client_id})
     if not rows:
         return None
-    row = rows[0]
-    return SessionRow(*[row[i] for i in _ROW_ORDER])
+    return _session_row(rows)
 
 
 # What a verify changed on its row, written back in one statement.

@@ -33,7 +33,16 @@ from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
-from passgate.mfa.challenge import Picked, checked_destination, new_session_row, pick_template
+from passgate.mfa.challenge import (
+    DECISION,
+    ChallengeRequest,
+    Origin,
+    Picked,
+    checked_destination,
+    new_session_row,
+    pending_key,
+    pick_template,
+)
 from passgate.mfa.exceptions import (
     InvalidDestination,
     SendLimitReached,
@@ -136,6 +145,10 @@ class MfaService:
     def forget_config(self, client_id: str) -> None:
         self._configs.invalidate(client_id)
 
+    def client_config(self, session: Session, client_id: str) -> tuple[bool, MfaConfig]:
+        """The client's sandbox flag and effective challenge settings (`_client_config`)."""
+        return self._client_config(session, client_id)
+
     def _client_config(self, session: Session, client_id: str) -> tuple[bool, MfaConfig]:
         """The client's sandbox flag and effective settings, read at most once a `config_seconds`."""
         hit = self._configs.get(client_id)
@@ -155,7 +168,16 @@ class MfaService:
         transaction commits, with those of the other decisions sharing it (`db.defer_insert`): a few
         multi-row inserts per batch instead of an ORM flush per challenge. A caller that reads the session
         back in the same transaction (the console's sign-in) passes `at_commit=False`: the session row is
-        then written at once."""
+        then written at once.
+
+        A session still pending for the same client, destination, template, account and device is returned
+        instead of a new one, and nothing is sent (`strategy.forceNewChallenge` asks for a new one)."""
+        return self.start(session, ctx, DECISION, at_commit=at_commit)
+
+    def start(
+        self, session: Session, ctx: ChallengeRequest, origin: Origin, *, at_commit: bool = True
+    ) -> ChallengeResult:
+        """`start_challenge` for any origin: a decision's CHALLENGE or a Verify API start (`mfa.verify`)."""
         picked = pick_template(self.templates, session, ctx)
         if isinstance(picked, ChallengeRefused):
             return picked
@@ -165,17 +187,26 @@ class MfaService:
             return destination
         dest_hash = self.keyring.keyed_hash("destination", destination)
         if not sandbox:
-            refused = self._refuse_send(session, ctx, picked, destination, dest_hash)
+            refused = self._refuse_locked(session, ctx, picked, destination, dest_hash)
             if refused is not None:
                 return refused
-        row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config)
+        strategy = ctx.body.get("strategy") or {}
+        if origin.reuse_pending and not strategy.get("forceNewChallenge"):
+            key = pending_key(ctx, picked, dest_hash, origin)
+            pending = queries.pending_session(session.connection(), key, ctx.now)
+            if pending is not None:
+                return self._reused(session, ctx, picked, pending)
+        if not sandbox and not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
+            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
+        row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config, origin)
         return self._create(session, ctx, picked, row, at_commit)
 
-    def _refuse_send(
-        self, session: Session, ctx: DecisionContext, picked: Picked, destination: str, dest_hash: str
+    def _refuse_locked(
+        self, session: Session, ctx: ChallengeRequest, picked: Picked, destination: str, dest_hash: str
     ) -> ChallengeRefused | None:
-        """Why no message may go to this destination now, or None. A locked destination or account could
-        never verify: no message is sent to it (to another address of the account neither)."""
+        """RATE_LIMITED when the destination or the account is locked, else None. A locked destination or
+        account could never verify: no message is sent to it (to another address of the account neither),
+        and no pending session is handed out for it."""
         account_id = (ctx.body.get("account") or {}).get("id")
         account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
         locked = queries.locked_scopes(session.connection(), ctx.client_id, dest_hash, account_hash)
@@ -183,12 +214,28 @@ class MfaService:
             reason = "DESTINATION_LOCKED" if "destination" in locked else "ACCOUNT_LOCKED"
             log.info("challenge refused: %s", reason, extra={"channel": picked.channel})
             return picked.refused("RATE_LIMITED", destination, reason)
-        if not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
-            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
         return None
 
+    def _reused(
+        self, session: Session, ctx: ChallengeRequest, picked: Picked, pending: SessionRow
+    ) -> ChallengeStarted:
+        """A pending session returned for a new request: nothing sent, one timeline row."""
+        self._event(session, pending, "REUSED", "api", {"decisionId": ctx.decision_id})
+        return ChallengeStarted(
+            pending.id,
+            pending.type,
+            pending.channel,
+            pending.status,
+            pending.expires_at,
+            pending.send_attempts,
+            pending.verification_attempts,
+            pending.match_number,
+            picked.echoed(pending.destination),
+            reused=True,
+        )
+
     def _create(
-        self, session: Session, ctx: DecisionContext, picked: Picked, row: dict[str, Any], at_commit: bool
+        self, session: Session, ctx: ChallengeRequest, picked: Picked, row: dict[str, Any], at_commit: bool
     ) -> ChallengeStarted:
         """The session, its first send and its timeline row written (at commit unless `at_commit` is
         False); the listeners told."""
@@ -465,7 +512,7 @@ class MfaService:
             for listener in self.listeners:
                 listener(session, snapshot, old, str(new), now)
 
-    def _event(self, session: Session, mfa: _Working, kind: str, source: str, data: dict[str, Any]) -> None:
+    def _event(self, session: Session, mfa: _Working | SessionRow, kind: str, source: str, data: dict[str, Any]) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
         DeferredWrites.of(session).insert(MfaEvent.__table__,
             [

@@ -121,6 +121,13 @@ class LoginStrategy(_In):
     mfaTemplateName: StrictStr | None = Field(default=None, max_length=100, examples=["email-link"])
     mfaTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
     bindToDevice: StrictBool = False
+    forceNewChallenge: StrictBool = Field(
+        default=False,
+        description=(
+            "extension: start a new session and send a new message even when one for the same account, "
+            "device and destination is still pending (by default that one is returned and nothing is sent)"
+        ),
+    )
 
 
 class AccountOpeningStrategy(_In):
@@ -128,6 +135,13 @@ class AccountOpeningStrategy(_In):
     verificationTemplateValues: TemplateValues = Field(default_factory=dict, max_length=20)
     verificationTargetUrl: StrictStr | None = Field(default=None, max_length=2048)
     bindToDevice: StrictBool = False
+    forceNewChallenge: StrictBool = Field(
+        default=False,
+        description=(
+            "extension: start a new session and send a new message even when one for the same account, "
+            "device and destination is still pending (by default that one is returned and nothing is sent)"
+        ),
+    )
 
     @field_validator("verificationTargetUrl")
     @classmethod
