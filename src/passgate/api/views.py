@@ -131,6 +131,9 @@ def session_view(row: SessionRow) -> dict[str, Any]:
         "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
         "sandbox": row.sandbox,
         "linkOpens": row.link_opens,
+        # Who started it (a decision, or the Verify API) and, for the Verify API, why.
+        "source": row.source,
+        "purpose": row.purpose,
     }
 
 
