@@ -287,27 +287,22 @@ class PendingKey(NamedTuple):
 
 _S = SESSIONS.c
 _OPEN_STATUS = or_(*(_S.status == s.value for s in sorted(OPEN)))
-# The newest open, unexpired session of a key; by the `ix_mfa_sessions_pending` index (client, destination).
+# The open, unexpired sessions of a destination, newest first, with what `PendingKey` compares; by the
+# `ix_mfa_sessions_pending` index (client, destination). Only the client and the destination are bound:
+# a new destination (the usual case) finds no row, and the fewer values bound, the less that costs; the
+# rest of the key is compared on the few rows found (`pending_session`).
+_KEY_COLUMNS = tuple(f for f in PendingKey._fields if f not in ("client_id", "destination_hash"))
 _PENDING = CursorStatement(
-    select(SESSIONS)
+    select(_S.id, *(_S[name] for name in _KEY_COLUMNS))
     .where(
         _S.client_id == bindparam("b_client_id"),
         _S.destination_hash == bindparam("b_destination_hash"),
-        _S.source == bindparam("b_source"),
-        _S.event_type == bindparam("b_event_type"),
-        _S.template_name == bindparam("b_template_name"),
-        _S.account_id.is_not_distinct_from(bindparam("b_account_id", type_=_S.account_id.type)),
-        _S.device_session_id.is_not_distinct_from(
-            bindparam("b_device_session_id", type_=_S.device_session_id.type)
-        ),
-        _S.purpose.is_not_distinct_from(bindparam("b_purpose", type_=_S.purpose.type)),
-        _S.bind_to_device == bindparam("b_bind_to_device", type_=_S.bind_to_device.type),
         _OPEN_STATUS,
         _S.expires_at > bindparam("b_now", type_=_S.expires_at.type),
     )
     .order_by(_S.created_at.desc(), _S.id.desc())
-    .limit(1)
 )
+_SESSION_BY_ID = CursorStatement(select(SESSIONS).where(_S.id == bindparam("b_id")))
 # The newest open, unexpired session of a destination from one source (a check by destination).
 _NEWEST_PENDING = CursorStatement(
     select(SESSIONS)
@@ -328,9 +323,16 @@ def _session_row(rows: list[tuple[Any, ...]]) -> SessionRow | None:
 
 
 def pending_session(conn: Any, key: PendingKey, now: datetime) -> SessionRow | None:
-    """The newest session of this key that is still pending (open, not expired), or None."""
-    values = {f"b_{name}": value for name, value in key._asdict().items()}
-    return _session_row(_PENDING.rows(conn, {**values, "b_now": now}))
+    """The newest session of this key that is still pending (open, not expired), or None. A None in the
+    key matches a None (no account, no device, no purpose)."""
+    rows = _PENDING.rows(
+        conn, {"b_client_id": key.client_id, "b_destination_hash": key.destination_hash, "b_now": now}
+    )
+    wanted = key[2:]
+    for row in rows:
+        if tuple(row[1:]) == wanted:
+            return _session_row(_SESSION_BY_ID.rows(conn, {"b_id": row[0]}))
+    return None
 
 
 def newest_pending(
