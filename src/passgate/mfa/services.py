@@ -220,7 +220,8 @@ class MfaService:
         self, session: Session, ctx: ChallengeRequest, picked: Picked, pending: SessionRow
     ) -> ChallengeStarted:
         """A pending session returned for a new request: nothing sent, one timeline row."""
-        self._event(session, pending, "REUSED", "api", {"decisionId": ctx.decision_id})
+        data = {"decisionId": ctx.decision_id} if ctx.decision_id else {}
+        self._event(session, pending, "REUSED", "api", data)
         return ChallengeStarted(
             pending.id,
             pending.type,
