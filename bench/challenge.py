@@ -317,7 +317,9 @@ def run(args: argparse.Namespace, ws: Workspace, sink: Sink) -> int:
         f"\nratio CHALLENGE/ALLOW: {ratio:.3f}   target >= {TARGET_RATIO}   {'PASS' if ok_ratio else 'BELOW'}"
     )
     print(f"ratio OTP verify/ALLOW: {verify_ratio:.3f}")
-    print(f"ratio Verify API start/ALLOW: {api_start_ratio:.3f}   Verify API check/ALLOW: {api_check_ratio:.3f}")
+    print(
+        f"ratio Verify API start/ALLOW: {api_start_ratio:.3f}   Verify API check/ALLOW: {api_check_ratio:.3f}"
+    )
     print(
         f"mail delivery under the closed-loop CHALLENGE load (session created -> SMTP server has it), "
         f"{delivery['count']} mails: p50 {ms(delivery['p50_s'])}, p99 {ms(delivery['p99_s'])}, "
@@ -634,7 +636,7 @@ def otp_run(args: argparse.Namespace, ws: Workspace, base: str, client_id: str, 
 
 
 def wait_sent(ws: Workspace, client_id: str) -> None:
-    """Until the worker sent every message of the client: a code becomes valid once its message was accepted."""
+    """Until the worker sent every message of the client (a code is valid once its message was accepted)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with sqlite3.connect(ws.dir / "bench.db", timeout=30) as conn:
@@ -664,7 +666,9 @@ def verify_api_run(
         warmup=args.warmup,
         method="POST",
         headers=headers,
-        body_template=as_template({"to": "v__N__@example.test", "channel": "email-code", "purpose": "signup"}),
+        body_template=as_template(
+            {"to": "v__N__@example.test", "channel": "email-code", "purpose": "signup"}
+        ),
         expect=VERIFY_START_MARK,
         workdir=ws.dir,
     )

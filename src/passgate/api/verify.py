@@ -43,7 +43,9 @@ VERIFICATION_EXAMPLE = {
     "updatedAt": "2026-11-29T10:00:01Z",
     "verifiedAt": None,
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no verification of this id for this client"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no verification of this id for this client"}
+}
 
 
 class StartBody(BaseModel):
@@ -78,7 +80,8 @@ class StartBody(BaseModel):
     locale: StrictStr | None = Field(
         default=None,
         pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
-        description="message locale, among the template's; else the phone number's country's, else its default",
+        description="message locale, among the template's; else the phone number's country's, else the "
+        "template's default",
     )
     purpose: Literal["signup", "email_change", "password_reset", "other"] = Field(
         default="other",

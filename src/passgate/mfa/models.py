@@ -17,7 +17,8 @@ class MfaSession(Base):
     __table_args__ = (
         Index("ix_mfa_sessions_client_created", "client_id", "created_at"),
         Index("ix_mfa_sessions_open_expiry", "status", "expires_at"),
-        # A pending session for the same destination is looked up before a new one is made (`queries.pending_session`).
+        # A pending session for the same destination is looked up before a new one is made
+        # (`queries.pending_session`).
         Index("ix_mfa_sessions_pending", "client_id", "destination_hash", "created_at"),
     )
 
