@@ -10,7 +10,7 @@ Status changes written here are checked against `mfa.states.TRANSITIONS` (`check
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -165,6 +165,18 @@ class SessionChanges:
     @property
     def client_id(self) -> str:
         return self.row.client_id
+
+    def after(self) -> SessionRow:
+        """The row as `write_back` leaves it."""
+        return replace(
+            self.row,
+            status=self.status,
+            termination_reason=self.termination_reason,
+            verification_attempts=self.verification_attempts,
+            updated_at=self.updated_at,
+            verified_at=self.verified_at,
+            sequence=self.sequence,
+        )
 
     def snapshot(self) -> SessionSnapshot:
         row = self.row

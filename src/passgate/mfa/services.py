@@ -321,10 +321,17 @@ class MfaService:
         changed (`SessionChanges`) is written back at once, in one UPDATE (`queries.write_back`): the row is
         locked for the transaction (the write lock on SQLite, FOR UPDATE on PostgreSQL), so a second verify
         of the same session, later in the same transaction or in another, reads it as this one left it."""
+        return self.check_code(session, client_id, session_id, code)[0]
+
+    def check_code(
+        self, session: Session, client_id: str, session_id: str, code: str, source: str | None = None
+    ) -> tuple[AttemptResult, SessionRow]:
+        """`verify_code`, and the session as the verify left it. With `source`, a session started by
+        another (`MfaSession.source`) is not found: the Verify API checks only its own."""
         now = self.clock.now()
         conn = _connection_after_flush(session)
         row = queries.load_locked(conn, client_id, session_id)
-        if row is None:
+        if row is None or (source is not None and row.source != source):
             raise SessionNotFound(session_id)
         if row.type != "OTP":
             raise WrongMethod("this session is verified through its link, not a code")
@@ -334,7 +341,7 @@ class MfaService:
         if now >= row.expires_at:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
             queries.write_back(session, conn, mfa)
-            return AttemptResult(mfa.status, mfa.termination_reason)
+            return AttemptResult(mfa.status, mfa.termination_reason), mfa.after()
         subjects = _subjects(self.keyring, row)
         if not row.sandbox:
             _check_throttle(conn, row.client_id, subjects, now)
@@ -350,7 +357,7 @@ class MfaService:
         else:
             result = self._failed_attempt(session, mfa, row, subjects, now, "api")
         queries.write_back(session, conn, mfa)
-        return result
+        return result, mfa.after()
 
     def _failed_attempt(
         self,

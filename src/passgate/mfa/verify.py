@@ -219,9 +219,7 @@ class VerifyService:
     ) -> tuple[AttemptResult, SessionRow]:
         """A code check: `MfaService.verify_code` (attempts per session and per person), and the session
         as it now is."""
-        self.get(session, client_id, session_id)
-        result = self.mfa.verify_code(session, client_id, session_id, code)
-        return result, self.mfa.get(session, client_id, session_id)
+        return self.mfa.check_code(session, client_id, session_id, code, SOURCE)
 
     def check_destination(
         self, session: Session, client_id: str, to: str, code: str

@@ -25,6 +25,11 @@ def _login(http: TestClient, tenant: Tenant, device: str = "devreuse1", **strate
     )
 
 
+def _mails(smtp: SmtpSink) -> list[object]:
+    # Only this test's address: the outbox is shared by the tests of a run.
+    return [m for m in smtp.received if m.rcpt_tos == ["pending.reuse@example.com"]]
+
+
 def test_two_challenges_one_message_then_force_new(
     http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
 ) -> None:
@@ -34,8 +39,8 @@ def test_two_challenges_one_message_then_force_new(
     assert second["mfa"]["ID"] == first["ID"]
     assert (second["mfa"]["sendAttempts"], second["mfa"]["error"]) == (1, None)
     assert second["person"] == {"emailAddress": "pending.reuse@example.com"}
-    assert drain(registry) == 1
-    assert len(smtp.wait_for(1)) == 1
+    drain(registry)
+    assert len(_mails(smtp)) == 1
     # The second decision is on the session's timeline (and sent nothing).
     reused = [e for e in timeline(http, tenant, first["ID"]) if e["type"] == "REUSED"]
     assert len(reused) == 1 and reused[0]["data"]["decisionId"]
@@ -45,8 +50,8 @@ def test_two_challenges_one_message_then_force_new(
     # Another device of the same account is another login: its own session, its own message.
     elsewhere = _login(http, tenant, device="devreuse2")["mfa"]
     assert elsewhere["ID"] not in (first["ID"], forced["ID"])
-    assert drain(registry) == 2
-    assert len(smtp.wait_for(3)) == 3
+    drain(registry)
+    assert len(_mails(smtp)) == 3
     # After a forced new one, the newest pending session is the one returned.
     assert _login(http, tenant)["mfa"]["ID"] == forced["ID"]
 

@@ -90,6 +90,12 @@ def wrong(code: str) -> str:
     return "000000" if code != "000000" else "111111"
 
 
+def mails_to(smtp: SmtpSink, address: str) -> list[Any]:  # noqa: F811
+    """The mails the SMTP server received for this address (the queue is shared: only a test's own
+    addresses are counted)."""
+    return [m for m in smtp.received if m.rcpt_tos == [address]]
+
+
 def link_in(text_part: str) -> str:
     found = LINK.findall(text_part)
     assert found, text_part

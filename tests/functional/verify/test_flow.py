@@ -17,6 +17,7 @@ from tests.functional.verify.conftest import (
     code_in_sms,
     fetch,
     fields_of,
+    mails_to,
     sms_to,
     started,
     wrong,
@@ -66,9 +67,8 @@ def test_email_code_start_twice_one_message_then_check_by_destination(
     again = started(http, tenant, status=200, to=to, channel="email-code", purpose="signup")
     assert again["id"] == first["id"] and again["sendAttempts"] == 1
 
-    assert drain(registry) == 1
-    [mail] = smtp.wait_for(1)
-    assert mail.rcpt_tos == [to]
+    drain(registry)
+    [mail] = mails_to(smtp, to)
     code = code_in_mail(mail.part("text/plain"))
     assert fetch(http, tenant, first["id"]).json()["status"] == "MESSAGE_SENT"
 
@@ -88,7 +88,7 @@ def test_email_code_start_twice_one_message_then_check_by_destination(
     assert check(http, tenant, first["id"], code).status_code == 409
     r = check_to(http, tenant, to, code)
     assert r.status_code == 404 and fields_of(r) == ["to"]
-    assert len(smtp.received) == 1
+    assert len(mails_to(smtp, to)) == 1
 
     items = http.get(f"/verify/v1/verifications/{first['id']}/timeline", headers=tenant.headers).json()[
         "items"
@@ -153,13 +153,14 @@ def test_resend_limits_and_cancel(
     r = http.post(f"{path}/resend", headers=tenant.headers)
     assert r.status_code == 429  # 3 sends in all; a repeated start sends nothing and stays allowed
     assert started(http, tenant, status=200, to=to, channel="email-code")["sendAttempts"] == 3
-    assert drain(registry) == 3 and len(smtp.wait_for(3)) == 3
+    drain(registry)
+    assert len(mails_to(smtp, to)) == 3
 
     r = http.post(f"{path}/cancel", headers=tenant.headers)
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["terminationReason"]) == ("TERMINATED", "CANCELLED")
     assert http.post(f"{path}/cancel", headers=tenant.headers).status_code == 409
-    code = code_in_mail(smtp.received[-1].part("text/plain"))
+    code = code_in_mail(mails_to(smtp, to)[-1].part("text/plain"))
     assert check(http, tenant, v["id"], code).status_code == 409
     assert check_to(http, tenant, to, code).status_code == 404
     # Cancelled, so a new start is a new verification.

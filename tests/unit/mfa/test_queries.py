@@ -138,6 +138,8 @@ def test_write_back_writes_the_changes_and_expires_the_orm_copy(
             2,
         )
         assert again["updated_at"] == NOW + timedelta(seconds=5)
+        # What a caller is told the row now is (`SessionChanges.after`) is what the database has.
+        assert queries.load_locked(s.connection(), client_id, stored) == changes.after()
 
 
 def test_write_back_refuses_a_move_the_lifecycle_forbids(
