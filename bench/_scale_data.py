@@ -347,6 +347,9 @@ class Seeder:
                         "person": {"first": "Jo", "last": "Doe", "preferred": None},
                     },
                     "sequence": 2,
+                    # Every tenth a Verify API sign-up verification (no decision behind it).
+                    "source": "verify" if i % 10 == 0 else "decision",
+                    "purpose": "signup" if i % 10 == 0 else None,
                     "link_opens": 1 if mfa_type == "NONCE_OTH" and status is Status.VERIFIED else 0,
                 },
             )

@@ -20,8 +20,11 @@
    delivery latency of those mails, p50/p99 — the pipeline's latency at a rate it can carry;
 6. client B (sandbox: +15005550006, code 000000): N OTP sessions made first, then one verify per session,
    each must answer VERIFIED;
-7. prints rates, p50/p99, the ratios CHALLENGE/ALLOW (target >= 0.5) and verify/ALLOW, the delivery figures,
-   and writes bench/results/challenge-latest.json.
+7. the Verify API for client B: starts (`POST /verify/v1/verifications`, email-code to a new `*@example.test`
+   address per request, closed loop) and then one check per verification started (code 000000), each must
+   answer VERIFIED;
+8. prints rates, p50/p99, the ratios CHALLENGE/ALLOW (target >= 0.5), verify/ALLOW and Verify API start and
+   check/ALLOW, the delivery figures, and writes bench/results/challenge-latest.json.
 
 The verdict is PASS only when the ratio and the closed-loop delivery p99 both meet their targets; the
 open-loop figure is reported beside it, not instead of it.
@@ -78,6 +81,7 @@ TARGET_IN_PROCESS_SHARE = 0.8
 # prefix of its own (the send limits count per destination and per number less its last four digits).
 SMS_PREFIX = "+4930"
 SMS_FIRST = 10_000
+VERIFY_START_MARK = '"purpose":"signup"'
 
 
 class AiosmtpdSink:
@@ -329,11 +333,14 @@ def run(
     open_delivery = delivery_latency(ws, sink, a_id, "o", args.drain)
 
     verify = otp_run(args, ws, base, b_id, b_key, server_pids)
+    api_start, api_check = verify_api_run(args, ws, base, b_id, b_key)
 
     allow_rps = statistics.mean(r["rps"] for r in results["allow"])
     ch = results["challenge"][0]
     ratio = ch["rps"] / allow_rps if allow_rps else 0.0
     verify_ratio = verify["rps"] / allow_rps if allow_rps else 0.0
+    api_start_ratio = api_start["rps"] / allow_rps if allow_rps else 0.0
+    api_check_ratio = api_check["rps"] / allow_rps if allow_rps else 0.0
     ok_ratio = ratio >= TARGET_RATIO
     ok_delivery = delivery["p99_s"] <= TARGET_DELIVERY_P99_S
     ok_sms = sms_delivery["p99_s"] <= TARGET_DELIVERY_P99_S
@@ -350,6 +357,8 @@ def run(
             ("ALLOW (run 2)", results["allow"][1]),
             (f"CHALLENGE open loop at {open_rate:g}/s", open_loop),
             ("OTP verify", verify),
+            ("Verify API start (email-code)", api_start),
+            ("Verify API check", api_check),
         )
     ]
 
@@ -383,6 +392,9 @@ def run(
         f"server CPU per completed challenge, SMS / email: {cpu_ratio:.2f}   target <= "
         f"{TARGET_SMS_CPU_RATIO}   {'PASS' if ok_sms_cpu else 'BELOW'}"
     )
+    print(
+        f"ratio Verify API start/ALLOW: {api_start_ratio:.3f}   Verify API check/ALLOW: {api_check_ratio:.3f}"
+    )
     print(f"server CPU per verified OTP: {verify['server_cpu_ms_per_verified']:.2f} ms")
     print(
         f"mail delivery at an open-loop {open_rate:g} challenges/s ({open_why}; achieved "
@@ -400,9 +412,12 @@ def run(
         f"(target 1000), CPU/completed email {delivery['server_cpu_ms_per_completed']:.2f} ms, SMS "
         f"{sms_delivery['server_cpu_ms_per_completed']:.2f} ms ({cpu_ratio:.2f}x), "
         f"{open_delivery['p99_s'] * 1000:.0f} ms at {open_rate:g}/s open loop, "
-        f"verify/ALLOW {verify_ratio:.3f}: {verdict}",
+        f"verify/ALLOW {verify_ratio:.3f}, Verify API start/ALLOW {api_start_ratio:.3f} and "
+        f"check/ALLOW {api_check_ratio:.3f}: {verdict}",
         "ratio": round(ratio, 4),
         "verifyRatio": round(verify_ratio, 4),
+        "verifyApiStartRatio": round(api_start_ratio, 4),
+        "verifyApiCheckRatio": round(api_check_ratio, 4),
         "delivery": delivery,
         "smsDelivery": sms_delivery,
         "smsCpuRatio": round(cpu_ratio, 3),
@@ -412,6 +427,8 @@ def run(
             "challenge": results["challenge"],
             "sms": results["sms"],
             "verify": verify,
+            "verifyApiStart": api_start,
+            "verifyApiCheck": api_check,
         },
     }
 
@@ -757,6 +774,71 @@ def verify_sessions(
         raise BenchError(f"OTP verify: {r['status']} {r.get('mismatch_samples', [])[:1]}")
     progress(f"    verify: {r['rps']:,.0f} req/s, p50 {r['latency_ms']['p50']:.2f} ms")
     return r
+
+
+def client_messages_pending(ws: Workspace, client_id: str) -> int:
+    """The client's messages the worker has not sent yet (a code is valid once its message was accepted)."""
+    with sqlite3.connect(ws.dir / "bench.db", timeout=30) as conn:
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM messages WHERE client_id = ? AND status != 'SENT'", (client_id,)
+            ).fetchone()[0]
+        )
+
+
+def verify_api_run(
+    args: argparse.Namespace, ws: Workspace, base: str, client_id: str, key: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Verify API on the sandbox client: starts to a new `*@example.test` address each (closed loop, as
+    the decision runs), then one check by id per verification started (code 000000), each VERIFIED."""
+    progress(
+        f"Verify API start: {args.warmup:g} s warm-up, then {args.duration:g} s at concurrency "
+        f"{args.concurrency} (email-code to a new sandbox address each)"
+    )
+    headers = [f"Authorization: Bearer {get_token(base, client_id, key)}"]
+    started = run_loadgen(
+        base + "/verify/v1/verifications",
+        concurrency=args.concurrency,
+        duration=args.duration,
+        warmup=args.warmup,
+        method="POST",
+        headers=headers,
+        body_template=as_template(
+            {"to": "v__N__@example.test", "channel": "email-code", "purpose": "signup"}
+        ),
+        expect=VERIFY_START_MARK,
+        workdir=ws.dir,
+    )
+    if started["non_2xx"] or started["error_count"] or started.get("expect_mismatches"):
+        raise BenchError(f"Verify API start: {started['status']} {started.get('mismatch_samples', [])[:1]}")
+    progress(f"    start: {started['rps']:,.0f} req/s, p50 {started['latency_ms']['p50']:.2f} ms")
+    wait_sent(lambda: client_messages_pending(ws, client_id))
+    with sqlite3.connect(ws.dir / "bench.db", timeout=30) as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM mfa_sessions WHERE client_id = ? AND source = 'verify'", (client_id,)
+            )
+        ]
+    targets = ws.dir / "verify-api-targets.txt"
+    targets.write_text("".join(f"/verify/v1/verifications/{i}/check\n" for i in ids))
+    progress(f"Verify API check: one check per verification ({len(ids)}), concurrency {args.concurrency}")
+    checked = run_loadgen(
+        base + "/verify/v1/verifications/x/check",
+        concurrency=args.concurrency,
+        duration=120,
+        warmup=0,
+        method="POST",
+        headers=headers,
+        body=b'{"code":"000000"}',
+        expect=VERIFIED_MARK,
+        workdir=ws.dir,
+        extra=["--targets-file", str(targets), "--max-requests", str(len(ids))],
+    )
+    if checked["non_2xx"] or checked.get("expect_mismatches") or checked["requests"] != len(ids):
+        raise BenchError(f"Verify API check: {checked['status']} {checked.get('mismatch_samples', [])[:1]}")
+    progress(f"    check: {checked['rps']:,.0f} req/s, p50 {checked['latency_ms']['p50']:.2f} ms")
+    return started, checked
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from passgate.api import (
     mfa,
     ops,
     providers,
+    verify,
 )
 from passgate.api import bounces as bounce_reports
 from passgate.api import docs as api_reference
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     for module in (
         auth,
         mfa,
+        verify,
         links,
         providers,
         bounce_reports,

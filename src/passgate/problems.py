@@ -51,7 +51,9 @@ from passgate.messaging.exceptions import (
 from passgate.messaging.render_pool import RenderTimeout
 from passgate.mfa.exceptions import (
     InvalidDestination,
+    InvalidVerification,
     MfaError,
+    NoPendingVerification,
     SendLimitReached,
     SendRateLimited,
     SessionClosed,
@@ -126,6 +128,8 @@ PROBLEMS: dict[type[Exception], ProblemSpec] = {
     SendRateLimited: _RATE_LIMITED,
     Throttled: ProblemSpec(429, "Too many failed attempts", "throttled", retry_after=True),
     InvalidDestination: ProblemSpec(400, "Invalid request", "validation"),
+    InvalidVerification: ProblemSpec(400, "Invalid request", "validation"),
+    NoPendingVerification: _NOT_FOUND,
     # webhooks
     EndpointNotFound: _NOT_FOUND,
     EventNotFound: ProblemSpec(404, "Not found", "not-found", field="eventId"),

@@ -43,6 +43,8 @@ from passgate.messaging.exceptions import (
 from passgate.messaging.render_pool import RenderTimeout
 from passgate.mfa.exceptions import (
     InvalidDestination,
+    InvalidVerification,
+    NoPendingVerification,
     SendLimitReached,
     SendRateLimited,
     SessionClosed,
@@ -95,6 +97,8 @@ SAMPLES: list[Exception] = [
     SendRateLimited(40),
     Throttled(60, locked=False),
     InvalidDestination("destination", "not an email address"),
+    InvalidVerification("templateName", "no template of this name"),
+    NoPendingVerification(),
     EndpointNotFound("e1"),
     EventNotFound("ev1"),
     EndpointDisabled("e1"),

@@ -19,6 +19,7 @@ from passgate.mfa.results import (
     TimelineEntry,
     UnlockResult,
 )
+from passgate.mfa.verify import channel_name
 from passgate.policy.decisions import Decision
 
 # Where the answer carries a started challenge: a login's is MFA, an account opening's a verification.
@@ -130,6 +131,40 @@ def session_view(row: SessionRow) -> dict[str, Any]:
         "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
         "sandbox": row.sandbox,
         "linkOpens": row.link_opens,
+        # Who started it (a decision, or the Verify API) and, for the Verify API, why.
+        "source": row.source,
+        "purpose": row.purpose,
+    }
+
+
+def verification_view(row: SessionRow, result: AttemptResult | None = None) -> dict[str, Any]:
+    """A Verify API verification (`/verify/v1/verifications…`): its session, named as the Verify API
+    names things (`to`, `channel` email-code…, `valid`); after a check, `remainingAttempts` as the check
+    counted them."""
+    remaining = max(0, row.max_attempts - row.verification_attempts)
+    if result is not None and result.remaining_attempts is not None:
+        remaining = result.remaining_attempts
+    return {
+        "id": row.id,
+        "status": row.status,
+        "valid": row.status == "VERIFIED",
+        "to": mask(row.channel, row.destination),
+        "channel": channel_name(row.channel, row.type),
+        "purpose": row.purpose,
+        "templateName": row.template_name,
+        "locale": row.locale,
+        "expiresAt": _iso(row.expires_at),
+        "sendAttempts": row.send_attempts,
+        "verificationAttempts": row.verification_attempts,
+        "remainingAttempts": remaining,
+        "maxSends": row.max_sends,
+        "deliveryStatus": row.delivery_status,
+        "terminationReason": row.termination_reason,
+        "redirectUrl": row.target_url,
+        "sandbox": row.sandbox,
+        "createdAt": _iso(row.created_at),
+        "updatedAt": _iso(row.updated_at),
+        "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
     }
 
 

@@ -50,6 +50,8 @@ def session_view(mfa: MfaSession) -> dict[str, Any]:
         "verifiedAt": _iso(mfa.verified_at) if mfa.verified_at else None,
         "sandbox": mfa.sandbox,
         "linkOpens": mfa.link_opens,
+        "source": mfa.source,
+        "purpose": mfa.purpose,
     }
 
 

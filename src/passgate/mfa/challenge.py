@@ -7,8 +7,9 @@ function of the request and the client's settings, tested without a transaction.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -19,14 +20,66 @@ from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.default_template import DEFAULT_TEMPLATE, default_template_name
+from passgate.mfa.queries import PendingKey
 from passgate.mfa.results import ChallengeRefused
 from passgate.mfa.states import Status
-from passgate.policy.decisions import DecisionContext
 
 if TYPE_CHECKING:
     from passgate.auth.settings import MfaConfig
 
 log = logging.getLogger("passgate.mfa")
+
+
+class ChallengeRequest(Protocol):
+    """What starting a challenge reads of its request: a decision's context (`policy.decisions.
+    DecisionContext`), or a Verify API start (`mfa.verify`) spelled in the same Kount shape (`body`:
+    `person`, `strategy`, `account`, `deviceSessionId`, `preferredLanguageCode`)."""
+
+    @property
+    def decision_id(self) -> str | None: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...  # LOGIN | NEW_ACCOUNT_OPENING | VERIFY
+    @property
+    def body(self) -> dict[str, Any]: ...
+    @property
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who starts a challenge, and what that changes: the session's `source` and `purpose`, a cap on its
+    life (a password reset link lives 15 minutes at most), and whether a pending session for the same
+    person and destination is returned instead of a new one."""
+
+    source: str = "decision"
+    purpose: str | None = None
+    max_ttl_seconds: int | None = None
+    reuse_pending: bool = True
+
+
+DECISION = Origin()
+
+
+def pending_key(ctx: ChallengeRequest, picked: Picked, dest_hash: str, origin: Origin) -> PendingKey:
+    """What a pending session must share with this request to be returned for it: the client, the
+    destination and the template, and for a decision the account and the device too (a session started
+    on another device is not this login's: were it returned, the person confirming their own login would
+    confirm the other one as well)."""
+    body = ctx.body
+    strategy = body.get("strategy") or {}
+    return PendingKey(
+        ctx.client_id,
+        dest_hash,
+        origin.source,
+        ctx.event_type,
+        picked.name,
+        (body.get("account") or {}).get("id"),
+        body.get("deviceSessionId"),
+        origin.purpose,
+        bool(strategy.get("bindToDevice")) and picked.mfa_type == "NONCE_OTH",
+    )
 
 
 class Picked(NamedTuple):
@@ -49,7 +102,7 @@ class Picked(NamedTuple):
 
 
 def pick_template(
-    templates: TemplateSource, session: Session, ctx: DecisionContext
+    templates: TemplateSource, session: Session, ctx: ChallengeRequest
 ) -> Picked | ChallengeRefused:
     """The template the request names and the destination it needs, or why there is none."""
     login = ctx.event_type == "LOGIN"
@@ -94,13 +147,21 @@ def checked_destination(picked: Picked, sandbox: bool, config: MfaConfig) -> str
 
 
 def new_session_row(
-    ctx: DecisionContext, picked: Picked, destination: str, dest_hash: str, sandbox: bool, config: MfaConfig
+    ctx: ChallengeRequest,
+    picked: Picked,
+    destination: str,
+    dest_hash: str,
+    sandbox: bool,
+    config: MfaConfig,
+    origin: Origin = DECISION,
 ) -> dict[str, Any]:
     """The new session's row, as inserted."""
     body, now, mfa_type, channel = ctx.body, ctx.now, picked.mfa_type, picked.channel
     strategy = body.get("strategy") or {}
     person = body.get("person") or {}
     ttl = config.ttl(channel, mfa_type, ctx.event_type)
+    if origin.max_ttl_seconds is not None:
+        ttl = min(ttl, origin.max_ttl_seconds)
     bind = bool(strategy.get("bindToDevice")) and mfa_type == "NONCE_OTH"
     locale = choose_locale(
         list(picked.template.locales),
@@ -147,4 +208,6 @@ def new_session_row(
         },
         "sequence": 0,
         "link_opens": 0,
+        "source": origin.source,
+        "purpose": origin.purpose,
     }

@@ -57,3 +57,19 @@ class InvalidDestination(MfaError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(reason)
         self.field = field
+
+
+class InvalidVerification(MfaError):
+    """A Verify API start that names a template it cannot use (`field` names the request's field)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+class NoPendingVerification(MfaError):
+    """A check by destination when the client has no pending verification for it."""
+
+    def __init__(self) -> None:
+        super().__init__("no pending verification for this destination")
+        self.field = "to"

@@ -19,6 +19,9 @@ class MfaSession(Base):
         Index("ix_mfa_sessions_open_expiry", "status", "expires_at"),
         # The session search by account and the erasure (migration 0014_scale_indexes).
         Index("ix_mfa_sessions_client_account", "client_id", "account_id", "created_at"),
+        # A pending session for the same destination is looked up before a new one is made
+        # (`queries.pending_session`).
+        Index("ix_mfa_sessions_pending", "client_id", "destination_hash", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -56,6 +59,10 @@ class MfaSession(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     # Opens of the session's link (GET or HEAD); only the first few get a timeline row each.
     link_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Who started the session: a decision's CHALLENGE ("decision") or the Verify API ("verify").
+    source: Mapped[str] = mapped_column(String(16), default="decision", server_default="decision")
+    # The Verify API's purpose (signup, email_change, password_reset, other); None for a decision's.
+    purpose: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class MfaSecret(Base):

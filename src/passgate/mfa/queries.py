@@ -10,7 +10,7 @@ Status changes written here are checked against `mfa.states.TRANSITIONS` (`check
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -115,8 +115,13 @@ class SessionRow(SessionSnapshot):
     sandbox: bool
     render_context: dict[str, Any]
     link_opens: int
+    source: str
+    purpose: str | None
 
 
+# A CursorStatement binds a fixed number of values: a destination is looked up under at most this many
+# keyed hashes (the current secret key and the previous ones).
+_HASHES = 4
 _ROW_FIELDS = tuple(f.name for f in fields(SessionRow))
 _SESSION_COLUMN_NAMES = tuple(c.name for c in SESSIONS.c)
 # Where each SessionRow field is in a `select(SESSIONS)` row (built positionally: cheaper than keywords).
@@ -160,6 +165,18 @@ class SessionChanges:
     @property
     def client_id(self) -> str:
         return self.row.client_id
+
+    def after(self) -> SessionRow:
+        """The row as `write_back` leaves it."""
+        return replace(
+            self.row,
+            status=self.status,
+            termination_reason=self.termination_reason,
+            verification_attempts=self.verification_attempts,
+            updated_at=self.updated_at,
+            verified_at=self.verified_at,
+            sequence=self.sequence,
+        )
 
     def snapshot(self) -> SessionSnapshot:
         row = self.row
@@ -318,6 +335,84 @@ def list_sessions(
     return SessionPage(rows, (rows[-1].created_at, rows[-1].id))
 
 
+class PendingKey(NamedTuple):
+    """What makes a new challenge the same as a pending one (`pending_session`): a None is matched as a
+    None (no account, no device, no purpose), not as "any"."""
+
+    client_id: str
+    destination_hash: str
+    source: str  # decision | verify
+    event_type: str
+    template_name: str
+    account_id: str | None
+    device_session_id: str | None
+    purpose: str | None
+    bind_to_device: bool
+
+
+_S = SESSIONS.c
+_OPEN_STATUS = or_(*(_S.status == s.value for s in sorted(OPEN)))
+# The open, unexpired sessions of a destination, newest first, with what `PendingKey` compares; by the
+# `ix_mfa_sessions_pending` index (client, destination). Only the client and the destination are bound:
+# a new destination (the usual case) finds no row, and the fewer values bound, the less that costs; the
+# rest of the key is compared on the few rows found (`pending_session`).
+_KEY_COLUMNS = tuple(f for f in PendingKey._fields if f not in ("client_id", "destination_hash"))
+_PENDING = CursorStatement(
+    select(_S.id, *(_S[name] for name in _KEY_COLUMNS))
+    .where(
+        _S.client_id == bindparam("b_client_id"),
+        _S.destination_hash == bindparam("b_destination_hash"),
+        _OPEN_STATUS,
+        _S.expires_at > bindparam("b_now", type_=_S.expires_at.type),
+    )
+    .order_by(_S.created_at.desc(), _S.id.desc())
+)
+_SESSION_BY_ID = CursorStatement(select(SESSIONS).where(_S.id == bindparam("b_id")))
+# The newest open, unexpired session of a destination from one source (a check by destination).
+_NEWEST_PENDING = CursorStatement(
+    select(SESSIONS)
+    .where(
+        _S.client_id == bindparam("b_client_id"),
+        _S.destination_hash.in_([bindparam(f"b_hash{i}") for i in range(_HASHES)]),
+        _S.source == bindparam("b_source"),
+        _OPEN_STATUS,
+        _S.expires_at > bindparam("b_now", type_=_S.expires_at.type),
+    )
+    .order_by(_S.created_at.desc(), _S.id.desc())
+    .limit(1)
+)
+
+
+def _session_row(rows: list[tuple[Any, ...]]) -> SessionRow | None:
+    return SessionRow(*[rows[0][i] for i in _ROW_ORDER]) if rows else None
+
+
+def pending_session(conn: Any, key: PendingKey, now: datetime) -> SessionRow | None:
+    """The newest session of this key that is still pending (open, not expired), or None. A None in the
+    key matches a None (no account, no device, no purpose)."""
+    rows = _PENDING.rows(
+        conn, {"b_client_id": key.client_id, "b_destination_hash": key.destination_hash, "b_now": now}
+    )
+    wanted = key[2:]
+    for row in rows:
+        if tuple(row[1:]) == wanted:
+            return _session_row(_SESSION_BY_ID.rows(conn, {"b_id": row[0]}))
+    return None
+
+
+def newest_pending(
+    conn: Any, client_id: str, destination_hashes: Sequence[str], source: str, now: datetime
+) -> SessionRow | None:
+    """The newest pending session of one source for a destination (under any of its keyed hashes, so
+    sessions made before a key rotation are found), or None."""
+    hashes = list(destination_hashes)[:_HASHES]
+    hashes += [hashes[-1]] * (_HASHES - len(hashes))
+    values = {f"b_hash{i}": h for i, h in enumerate(hashes)}
+    return _session_row(
+        _NEWEST_PENDING.rows(conn, {**values, "b_client_id": client_id, "b_source": source, "b_now": now})
+    )
+
+
 def insert_session(conn: Any, row: dict[str, Any]) -> None:
     """The session row written at once (a caller that reads it back in the same transaction)."""
     conn.execute(insert(SESSIONS), row)
@@ -338,8 +433,7 @@ def load_locked(conn: Any, client_id: str, session_id: str) -> SessionRow | None
     rows = _SESSION_ROW.rows(conn, {"b_id": session_id, "b_client_id": client_id})
     if not rows:
         return None
-    row = rows[0]
-    return SessionRow(*[row[i] for i in _ROW_ORDER])
+    return _session_row(rows)
 
 
 # What a verify changed on its row, written back in one statement.

@@ -27,6 +27,8 @@ class ChallengeStarted:
     echoed: dict[str, Any]
     # A started challenge has no error (`policy.decisions.StartedChallenge` reads both kinds alike).
     error: None = None
+    # A pending session returned instead of a new one (nothing was sent for this request).
+    reused: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,16 @@ from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.breaker import REFUSAL_REASON as BREAKER_REFUSAL
 from passgate.mfa.breaker_services import SmsBreakerService
-from passgate.mfa.challenge import Picked, checked_destination, new_session_row, pick_template
+from passgate.mfa.challenge import (
+    DECISION,
+    ChallengeRequest,
+    Origin,
+    Picked,
+    checked_destination,
+    new_session_row,
+    pending_key,
+    pick_template,
+)
 from passgate.mfa.exceptions import (
     InvalidDestination,
     SendLimitReached,
@@ -138,6 +147,10 @@ class MfaService:
     def forget_config(self, client_id: str) -> None:
         self._configs.invalidate(client_id)
 
+    def client_config(self, session: Session, client_id: str) -> tuple[bool, MfaConfig]:
+        """The client's sandbox flag and effective challenge settings (`_client_config`)."""
+        return self._client_config(session, client_id)
+
     def _client_config(self, session: Session, client_id: str) -> tuple[bool, MfaConfig]:
         """The client's sandbox flag and effective settings, read at most once a `config_seconds`."""
         hit = self._configs.get(client_id)
@@ -157,7 +170,16 @@ class MfaService:
         transaction commits, with those of the other decisions sharing it (`db.defer_insert`): a few
         multi-row inserts per batch instead of an ORM flush per challenge. A caller that reads the session
         back in the same transaction (the console's sign-in) passes `at_commit=False`: the session row is
-        then written at once."""
+        then written at once.
+
+        A session still pending for the same client, destination, template, account and device is returned
+        instead of a new one, and nothing is sent (`strategy.forceNewChallenge` asks for a new one)."""
+        return self.start(session, ctx, DECISION, at_commit=at_commit)
+
+    def start(
+        self, session: Session, ctx: ChallengeRequest, origin: Origin, *, at_commit: bool = True
+    ) -> ChallengeResult:
+        """`start_challenge` for any origin: a decision's CHALLENGE or a Verify API start (`mfa.verify`)."""
         picked = pick_template(self.templates, session, ctx)
         if isinstance(picked, ChallengeRefused):
             return picked
@@ -167,20 +189,31 @@ class MfaService:
             return destination
         dest_hash = self.keyring.keyed_hash("destination", destination)
         if not sandbox:
-            refused = self._refuse_send(session, ctx, picked, destination, dest_hash)
-            if refused is None and picked.channel == "SMS" and self.breaker is not None:
-                if not self.breaker.admit(session, ctx.client_id, destination, config.sms_breaker, ctx.now):
-                    refused = picked.refused("RATE_LIMITED", destination, BREAKER_REFUSAL)
+            refused = self._refuse_locked(session, ctx, picked, destination, dest_hash)
             if refused is not None:
                 return refused
-        row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config)
+        strategy = ctx.body.get("strategy") or {}
+        if origin.reuse_pending and not strategy.get("forceNewChallenge"):
+            key = pending_key(ctx, picked, dest_hash, origin)
+            pending = queries.pending_session(session.connection(), key, ctx.now)
+            if pending is not None:
+                return self._reused(session, ctx, picked, pending)
+        if not sandbox and not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
+            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
+        # The SMS pumping breaker (mfa.breaker) counts a send here, once the other limits let it go; a
+        # pending session handed back above sends nothing and is not counted.
+        if not sandbox and picked.channel == "SMS" and self.breaker is not None:
+            if not self.breaker.admit(session, ctx.client_id, destination, config.sms_breaker, ctx.now):
+                return picked.refused("RATE_LIMITED", destination, BREAKER_REFUSAL)
+        row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config, origin)
         return self._create(session, ctx, picked, row, at_commit)
 
-    def _refuse_send(
-        self, session: Session, ctx: DecisionContext, picked: Picked, destination: str, dest_hash: str
+    def _refuse_locked(
+        self, session: Session, ctx: ChallengeRequest, picked: Picked, destination: str, dest_hash: str
     ) -> ChallengeRefused | None:
-        """Why no message may go to this destination now, or None. A locked destination or account could
-        never verify: no message is sent to it (to another address of the account neither)."""
+        """RATE_LIMITED when the destination or the account is locked, else None. A locked destination or
+        account could never verify: no message is sent to it (to another address of the account neither),
+        and no pending session is handed out for it."""
         account_id = (ctx.body.get("account") or {}).get("id")
         account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
         locked = queries.locked_scopes(session.connection(), ctx.client_id, dest_hash, account_hash)
@@ -188,12 +221,29 @@ class MfaService:
             reason = "DESTINATION_LOCKED" if "destination" in locked else "ACCOUNT_LOCKED"
             log.info("challenge refused: %s", reason, extra={"channel": picked.channel})
             return picked.refused("RATE_LIMITED", destination, reason)
-        if not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
-            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
         return None
 
+    def _reused(
+        self, session: Session, ctx: ChallengeRequest, picked: Picked, pending: SessionRow
+    ) -> ChallengeStarted:
+        """A pending session returned for a new request: nothing sent, one timeline row."""
+        data = {"decisionId": ctx.decision_id} if ctx.decision_id else {}
+        self._event(session, pending, "REUSED", "api", data)
+        return ChallengeStarted(
+            pending.id,
+            pending.type,
+            pending.channel,
+            pending.status,
+            pending.expires_at,
+            pending.send_attempts,
+            pending.verification_attempts,
+            pending.match_number,
+            picked.echoed(pending.destination),
+            reused=True,
+        )
+
     def _create(
-        self, session: Session, ctx: DecisionContext, picked: Picked, row: dict[str, Any], at_commit: bool
+        self, session: Session, ctx: ChallengeRequest, picked: Picked, row: dict[str, Any], at_commit: bool
     ) -> ChallengeStarted:
         """The session, its first send and its timeline row written (at commit unless `at_commit` is
         False); the listeners told."""
@@ -278,10 +328,17 @@ class MfaService:
         changed (`SessionChanges`) is written back at once, in one UPDATE (`queries.write_back`): the row is
         locked for the transaction (the write lock on SQLite, FOR UPDATE on PostgreSQL), so a second verify
         of the same session, later in the same transaction or in another, reads it as this one left it."""
+        return self.check_code(session, client_id, session_id, code)[0]
+
+    def check_code(
+        self, session: Session, client_id: str, session_id: str, code: str, source: str | None = None
+    ) -> tuple[AttemptResult, SessionRow]:
+        """`verify_code`, and the session as the verify left it. With `source`, a session started by
+        another (`MfaSession.source`) is not found: the Verify API checks only its own."""
         now = self.clock.now()
         conn = _connection_after_flush(session)
         row = queries.load_locked(conn, client_id, session_id)
-        if row is None:
+        if row is None or (source is not None and row.source != source):
             raise SessionNotFound(session_id)
         if row.type != "OTP":
             raise WrongMethod("this session is verified through its link, not a code")
@@ -291,7 +348,7 @@ class MfaService:
         if now >= row.expires_at:
             self._terminate(session, mfa, TerminationReason.EXPIRED, now, "api")
             queries.write_back(session, conn, mfa)
-            return AttemptResult(mfa.status, mfa.termination_reason)
+            return AttemptResult(mfa.status, mfa.termination_reason), mfa.after()
         subjects = _subjects(self.keyring, row)
         if not row.sandbox:
             _check_throttle(conn, row.client_id, subjects, now)
@@ -307,7 +364,7 @@ class MfaService:
         else:
             result = self._failed_attempt(session, mfa, row, subjects, now, "api")
         queries.write_back(session, conn, mfa)
-        return result
+        return result, mfa.after()
 
     def _failed_attempt(
         self,
@@ -470,7 +527,9 @@ class MfaService:
             for listener in self.listeners:
                 listener(session, snapshot, old, str(new), now)
 
-    def _event(self, session: Session, mfa: _Working, kind: str, source: str, data: dict[str, Any]) -> None:
+    def _event(
+        self, session: Session, mfa: _Working | SessionRow, kind: str, source: str, data: dict[str, Any]
+    ) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
         DeferredWrites.of(session).insert(
             MfaEvent.__table__,

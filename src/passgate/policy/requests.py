@@ -157,6 +157,13 @@ class LoginStrategy(_In):
         examples=["EMAIL"],
     )
     bindToDevice: StrictBool = False
+    forceNewChallenge: StrictBool = Field(
+        default=False,
+        description=(
+            "extension: start a new session and send a new message even when one for the same account, "
+            "device and destination is still pending (by default that one is returned and nothing is sent)"
+        ),
+    )
 
 
 class AccountOpeningStrategy(_In):
@@ -175,6 +182,13 @@ class AccountOpeningStrategy(_In):
         examples=["EMAIL"],
     )
     bindToDevice: StrictBool = False
+    forceNewChallenge: StrictBool = Field(
+        default=False,
+        description=(
+            "extension: start a new session and send a new message even when one for the same account, "
+            "device and destination is still pending (by default that one is returned and nothing is sent)"
+        ),
+    )
 
     @field_validator("verificationTargetUrl", mode="before")
     @classmethod

@@ -50,8 +50,14 @@ class Channel(StrEnum):
     SMS = "SMS"
 
 
+# The event type of a Verify API session (`mfa.verify`): its status changes are `Verification.StatusUpdate`
+# events that carry `"source": "verify"`.
+VERIFY_SESSION = "VERIFY"
+
+
 def status_event_type(session_event_type: str) -> EventType:
-    """LOGIN sessions are `MFA`, account openings are `Verification` (the Kount split)."""
+    """LOGIN sessions are `MFA`, account openings (and Verify API sessions) `Verification` (the Kount
+    split)."""
     return EventType.MFA_STATUS if session_event_type == "LOGIN" else EventType.VERIFICATION_STATUS
 
 
@@ -66,7 +72,7 @@ class SessionChange:
 
     client_id: str
     session_id: str
-    session_event_type: str  # LOGIN | NEW_ACCOUNT_OPENING
+    session_event_type: str  # LOGIN | NEW_ACCOUNT_OPENING | VERIFY
     status: str
     send_attempts: int
     verification_attempts: int
@@ -76,7 +82,7 @@ class SessionChange:
 
 
 def status_payload(event_id: str, change: SessionChange) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "id": event_id,
         "eventType": status_event_type(change.session_event_type).value,
         "apiVersion": API_VERSION,
@@ -89,6 +95,11 @@ def status_payload(event_id: str, change: SessionChange) -> dict[str, Any]:
         "occurredAt": iso(change.occurred_at),
         "sequence": change.sequence,
     }
+    if change.session_event_type == VERIFY_SESSION:
+        # Beside the Kount fields: a receiver that serves both kinds tells a Verify API session from an
+        # account opening's.
+        payload["source"] = "verify"
+    return payload
 
 
 class ChallengeFacts(Protocol):

@@ -49,6 +49,8 @@ def _session(**changes):
         "sandbox": False,
         "render_context": {},
         "link_opens": 0,
+        "source": "decision",
+        "purpose": None,
         **changes,
     }
     return MfaSession(**row)
@@ -60,6 +62,7 @@ def _session(**changes):
         {},
         {"match_number": None, "type": "OTP", "channel": "SMS", "destination": "+15551234567"},
         {"status": "VERIFIED", "verified_at": NOW + timedelta(seconds=40), "verification_attempts": 6},
+        {"source": "verify", "event_type": "VERIFY", "purpose": "signup", "account_id": None},
     ],
 )
 def test_the_session_is_shown_as_the_api_answers_it(changes):

@@ -138,6 +138,8 @@ def test_write_back_writes_the_changes_and_expires_the_orm_copy(
             2,
         )
         assert again["updated_at"] == NOW + timedelta(seconds=5)
+        # What a caller is told the row now is (`SessionChanges.after`) is what the database has.
+        assert queries.load_locked(s.connection(), client_id, stored) == changes.after()
 
 
 def test_write_back_refuses_a_move_the_lifecycle_forbids(
@@ -376,3 +378,108 @@ def test_search_sessions_filters_newest_first_within_the_client(
     assert ids(channel="SMS", before=NOW - timedelta(minutes=1)) == [older]
     with sessions.begin() as s:
         assert [m.id for m in queries.search_sessions(s, client_id, limit=2)] == [newest, email]
+
+
+def _plain_pending(
+    s: Session, key: queries.PendingKey, now: datetime, hashes: list[str] | None = None
+) -> str | None:
+    """The pending lookups written plainly with the ORM, in Python where SQL would need care (NULLs)."""
+    rows = s.scalars(select(MfaSession).where(MfaSession.client_id == key.client_id)).all()
+    found = [
+        m
+        for m in rows
+        if m.status in ("UNKNOWN", "MESSAGE_SENT", "VERIFICATION_ATTEMPT_FAILED")
+        and m.expires_at > now
+        and m.source == key.source
+        and (
+            m.destination_hash in hashes
+            if hashes is not None
+            else (
+                m.destination_hash,
+                m.event_type,
+                m.template_name,
+                m.account_id,
+                m.device_session_id,
+                m.purpose,
+                m.bind_to_device,
+            )
+            == (
+                key.destination_hash,
+                key.event_type,
+                key.template_name,
+                key.account_id,
+                key.device_session_id,
+                key.purpose,
+                key.bind_to_device,
+            )
+        )
+    ]
+    found.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+    return found[0].id if found else None
+
+
+def test_pending_session_and_newest_pending_find_what_the_plain_path_finds(
+    sessions: sessionmaker[Session], client_id: str
+) -> None:
+    base = {"destination_hash": "p" * 64}
+    variants: list[dict[str, Any]] = [
+        {},
+        {"created_at": NOW + timedelta(seconds=1)},
+        {"status": "VERIFIED", "verified_at": NOW, "created_at": NOW + timedelta(seconds=2)},
+        {"expires_at": NOW - timedelta(seconds=1), "created_at": NOW + timedelta(seconds=3)},
+        {"account_id": None},
+        {"account_id": "acct-2", "created_at": NOW + timedelta(seconds=4)},
+        {"device_session_id": "dev-2"},
+        {"template_name": "email-code"},
+        {"bind_to_device": True},
+        {"destination_hash": "q" * 64, "created_at": NOW + timedelta(seconds=5)},
+        {
+            "source": "verify",
+            "event_type": "VERIFY",
+            "purpose": "signup",
+            "account_id": None,
+            "device_session_id": None,
+        },
+        {
+            "source": "verify",
+            "event_type": "VERIFY",
+            "purpose": "password_reset",
+            "account_id": None,
+            "device_session_id": None,
+            "created_at": NOW + timedelta(seconds=6),
+        },
+    ]
+    for over in variants:
+        _insert(sessions, _session_row(client_id, **{**base, **over}))
+    keys = [
+        queries.PendingKey(
+            client_id, "p" * 64, "decision", "LOGIN", "sms-code", "acct-1", "dev-1", None, False
+        ),
+        queries.PendingKey(client_id, "p" * 64, "decision", "LOGIN", "sms-code", None, "dev-1", None, False),
+        queries.PendingKey(
+            client_id, "p" * 64, "decision", "LOGIN", "sms-code", "acct-2", "dev-1", None, False
+        ),
+        queries.PendingKey(
+            client_id, "p" * 64, "decision", "LOGIN", "sms-code", "acct-1", "dev-1", None, True
+        ),
+        queries.PendingKey(
+            client_id, "p" * 64, "decision", "LOGIN", "sms-code", "acct-9", "dev-1", None, False
+        ),
+        queries.PendingKey(client_id, "p" * 64, "verify", "VERIFY", "sms-code", None, None, "signup", False),
+        queries.PendingKey(client_id, "p" * 64, "verify", "VERIFY", "sms-code", None, None, "other", False),
+        queries.PendingKey(
+            "c-other", "p" * 64, "decision", "LOGIN", "sms-code", "acct-1", "dev-1", None, False
+        ),
+    ]
+    found = []
+    with sessions.begin() as s:
+        for key in keys:
+            row = queries.pending_session(s.connection(), key, NOW)
+            assert (row.id if row else None) == _plain_pending(s, key, NOW), key
+            found.append(row is not None)
+        for source in ("decision", "verify"):
+            for hashes in (["p" * 64], ["x" * 64, "q" * 64], ["x" * 64]):
+                key = keys[0]._replace(source=source)
+                row = queries.newest_pending(s.connection(), client_id, hashes, source, NOW)
+                assert (row.id if row else None) == _plain_pending(s, key, NOW, hashes), (source, hashes)
+    assert found == [True, True, True, True, False, True, False, False]
