@@ -33,6 +33,7 @@ from passgate.console.models import ConsoleDevice, ConsoleSession, ConsoleSignIn
 from passgate.console.permissions import Role
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
+from passgate.mfa.challenge import CONSOLE
 from passgate.mfa.models import MfaSession
 from passgate.mfa.results import ChallengeRefused
 from passgate.mfa.services import MfaService
@@ -301,7 +302,8 @@ class ConsoleAuth:
             outcome=Outcome(decision="CHALLENGE", segment="console", mfa_enabled=True),
             now=now,
         )
-        started = self.mfa.start_challenge(session, ctx, at_commit=False)  # read back below
+        # Its own origin: kept out of the client's statistics and webhooks (mfa.challenge.CONSOLE).
+        started = self.mfa.start(session, ctx, CONSOLE, at_commit=False)  # read back below
         if isinstance(started, ChallengeRefused):
             raise ChallengeNotStarted(started.error)
         mfa = session.get(MfaSession, started.session_id)

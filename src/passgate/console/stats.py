@@ -102,7 +102,11 @@ def overview(session: Session, client_id: str, now: datetime, period: Period) ->
     challenges = {c: dict.fromkeys(STATUSES, 0) for c in CHANNELS}
     for channel, status, n in session.execute(
         select(MfaSession.channel, MfaSession.status, func.count())
-        .where(MfaSession.client_id == client_id, MfaSession.created_at >= start)
+        .where(
+            MfaSession.client_id == client_id,
+            MfaSession.created_at >= start,
+            MfaSession.source != "console",  # the console's own sign-ins are not the business's traffic
+        )
         .group_by(MfaSession.channel, MfaSession.status)
     ):
         if channel in challenges and status in challenges[channel]:

@@ -60,6 +60,9 @@ class Origin:
 
 
 DECISION = Origin()
+# The console's own sign-in (console.services): a session of the operator's client, kept out of that
+# client's statistics and webhooks, never handed back as a pending one.
+CONSOLE = Origin(source="console", reuse_pending=False)
 
 
 def pending_key(ctx: ChallengeRequest, picked: Picked, dest_hash: str, origin: Origin) -> PendingKey:

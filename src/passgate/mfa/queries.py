@@ -50,6 +50,7 @@ LISTENER_COLUMNS = (
     "ttl_seconds",
     "expires_at",
     "sequence",
+    "source",
 )
 
 
@@ -71,6 +72,7 @@ class SessionSnapshot:
     ttl_seconds: int
     expires_at: datetime
     sequence: int
+    source: str  # decision | verify | console (the console's own sign-in)
 
     @classmethod
     def of(cls, mfa: Any) -> SessionSnapshot:
@@ -89,6 +91,7 @@ class SessionSnapshot:
             mfa.ttl_seconds,
             mfa.expires_at,
             mfa.sequence,
+            mfa.source,
         )
 
 
@@ -115,7 +118,6 @@ class SessionRow(SessionSnapshot):
     sandbox: bool
     render_context: dict[str, Any]
     link_opens: int
-    source: str
     purpose: str | None
 
 
@@ -194,6 +196,7 @@ class SessionChanges:
             row.ttl_seconds,
             row.expires_at,
             self.sequence,
+            row.source,
         )
 
 

@@ -78,6 +78,8 @@ class Outbox:
     def on_mfa_status(
         self, session: Session, mfa: SessionSnapshot, old: str | None, new: str, now: datetime
     ) -> None:
+        if mfa.source == "console":
+            return  # the console's own sign-in is not the business's traffic
         if not self._endpoint_filters(session, mfa.client_id):
             return  # a client without endpoints: nothing to build (publish would find no target either)
         change = SessionChange(
