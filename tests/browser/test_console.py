@@ -417,7 +417,7 @@ def test_webhooks_keys_settings_branding(
 
     page.get_by_role("link", name="Branding").click()
     page.get_by_label("Company name").fill("Owner Co Bank")
-    page.get_by_label("Primary colour").fill("#0f766e")
+    page.get_by_label("Primary colour", exact=True).fill("#0f766e")
     page.get_by_role("button", name="Save branding").click()
     expect(page.get_by_role("status")).to_contain_text("Branding saved")
     a11y(page, axe_source, "branding")
