@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,38 +23,11 @@ from sqlalchemy.orm import Session
 from passgate.console.stats import OUTCOMES
 from passgate.contacts import email_verdict, mask
 from passgate.mfa.models import MfaSession
+from passgate.paging import KeysetCursor
 from passgate.policy.models import Decision
 
 PAGE = 25
 CONSOLE_ACCOUNT_PREFIX = "console:"  # the console's own email-link sign-in (console/services.py)
-
-
-@dataclass(frozen=True)
-class ActivityCursor:
-    """Where a page ends: the last row's creation time and id (`str` spells it for a URL)."""
-
-    created_at: datetime
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.created_at.isoformat()}_{self.id}"
-
-    @classmethod
-    def parse(cls, text: str) -> ActivityCursor | None:
-        """None for anything that is not a cursor this class wrote (a tampered URL shows the first page)."""
-        at, sep, ident = text.rpartition("_")
-        if not sep or len(ident) != 36:
-            return None
-        try:
-            moment = datetime.fromisoformat(at)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            return None
-        try:
-            return cls(moment.astimezone(UTC), ident)
-        except OverflowError:
-            return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +54,7 @@ class ActivityRow:
 @dataclass(frozen=True)
 class ActivityPage:
     rows: list[ActivityRow]
-    next: ActivityCursor | None  # the cursor of the next (older) page, None on the last page
+    next: KeysetCursor | None  # the cursor of the next (older) page, None on the last page
 
 
 def _json_text(*path: str) -> ColumnElement[str]:
@@ -104,7 +77,7 @@ def search(
     session: Session,
     client_id: str,
     filters: ActivityFilters,
-    after: ActivityCursor | None = None,
+    after: KeysetCursor | None = None,
     limit: int = PAGE,
 ) -> ActivityPage:
     """One page of the client's decisions matching `filters`, newest first, after `after`."""
@@ -148,7 +121,7 @@ def search(
     linked_sessions = sessions_of(session, client_id, decisions)
     rows = [ActivityRow(d, linked_sessions.get(d.id)) for d in decisions]
     last = decisions[-1] if decisions else None
-    return ActivityPage(rows, ActivityCursor(last.created_at, last.id) if more and last else None)
+    return ActivityPage(rows, KeysetCursor(last.created_at, last.id) if more and last else None)
 
 
 def sessions_of(session: Session, client_id: str, decisions: Sequence[Decision]) -> dict[str, MfaSession]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from passgate.clock import Clock
 from passgate.ids import new_uuid
 from passgate.keyring import KeyRing
+from passgate.paging import KeysetCursor
 from passgate.policy.decisions import Decision, DecisionContext
 from passgate.webhooks import queries, signing
 from passgate.webhooks.events import BreakerFacts, SignatureScheme, iso
@@ -58,29 +59,6 @@ class EndpointChanges:
     signature_scheme: str | None = None
     enabled: bool | None = None
     description: str | None = None
-
-
-@dataclass(frozen=True)
-class DeliveryCursor:
-    """Where a page of deliveries ends: the last row's creation time and id (`str` spells it for a URL)."""
-
-    created_at: datetime
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.created_at.isoformat()}_{self.id}"
-
-    @classmethod
-    def parse(cls, text: str) -> DeliveryCursor | None:
-        """None for anything that is not a cursor this class wrote (a tampered URL shows the first page)."""
-        at, sep, ident = text.rpartition("_")
-        if not sep or len(ident) != 36:
-            return None
-        try:
-            moment = datetime.fromisoformat(at)
-        except ValueError:
-            return None
-        return cls(moment, ident) if moment.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
@@ -293,7 +271,7 @@ class WebhookService:
         event_type: str | None = None,
         limit: int = 50,
         offset: int = 0,
-        before: DeliveryCursor | None = None,
+        before: KeysetCursor | None = None,
     ) -> list[tuple[WebhookDelivery, WebhookEvent, list[WebhookAttempt]]]:
         """Newest first, each with every try. Page with `offset`, or with `before` (the cursor of the last row
         of the previous page: stable while new deliveries arrive)."""

@@ -118,7 +118,7 @@ def test_deliveries_page_with_a_stable_cursor_and_filter_by_event(
     http: TestClient, tenant: Tenant, registry: Registry, clock: FrozenClock, kount_hooks: Hooks
 ) -> None:
     from passgate.db import transaction
-    from passgate.webhooks.services import DeliveryCursor
+    from passgate.paging import KeysetCursor
 
     eid = kount_hooks.endpoint["id"]
     for _ in range(5):
@@ -134,15 +134,13 @@ def test_deliveries_page_with_a_stable_cursor_and_filter_by_event(
             if not rows:
                 break
             seen += [d.id for d, _, _ in rows]
-            cursor = DeliveryCursor.parse(str(DeliveryCursor(rows[-1][0].created_at, rows[-1][0].id)))
+            cursor = KeysetCursor.parse(str(KeysetCursor(rows[-1][0].created_at, rows[-1][0].id)))
             assert cursor is not None
         tests = service.deliveries(session, tenant.client_id, eid, event_type="Webhook.Test")
     everything = [d["id"] for d in deliveries(http, tenant, eid, limit=50)]
     assert seen == everything and len(seen) == 6 and len(set(seen)) == 6
     assert [d.id for d, _, _ in tests] == [everything[0]]
-    assert (
-        DeliveryCursor.parse("nonsense") is None and DeliveryCursor.parse("2026-12-07T06:00:00_x" * 2) is None
-    )
+    assert KeysetCursor.parse("nonsense") is None and KeysetCursor.parse("2026-12-07T06:00:00_x" * 2) is None
 
 
 def test_health_counts_tries_latency_and_the_last_error(

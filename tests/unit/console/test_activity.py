@@ -9,19 +9,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from passgate.console.activity import (
-    ActivityCursor,
     activity_links,
     flatten,
     masked_explanation,
     masked_request,
 )
+from passgate.paging import KeysetCursor
 
 ID = "01a24f54-0f14-7305-8067-204d4df82ebe"
 
 
 def test_a_cursor_reads_back_what_it_wrote() -> None:
-    cursor = ActivityCursor(datetime(2026, 12, 7, 6, 0, 1, 250_000, tzinfo=UTC), ID)
-    assert ActivityCursor.parse(str(cursor)) == cursor
+    cursor = KeysetCursor(datetime(2026, 12, 7, 6, 0, 1, 250_000, tzinfo=UTC), ID)
+    assert KeysetCursor.parse(str(cursor)) == cursor
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_a_cursor_reads_back_what_it_wrote() -> None:
     ],
 )
 def test_anything_else_is_no_cursor(text: str) -> None:
-    assert ActivityCursor.parse(text) is None
+    assert KeysetCursor.parse(text) is None
 
 
 def test_personal_data_and_secrets_are_masked() -> None:

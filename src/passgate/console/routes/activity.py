@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 
 from passgate.console.activity import (
     PAGE,
-    ActivityCursor,
     ActivityFilters,
     decision_with_session,
     flatten,
@@ -28,6 +27,7 @@ from passgate.console.stats import CHANNELS, OUTCOMES, STATUSES
 from passgate.console.views import session_view, timeline_view
 from passgate.contacts import mask
 from passgate.db import Session
+from passgate.paging import KeysetCursor
 from passgate.policy.exceptions import PolicyError
 from passgate.policy.simulation import simulate
 
@@ -96,9 +96,9 @@ async def activity_page(
         created_from=created_from,
         created_to=created_to,
     )
-    cursor = ActivityCursor.parse(after) if after and len(after) < 80 else None
+    cursor = KeysetCursor.parse(after) if after and len(after) < 80 else None
 
-    def work(session: Session) -> tuple[list[dict[str, Any]], ActivityCursor | None]:
+    def work(session: Session) -> tuple[list[dict[str, Any]], KeysetCursor | None]:
         page = search(session, user.client_id, filters, cursor, PAGE)
         rows = []
         for row in page.rows:

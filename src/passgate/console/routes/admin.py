@@ -38,6 +38,7 @@ from passgate.console.services import CurrentUser
 from passgate.mfa.breaker_services import recent_transitions
 from passgate.mfa.exceptions import InvalidDestination
 from passgate.mfa.services import UnlockResult
+from passgate.paging import KeysetCursor
 from passgate.retention.plan import BOUNDS, Kind, wire_name
 from passgate.retention.services import (
     SettingsWithRetention,
@@ -49,7 +50,6 @@ from passgate.retention.services import (
 from passgate.webhooks.events import TEST_EVENT_TYPE, Channel, EventType, SignatureScheme
 from passgate.webhooks.exceptions import EndpointNotFound, EventNotFound
 from passgate.webhooks.services import (
-    DeliveryCursor,
     EndpointChanges,
     EndpointHealth,
     WebhookService,
@@ -212,7 +212,7 @@ async def _endpoint_page(
     now = registry.clock.now()
     chosen = status_filter if status_filter in [s.value for s in DeliveryStatus] else None
     chosen_type = type_filter if type_filter in EVENT_TYPES else None
-    cursor = DeliveryCursor.parse(before) if before else None
+    cursor = KeysetCursor.parse(before) if before else None
 
     def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]], EndpointHealth, str | None] | None:
         try:
@@ -231,7 +231,7 @@ async def _endpoint_page(
             return None
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-        following = str(DeliveryCursor(rows[-1][0].created_at, rows[-1][0].id)) if more else None
+        following = str(KeysetCursor(rows[-1][0].created_at, rows[-1][0].id)) if more else None
         views = [delivery_view(d, e, a) for d, e, a in rows]
         return endpoint_view(endpoint, now), views, health, following
 
