@@ -459,6 +459,11 @@ class PurgeThread(threading.Thread):
                 got = self.fn(**self.kwargs)
                 self.calls += 1
                 if hasattr(got, "removed"):  # passgate.retention's PurgeReport
+                    progress(
+                        f"purge call {self.calls}: {sum(got.removed.values()):,} rows in {got.batches} batches "
+                        f"over {got.clients} clients, {got.seconds:.1f} s, longest write "
+                        f"{got.longest_batch_seconds * 1000:.0f} ms, complete {got.complete}"
+                    )
                     got = got.removed
                 n = sum(got.values()) if isinstance(got, dict) else int(got or 0)
                 self.purged += n
