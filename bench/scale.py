@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from _common import (
@@ -204,6 +204,27 @@ def run_database(db: str, args: argparse.Namespace) -> dict[str, Any]:
         return result  # leaving the stack: each workspace (its server) closes before its schema goes
 
 
+def keep_for(engine: Any, client_id: str, days: int, now: datetime) -> None:
+    """The client's retention periods (passgate.retention): sessions and decisions `days`, deliveries at most
+    365 (their bound), the audit log 10 years. Without this the server's own purge job would delete the
+    seeded year down to the 90-day default while the benchmark measures."""
+    from passgate.retention.models import ClientRetention
+
+    table = ClientRetention.__table__
+    with engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.client_id == client_id))
+        conn.execute(
+            table.insert().values(
+                client_id=client_id,
+                sessions_days=days,
+                decisions_days=days,
+                webhook_deliveries_days=min(365, days),
+                audit_log_days=3650,
+                updated_at=now,
+            )
+        )
+
+
 def seed_and_plan(db: str, big: Installation, args: argparse.Namespace) -> tuple[dict[str, int], list[Plan]]:
     from passgate.db import make_engine
 
@@ -220,6 +241,7 @@ def seed_and_plan(db: str, big: Installation, args: argparse.Namespace) -> tuple
             report=progress,
         )
         seeder.run()
+        keep_for(engine, big.client_id, 3650, now)  # a client that keeps (more than) its year of data
         analyze(engine)
         counts = table_counts(engine)
         large = {name for name, n in counts.items() if n >= args.large_min}
@@ -491,6 +513,11 @@ def purge_phase(args: argparse.Namespace, big: Installation, seeded: dict[str, i
     now = datetime.now(UTC)
     cutoff = now - YEAR + YEAR * share
     engine = make_engine(big.url)
+    # The client shortens its retention to the period that makes the oldest `share` of its rows due (as an
+    # operator would); the server's own purge job, which runs every PASSGATE_PURGE_INTERVAL_SECONDS, and
+    # this call then agree on what goes.
+    days = max(7, int((now - cutoff).total_seconds() // 86400))
+    keep_for(engine, big.client_id, days, now)
     available: dict[str, Callable[[], Any]] = {
         "engine": lambda: engine,
         "session_factory": lambda: make_sessionmaker(engine),
@@ -499,9 +526,7 @@ def purge_phase(args: argparse.Namespace, big: Installation, seeded: dict[str, i
         "settings": lambda: Settings(database_url=big.url, secret_keys=big.ws.env["PASSGATE_SECRET_KEYS"]),
         "clock": SystemClock,
         "target": lambda: engine,
-        # passgate.retention purges by each client's periods at `now` (sessions: 90 days by default): the
-        # moment at which the seeded sessions older than `cutoff` are due.
-        "now": lambda: cutoff + timedelta(days=90) if fn.__module__.startswith("passgate.retention") else now,
+        "now": lambda: now,
         "cutoff": lambda: cutoff,
         "before": lambda: cutoff,
         "older_than": lambda: now - cutoff,
