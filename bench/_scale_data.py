@@ -794,6 +794,8 @@ def _sample(key: str, type_: Any, client_id: str, sample_id: str, now: datetime)
         return []
     if python is datetime:
         return now
+    if python is bytes:
+        return sample_id.encode()
     value = client_id if "client" in key else sample_id
     length = getattr(type_, "length", None)
     return value[:length] if length else value  # a column narrower than an id gets a prefix of it

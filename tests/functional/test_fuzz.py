@@ -39,6 +39,14 @@ EXAMPLES = int(os.environ.get("PASSGATE_FUZZ_EXAMPLES", "5"))
 MINIMUM_EXAMPLES = 3
 BUDGET_S = float(os.environ.get("PASSGATE_FUZZ_SECONDS", "600"))
 SEED = int(os.environ.get("PASSGATE_FUZZ_SEED") or random.randrange(2**32))
+
+
+@schemathesis.serializer("message/rfc822")
+def _raw_message(ctx: Any, value: Any) -> bytes:
+    """POST /providers/bounces takes a raw message (a DSN): the generated string, sent as its bytes."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
