@@ -16,7 +16,7 @@ from passgate.bootstrap import Registry
 from passgate.clock import FrozenClock
 from passgate.config import Settings
 from tests.factories import Tenant, make_tenant
-from tests.functional.mfa.conftest import GATEWAY_SECRET, challenge, drain, gateway, smtp  # noqa: F401
+from tests.functional.mfa.conftest import GATEWAY_SECRET, challenge, drain
 from tests.servers import HttpReceiver, SmtpSink
 
 LIST = "/manage/v1/mfa-sessions"

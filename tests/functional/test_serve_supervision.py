@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,13 +22,6 @@ from tests.factories import Tenant, login_body
 from tests.servers import SmtpSink, free_port
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
 
 
 def _wait(condition: Callable[[], object], seconds: float) -> bool:

@@ -43,13 +43,6 @@ SAME_SENT = 5
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def hooks() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver().start()
     yield receiver

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from passgate.config import Settings
 from tests.factories import Tenant
-from tests.functional.mfa.conftest import GATEWAY_SECRET, gateway, smtp  # noqa: F401  (fixtures)
+from tests.functional.mfa.conftest import GATEWAY_SECRET
 from tests.functional.webhooks.conftest import WEBHOOK_SETTINGS
 from tests.servers import HttpReceiver, SmtpSink
 

@@ -23,7 +23,6 @@ from passgate.bootstrap import Registry
 from passgate.config import Settings
 from passgate.webhooks.delivery import WebhookDeliverer
 from tests.factories import Tenant, get_token
-from tests.functional.mfa.conftest import gateway, smtp  # noqa: F401  (fixtures for the flow tests)
 from tests.servers import HttpReceiver, Recorded, SmtpSink
 
 ALL_EVENTS = ["MFA.StatusUpdate", "Verification.StatusUpdate", "Decision.Created"]
@@ -182,13 +181,6 @@ def public_keys(http: TestClient, tenant: Tenant) -> list[str]:
     assert r.status_code == 200, r.text
     data = r.json()
     return [data["publicKey"]] + [k["publicKey"] for k in data["previous"]]
-
-
-@pytest.fixture
-def hooks_server() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture
