@@ -90,7 +90,9 @@ def test_operators_and_value_controls_follow_the_field_type(people: Any, registr
     analyst = people("analyst")
     page = analyst.get(PAGE).text
     # The field picker: every catalogue field labelled by kind and type; custom fields stay possible.
-    assert '<option value="ip.version" label="IP address: version (4 or 6) (number)" data-type="number">' in page
+    assert (
+        '<option value="ip.version" label="IP address: version (4 or 6) (number)" data-type="number">' in page
+    )
     assert 'label="Velocity: logins from this IP address in the last hour (number)"' in page
     assert '<option value="customFields."' in page
     # The saved condition, device.seenForAccount equals false: a yes/no field offers two operators and a
@@ -111,7 +113,16 @@ def test_operators_and_value_controls_follow_the_field_type(people: Any, registr
     ]
     # Add a tag: the page comes back unsaved with the controls the typed fields take.
     page = analyst.post(f"{PAGE}/draft", form_of(doc, action="add-tag:0")).text
-    assert options(page, "p0.c0-op") == ["equals", "does not equal", "is one of", "is not one of", ">", "≥", "<", "≤"]
+    assert options(page, "p0.c0-op") == [
+        "equals",
+        "does not equal",
+        "is one of",
+        "is not one of",
+        ">",
+        "≥",
+        "<",
+        "≤",
+    ]
     assert 'type="number"' in element(page, "p0.c0-value") and 'value="4"' in element(page, "p0.c0-value")
     # A list check picks one of the client's own lists, and only theirs.
     assert options(page, "p0.c1-value") == ["Choose a list", "bad-domains", "vip-ips"]
@@ -152,7 +163,9 @@ def test_an_operator_that_does_not_fit_is_refused_in_plain_words(
         "Choose “equals” or “does not equal”.</p>"
     ) in page
     assert "“contains” does not fit ip.version, a number field. Choose “equals”, “does not equal”" in page
-    assert "There is no list named no-such-list. You have no lists yet, or create it on the Lists page." in page
+    assert (
+        "There is no list named no-such-list. You have no lists yet, or create it on the Lists page." in page
+    )
     # Each refused control is marked and described by its message; the choice made is kept, flagged.
     op = element(page, "p0.c0-op")
     assert 'aria-invalid="true"' in op and 'aria-describedby="e-p0-c0-operator"' in op

@@ -28,7 +28,11 @@ def test_every_field_is_in_one_group_with_a_label() -> None:
     assert len(paths) == len(set(paths))
     labels = [o["label"] for o in field_options()]
     assert len(labels) == len(set(labels)), "two fields read the same"
-    assert {"path": "device.trusted", "type": "boolean", "label": "Device: trusted (yes/no)"} in field_options()
+    assert {
+        "path": "device.trusted",
+        "type": "boolean",
+        "label": "Device: trusted (yes/no)",
+    } in field_options()
     assert catalogue()["types"]["velocity.email.challenges24h"] == "number"
 
 
