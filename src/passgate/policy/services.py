@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -263,8 +264,14 @@ def active_version_id(session: Session, client_id: str, event_type: str) -> str:
     return vid
 
 
+def _same(x: Any, y: Any) -> bool:
+    """Equal as JSON: Python's `==` holds 1 == 1.0 == True, which a document tells apart."""
+    return json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True)
+
+
 def diff_documents(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """What changed from `a` to `b`: policies and segments by name (added, removed, changed fields), order."""
+    """What changed from `a` to `b`: policies and segments by name (added, removed, changed fields), order.
+    Values are compared as JSON: a condition's value going from 1 to true is a change."""
 
     def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {str(i["name"]): i for i in items}
@@ -273,7 +280,9 @@ def diff_documents(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         o, n = by_name(old), by_name(new)
         changed = []
         for name in sorted(set(o) & set(n)):
-            fields = sorted(k for k in set(o[name]) | set(n[name]) if o[name].get(k) != n[name].get(k))
+            fields = sorted(
+                k for k in set(o[name]) | set(n[name]) if not _same(o[name].get(k), n[name].get(k))
+            )
             if fields:
                 change: dict[str, Any] = {
                     "name": name,
