@@ -163,7 +163,7 @@ def condition_sentence(condition: Any) -> str:
             return pair[0] if value == (op == "equals") else pair[1]
     if op in ("inList", "notInList"):
         return f"{label} " + _PHRASES[op].format(v=show(value))
-    if path in _BOOLEAN and op in ("equals", "notEquals"):
+    if isinstance(path, str) and path in _BOOLEAN and op in ("equals", "notEquals"):
         # A yes/no field compared with something that is not yes/no: name the field, not the statement.
         label = "whether " + label
     return f"{label} " + _PHRASES[op].format(v=show(value))
@@ -189,12 +189,12 @@ def policy_sentence(policy: Any) -> str:
     if not isinstance(policy, Mapping):
         return "An unreadable policy."
     outcome = policy.get("outcome")
-    verb = _OUTCOME.get(outcome, f"Decide {outcome}" if isinstance(outcome, str) else "Decide")
+    verb = (_OUTCOME.get(outcome) or f"Decide {outcome}") if isinstance(outcome, str) else "Decide"
     clauses = _clauses(policy)
     sentence = f"{verb} when {_join(clauses)}" if clauses else f"{verb} for every request"
     tags = policy.get("tags")
-    names = [t.get("name") for t in tags if isinstance(t, Mapping)] if isinstance(tags, list) else []
-    names = [n for n in names if isinstance(n, str) and n]
+    found = [t.get("name") for t in tags if isinstance(t, Mapping)] if isinstance(tags, list) else []
+    names = [n for n in found if isinstance(n, str) and n]
     if names:
         sentence += f"; tag {', '.join(names)}"
     return sentence + "."

@@ -194,6 +194,21 @@ def test_segment_sentences() -> None:
         {"segments": "x"},
         {"segments": [None, 3]},
         {"policies": [{"conditions": [None, {"field": 3}]}]},
+        {
+            "policies": [
+                {"outcome": ["BLOCK"], "tags": {"a": 1}},
+                {"segments": [{"policies": "x", "conditions": [{"operator": ["in"]}]}]},
+            ]
+        },
+        {
+            "segments": [
+                {
+                    "name": ["n"],
+                    "policies": "x",
+                    "conditions": [{"operator": "equals", "field": ["x"], "value": {}}],
+                }
+            ]
+        },
         {"policies": [{"outcome": 5, "tags": ["x", {"name": 3}], "conditions": "no", "cel": 4}]},
     ],
 )
