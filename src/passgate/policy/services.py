@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from passgate.audit.services import record as audit
 from passgate.caching import TtlCache
@@ -114,6 +115,9 @@ def put_draft(
     validate_document(doc, list_names(session, client_id))
     ps = _get_set(session, client_id, event_type, lock=True)
     ps.draft = doc.model_dump(mode="json", exclude_none=True)
+    # Always written: SQLAlchemy compares JSON values with `==`, which holds 1 == true, and would keep a
+    # draft whose only change is a value going from 1 to true.
+    flag_modified(ps, "draft")
     ps.draft_updated_at = now
     audit(session, client_id, author, "policy_set.draft_updated", event_type, now)
     return ps
@@ -157,7 +161,7 @@ def _live_if_same(session: Session, ps: PolicySet, doc: PolicySetDocument) -> Po
     if ps.active_version_id is None:
         return None
     live = session.get(PolicySetVersion, ps.active_version_id)
-    if live is not None and live.document == doc.model_dump(mode="json", exclude_none=True):
+    if live is not None and _same(live.document, doc.model_dump(mode="json", exclude_none=True)):
         return live
     return None
 
