@@ -105,7 +105,9 @@ def test_edit_test_publish_and_roll_back_a_policy(
 
     # The operator goes on editing (a tag on the new policy) and saves, then rolls the live set back to v1.
     page.get_by_role("group", name=re.compile(r"^Policy 2:")).get_by_role("button", name="Add tag").click()
-    page.get_by_role("group", name=re.compile(r"^Policy 2:")).get_by_label("Tag 1", exact=True).fill("THROWAWAY")
+    page.get_by_role("group", name=re.compile(r"^Policy 2:")).get_by_label("Tag 1", exact=True).fill(
+        "THROWAWAY"
+    )
     page.get_by_role("button", name="Save draft").last.click()
     expect(page.get_by_role("status")).to_contain_text("Draft saved")
     editing = draft_of(site, client)

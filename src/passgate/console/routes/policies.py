@@ -43,6 +43,7 @@ from passgate.problems import validation_errors
 router = APIRouter()
 EVENT_TYPES = {"LOGIN": "Login", "NEW_ACCOUNT_OPENING": "New account opening"}
 VERSION = re.compile(r"^v[0-9]{1,9}$")
+COUNT = re.compile(r"^[0-9]{1,6}$")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
 LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 SAMPLE_REQUEST = {
     "inquiryId": "sim1",
@@ -307,7 +308,7 @@ async def backtest(
     event_type = _event(act.user, event_type)
     registry = registry_of(request)
     raw = act.form.get("count", "").strip()[:12]
-    if not raw.isdigit() or not 1 <= int(raw) <= backtest_svc.MAX_COUNT:
+    if not COUNT.match(raw) or not 1 <= int(raw) <= backtest_svc.MAX_COUNT:
         message = f"Enter a whole number from 1 to {backtest_svc.MAX_COUNT}."
         bad = Problem(message, [{"field": "count", "message": message}], 400)
         return await _policy_page(request, act.user, event_type, bt_count=raw, bt_problem=bad, status=400)
