@@ -161,10 +161,8 @@ def condition_sentence(condition: Any) -> str:
         pair = _BOOLEAN.get(path)
         if pair is not None:
             return pair[0] if value == (op == "equals") else pair[1]
-    if op in ("inList", "notInList"):
-        return f"{label} " + _PHRASES[op].format(v=show(value))
-    if isinstance(path, str) and path in _BOOLEAN and op in ("equals", "notEquals"):
-        # A yes/no field compared with something that is not yes/no: name the field, not the statement.
+    if isinstance(path, str) and path in _BOOLEAN:
+        # A yes/no field compared otherwise than with yes or no: name the field, not the statement.
         label = "whether " + label
     return f"{label} " + _PHRASES[op].format(v=show(value))
 

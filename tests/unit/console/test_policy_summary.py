@@ -134,6 +134,14 @@ def test_aliases_read_as_their_operator(alias: str, op: str) -> None:
         ({"field": "person.fooBar", "operator": "equals", "value": 1}, "person foo bar is 1"),
         ({"field": "ip.country", "operator": "likes", "value": "US"}, "the IP's country likes “US”"),
         ({"field": "", "operator": "equals", "value": None}, "an unnamed field is empty"),
+        (
+            {"field": "device.trusted", "operator": "in", "value": [True]},
+            "whether the device is trusted is in [yes]",
+        ),
+        (
+            {"field": "ip.private", "operator": "equals", "value": "no"},
+            "whether the IP address is private is “no”",
+        ),
     ],
 )
 def test_condition_sentences(condition: dict[str, Any], expected: str) -> None:
