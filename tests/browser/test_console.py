@@ -255,7 +255,7 @@ def test_policies_publish_simulate_versions_and_lists(
     page.get_by_role("button", name="Publish draft").click()
     expect(page.get_by_role("status")).to_contain_text("Published v2")
 
-    page.get_by_label("Against").select_option("v2")
+    page.get_by_label("Against", exact=True).select_option("v2")
     page.get_by_role("button", name="Simulate").click()
     expect(page.locator("#simulation")).to_contain_text("Decision: BLOCK")
     expect(page.locator("#simulation")).to_contain_text("block-red-tier")

@@ -74,6 +74,18 @@ def decision_of(session: Session, client_id: str, decision_id: str) -> Decision 
     ).first()
 
 
+def recent_decisions(session: Session, client_id: str, event_type: str, limit: int) -> list[Decision]:
+    """The client's newest recorded decisions of an event type, newest first, at most `limit`."""
+    return list(
+        session.scalars(
+            select(Decision)
+            .where(Decision.client_id == client_id, Decision.event_type == event_type)
+            .order_by(Decision.created_at.desc(), Decision.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def set_device_trust(
     session: Session,
     client_id: str,

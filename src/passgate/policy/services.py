@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from passgate.audit.services import record as audit
 from passgate.caching import TtlCache
@@ -113,6 +115,9 @@ def put_draft(
     validate_document(doc, list_names(session, client_id))
     ps = _get_set(session, client_id, event_type, lock=True)
     ps.draft = doc.model_dump(mode="json", exclude_none=True)
+    # Always written: SQLAlchemy compares JSON values with `==`, which holds 1 == true, and would keep a
+    # draft whose only change is a value going from 1 to true.
+    flag_modified(ps, "draft")
     ps.draft_updated_at = now
     audit(session, client_id, author, "policy_set.draft_updated", event_type, now)
     return ps
@@ -156,7 +161,7 @@ def _live_if_same(session: Session, ps: PolicySet, doc: PolicySetDocument) -> Po
     if ps.active_version_id is None:
         return None
     live = session.get(PolicySetVersion, ps.active_version_id)
-    if live is not None and live.document == doc.model_dump(mode="json", exclude_none=True):
+    if live is not None and _same(live.document, doc.model_dump(mode="json", exclude_none=True)):
         return live
     return None
 
@@ -263,8 +268,14 @@ def active_version_id(session: Session, client_id: str, event_type: str) -> str:
     return vid
 
 
+def _same(x: Any, y: Any) -> bool:
+    """Equal as JSON: Python's `==` holds 1 == 1.0 == True, which a document tells apart."""
+    return json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True)
+
+
 def diff_documents(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """What changed from `a` to `b`: policies and segments by name (added, removed, changed fields), order."""
+    """What changed from `a` to `b`: policies and segments by name (added, removed, changed fields), order.
+    Values are compared as JSON: a condition's value going from 1 to true is a change."""
 
     def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {str(i["name"]): i for i in items}
@@ -273,7 +284,9 @@ def diff_documents(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         o, n = by_name(old), by_name(new)
         changed = []
         for name in sorted(set(o) & set(n)):
-            fields = sorted(k for k in set(o[name]) | set(n[name]) if o[name].get(k) != n[name].get(k))
+            fields = sorted(
+                k for k in set(o[name]) | set(n[name]) if not _same(o[name].get(k), n[name].get(k))
+            )
             if fields:
                 change: dict[str, Any] = {
                     "name": name,

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.policy import services
-from passgate.policy.engine import explain
+from passgate.policy.engine import CompiledSet, explain
 from passgate.policy.signals import SignalSources, build_facts
 
 DRAFT = "draft"
+LIVE = "live"  # the active version, whatever its name
 # The facts' signal groups a simulation shows (what the policies could read of the request's context).
 SIGNAL_GROUPS = ("device", "email", "phone", "ip", "velocity")
 
@@ -24,6 +25,19 @@ class Simulation:
     set_name: str
     explanation: dict[str, Any]  # `engine.explain`: the decision, segments and policies with their reasons
     signals: dict[str, Any]  # the groups of SIGNAL_GROUPS the facts hold
+
+
+def compiled_set(
+    session: Session, cache: services.CompiledSetCache, client_id: str, event_type: str, version: str
+) -> CompiledSet:
+    """The set a simulation runs: the draft (checked as a save checks it: a draft stored by an older
+    release may not compile), `live` for the active version, or a version by name."""
+    if version == DRAFT:
+        return services.validate_document(services.draft_document(session, client_id, event_type))
+    if version == LIVE:
+        return cache.active(session, client_id, event_type)
+    found = services.get_version(session, client_id, event_type, version)
+    return cache.get(session, found.id)
 
 
 def simulate(
@@ -41,12 +55,7 @@ def simulate(
     compile)."""
     # A session that is never committed: simulation reads devices, lists and counters, and writes nothing.
     with sessions() as session:
-        if version == DRAFT:
-            # Checked as a save checks it (a draft stored by an older release may not compile).
-            compiled = services.validate_document(services.draft_document(session, client_id, event_type))
-        else:
-            found = services.get_version(session, client_id, event_type, version)
-            compiled = cache.get(session, found.id)
+        compiled = compiled_set(session, cache, client_id, event_type, version)
         facts = build_facts(session, client_id, event_type, request_body, compiled.signals, sources, now)
         explanation = explain(compiled, facts)
         session.rollback()

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from passgate.console.forms import OPERATOR_LABELS, apply_edit, document_from_form, form_key, show_value
+from passgate.console.line_diff import line_diff
 from passgate.console.permissions import Permission
+from passgate.console.policy_summary import change_summary, document_summaries
 from passgate.console.routes.common import (
     Action,
     Problem,
@@ -36,6 +38,7 @@ from passgate.console.rules import (
 )
 from passgate.console.rules import catalogue as rule_catalogue
 from passgate.console.services import CurrentUser
+from passgate.policy import backtest as backtest_svc
 from passgate.policy import lists as list_svc
 from passgate.policy import services as policy_svc
 from passgate.policy.conditions import OPERATORS
@@ -49,6 +52,7 @@ from passgate.problems import validation_errors
 router = APIRouter()
 EVENT_TYPES = {"LOGIN": "Login", "NEW_ACCOUNT_OPENING": "New account opening"}
 VERSION = re.compile(r"^v[0-9]{1,9}$")
+COUNT = re.compile(r"^[0-9]{1,6}$")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
 LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 SAMPLE_REQUEST = {
     "inquiryId": "sim1",
@@ -115,6 +119,9 @@ async def _policy_page(
     raw: str | None = None,
     dirty: bool = False,
     focus: str | None = None,
+    backtest: dict[str, Any] | None = None,
+    bt_count: str | None = None,
+    bt_problem: Problem | None = None,
 ) -> Response:
     registry = registry_of(request)
     if doc is None:
@@ -153,6 +160,11 @@ async def _policy_page(
             "lists": list_names,
             "dirty": dirty,
             "unapplied": {w["field"]: w["message"] for w in policy_svc.unapplied_policies(doc)},
+            "summaries": document_summaries(doc),
+            "backtest": backtest,
+            "bt_count": bt_count or str(backtest_svc.DEFAULT_COUNT),
+            "bt_max": backtest_svc.MAX_COUNT,
+            "bt_problem": bt_problem,
         },
         user,
         status=status,
@@ -325,6 +337,62 @@ async def simulate(
     )
 
 
+@router.post("/policies/{event_type}/backtest")
+async def backtest(
+    request: Request, event_type: str, act: Annotated[Action, Depends(action(Permission.POLICIES_SIMULATE))]
+) -> Response:
+    """The draft tested against the stored requests of the last N decisions (nothing is written)."""
+    event_type = _event(act.user, event_type)
+    registry = registry_of(request)
+    raw = act.form.get("count", "").strip()[:12]
+    if not COUNT.match(raw) or not 1 <= int(raw) <= backtest_svc.MAX_COUNT:
+        message = f"Enter a whole number from 1 to {backtest_svc.MAX_COUNT}."
+        bad = Problem(message, [{"field": "count", "message": message}], 400)
+        return await _policy_page(request, act.user, event_type, bt_count=raw, bt_problem=bad, status=400)
+    count = int(raw)
+
+    def work() -> backtest_svc.Backtest:
+        return backtest_svc.backtest(
+            registry.sessions,
+            registry.policy_cache,
+            registry.signals,
+            act.user.client_id,
+            event_type,
+            count,
+            registry.clock.now(),
+        )
+
+    try:
+        result = await run_in_threadpool(work)
+    except Exception as exc:
+        found: Problem | None = page_problem(exc)
+        if found is None:
+            raise
+        return await _policy_page(
+            request, act.user, event_type, bt_count=raw, bt_problem=found, status=found.status
+        )
+    view = {
+        **{k: getattr(result, k) for k in ("asked", "found", "tested", "skipped", "out_of_time", "changed")},
+        "live_version": result.live_version,
+        "transitions": result.transitions,
+        "seconds": f"{result.seconds:.1f}",
+        "examples": [
+            {
+                "id": e.decision_id,
+                "inquiry": e.inquiry_id,
+                "created": e.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "recorded": e.recorded,
+                "live": e.live,
+                "draft": e.draft,
+                "live_policies": list(e.live_policies),
+                "draft_policies": list(e.draft_policies),
+            }
+            for e in result.examples
+        ],
+    }
+    return await _policy_page(request, act.user, event_type, backtest=view, bt_count=raw)
+
+
 @router.get("/policies/{event_type}/versions/{version}")
 async def version_page(request: Request, event_type: str, version: str, user: Reader) -> Response:
     event_type = _event(user, event_type)
@@ -358,6 +426,7 @@ async def version_page(request: Request, event_type: str, version: str, user: Re
             "v": v,
             "active": active,
             "pretty": json.dumps(v["document"], indent=2),
+            "summaries": document_summaries(v["document"]),
         },
         user,
         nav="policies",
@@ -381,12 +450,23 @@ async def diff_page(
             return dict(policy_svc.get_version(session, user.client_id, event_type, name).document)
 
         try:
-            return policy_svc.diff_documents(doc(a), doc(b))
+            first, second = doc(a), doc(b)
         except VersionNotFound:
             return None
+        changes = policy_svc.diff_documents(first, second)
+        for part in ("segments", "policies"):
+            # The part is the same only if its JSON is: a change the by-name view cannot name still counts.
+            changes[part]["same"] = json.dumps(first.get(part), sort_keys=True) == json.dumps(
+                second.get(part), sort_keys=True
+            )
+        return {
+            "changes": changes,
+            "hunks": line_diff(first, second),
+            "summary": change_summary(first, second),
+        }
 
-    changes = await run(registry, work)
-    if changes is None:
+    found = await run(registry, work)
+    if found is None:
         raise not_found(user, "such version")
     return render(
         request,
@@ -396,7 +476,9 @@ async def diff_page(
             "event_type": event_type,
             "a": a,
             "b": b,
-            "changes": changes,
+            "changes": found["changes"],
+            "hunks": found["hunks"],
+            "summary": found["summary"],
             "versions": versions,
             "active": active,
             "json": json,
