@@ -135,6 +135,11 @@ def row_of(mfa: Any) -> SessionRow:
     return SessionRow(*(getattr(mfa, name) for name in _ROW_FIELDS))
 
 
+def row_from(values: dict[str, Any]) -> SessionRow:
+    """A frozen row of a session's column values (a new session's, as it is inserted)."""
+    return SessionRow(*(values[name] for name in _ROW_FIELDS))
+
+
 @dataclass(slots=True)
 class SessionChanges:
     """The explicit changes a verify makes to a row it read (`load_locked`): the columns `write_back`
