@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from passgate.bootstrap import Registry
+from passgate.clock import FrozenClock
 from passgate.db import transaction
 from passgate.messaging.models import Message
 from passgate.mfa.models import MfaEvent, MfaSession
@@ -136,14 +137,17 @@ def _generated_start(rng: random.Random, run: str, i: int) -> dict[str, Any]:
     return body
 
 
-def test_a_start_answers_what_the_stored_session_reads(http: TestClient, tenant: Tenant) -> None:
+def test_a_start_answers_what_the_stored_session_reads(
+    http: TestClient, tenant: Tenant, clock: FrozenClock
+) -> None:
     """A start answers from the session's row as it writes it, without reading it back: on many generated
-    starts (every channel and purpose, locales, redirect URLs, values; new and pending), its answer is
-    the one a GET of the stored verification gives right after."""
+    starts (every channel and purpose, locales, redirect URLs, values; new and pending; times with
+    microseconds), its answer is the one a GET of the stored verification gives right after."""
     rng = random.Random(20261207)
     run = uuid.uuid4().hex[:10]
     seen = 0
     for i in range(48):
+        clock.advance(microseconds=rng.randrange(1, 999_999))
         body = _generated_start(rng, run, i)
         for expected in (201, 200) if rng.random() < 0.3 else (201,):
             r = start(http, tenant, **body)
