@@ -214,6 +214,8 @@ class MfaService:
         strategy = ctx.body.get("strategy") or {}
         if origin.reuse_pending and not strategy.get("forceNewChallenge"):
             key = pending_key(ctx, picked, dest_hash, origin)
+            if origin.one_at_a_time:
+                queries.hold_pending_key(session.connection(), key)
             pending = queries.pending_session(session.connection(), key, ctx.now)
             if pending is not None:
                 return self._reused(session, ctx, picked, pending), pending

@@ -158,6 +158,7 @@ class VerifyService:
             source=SOURCE,
             purpose=start.purpose,
             max_ttl_seconds=PASSWORD_RESET_TTL_SECONDS if start.purpose == "password_reset" else None,
+            one_at_a_time=True,
         )
         result, row = self.mfa.start_session(session, _Request(client_id, _kount_body(start), now), origin)
         if isinstance(result, ChallengeRefused) or row is None:

@@ -10,12 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
-from passgate.bootstrap import Registry
+from passgate.bootstrap import Registry, build_registry
 from passgate.clock import FrozenClock
+from passgate.config import Settings
 from passgate.db import transaction
+from passgate.main import create_app
 from passgate.messaging.models import Message
 from passgate.mfa.models import MfaEvent, MfaSession
 from tests.factories import Tenant
@@ -157,3 +160,34 @@ def test_a_start_answers_what_the_stored_session_reads(
             assert r.json() == stored.json(), body
             seen += 1
     assert seen >= 48
+
+
+def test_identical_starts_sent_to_two_api_processes_make_one_verification(
+    http: TestClient,
+    tenant: Tenant,
+    registry: Registry,
+    settings: Settings,
+    engine: Engine,
+    clock: FrozenClock,
+    smtp: SmtpSink,
+) -> None:
+    """Two apps on the same database, each with its own group commit (as two API processes are): a start
+    holds its key until it commits (PostgreSQL), so the other process's starts find its session."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one API process (passgate serve refuses more)")
+    second = build_registry(settings, clock=clock, engine=engine)
+    to = f"two.processes.{uuid.uuid4().hex[:12]}@example.com"
+    gate = threading.Barrier(16)
+    with TestClient(create_app(registry=second), raise_server_exceptions=False) as other:
+
+        def send(i: int) -> httpx.Response:
+            gate.wait(timeout=10)
+            return start(http if i % 2 else other, tenant, to=to, channel="email-code", purpose="signup")
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, range(16)))
+    vid = _one_verification(answers)
+    stored = _stored(registry, tenant.client_id, {vid})
+    assert (stored["sessions"], stored["messages"], stored["CREATED"], stored["REUSED"]) == (1, 1, 1, 15)
+    drain(registry)
+    assert len(mails_to(smtp, to)) == 1
