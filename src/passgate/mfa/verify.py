@@ -1,10 +1,10 @@
 """The Verify API's domain: verification without a risk decision (sign-up, email change, password reset).
 
 A verification is an MFA session like a decision's challenge, started by the same code
-(`MfaService.start_session`, `MfaService.start` with the session's row in the answer, which this module
-calls with the request spelled in Kount's shape and an `Origin` of its own; its writes wait for the
-commit, so a start runs in the group commit as a decision does) and verified, resent, cancelled and listed by the same `MfaService` methods. What is here is
-only what the Verify API adds: its channels and purposes, the lookup by destination, the rule that a
+(`MfaService.start_session`: `MfaService.start` with the session's row in the answer, called with the
+request spelled in Kount's shape and an `Origin` of its own; its writes wait for the commit, so a start
+runs in the group commit as a decision does) and verified, resent, cancelled and listed by the same
+`MfaService` methods. What is here is only what the Verify API adds: its channels and purposes, the lookup by destination, the rule that a
 password reset start never tells whether anything was sent, and that its calls see only its own sessions.
 """
 
