@@ -4,8 +4,9 @@ A verification is an MFA session like a decision's challenge, started by the sam
 (`MfaService.start_session`: `MfaService.start` with the session's row in the answer, called with the
 request spelled in Kount's shape and an `Origin` of its own; its writes wait for the commit, so a start
 runs in the group commit as a decision does) and verified, resent, cancelled and listed by the same
-`MfaService` methods. What is here is only what the Verify API adds: its channels and purposes, the lookup by destination, the rule that a
-password reset start never tells whether anything was sent, and that its calls see only its own sessions.
+`MfaService` methods. What is here is only what the Verify API adds: its channels and purposes, the
+lookup by destination, the rule that a password reset start never tells whether anything was sent, and
+that its calls see only its own sessions.
 """
 
 from __future__ import annotations
