@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         ops,
     ):
         app.include_router(module.router)
+    verify.install(app)
     # The web console (pages under /console, its static files): docs/console.md.
     from passgate.console.routes import install as install_console
 

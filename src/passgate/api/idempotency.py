@@ -3,6 +3,8 @@
 - `InFlight`: a duplicate decision that arrives while the first is being decided in this process waits
   for the first's answer; `decide_once` runs a decision's unit of work, and again (bounded) when it lost
   the race for its inquiry's record to a duplicate elsewhere: the next run replays the stored answer.
+- `OneAtATime`: identical Verify API starts in this process run one after another until one has left a
+  session pending; the others then run together and are handed that session (its pending reuse).
 - `IdempotencyKeyMiddleware`: the `Idempotency-Key` header on every management POST (`/manage/v1/...`),
   after the IETF draft "The Idempotency-Key HTTP Header Field": the first request's answer is stored and
   replayed (with `Idempotent-Replayed: true`) to a repeat with the same key and the same request; the same
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -90,6 +92,37 @@ class InFlight:
             if self._running.get(key, (None, None))[1] is future:
                 del self._running[key]
             future.set_result(answer)
+
+
+class OneAtATime:
+    """Runs of the same key one at a time, until one has `settled` it; those waiting then run together.
+
+    Two identical starts in one group-commit batch would each make a session (a unit does not see the
+    rows the others of its batch write at commit), and so would two whose reads both came before either
+    commit. Here a start waits while another of the same key runs; once that one has committed a session
+    (settled: a new one or a pending one), the waiting ones run at once, side by side, and each finds that
+    session pending (`MfaService` pending reuse: nothing sent, one timeline row). When it settled nothing
+    (refused, or failed), the next one runs alone, and so on. Keys are the caller's (`mfa.verify.start_key`)."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[bool]] = {}
+
+    async def run(
+        self, key: Hashable, run: Callable[[], Coroutine[Any, Any, T]], settled: Callable[[T], bool]
+    ) -> T:
+        while (first := self._running.get(key)) is not None:
+            if await asyncio.shield(first):
+                return await run()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._running[key] = future
+        done = False
+        try:
+            result = await run()
+            done = settled(result)
+            return result
+        finally:
+            del self._running[key]
+            future.set_result(done)
 
 
 async def decide_once(run: Callable[[], Coroutine[Any, Any, T]]) -> T:

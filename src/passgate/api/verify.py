@@ -7,19 +7,26 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
+from passgate.api.idempotency import OneAtATime
 from passgate.api.responses import CompactJSONResponse
 from passgate.api.views import timeline_view, verification_view
 from passgate.bootstrap import Registry
 from passgate.db import transaction
-from passgate.mfa.verify import VerifyService, VerifyStart
+from passgate.mfa.verify import Refused, Started, VerifyService, VerifyStart, start_key
 from passgate.policy.requests import TemplateValues
 
 router = APIRouter(tags=["verify"])
+
+
+def install(app: FastAPI) -> None:
+    """What the routes share in a process: the starts under way, which identical starts wait on."""
+    app.state.verify_starts = OneAtATime()
+
 
 VERIFICATION_EXAMPLE = {
     "id": "0b6f3c1e-2a4d-4e5f-8a9b-0c1d2e3f4a5b",
@@ -158,7 +165,9 @@ _CHECK_RESPONSES: dict[int | str, dict[str, Any]] = {
         429: {"description": "too many messages to this destination (never for purpose password_reset)"},
     },
 )
-async def start(body: StartBody, registry: RegistryDep, auth: IntegrationAuth) -> CompactJSONResponse:
+async def start(
+    body: StartBody, registry: RegistryDep, auth: IntegrationAuth, http: Request
+) -> CompactJSONResponse:
     request = VerifyStart(
         to=body.to,
         channel=body.channel,
@@ -168,10 +177,19 @@ async def start(body: StartBody, registry: RegistryDep, auth: IntegrationAuth) -
         redirect_url=body.redirectUrl,
         custom_values=dict(body.customValues),
     )
-    started = await run_in_threadpool(
-        _run, registry, lambda s: _service(registry).start(s, auth.client_id, request)
+    service = _service(registry)
+    # In the group commit, as a decision's CHALLENGE: the unit only reads, and its session, message,
+    # timeline and webhook rows are written with the batch's (db.group_commit). Identical starts in this
+    # process run one after another until one has left a session pending (api.idempotency.OneAtATime).
+    starts: OneAtATime = http.app.state.verify_starts
+    answer = await starts.run(
+        start_key(auth.client_id, request),
+        lambda: registry.committer.run_deferred(lambda s: service.start(s, auth.client_id, request)),
+        lambda answer: isinstance(answer, Started) and answer.exists,
     )
-    return CompactJSONResponse(verification_view(started.row), status_code=201 if started.created else 200)
+    if isinstance(answer, Refused):
+        raise answer.error
+    return CompactJSONResponse(verification_view(answer.row), status_code=201 if answer.created else 200)
 
 
 @router.post(

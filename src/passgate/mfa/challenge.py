@@ -51,12 +51,15 @@ class ChallengeRequest(Protocol):
 class Origin:
     """Who starts a challenge, and what that changes: the session's `source` and `purpose`, a cap on its
     life (a password reset link lives 15 minutes at most), and whether a pending session for the same
-    person and destination is returned instead of a new one."""
+    person and destination is returned instead of a new one; and whether a start of the same key in
+    another transaction (another API process) waits for this one's commit before it looks for a pending
+    session (`mfa.queries.hold_pending_key`), so that it finds the session this one makes."""
 
     source: str = "decision"
     purpose: str | None = None
     max_ttl_seconds: int | None = None
     reuse_pending: bool = True
+    one_at_a_time: bool = False
 
 
 DECISION = Origin()

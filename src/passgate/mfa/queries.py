@@ -9,12 +9,13 @@ Status changes written here are checked against `mfa.states.TRANSITIONS` (`check
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, insert, null, or_, select, update
+from sqlalchemy import Table, bindparam, insert, null, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
@@ -133,6 +134,11 @@ _ROW_ORDER = tuple(_SESSION_COLUMN_NAMES.index(name) for name in _ROW_FIELDS)
 def row_of(mfa: Any) -> SessionRow:
     """A frozen copy of a session the ORM holds (what the API answers after a resend or a cancel)."""
     return SessionRow(*(getattr(mfa, name) for name in _ROW_FIELDS))
+
+
+def row_from(values: dict[str, Any]) -> SessionRow:
+    """A frozen row of a session's column values (a new session's, as it is inserted)."""
+    return SessionRow(*(values[name] for name in _ROW_FIELDS))
 
 
 @dataclass(slots=True)
@@ -401,6 +407,26 @@ def pending_session(conn: Any, key: PendingKey, now: datetime) -> SessionRow | N
         if tuple(row[1:]) == wanted:
             return _session_row(_SESSION_BY_ID.rows(conn, {"b_id": row[0]}))
     return None
+
+
+_HOLD_KEY = text("SELECT pg_advisory_xact_lock(:k)")
+
+
+def hold_pending_key(conn: Any, key: PendingKey) -> None:
+    """PostgreSQL: hold a lock of this key's own until the transaction ends (an advisory lock, on a 64-bit
+    number made from the key), so that a start of the same key in another transaction, in another API
+    process, waits here for this one's commit and then finds its session pending. Nothing on SQLite: it
+    has one API process (`passgate serve` refuses more), whose identical starts already wait for each
+    other (`api.idempotency.OneAtATime`)."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(_HOLD_KEY, {"k": pending_lock_number(key)})
+
+
+def pending_lock_number(key: PendingKey) -> int:
+    """The advisory lock's number of a pending key: 64 bits of the SHA-256 of its parts."""
+    digest = hashlib.sha256("\x1f".join("" if v is None else str(v) for v in key).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def newest_pending(

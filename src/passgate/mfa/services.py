@@ -180,33 +180,54 @@ class MfaService:
         self, session: Session, ctx: ChallengeRequest, origin: Origin, *, at_commit: bool = True
     ) -> ChallengeResult:
         """`start_challenge` for any origin: a decision's CHALLENGE or a Verify API start (`mfa.verify`)."""
+        return self._start(session, ctx, origin, at_commit)[0]
+
+    def start_session(
+        self, session: Session, ctx: ChallengeRequest, origin: Origin
+    ) -> tuple[ChallengeResult, SessionRow | None]:
+        """`start`, its rows written at commit, and the session it started or handed back as its row will
+        read once committed (None when refused): for a caller that answers with the whole session (the
+        Verify API) without reading it back, so that the unit only reads and can share a group commit's
+        read snapshot as a decision does."""
+        result, values = self._start(session, ctx, origin, True)
+        if values is None or isinstance(values, SessionRow):
+            return result, values
+        return result, queries.row_from(values)
+
+    def _start(
+        self, session: Session, ctx: ChallengeRequest, origin: Origin, at_commit: bool
+    ) -> tuple[ChallengeResult, SessionRow | dict[str, Any] | None]:
+        """The one implementation of `start` and `start_session`: the result, and the session's row (the
+        pending one read, or the new one's values as written), None when refused."""
         picked = pick_template(self.templates, session, ctx)
         if isinstance(picked, ChallengeRefused):
-            return picked
+            return picked, None
         sandbox, config = self._client_config(session, ctx.client_id)
         destination = checked_destination(picked, sandbox, config)
         if isinstance(destination, ChallengeRefused):
-            return destination
+            return destination, None
         dest_hash = self.keyring.keyed_hash("destination", destination)
         if not sandbox:
             refused = self._refuse_locked(session, ctx, picked, destination, dest_hash)
             if refused is not None:
-                return refused
+                return refused, None
         strategy = ctx.body.get("strategy") or {}
         if origin.reuse_pending and not strategy.get("forceNewChallenge"):
             key = pending_key(ctx, picked, dest_hash, origin)
+            if origin.one_at_a_time:
+                queries.hold_pending_key(session.connection(), key)
             pending = queries.pending_session(session.connection(), key, ctx.now)
             if pending is not None:
-                return self._reused(session, ctx, picked, pending)
+                return self._reused(session, ctx, picked, pending), pending
         if not sandbox and not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
-            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS")
+            return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS"), None
         # The SMS pumping breaker (mfa.breaker) counts a send here, once the other limits let it go; a
         # pending session handed back above sends nothing and is not counted.
         if not sandbox and picked.channel == "SMS" and self.breaker is not None:
             if not self.breaker.admit(session, ctx.client_id, destination, config.sms_breaker, ctx.now):
-                return picked.refused("RATE_LIMITED", destination, BREAKER_REFUSAL)
+                return picked.refused("RATE_LIMITED", destination, BREAKER_REFUSAL), None
         row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config, origin)
-        return self._create(session, ctx, picked, row, at_commit)
+        return self._create(session, ctx, picked, row, at_commit), row
 
     def _refuse_locked(
         self, session: Session, ctx: ChallengeRequest, picked: Picked, destination: str, dest_hash: str

@@ -1,10 +1,12 @@
 """The Verify API's domain: verification without a risk decision (sign-up, email change, password reset).
 
 A verification is an MFA session like a decision's challenge, started by the same code
-(`MfaService.start`, which this module calls with the request spelled in Kount's shape and an `Origin`
-of its own) and verified, resent, cancelled and listed by the same `MfaService` methods. What is here is
-only what the Verify API adds: its channels and purposes, the lookup by destination, the rule that a
-password reset start never tells whether anything was sent, and that its calls see only its own sessions.
+(`MfaService.start_session`: `MfaService.start` with the session's row in the answer, called with the
+request spelled in Kount's shape and an `Origin` of its own; its writes wait for the commit, so a start
+runs in the group commit as a decision does) and verified, resent, cancelled and listed by the same
+`MfaService` methods. What is here is only what the Verify API adds: its channels and purposes, the
+lookup by destination, the rule that a password reset start never tells whether anything was sent, and
+that its calls see only its own sessions.
 """
 
 from __future__ import annotations
@@ -85,10 +87,30 @@ class _Request:
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """A start's answer: the session, and whether it is new (else a pending one returned)."""
+    """A start's answer: the session, and whether it is new (else a pending one returned). `exists` is
+    False only for a password reset that sent nothing (`_unsent`: a row no session has)."""
 
     row: SessionRow
     created: bool
+    exists: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A start refused, with the error the API answers. Returned rather than raised: a start runs as a
+    unit of work in the group commit, and a unit that raises sends the other units of its batch to run
+    again one by one (`db.group_commit`)."""
+
+    error: Exception
+
+
+def start_key(client_id: str, start: VerifyStart) -> tuple[str, str, str, str]:
+    """What makes two starts the same verification (as `mfa.challenge.pending_key` compares them for a
+    start: client, destination, purpose, template — the template names the channel): the key under which
+    identical starts in one process run one after another (`api.verify`)."""
+    channel = CHANNELS[start.channel][0]
+    to = normalise_destination(channel, start.to)
+    return client_id, to.value if to.ok else start.to, start.purpose, start.template_name or start.channel
 
 
 def _kount_body(start: VerifyStart) -> dict[str, Any]:
@@ -112,35 +134,40 @@ class VerifyService:
 
     mfa: MfaService
 
-    def start(self, session: Session, client_id: str, start: VerifyStart) -> Started:
+    def start(self, session: Session, client_id: str, start: VerifyStart) -> Started | Refused:
         """A pending verification of the same destination, purpose and template, or a new one (its
-        message queued in this transaction). Refusals are errors naming the field, except for a password
-        reset, whose answer never tells whether a message goes out (`_unsent`)."""
+        session, message, timeline and webhook rows written when the transaction commits: the unit only
+        reads, as a decision's CHALLENGE does, and runs in the group commit beside decisions). Refusals
+        are errors naming the field, except for a password reset, whose answer never tells whether a
+        message goes out (`_unsent`)."""
         now = self.mfa.clock.now()
         channel, kind = CHANNELS[start.channel]
         to = normalise_destination(channel, start.to)
         if not to.ok:  # a malformed address or number, whatever the purpose: it tells nothing of accounts
-            raise InvalidDestination("to", to.reason)
+            return Refused(InvalidDestination("to", to.reason))
         template = self.mfa.templates.get(session, client_id, start.template_name or start.channel)
         if template is None:
-            raise InvalidVerification("templateName", "no template of this name")
+            return Refused(InvalidVerification("templateName", "no template of this name"))
         if (template.channel, template.kind) != (channel, kind):
-            raise InvalidVerification(
-                "templateName", f"the template is for {template.channel} {template.kind}, not {start.channel}"
+            return Refused(
+                InvalidVerification(
+                    "templateName",
+                    f"the template is for {template.channel} {template.kind}, not {start.channel}",
+                )
             )
         origin = Origin(
             source=SOURCE,
             purpose=start.purpose,
             max_ttl_seconds=PASSWORD_RESET_TTL_SECONDS if start.purpose == "password_reset" else None,
+            one_at_a_time=True,
         )
-        result = self.mfa.start(
-            session, _Request(client_id, _kount_body(start), now), origin, at_commit=False
-        )
-        if isinstance(result, ChallengeRefused):
+        result, row = self.mfa.start_session(session, _Request(client_id, _kount_body(start), now), origin)
+        if isinstance(result, ChallengeRefused) or row is None:
+            assert isinstance(result, ChallengeRefused)
             if start.purpose == "password_reset":
                 return self._unsent(session, client_id, start, template, result, now)
-            raise _refusal(result)
-        return Started(self.mfa.get(session, client_id, result.session_id), not result.reused)
+            return Refused(_refusal(result))
+        return Started(row, not result.reused)
 
     def _unsent(
         self,
@@ -203,6 +230,7 @@ class VerifyService:
                 purpose=start.purpose,
             ),
             True,
+            exists=False,
         )
 
     # -- one verification, by id ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.auth.models import Client
@@ -483,3 +483,27 @@ def test_pending_session_and_newest_pending_find_what_the_plain_path_finds(
                 row = queries.newest_pending(s.connection(), client_id, hashes, source, NOW)
                 assert (row.id if row else None) == _plain_pending(s, key, NOW, hashes), (source, hashes)
     assert found == [True, True, True, True, False, True, False, False]
+
+
+def test_hold_pending_key_makes_a_start_of_the_same_key_wait_for_the_commit(engine: Engine) -> None:
+    """PostgreSQL: while one transaction holds a key, another cannot take it, while a key that differs
+    in one part is free; after the commit it is free again. SQLite: nothing is held (one API process)."""
+    key = queries.PendingKey("c1", "d" * 64, "verify", "VERIFY", "email-code", None, None, "signup", False)
+    other = key._replace(purpose="password_reset")
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
+            queries.hold_pending_key(conn, key)  # runs nothing
+        return
+    probe = text("SELECT pg_try_advisory_xact_lock(:k)")
+    number = queries.pending_lock_number
+    assert number(key) != number(other)
+
+    with engine.connect() as first, engine.connect() as second:
+        first_tx = first.begin()
+        queries.hold_pending_key(first, key)
+        with second.begin():
+            assert second.execute(probe, {"k": number(key)}).scalar() is False
+            assert second.execute(probe, {"k": number(other)}).scalar() is True
+        first_tx.commit()
+        with second.begin():
+            assert second.execute(probe, {"k": number(key)}).scalar() is True
