@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from passgate.db import make_sessionmaker, transaction
@@ -93,3 +98,58 @@ def test_a_release_frees_the_key(engine: Engine, client_id: str) -> None:
     assert services.begin_request(sessions, keyring, client_id, "k2", "h", "c", now) is None
     services.release_request(sessions, client_id, "k2", "h")
     assert services.begin_request(sessions, keyring, client_id, "k2", "other", "c", now) is None
+
+
+# -- the canonical form: the encoder made once against json.dumps -------------------------------------------
+
+_texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+_numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),  # NaN and the infinities too: json.dumps writes them, and so must the fast path
+    st.sampled_from([1e-5, 1e16, -0.0, 1e308, 5e-324, 120.5, 0.1]),
+)
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), _numbers, _texts),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_texts, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+def _outcome(fn: Callable[[Any], str], value: Any) -> tuple[str, str]:
+    try:
+        return "ok", fn(value)
+    except Exception as exc:  # the same error, or the same text
+        return type(exc).__name__, str(exc)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_json_values)
+def test_the_canonical_form_is_json_dumps_text(value: Any) -> None:
+    assert services.canonical_json(value) == services.canonical_json_plain(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(_texts, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none()),
+        _json_values,
+        max_size=4,
+    )
+)
+def test_keys_that_are_not_text_go_as_json_dumps_takes_them(value: dict[Any, Any]) -> None:
+    assert _outcome(services.canonical_json, value) == _outcome(services.canonical_json_plain, value)
+
+
+def test_what_json_cannot_write_fails_alike() -> None:
+    for value in ({"a": {1, 2}}, [b"bytes"], {"when": datetime(2026, 1, 1)}, "\ud800", {"x": "\ud83d"}):
+        assert _outcome(services.canonical_json, value) == _outcome(services.canonical_json_plain, value)
+
+
+def test_a_login_body_hashes_as_before() -> None:
+    body = {
+        "inquiryId": "inq1",
+        "customFields": {"visits": 42, "cartValue": 120.5, "small": 1e-05, "returning": True},
+        "person": {"name": {"last": "Doe", "first": "Jö"}, "emailAddress": "jo@x.test", "addresses": []},
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert services.request_hash(body) == hashlib.sha256(canonical.encode()).hexdigest()
