@@ -158,7 +158,9 @@ def test_the_plan_checker_reads_every_hot_plan_and_flags_a_full_scan(fresh: Engi
     assert by_name["deliberate full scan"].problems[0].startswith("full scan of decisions")
     if fresh.dialect.name == "sqlite":
         # A decision's session is found by the decision index, not by reading the client's sessions.
-        assert any("ix_mfa_sessions_decision" in line for line in by_name["console.activity.sessions_of"].lines)
+        assert any(
+            "ix_mfa_sessions_decision" in line for line in by_name["console.activity.sessions_of"].lines
+        )
     # The same statement reads nothing large when decisions is not a large table.
     again = sd.check_plans(
         fresh,
