@@ -220,11 +220,11 @@ def test_the_why_lists_every_segment_and_folds_the_policies_not_evaluated(
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         _fits(page, width, "decision page, folded")
-        a11y(page, axe_source, f"decision-why-w{width}")
+        a11y(page, axe_source, f"decision-why-w{width}", strict=True)
     summary.click()
     expect(vip).to_be_visible()
     expect(vip).to_contain_text(
         "vip-block (BLOCK): not evaluated (segment not chosen) · in vip · tags VIP (weight 5)"
     )
     _fits(page, WIDTHS[-1], "decision page, unfolded")
-    a11y(page, axe_source, "decision-why-unfolded-w375")
+    a11y(page, axe_source, "decision-why-unfolded-w375", strict=True)

@@ -58,7 +58,7 @@ def test_a_broken_template_marks_the_preview_stale_until_it_is_fixed(
     assert "syntax error" not in page.content()
     said_first = "Preview out of date: 1 error. SMS text, line 1: A {{ … }} is not closed: end it with }}."
     expect(page.locator("#preview-status")).to_have_text(said_first)
-    a11y(page, axe_source, "template-editor-stale")
+    a11y(page, axe_source, "template-editor-stale", strict=True)
 
     # More typing with the same error says nothing new.
     sms.press("End")
@@ -72,7 +72,7 @@ def test_a_broken_template_marks_the_preview_stale_until_it_is_fixed(
     page.set_viewport_size({"width": 375, "height": 900})
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, _wide_elements(page, 375)
-    a11y(page, axe_source, "template-editor-stale-w375")
+    a11y(page, axe_source, "template-editor-stale-w375", strict=True)
     page.set_viewport_size({"width": 1280, "height": 900})
 
     # Fixed: the mark goes, the preview and its count follow the text, the error and its link go.
