@@ -952,44 +952,27 @@ def cmd_webhooks_replay(args: argparse.Namespace) -> int:
 # -- the parser ------------------------------------------------------------------------------------------
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
-    return port
+def _bounded(
+    convert: Callable[[str], Any], low: float, high: float, noun: str, out_of_range: str
+) -> Callable[[str], Any]:
+    """An argparse `type=`: `convert` the text, then keep it within [low, high], with errors a person reads."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(out_of_range.format(value=value))
+        return value
+
+    return parse
 
 
-def _processes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{value} processes: choose 1 to 64")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError("must be 1 to 10000")
-    return value
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 120:
-        raise argparse.ArgumentTypeError("must be 0.1 to 120 seconds")
-    return value
+_port = _bounded(int, 1, 65535, "a port number", "{value} is not a port number (1 to 65535)")
+_processes = _bounded(int, 1, 64, "a number of processes", "{value} processes: choose 1 to 64")
+_positive = _bounded(int, 1, 10_000, "a whole number", "must be 1 to 10000")
+_timeout = _bounded(float, 0.1, 120, "a number of seconds", "must be 0.1 to 120 seconds")
 
 
 class _Commands:

@@ -26,6 +26,15 @@ from passgate.console.routes.common import (
     render,
     run,
 )
+from passgate.console.rules import (
+    canonical_operator,
+    check_conditions,
+    field_options,
+    focus_after,
+    operators_for,
+    value_control,
+)
+from passgate.console.rules import catalogue as rule_catalogue
 from passgate.console.services import CurrentUser
 from passgate.policy import lists as list_svc
 from passgate.policy import services as policy_svc
@@ -105,6 +114,7 @@ async def _policy_page(
     status: int = 200,
     raw: str | None = None,
     dirty: bool = False,
+    focus: str | None = None,
 ) -> Response:
     registry = registry_of(request)
     if doc is None:
@@ -122,6 +132,13 @@ async def _policy_page(
             "raw": raw if raw is not None else json.dumps(doc, indent=2),
             "fields": sorted(FIELDS),
             "operators": [(o, OPERATOR_LABELS[o]) for o in OPERATORS],
+            # The typed rule builder: fields by kind, the operators and value control each condition takes.
+            "field_options": field_options(),
+            "operators_for": operators_for,
+            "canonical_operator": canonical_operator,
+            "value_control": value_control,
+            "rules": json.dumps({**rule_catalogue(), "lists": list_names}, separators=(",", ":")),
+            "focus": focus,
             "show_value": show_value,
             "problem": found,
             "errors": _errors_for_editor(found) if found else {},
@@ -161,6 +178,22 @@ async def _save(request: Request, act: Action, event_type: str, doc_in: Any) -> 
     return found if isinstance(found, Problem) else None
 
 
+async def _unfit_conditions(request: Request, act: Action, doc: dict[str, Any]) -> Problem | None:
+    """The editor's own checks before saving, in plain words at the condition: an operator that does not
+    fit its field's type, a list check naming none of the client's lists."""
+    names = await run(registry_of(request), lambda s: set(list_svc.list_names(s, act.user.client_id)))
+    errors = check_conditions(doc, names)
+    if not errors:
+        return None
+    count = len(errors)
+    message = (
+        "One condition needs a change: see the field marked below."
+        if count == 1
+        else f"{count} conditions need a change: see the fields marked below."
+    )
+    return Problem(message, errors, 422)
+
+
 @router.post("/policies/{event_type}/draft")
 async def save_draft(
     request: Request, event_type: str, act: Annotated[Action, Depends(action(Permission.POLICIES_EDIT))]
@@ -169,9 +202,13 @@ async def save_draft(
     doc = document_from_form(act.form)
     todo = act.form.get("action", "save")[:60]
     if todo != "save":
-        # Add or remove a part: the editor comes back with the change, nothing is stored yet.
-        return await _policy_page(request, act.user, event_type, doc=apply_edit(doc, todo), dirty=True)
-    found = await _save(request, act, event_type, doc)
+        # Add or remove a part: the editor comes back with the change, nothing is stored yet, the focus on
+        # the part added or on the neighbour of the part removed.
+        edited = apply_edit(doc, todo)
+        return await _policy_page(
+            request, act.user, event_type, doc=edited, dirty=True, focus=focus_after(edited, todo)
+        )
+    found = await _unfit_conditions(request, act, doc) or await _save(request, act, event_type, doc)
     if found is not None:
         return await _policy_page(
             request, act.user, event_type, doc=doc, found=found, status=found.status, dirty=True

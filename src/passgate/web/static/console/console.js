@@ -32,6 +32,147 @@
     });
   });
 
+  // Policy editor: each condition's operators and value control follow its field's type; leaving with
+  // unsaved edits asks first; Publish is off while the form differs from the saved draft; the control the
+  // server focused after Add or Remove is brought to the middle of the screen.
+  var draft = document.getElementById("draft-form");
+  if (draft) { policyEditor(draft); }
+
+  function policyEditor(draft) {
+    var rules = {};
+    try { rules = JSON.parse(draft.getAttribute("data-rules") || "{}"); } catch (e) { rules = {}; }
+    var types = rules.types || {};
+    var allowed = rules.operators || {};
+    var labels = rules.labels || {};
+    var lists = rules.lists || [];
+    var NOTE = "Save the draft first \u2014 Publish publishes the saved draft.";
+
+    function typeOf(path) { return types[(path || "").trim()] || "any"; }
+
+    function control(type, op) {
+      if (op === "inList" || op === "notInList") { return "list"; }
+      if (op === "in" || op === "notIn") { return "set"; }
+      if (op === "contains" || op === "startsWith" || op === "endsWith") { return "text"; }
+      if (type === "boolean" || type === "number") { return type; }
+      return "text";
+    }
+
+    function option(value, text, selected) {
+      var o = document.createElement("option");
+      o.value = value;
+      o.textContent = text;
+      o.selected = !!selected;
+      return o;
+    }
+
+    function retypeOperator(row) {
+      var field = row.querySelector("[data-rule-field]");
+      var select = row.querySelector("[data-rule-operator]");
+      if (!field || !select) { return; }
+      var ops = allowed[typeOf(field.value)] || [];
+      var now = Array.prototype.map.call(select.options, function (o) { return o.value; });
+      if (!ops.length || now.join() === ops.join()) { return; }
+      var keep = ops.indexOf(select.value) >= 0 ? select.value : ops[0];
+      select.textContent = "";
+      ops.forEach(function (op) { select.appendChild(option(op, labels[op] || op, op === keep)); });
+    }
+
+    function retypeValue(row) {
+      var field = row.querySelector("[data-rule-field]");
+      var select = row.querySelector("[data-rule-operator]");
+      var input = row.querySelector("[data-rule-value]");
+      if (!field || !select || !input) { return; }
+      var kind = control(typeOf(field.value), select.value);
+      if (input.getAttribute("data-rule-value") === kind) { return; }
+      var old = input.value;
+      var hintId = input.id + "-hint";
+      var fresh;
+      if (kind === "list" || kind === "boolean") {
+        fresh = document.createElement("select");
+        if (kind === "list") {
+          fresh.appendChild(option("", lists.length ? "Choose a list" : "No lists yet (see Lists)", false));
+          lists.forEach(function (name) { fresh.appendChild(option(name, name, name === old)); });
+        } else {
+          fresh.appendChild(option("true", "true", old.trim().toLowerCase() === "true"));
+          fresh.appendChild(option("false", "false", old.trim().toLowerCase() !== "true"));
+        }
+      } else {
+        fresh = document.createElement("input");
+        if (kind === "number") {
+          fresh.type = "number";
+          fresh.step = "any";
+          fresh.setAttribute("inputmode", "decimal");
+        } else {
+          fresh.maxLength = 4000;
+        }
+        fresh.value = old;
+      }
+      fresh.id = input.id;
+      fresh.name = input.name;
+      fresh.setAttribute("data-rule-value", kind);
+      var described = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && id !== hintId;
+      });
+      var hint = document.getElementById(hintId);
+      if (kind === "set") {
+        if (!hint) {
+          hint = document.createElement("span");
+          hint.className = "note";
+          hint.id = hintId;
+          hint.textContent = "Separate values with commas.";
+          input.parentNode.insertBefore(hint, input.nextSibling);
+        }
+        described.unshift(hintId);
+      } else if (hint) {
+        hint.parentNode.removeChild(hint);
+      }
+      if (described.length) { fresh.setAttribute("aria-describedby", described.join(" ")); }
+      if (input.hasAttribute("aria-invalid")) { fresh.setAttribute("aria-invalid", "true"); }
+      input.parentNode.replaceChild(fresh, input);
+    }
+
+    function serialise() { return new URLSearchParams(new FormData(draft)).toString(); }
+    var saved = serialise();
+    var unsavedOnArrival = draft.hasAttribute("data-dirty");  // a re-rendered form that was not saved
+    var submitting = false;
+    var publish = document.getElementById("publish");
+    var note = document.getElementById("dirty-note");
+    var shown = null;
+
+    function differs() { return unsavedOnArrival || serialise() !== saved; }
+
+    function update() {
+      var d = differs();
+      if (d === shown) { return; }
+      shown = d;
+      if (publish) { publish.disabled = d; }
+      if (note) { note.textContent = d ? NOTE : ""; }
+    }
+
+    function edited(event) {
+      var row = event.target.closest && event.target.closest("[data-rule]");
+      if (row && event.target.hasAttribute("data-rule-field")) { retypeOperator(row); retypeValue(row); }
+      if (row && event.target.hasAttribute("data-rule-operator")) { retypeValue(row); }
+      update();
+    }
+    draft.addEventListener("input", edited);
+    draft.addEventListener("change", edited);
+    draft.addEventListener("submit", function () { submitting = true; });
+    window.addEventListener("pageshow", function () { submitting = false; });
+    window.addEventListener("beforeunload", function (event) {
+      if (submitting || !differs()) { return; }
+      event.preventDefault();
+      event.returnValue = "";  // older browsers ask only when this is set
+    });
+    update();
+
+    var target = draft.querySelector("[autofocus]");
+    if (target) {
+      target.focus({ preventScroll: true });
+      target.scrollIntoView({ block: "center" });
+    }
+  }
+
   // Branding: the colour picker and the hex field follow each other; the previews follow the fields as
   // they change (the page's "Preview without saving" button does the same without this script).
   var picker = document.querySelector("[data-colour-for]");
