@@ -626,7 +626,9 @@ class Sample(NamedTuple):
 def query_functions() -> list[HotStatement]:
     """The hot paths' statements that their functions build per call (an ORM session is enough to call
     them): a decision and a session by id, a session's timeline, its last send, a link token's lookup, the
-    console's session list, the expiry sweep, and the webhook deliveries log and purge."""
+    console's session list, the expiry sweep, the sessions of the activity explorer's decisions, and the
+    webhook deliveries log and purge."""
+    from passgate.console.activity import sessions_of
     from passgate.mfa import queries as mfa
     from passgate.policy import queries as policy
     from passgate.webhooks import queries as webhooks
@@ -647,6 +649,12 @@ def query_functions() -> list[HotStatement]:
         "mfa.queries.expire_due": lambda s, x: mfa.expire_due(s, x.now, 100),
         "mfa.queries.search_sessions(q)": lambda s, x: mfa.search_sessions(
             s, x.client_id, q="acct-7", limit=50
+        ),
+        # The activity list's sessions of a page of decisions (ids of the seed's shape; the plan is the same).
+        "console.activity.sessions_of": lambda s, x: sessions_of(
+            s,
+            x.client_id,
+            [SimpleNamespace(id=x.id), SimpleNamespace(id=x.client_id)],  # type: ignore[list-item]
         ),
         "webhooks.queries.reclaim_expired": lambda s, x: webhooks.reclaim_expired(s, x.now, "bench", 30.0),
         # The deliveries log (its endpoint's check stubbed out: the log's own statement comes first).

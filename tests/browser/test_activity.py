@@ -137,3 +137,94 @@ def test_look_up_a_blocked_login_and_see_why(
         expect(page.get_by_text("This decision started no MFA session.")).to_be_visible()
         _fits(page, width, "decision page")
         a11y(page, axe_source, f"activity-w{width}-decision")
+
+
+SEGMENTED_SET = {
+    "name": "segmented",
+    "segments": [
+        {
+            "name": "vip",
+            "conditions": [{"field": "account.id", "operator": "equals", "value": "acct-vip"}],
+            "policies": ["vip-block"],
+        },
+        {
+            "name": "risky",
+            "mfaEnabled": True,
+            "conditions": [{"field": "customFields.risk", "operator": "equals", "value": "high"}],
+            "policies": ["challenge-risky"],
+        },
+        {"name": "default", "policies": ["default-block"]},
+    ],
+    "policies": [
+        {"name": "vip-block", "outcome": "BLOCK", "cel": "true", "tags": [{"name": "VIP", "weight": 5}]},
+        {
+            "name": "challenge-risky",
+            "outcome": "CHALLENGE",
+            "conditions": [{"field": "customFields.risk", "operator": "equals", "value": "high"}],
+            "tags": [{"name": "RISKY", "weight": 20}],
+        },
+        {
+            "name": "default-block",
+            "outcome": "BLOCK",
+            "conditions": [{"field": "customFields.risk", "operator": "equals", "value": "extreme"}],
+        },
+    ],
+}
+
+
+def test_the_why_lists_every_segment_and_folds_the_policies_not_evaluated(
+    live_server: LiveServer, browser_context: BrowserContext, axe_source: str
+) -> None:
+    site = live_server
+    client = new_client(site, "Segments Co")
+    page = sign_in(browser_context, site, new_user(site, client, "viewer"))
+    api = _admin(site, client)
+    try:
+        r = api.put("/manage/v1/policy-sets/LOGIN/draft", json=SEGMENTED_SET)
+        assert r.status_code == 200, r.text
+        assert api.post("/manage/v1/policy-sets/LOGIN/publish").status_code == 201
+    finally:
+        api.close()
+    [decided] = _decide(
+        site,
+        client,
+        [
+            {
+                "inquiryId": "inqrisky1",
+                "deviceSessionId": "devrisky1",
+                "person": {"emailAddress": "risky@example.com"},
+                "account": {"id": "acct-risky", "username": "risky"},
+                "customFields": {"risk": "high"},
+            }
+        ],
+    )
+    page.goto(f"{site.url}/console/activity/{decided}")
+    segments = page.locator("ol.why-segments > li")
+    expect(segments).to_have_count(3)
+    expect(segments.nth(0)).to_contain_text("vip: did not match")
+    expect(segments.nth(0)).to_contain_text("actual acct-risky: does not hold")
+    expect(segments.nth(1)).to_contain_text("risky: chosen")
+    expect(segments.nth(2)).to_contain_text(
+        "default (default): not evaluated (an earlier segment was chosen)"
+    )
+    expect(page.locator("ul.why-policies > li")).to_have_count(1)
+    expect(page.locator("ul.why-policies")).to_contain_text(
+        "challenge-risky (CHALLENGE): fired · tags RISKY (weight 20)"
+    )
+    # The other segments' policies are folded away until asked for.
+    others = page.locator("details.why-others")
+    summary = others.locator("summary")
+    expect(summary).to_have_text("2 policies not evaluated (segment not chosen)")
+    vip = others.locator("li[data-policy='vip-block']")
+    expect(vip).to_be_hidden()
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        _fits(page, width, "decision page, folded")
+        a11y(page, axe_source, f"decision-why-w{width}", strict=True)
+    summary.click()
+    expect(vip).to_be_visible()
+    expect(vip).to_contain_text(
+        "vip-block (BLOCK): not evaluated (segment not chosen) · in vip · tags VIP (weight 5)"
+    )
+    _fits(page, WIDTHS[-1], "decision page, unfolded")
+    a11y(page, axe_source, "decision-why-unfolded-w375", strict=True)

@@ -132,6 +132,7 @@ def test_the_plan_checker_reads_every_hot_plan_and_flags_a_full_scan(fresh: Engi
         "webhooks.queries._statements().pick",
         "insert decisions",
         "mfa.queries.events (timeline)",
+        "console.activity.sessions_of",
     } <= names
     deliberate = sd.HotStatement(
         "deliberate full scan", select(sd.DECISIONS.c.id).where(sd.DECISIONS.c.segment == "none")
@@ -155,6 +156,11 @@ def test_the_plan_checker_reads_every_hot_plan_and_flags_a_full_scan(fresh: Engi
     assert [p.name for p in plans if not p.lines and not p.sql.startswith("INSERT")] == []
     assert [p.name for p in plans if p.problems] == ["deliberate full scan"]
     assert by_name["deliberate full scan"].problems[0].startswith("full scan of decisions")
+    if fresh.dialect.name == "sqlite":
+        # A decision's session is found by the decision index, not by reading the client's sessions.
+        assert any(
+            "ix_mfa_sessions_decision" in line for line in by_name["console.activity.sessions_of"].lines
+        )
     # The same statement reads nothing large when decisions is not a large table.
     again = sd.check_plans(
         fresh,
@@ -187,6 +193,7 @@ def test_the_models_indexes_are_the_migrations(fresh: Engine) -> None:
     for table, name in (
         (sd.SESSIONS, "ix_mfa_sessions_client_account"),
         (sd.DELIVERIES, "ix_webhook_deliveries_endpoint_created"),
+        (sd.SESSIONS, "ix_mfa_sessions_decision"),
     ):
         [model] = [i for i in table.indexes if i.name == name]
         [migrated] = [i for i in found.get_indexes(table.name) if i["name"] == name]

@@ -125,23 +125,16 @@ def search(
 
 
 def sessions_of(session: Session, client_id: str, decisions: Sequence[Decision]) -> dict[str, MfaSession]:
-    """The MFA session each decision started, by decision id. A session is made in its decision's unit of
-    work, never before it, so the lookup reads the client's sessions from the oldest decision's time on
-    (the (client_id, created_at) index) rather than every session the client has."""
+    """The MFA session each decision started, by decision id. Read by the decision ids alone (the
+    `ix_mfa_sessions_decision` index: a handful of rows), then kept to the client's and put in order
+    here: with the client or an order in the statement, a planner may prefer the (client_id, created_at)
+    index and read every session the client has."""
     if not decisions:
         return {}
-    since = min(d.created_at for d in decisions)
+    rows = session.scalars(select(MfaSession).where(MfaSession.decision_id.in_([d.id for d in decisions])))
     found: dict[str, MfaSession] = {}
-    for mfa in session.scalars(
-        select(MfaSession)
-        .where(
-            MfaSession.client_id == client_id,
-            MfaSession.created_at >= since,
-            MfaSession.decision_id.in_([d.id for d in decisions]),
-        )
-        .order_by(MfaSession.created_at)
-    ):
-        if mfa.decision_id is not None:
+    for mfa in sorted(rows, key=lambda m: m.created_at):
+        if mfa.decision_id is not None and mfa.client_id == client_id:
             found[mfa.decision_id] = mfa  # the newest wins (a decision starts at most one)
     return found
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from passgate.auth.models import Client
+from passgate.console.wording import plain
 from passgate.messaging import samples
 from passgate.messaging.catalog import render_problem
 from passgate.messaging.exceptions import InvalidTemplate
@@ -51,8 +52,8 @@ def draft_template(
             }
         )
     except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "template", "message": str(e["msg"])}
+        errors = [  # in plain words (console.wording), not pydantic's
+            {"field": ".".join(str(p) for p in e["loc"]) or "template", "message": plain(e)}
             for e in exc.errors()
         ]
         raise InvalidTemplate("the template is not valid", errors) from None

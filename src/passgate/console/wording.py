@@ -7,6 +7,7 @@ than or equal to 4") reaches a person. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,3 +78,81 @@ def plain_errors(errors: Sequence[Mapping[str, Any]], field: Any) -> list[dict[s
         key = field(tuple(error.get("loc", ())))
         out.setdefault(key, plain(error))
     return [{"field": k, "message": v} for k, v in out.items()]
+
+
+# The template engine's own words (Jinja's), as the save-time check passes them on, and what a person
+# reads instead. The line number is shown beside the message already.
+_UNCLOSED = {
+    "end of print statement": "A {{ … }} is not closed: end it with }}.",
+    "end of statement block": "A {% … %} tag is not closed: end it with %}.",
+    "end of comment": "A {# … #} comment is not closed: end it with #}.",
+}
+_PART_NAMES = {"subject": "subject", "html": "HTML body", "text": "plain-text body", "sms": "SMS text"}
+_QUOTED = re.compile(r"'([^']{1,40})'")
+
+
+def _unmatched(text: str) -> str:
+    """`{% if %}` without `{% endif %}` and the like, from Jinja's list of the tags it looked for."""
+    names = [n for n in _QUOTED.findall(text) if n.startswith("end")]
+    if names:
+        return f"A tag is not closed: add {{% {names[-1]} %}} after it."
+    return "A tag is not closed: add its end tag, such as {% endif %} or {% endfor %}."
+
+
+def template_message(message: str) -> str:
+    """A template check's message with the template engine's wording replaced by a plain sentence that
+    says what to fix. Messages of Passgate's own checks pass through, made sentences."""
+    text = message.strip()
+    lowered = text.lower()
+    if lowered.startswith("syntax error:"):
+        detail = text.split(":", 1)[1].strip()
+        low = detail.lower()
+        got = re.search(r", got '([^']{1,40})'$", detail)
+        for expected, sentence in _UNCLOSED.items():
+            if f"expected '{expected}'" in low or f"expected token '{expected}'" in low:
+                if got and not got.group(1).startswith("end of"):
+                    what = "A {{ … }}" if expected == "end of print statement" else "A {% … %} tag"
+                    return (
+                        f"{what} holds something it cannot take, starting at “{got.group(1)}”: remove that, "
+                        "or close the braces before it."
+                    )
+                return sentence
+        if "end of comment" in low:
+            return _UNCLOSED["end of comment"]
+        if "was looking for the following tags" in low or "unexpected end of template" in low:
+            return _unmatched(detail)
+        if low.startswith("encountered unknown tag"):
+            names = _QUOTED.findall(detail)
+            name = names[0] if names else "?"
+            if name.startswith("end"):
+                return (
+                    f"The tag {{% {name} %}} has no opening tag to close: remove it or add the tag it ends."
+                )
+            return f"There is no {{% {name} %}} tag in message templates."
+        if low.startswith("expected an expression"):
+            return "Something is missing inside a tag or {{ … }}: for example {% if %} needs a condition."
+        if low.startswith("unexpected"):
+            return "A brace, bracket or quote is out of place here: check this line's {{ … }} and {% … %}."
+        return "This line is not written as a template expects: check its {{ … }} and {% … %}."
+    if lowered.startswith("no filter named"):
+        names = _QUOTED.findall(text)
+        return f"There is no filter named {names[0] if names else 'so'}: remove it or check its spelling."
+    if lowered.startswith("no test named"):
+        names = _QUOTED.findall(text)
+        return f"There is no test named {names[0] if names else 'so'}: remove it or check its spelling."
+    if " cannot be rendered: " in text:
+        part, reason = text.split(" cannot be rendered: ", 1)
+        part = _PART_NAMES.get(part, part)
+        if reason.startswith("the ") or reason.startswith("a "):  # our own limits speak plainly already
+            return _sentence(f"The {part} cannot be made: {reason}")
+        return _sentence(
+            f"The {part} cannot be made with sample values: a variable, filter or loop here fails"
+        )
+    return _sentence(text)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "Check this value."
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")

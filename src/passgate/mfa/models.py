@@ -22,6 +22,9 @@ class MfaSession(Base):
         # A pending session for the same destination is looked up before a new one is made
         # (`queries.pending_session`).
         Index("ix_mfa_sessions_pending", "client_id", "destination_hash", "created_at"),
+        # The session a decision started, for the console's activity list and decision page
+        # (`console.activity.sessions_of`; migration 0016_session_decision_index).
+        Index("ix_mfa_sessions_decision", "decision_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

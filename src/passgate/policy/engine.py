@@ -495,3 +495,42 @@ def explain(compiled: CompiledSet, facts: dict[str, Any]) -> dict[str, Any]:
         "segments": segments,
         "policies": policies,
     }
+
+
+def not_evaluated(compiled: CompiledSet, segment: str) -> dict[str, Any]:
+    """What `explain` leaves out once `segment` is chosen, as the set defines it (no actual values, since
+    nothing of it ran): the segments after the chosen one, and the policies the chosen segment does not
+    list, each with the segments that do list it."""
+    doc = compiled.document
+    assert doc is not None, "not_evaluated needs the compiled set's document"
+    names = [s.name for s in doc.segments]
+    after = names.index(segment) + 1 if segment in names else len(names)
+    chosen = set(doc.segments[after - 1].policies) if segment in names else set()
+
+    def conditions(conds: list[Condition]) -> list[dict[str, Any]]:
+        return [{"field": c.field, "operator": c.operator, "value": c.value} for c in conds]
+
+    segments = [
+        {
+            "name": s.name,
+            "default": i == len(doc.segments) - 1,
+            "conditions": conditions(s.conditions),
+            "cel": s.cel if s.cel and s.cel.strip() else None,
+            "policies": list(s.policies),
+        }
+        for i, s in enumerate(doc.segments)
+        if i >= after
+    ]
+    policies = [
+        {
+            "name": p.name,
+            "outcome": p.outcome,
+            "segments": [s.name for s in doc.segments if p.name in s.policies],
+            "tags": [t.model_dump() for t in p.tags],
+            "conditions": conditions(p.conditions),
+            "cel": p.cel if p.cel and p.cel.strip() else None,
+        }
+        for p in doc.policies
+        if p.name not in chosen
+    ]
+    return {"segments": segments, "policies": policies}

@@ -3,14 +3,14 @@ nothing stored. The management API and the console both simulate through `simula
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.policy import services
-from passgate.policy.engine import CompiledSet, explain
+from passgate.policy.engine import CompiledSet, explain, not_evaluated
 from passgate.policy.signals import SignalSources, build_facts
 
 DRAFT = "draft"
@@ -25,6 +25,8 @@ class Simulation:
     set_name: str
     explanation: dict[str, Any]  # `engine.explain`: the decision, segments and policies with their reasons
     signals: dict[str, Any]  # the groups of SIGNAL_GROUPS the facts hold
+    # `engine.not_evaluated`: the segments after the chosen one and the policies it does not list.
+    skipped: dict[str, Any] = field(default_factory=dict)
 
 
 def compiled_set(
@@ -58,6 +60,7 @@ def simulate(
         compiled = compiled_set(session, cache, client_id, event_type, version)
         facts = build_facts(session, client_id, event_type, request_body, compiled.signals, sources, now)
         explanation = explain(compiled, facts)
+        skipped = not_evaluated(compiled, explanation["userSegment"])
         session.rollback()
     signals = {k: facts[k] for k in SIGNAL_GROUPS if k in facts}
-    return Simulation(compiled.version_name, compiled.name, explanation, signals)
+    return Simulation(compiled.version_name, compiled.name, explanation, signals, skipped)

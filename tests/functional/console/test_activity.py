@@ -274,3 +274,125 @@ def test_the_overview_links_into_the_explorer(people: Any, seeded: dict[str, str
         i for link in blocks for i in listed(owner, link.replace("&amp;", "&")[len("/console/activity") :])
     ]
     assert seeded["block"] in found and seeded["allow"] not in found
+
+
+SEGMENTED_SET = {
+    "name": "segmented",
+    "segments": [
+        {
+            "name": "vip",
+            "conditions": [{"field": "account.id", "operator": "equals", "value": "acct-vip"}],
+            "policies": ["vip-block"],
+        },
+        {
+            "name": "risky",
+            "mfaEnabled": True,
+            "conditions": [{"field": "customFields.risk", "operator": "equals", "value": "high"}],
+            "policies": ["block-bad-domain", "challenge-risky"],
+        },
+        {"name": "default", "policies": ["default-block", "block-bad-domain"]},
+    ],
+    "policies": [
+        {
+            "name": "vip-block",
+            "outcome": "BLOCK",
+            "conditions": [{"field": "email.domain", "operator": "equals", "value": "vip.example"}],
+            "tags": [{"name": "VIP", "weight": 5}],
+        },
+        {
+            "name": "block-bad-domain",
+            "outcome": "BLOCK",
+            "conditions": [{"field": "email.domain", "operator": "equals", "value": "blocked.example"}],
+            "tags": [{"name": "BAD_DOMAIN", "weight": 80}],
+        },
+        {
+            "name": "challenge-risky",
+            "outcome": "CHALLENGE",
+            "conditions": [{"field": "customFields.risk", "operator": "equals", "value": "high"}],
+            "tags": [{"name": "RISKY", "weight": 20}],
+        },
+        {
+            "name": "default-block",
+            "outcome": "BLOCK",
+            "conditions": [{"field": "customFields.risk", "operator": "equals", "value": "extreme"}],
+            "tags": [{"name": "EXTREME", "weight": 99}],
+        },
+        {"name": "unused", "outcome": "BLOCK", "cel": "true"},
+    ],
+}
+
+
+def _item(text: str, attr: str, name: str) -> str:
+    """The list item of the decision page marked `data-<attr>="<name>"`, up to the next marked item or
+    heading."""
+    start = text.index(f'<li data-{attr}="{name}">')
+    ends = [i for i in (text.find("<li data-", start + 1), text.find("<h3", start)) if i != -1]
+    return text[start : min(ends)]
+
+
+def test_the_why_shows_every_segment_and_every_policy(http: TestClient, tenant: Tenant, people: Any) -> None:
+    publish(http, tenant, SEGMENTED_SET)
+    decision_id = decide(
+        http,
+        tenant,
+        inquiryId="inqsegments",
+        person={"emailAddress": "pat@blocked.example"},
+        account={"id": "acct-risky", "username": "pat"},
+        customFields={"risk": "high"},
+    )
+    text = people("viewer").get(f"/console/activity/{decision_id}").text
+    # Every segment in order: the one before the chosen did not match (with its condition's actual value),
+    # the chosen one with its condition, and the one after it was never evaluated.
+    vip, risky, default = (_item(text, "segment", n) for n in ("vip", "risky", "default"))
+    assert text.index(vip) < text.index(risky) < text.index(default)
+    assert "<strong>vip</strong>: did not match" in vip
+    assert "<code>account.id</code> equals <code>acct-vip</code> — actual <code>acct-risky</code>" in vip
+    assert "does not hold" in vip
+    assert "<strong>risky</strong>: chosen" in risky
+    assert (
+        "<code>customFields.risk</code> equals <code>high</code> — actual <code>high</code>: holds" in risky
+    )
+    assert "<strong>default</strong> (default): not evaluated (an earlier segment was chosen)" in default
+    assert "actual" not in default  # nothing of it ran
+    # Every policy of the chosen segment: each condition's actual value and result, tags and weights.
+    fired = _item(text, "policy", "block-bad-domain")
+    assert "(BLOCK): fired · tags BAD_DOMAIN (weight 80)" in fired
+    assert "(not counted)" not in fired
+    assert "— actual <code>blocked.example</code>: holds" in fired
+    risky_policy = _item(text, "policy", "challenge-risky")
+    assert "(CHALLENGE): fired · tags RISKY (weight 20)" in risky_policy
+    # The policies of other segments, collapsed, each marked as not evaluated, with where it belongs.
+    others = text[
+        text.index('<details class="why-others">') : text.index("</details>", text.index("why-others"))
+    ]
+    assert "3 policies not evaluated (segment not chosen)" in others
+    assert "<strong>vip-block</strong> (BLOCK): not evaluated (segment not chosen) · in vip" in others
+    assert "<strong>default-block</strong> (BLOCK): not evaluated (segment not chosen) · in default" in others
+    assert "tags EXTREME (weight 99)" in others
+    assert "<strong>unused</strong> (BLOCK): not evaluated (segment not chosen) · in no segment" in others
+    assert "CEL <code>true</code>" in others
+    assert "block-bad-domain" not in others and "challenge-risky" not in others
+
+
+def test_a_policy_that_did_not_fire_has_its_tags_not_counted(
+    http: TestClient, tenant: Tenant, people: Any
+) -> None:
+    publish(http, tenant, SEGMENTED_SET)
+    decision_id = decide(
+        http,
+        tenant,
+        inquiryId="inqdefault",
+        person={"emailAddress": "kim@example.com"},
+        account={"id": "acct-plain", "username": "kim"},
+    )
+    text = people("viewer").get(f"/console/activity/{decision_id}").text
+    assert "<strong>vip</strong>: did not match" in _item(text, "segment", "vip")
+    assert "<strong>risky</strong>: did not match" in _item(text, "segment", "risky")
+    assert "<strong>default</strong> (default): chosen" in _item(text, "segment", "default")
+    assert "No conditions: every request matches." in _item(text, "segment", "default")
+    assert "tags EXTREME (weight 99) (not counted)" in _item(text, "policy", "default-block")
+    assert "— actual <code>absent</code>: does not hold" in _item(text, "policy", "default-block")
+    assert "(BLOCK): did not fire · tags BAD_DOMAIN (weight 80) (not counted)" in _item(
+        text, "policy", "block-bad-domain"
+    )
+    assert "3 policies not evaluated (segment not chosen)" in text  # vip-block, challenge-risky, unused

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from passgate.auth.settings import SettingsBody
 from passgate.console.routes.common import page_problem
-from passgate.console.wording import plain
+from passgate.console.wording import plain, template_message
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,51 @@ def test_no_library_text_for_any_error_type() -> None:
         assert "Input should" not in sentence and sentence.endswith("."), (error, sentence)
     # Our own validators' messages are kept, as a sentence.
     assert plain({"type": "value_error", "msg": "Value error, use a hex colour"}) == "Use a hex colour."
+
+
+# Broken templates as authors type them; each check's message is read in plain words.
+BROKEN = [
+    "Code {{ code ",
+    "Code {{ code xyz",
+    "Code {% if code x %}{% endif %}",
+    "Code {{ code }} {% if x %}",
+    "Code {{ code }} {% if %}",
+    "Code {{ code|nope }}",
+    "Code {{ code is nope }}",
+    "Code {{ code }} {% endfor %}",
+    "Code {{ code }} {% endif %}",
+    "Code {{ code }} {# note",
+    "Code {{ code }} {% for x in values %}",
+    "Code {{ code }} {{ 'open }}",
+    "Code {{ code }} {{ (1 }}",
+    "Code {{ code }} {% set x = %}",
+    "Code {{ code }} {% frobnicate %}",
+    "Code {{ code }} {{ values.x|int(1,2,3,4) }}",
+    "Code {{ code }} {{ code + 1 }}",
+    "Code {{ code }} {% if x %}{% else %}{% else %}{% endif %}",
+    "Code {{ code }} {{ ] }}",
+    "Code {{ code }} {% macro %}{% endmacro %}",
+]
+ENGINE_WORDS = ("syntax error", "expected '", "jinja", "encountered", "do_", "positional", "got '", "char ")
+
+
+@pytest.mark.parametrize("source", BROKEN)
+def test_template_messages_carry_none_of_the_engines_words(source: str) -> None:
+    from passgate.console.previews import draft_template
+    from passgate.messaging.templates import validate_template
+
+    problems = validate_template(draft_template("x", "SMS", "OTP", "en", {"sms": source}))
+    assert problems, source
+    for problem in problems:
+        said = template_message(problem.message)
+        assert not any(w in said.lower() for w in ENGINE_WORDS), (problem.message, said)
+        assert said[0].isupper() and said.endswith("."), said
+
+
+def test_template_messages_of_our_own_checks_pass_through_as_sentences() -> None:
+    assert template_message("OTP templates must include {{ code }} in the sms") == (
+        "OTP templates must include {{ code }} in the sms."
+    )
+    assert template_message("sms cannot be rendered: the sms would be longer than 1,600 characters") == (
+        "The SMS text cannot be made: the sms would be longer than 1,600 characters."
+    )

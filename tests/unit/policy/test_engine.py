@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from passgate.policy.engine import PolicyCompileError, compile_set, evaluate
+from passgate.policy.engine import PolicyCompileError, compile_set, evaluate, explain, not_evaluated
 from passgate.policy.fields import FIELDS, METRICS, SIGNAL_FIELDS, VELOCITY_FIELDS, SignalPlan
 from passgate.policy.schemas import PolicySetDocument, default_document
 from passgate.policy.signals import request_facts
@@ -83,6 +83,42 @@ def test_first_matching_segment_wins_and_last_is_default() -> None:
     assert (vip.segment, vip.decision, vip.mfa_enabled) == ("vip", "ALLOW", False)
     other = evaluate(compiled, facts({"tier": "silver"}))
     assert (other.segment, other.decision, other.mfa_enabled) == ("default", "CHALLENGE", True)
+
+
+SEGMENTED = doc(
+    name="s",
+    segments=[
+        {"name": "vip", "conditions": [cond("customFields.tier", "equals", "gold")], "policies": ["a"]},
+        {"name": "mid", "cel": "customFields.tier == 'silver'", "policies": ["b", "a"]},
+        {"name": "default", "policies": ["c"]},
+    ],
+    policies=[
+        {"name": "a", "outcome": "BLOCK", "tags": [{"name": "A", "weight": 3}]},
+        {"name": "b", "outcome": "CHALLENGE", "conditions": [cond("customFields.x", "equals", 1)]},
+        {"name": "c", "outcome": "NO_CHANGE"},
+        {"name": "orphan", "outcome": "BLOCK", "cel": "true"},
+    ],
+)
+
+
+@pytest.mark.parametrize(("tier", "chosen"), [("gold", "vip"), ("silver", "mid"), ("bronze", "default")])
+def test_explained_and_not_evaluated_cover_the_set_once(tier: str, chosen: str) -> None:
+    compiled = compile_set(SEGMENTED, "v1")
+    shown = explain(compiled, facts({"tier": tier}))
+    rest = not_evaluated(compiled, shown["userSegment"])
+    assert shown["userSegment"] == chosen
+    segments = [s["name"] for s in shown["segments"]] + [s["name"] for s in rest["segments"]]
+    assert segments == ["vip", "mid", "default"]  # in the set's order, each once
+    policies = sorted([p["name"] for p in shown["policies"]] + [p["name"] for p in rest["policies"]])
+    assert policies == ["a", "b", "c", "orphan"]
+    assert all("actual" not in c for p in rest["policies"] for c in p["conditions"])
+    by_name = {p["name"]: p for p in rest["policies"]}
+    assert by_name["orphan"]["segments"] == [] and by_name["orphan"]["cel"] == "true"
+    if "a" in by_name:
+        assert by_name["a"]["segments"] == ["vip", "mid"] and by_name["a"]["tags"] == [
+            {"name": "A", "weight": 3}
+        ]
+    assert [s["default"] for s in rest["segments"]] == [s["name"] == "default" for s in rest["segments"]]
 
 
 def test_default_document_challenges_new_devices_only() -> None:

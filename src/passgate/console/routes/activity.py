@@ -201,7 +201,7 @@ async def decision_page(request: Request, decision_id: str, user: Reader) -> Res
         raise not_found(user, "such decision")
     stored = found.pop("stored_request")
 
-    def explain() -> dict[str, Any] | str:
+    def explain() -> tuple[dict[str, Any], dict[str, Any]] | str:
         try:
             sim = simulate(
                 registry.sessions,
@@ -215,17 +215,18 @@ async def decision_page(request: Request, decision_id: str, user: Reader) -> Res
             )
         except PolicyError as exc:
             return f"The decision's policy set version cannot be evaluated now: {exc}."
-        return masked_explanation(sim.explanation)
+        return masked_explanation(sim.explanation), sim.skipped
 
-    explanation = await run_in_threadpool(explain)
+    explained = await run_in_threadpool(explain)
     return render(
         request,
         "console/decision.html",
         {
             "title": f"Decision {decision_id[:8]}",
             "d": found,
-            "explanation": explanation if isinstance(explanation, dict) else None,
-            "explain_problem": explanation if isinstance(explanation, str) else None,
+            "explanation": explained[0] if isinstance(explained, tuple) else None,
+            "skipped": explained[1] if isinstance(explained, tuple) else None,
+            "explain_problem": explained if isinstance(explained, str) else None,
             "re_evaluated": RE_EVALUATED,
             "show_value": show_value,
         },

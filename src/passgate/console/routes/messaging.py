@@ -26,7 +26,7 @@ from passgate.console.routes.common import (
     run,
 )
 from passgate.console.services import CurrentUser
-from passgate.console.wording import plain_errors
+from passgate.console.wording import plain_errors, template_message
 from passgate.messaging.branding import BrandingInput, BrandingService
 from passgate.messaging.catalog import TemplateCatalog, full_view, summary
 from passgate.messaging.exceptions import TemplateNotFound
@@ -73,7 +73,9 @@ def _editor(
     problem_: Problem | None = None,
     status: int = 200,
     test_to: str = "",
+    stale: bool = False,
 ) -> Response:
+    problem_ = _in_words(problem_) if problem_ else None
     return render(
         request,
         "console/template_edit.html",
@@ -87,12 +89,52 @@ def _editor(
             "preview": preview,
             "problem": problem_,
             "errors": errors_by_field(problem_.errors) if problem_ else {},
+            "part_errors": _part_errors(problem_.errors, view["channel"]) if problem_ else [],
             "test_to": test_to,
+            # The preview on screen is not of the text in the form (which has errors): shown dimmed.
+            "stale": stale,
         },
         user,
         status=status,
         nav="templates",
     )
+
+
+def _in_words(found: Problem) -> Problem:
+    """The problem with each template message in plain words (`wording.template_message`): the template
+    engine's own wording is not for people."""
+    errors = [{**e, "message": template_message(str(e.get("message") or ""))} for e in found.errors]
+    return Problem(found.message, errors, found.status)
+
+
+PART_LABELS = {"subject": "Subject", "html": "HTML body", "text": "Plain-text body", "sms": "SMS text"}
+
+
+def _part_errors(errors: list[dict[str, Any]], channel: str) -> list[str]:
+    """The errors about the editor's parts, each led by the part's label (the list under the preview)."""
+    out = []
+    for e in errors:
+        part = str(e.get("field") or "").rsplit(".", 1)[-1]
+        if part in PARTS[channel] and str(e.get("field") or "").startswith("locales."):
+            line = f", line {e['line']}" if e.get("line") else ""
+            out.append(f"{PART_LABELS[part]}{line}: {e.get('message')}")
+    return out
+
+
+async def _fallback_preview(
+    request: Request, user: CurrentUser, view: dict[str, Any], locale: str, parts: dict[str, str]
+) -> tuple[dict[str, Any] | None, bool]:
+    """What a refused save or preview shows: the preview of the text as sent when it renders (the refusal
+    was about something else), or else the last good one, the stored text of the locale (or of the
+    default locale for a new one), marked out of date; (preview, stale)."""
+    sent = await _initial_preview(request, user, view, locale, parts)
+    if sent is not None:
+        return sent, False
+    stored = view.get("locales") or {}
+    shown = locale if locale in stored else view.get("defaultLocale")
+    if shown not in stored:
+        return None, True
+    return await _initial_preview(request, user, view, locale, _locale_parts(view, str(shown))), True
 
 
 async def _initial_preview(
@@ -235,8 +277,18 @@ async def preview_template(
 
     out = await attempt(registry, work)
     if isinstance(out, Problem):
+        last, stale = await _fallback_preview(request, act.user, view, locale, parts)
         return _editor(
-            request, act.user, view=view, locale=locale, parts=parts, new=new, problem_=out, status=out.status
+            request,
+            act.user,
+            view=view,
+            locale=locale,
+            parts=parts,
+            new=new,
+            problem_=out,
+            status=out.status,
+            preview=last,
+            stale=stale,
         )
     return _editor(request, act.user, view=view, locale=locale, parts=parts, new=new, preview=out)
 
@@ -263,6 +315,7 @@ async def preview_api(
 
     out = await attempt(registry, work)
     if isinstance(out, Problem):
+        out = _in_words(out)
         body = document(
             out.status, "Invalid template", out.message, slug="invalid-template", errors=out.errors
         )
@@ -291,15 +344,20 @@ async def save_template(
         )
         channel = act.form.get("channel") if act.form.get("channel") in ("EMAIL", "SMS") else "EMAIL"
         view["channel"] = channel
+        view["kind"] = act.form.get("kind") if act.form.get("kind") in ("OTH", "OTP") else "OTH"
+        sent = _form_parts(act, channel)
+        last, stale = await _fallback_preview(request, act.user, view, "en", sent)
         return _editor(
             request,
             act.user,
             view=view,
             locale="en",
-            parts=_form_parts(act, channel),
+            parts=sent,
             new=True,
             problem_=bad,
             status=422,
+            preview=last,
+            stale=stale,
         )
     registry = registry_of(request)
     catalog = _catalog(request)
@@ -347,6 +405,7 @@ async def save_template(
 
     saved = await attempt(registry, work)
     if isinstance(saved, Problem):
+        last, stale = await _fallback_preview(request, act.user, view, locale, parts)
         return _editor(
             request,
             act.user,
@@ -356,6 +415,8 @@ async def save_template(
             new=new,
             problem_=saved,
             status=saved.status,
+            preview=last,
+            stale=stale,
         )
     if remove:
         return redirect(request, f"/console/templates/{name}", f"Locale {saved} removed from {name}.")

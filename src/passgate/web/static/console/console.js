@@ -218,18 +218,81 @@
   }
 
   // Template editor: the preview follows the text as it is typed (the Preview button still works alone).
+  // While the text has errors the last good preview stays, dimmed and marked out of date; each error goes
+  // beside its field, and the status line says so once (not again on every keystroke).
   var form = document.getElementById("template-form");
   if (!form) { return; }
   var url = form.getAttribute("data-preview-url");
   var frame = document.getElementById("preview-frame");
   var errors = document.getElementById("preview-errors");
+  var staleLabel = document.getElementById("preview-stale");
+  var previewBody = document.getElementById("preview-body");
+  var status = document.getElementById("preview-status");
+  var labels = { subject: "Subject", html: "HTML body", text: "Plain-text body", sms: "SMS text" };
+  var stale = !!(staleLabel && !staleLabel.hidden);
+  var said = "";
   var timer = null;
   var seq = 0;
 
   function setText(id, text) { var el = document.getElementById(id); if (el) { el.textContent = text; } }
 
+  function announce(text) {
+    if (status && text !== said) { said = text; status.textContent = text; }
+  }
+
+  function markStale(on) {
+    stale = on;
+    if (staleLabel) { staleLabel.hidden = !on; }
+    if (previewBody) {
+      previewBody.classList.toggle("is-stale", on);
+      if (on) { previewBody.setAttribute("aria-describedby", "preview-stale"); }
+      else { previewBody.removeAttribute("aria-describedby"); }
+    }
+    if (frame) { frame.title = on ? "Email preview (out of date)" : "Email preview"; }
+    if (on) { setText("preview-sms-info", "Not counted: the text has errors."); }
+  }
+
+  // The part an error is about ("locales.en.sms" -> "sms"), or "" for the template as a whole.
+  function partOf(error) {
+    var match = /^locales\.[^.]+\.(\w+)$/.exec(error.field || "");
+    return match && labels[match[1]] ? match[1] : "";
+  }
+
+  function words(error) { return (error.line ? "line " + error.line + ": " : "") + error.message; }
+
+  // An error as the list under the preview and the announcement say it: led by its part's name.
+  function described(error) {
+    var part = partOf(error);
+    return (part ? labels[part] + (error.line ? ", line " + error.line : "") + ": " : "") + error.message;
+  }
+
+  // Each field's error beside it (the same element the page renders after a refused save).
+  function placeErrors(list) {
+    form.querySelectorAll("[data-preview]").forEach(function (input) {
+      var id = input.id + "-error";
+      var mine = list.filter(function (e) { return partOf(e) === input.name; }).map(words);
+      var note = document.getElementById(id);
+      if (mine.length) {
+        if (!note) {
+          note = document.createElement("p");
+          note.className = "field-error";
+          note.id = id;
+          input.insertAdjacentElement("afterend", note);
+        }
+        note.textContent = mine.join("; ");
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", id);
+      } else {
+        if (note) { note.remove(); }
+        input.removeAttribute("aria-invalid");
+        input.removeAttribute("aria-describedby");
+      }
+    });
+  }
+
   function show(data) {
     errors.textContent = "";
+    placeErrors([]);
     if (data.sms) {
       setText("preview-sms", data.sms.body);
       setText("preview-sms-info", data.sms.encoding + " · " + data.sms.characters + " characters · " +
@@ -239,18 +302,25 @@
       setText("preview-text", data.text || "");
       if (frame) { frame.srcdoc = data.html || ""; }
     }
+    if (stale) { markStale(false); announce("The preview is up to date."); }
   }
 
   function showErrors(problem) {
+    var list = problem.errors && problem.errors.length ? problem.errors
+      : [{ message: problem.detail || "The template cannot be previewed." }];
     errors.textContent = "";
-    var list = document.createElement("ul");
-    (problem.errors || [{ message: problem.detail || "The template cannot be previewed." }]).forEach(function (e) {
+    var items = document.createElement("ul");
+    list.forEach(function (e) {
       var item = document.createElement("li");
       item.className = "field-error";
-      item.textContent = (e.field ? e.field + (e.line ? " line " + e.line : "") + ": " : "") + e.message;
-      list.appendChild(item);
+      item.textContent = described(e);
+      items.appendChild(item);
     });
-    errors.appendChild(list);
+    errors.appendChild(items);
+    placeErrors(list);
+    markStale(true);
+    announce("Preview out of date: " + list.length + (list.length === 1 ? " error. " : " errors. ") +
+      list.map(described).join(" "));
   }
 
   function refresh() {
