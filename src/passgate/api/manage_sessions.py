@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from passgate.api.deps import AdminAuth, RegistryDep
 from passgate.api.errors import ApiProblem
 from passgate.api.mfa import SESSION_EXAMPLE
-from passgate.api.views import session_view
 from passgate.contacts import normalise_destination
 from passgate.db import transaction
 from passgate.mfa.queries import list_sessions
+from passgate.mfa.views import session_view
 
 router = APIRouter(prefix="/manage/v1/mfa-sessions", tags=["mfa sessions"])
 

@@ -10,9 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from passgate.api.deps import IntegrationAuth, RegistryDep
 from passgate.api.responses import CompactJSONResponse
-from passgate.api.views import attempt_view, session_view, timeline_view
+from passgate.api.views import attempt_view, timeline_view
 from passgate.bootstrap import Registry
 from passgate.db import transaction
+from passgate.mfa.views import session_view
 
 router = APIRouter(tags=["mfa sessions"])
 

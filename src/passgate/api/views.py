@@ -100,43 +100,6 @@ def challenge_answer(result: ChallengeResult) -> tuple[dict[str, Any], dict[str,
     return refused_view(result), result.echoed or {}
 
 
-def session_view(row: SessionRow) -> dict[str, Any]:
-    """GET /mfa/v2/{id}, and the answer of a resend or a cancel."""
-    out: dict[str, Any] = {
-        "ID": row.id,
-        "type": row.type,
-        "channel": row.channel,
-        "status": row.status,
-        "expiresAt": _iso(row.expires_at),
-        "sendAttempts": row.send_attempts,
-        "verificationAttempts": row.verification_attempts,
-        "error": None,
-    }
-    if row.match_number:
-        out["matchNumber"] = row.match_number
-    return {
-        **out,
-        "eventType": row.event_type,
-        "templateName": row.template_name,
-        "locale": row.locale,
-        "destination": mask(row.channel, row.destination),
-        "deliveryStatus": row.delivery_status,
-        "terminationReason": row.termination_reason,
-        "remainingAttempts": max(0, row.max_attempts - row.verification_attempts),
-        "maxSends": row.max_sends,
-        "accountId": row.account_id,
-        "decisionId": row.decision_id,
-        "createdAt": _iso(row.created_at),
-        "updatedAt": _iso(row.updated_at),
-        "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
-        "sandbox": row.sandbox,
-        "linkOpens": row.link_opens,
-        # Who started it (a decision, or the Verify API) and, for the Verify API, why.
-        "source": row.source,
-        "purpose": row.purpose,
-    }
-
-
 def verification_view(row: SessionRow, result: AttemptResult | None = None) -> dict[str, Any]:
     """A Verify API verification (`/verify/v1/verifications…`): its session, named as the Verify API
     names things (`to`, `channel` email-code…, `valid`); after a check, `remainingAttempts` as the check
