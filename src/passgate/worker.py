@@ -35,13 +35,22 @@ def holder_name() -> str:
 
 
 class Worker:
-    def __init__(self, registry: object, poll_interval: float = 0.25, sweep_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        registry: object,
+        poll_interval: float = 0.25,
+        sweep_interval: float = 1.0,
+        round_spacing: float | None = None,
+    ) -> None:
         from passgate.bootstrap import Registry
+        from passgate.messaging.dispatcher import ROUND_SPACING
 
         assert isinstance(registry, Registry)
         self.registry = registry
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
+        # Rounds of sends that were not full begin at most this often (`Dispatcher.round_spacing`).
+        self.round_spacing = ROUND_SPACING if round_spacing is None else round_spacing
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,6 +100,7 @@ class Worker:
         dispatcher = self.registry.dispatcher
         log.info("worker started", extra={"workerId": dispatcher.worker_id})
         dispatcher.keep_connections = True
+        dispatcher.round_spacing = self.round_spacing
         dispatcher.home_loop = self.home_loop
         try:
             await self._loop_until_stopped(dispatcher)
