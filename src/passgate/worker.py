@@ -74,8 +74,15 @@ class Worker:
     def wake(self) -> None:
         """Thread-safe nudge after a request queued work, so it goes out without waiting for the poll."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        if loop is None or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:  # a nudge read on the worker's own loop (serve's child)
+                self._wake.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
         """Thread-safe: the worker may run on an event loop of its own, in another thread."""
