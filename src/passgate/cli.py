@@ -312,6 +312,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"passgate: invalid configuration: {exc}") from None
     worker = Worker(registry, poll_interval=args.poll)
+    checkpointer = registry.committer.checkpointer
+    if args.wake_fd is not None and checkpointer is not None:
+        # `passgate serve`'s child: serve checkpoints the SQLite log for as long as this process runs.
+        checkpointer.interval = 0
     tune_gc()
     unset = "public_url" not in settings.model_fields_set
     print(

@@ -35,13 +35,22 @@ def holder_name() -> str:
 
 
 class Worker:
-    def __init__(self, registry: object, poll_interval: float = 0.25, sweep_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        registry: object,
+        poll_interval: float = 0.25,
+        sweep_interval: float = 1.0,
+        round_spacing: float | None = None,
+    ) -> None:
         from passgate.bootstrap import Registry
+        from passgate.messaging.dispatcher import ROUND_SPACING
 
         assert isinstance(registry, Registry)
         self.registry = registry
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
+        # Rounds of sends that were not full begin at most this often (`Dispatcher.round_spacing`).
+        self.round_spacing = ROUND_SPACING if round_spacing is None else round_spacing
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,8 +74,15 @@ class Worker:
     def wake(self) -> None:
         """Thread-safe nudge after a request queued work, so it goes out without waiting for the poll."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        if loop is None or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:  # a nudge read on the worker's own loop (serve's child)
+                self._wake.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
         """Thread-safe: the worker may run on an event loop of its own, in another thread."""
@@ -91,6 +107,7 @@ class Worker:
         dispatcher = self.registry.dispatcher
         log.info("worker started", extra={"workerId": dispatcher.worker_id})
         dispatcher.keep_connections = True
+        dispatcher.round_spacing = self.round_spacing
         dispatcher.home_loop = self.home_loop
         try:
             await self._loop_until_stopped(dispatcher)

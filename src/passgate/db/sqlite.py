@@ -117,7 +117,11 @@ class WalCheckpointer:
     were a large share of a challenge's database time (bench/decide_cost.py: 306-375 µs per challenge on
     average against 269-309 µs median). Here a PASSIVE checkpoint (it never waits for readers or writers)
     runs on another thread — the sqlite3 module releases the GIL while SQLite works — and the process's
-    own connections only checkpoint past BACKSTOP_CHECKPOINT_PAGES."""
+    own connections only checkpoint past BACKSTOP_CHECKPOINT_PAGES.
+
+    `interval` 0: no thread, only the raised threshold, for a process whose file another process's
+    checkpointer looks after (the delivery workers `passgate serve` runs as its child: two threads taking
+    turns at the same log copied nothing more, and each synced the file)."""
 
     def __init__(self, engine: Engine, interval: float = 0.05) -> None:
         self.engine = engine
@@ -139,6 +143,8 @@ class WalCheckpointer:
             self._listening = True
         # Connections the pool opened before now keep SQLite's default threshold: close them.
         self.engine.dispose()
+        if self.interval <= 0:
+            return
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, args=(database,), name="passgate-wal-checkpoint", daemon=True

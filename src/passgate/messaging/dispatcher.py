@@ -61,6 +61,8 @@ ROUND_RENDER_SECONDS = 0.25
 # See `Dispatcher._send_recording_early`: how long the first finished sends of a round wait for others to
 # be recorded with, while the round goes on.
 RECORD_WINDOW = 0.05
+# See `Dispatcher.round_spacing`: a long-running worker's rounds that were not full begin at most this often.
+ROUND_SPACING = 0.05
 
 # What a send comes back with (`Dispatcher._send_one`): the accepted send, or how to record its failure.
 Outcome = Sent | Callable[[Session], None]
@@ -121,6 +123,14 @@ class Dispatcher:
         # Sends of a round that finish within this many seconds of each other are recorded together
         # (`_send_recording_early`).
         self.record_window = RECORD_WINDOW
+        # A round that took fewer messages than it could is followed by the next no sooner than this many
+        # seconds after it began (0: at once). Each round costs a look ahead, a claim, a read of what
+        # sending needs and a record, whatever its size; under a steady load, rounds run back to back take
+        # a few messages each, and paid for per message that overhead was a fifth of a worker's CPU per
+        # mail. Waiting lets the next round take what came meanwhile; a mail waits at most this long more.
+        # The wait comes before the next claim: with `chain`, before this round's record, which goes with
+        # that claim. Set by the long-running worker (`passgate.worker.Worker`); a one-off round never waits.
+        self.round_spacing = 0.0
         self.claims = Claimer(sessions, clock, keyring, templates, worker_id, lock_seconds)
         for hook in hooks:
             self.register(hook)
@@ -207,6 +217,7 @@ class Dispatcher:
         write lock is taken once for the two; the next call sends what was claimed (`has_claimed`). A
         worker that stops calls `run_once(chain=False)` to send it first; one killed leaves those
         messages claimed, and they are taken over when the claim expires, as for a kill mid-send."""
+        began = time.monotonic()
         try:
             # (An empty claim ahead, every message taken by another worker meanwhile, looks again.)
             rows, self._claimed_ahead = self._claimed_ahead or None, None
@@ -225,14 +236,20 @@ class Dispatcher:
             # out on a read snapshot and holds the write lock only for their statements, the lock the
             # API's decisions wait for; a row changed in between sends the round back to run again with
             # the lock held (db.defer_update). A failure writes through the ORM: the ordinary way.
+            chained = chain and self._snapshots and self.keep_connections
+            short = len(claimed) < limit
+            if chained and short:
+                await self._space_rounds(began)
             premade = None
-            if chain and self._snapshots and self.keep_connections:
+            if chained:
                 try:
                     premade = self.look_ahead(limit)
                 except Exception:  # the record goes alone; the next round looks again
                     log.exception("looking ahead failed", extra={"workerId": self.worker_id})
             if premade is None:
                 await self._db(record, writes_at_commit=True)
+                if short and not chained:
+                    await self._space_rounds(began)
                 return len(claimed)
             # Submitted in the same turn of the loop, the two units land in one group-commit batch. The
             # look ahead ran before the record: this round's messages were still SENDING (not due), and
@@ -249,6 +266,14 @@ class Dispatcher:
         finally:
             if not self.keep_connections:
                 await self.release()
+
+    async def _space_rounds(self, began: float) -> None:
+        """Waits until `round_spacing` seconds after the round began (see `round_spacing`)."""
+        if self.round_spacing <= 0 or not self.keep_connections:
+            return
+        wait = began + self.round_spacing - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _send_recording_early(self, sends: list[Coroutine[Any, Any, Outcome]]) -> list[Outcome]:
         """Runs the round's sends (one coroutine per message) concurrently. While some are still going,

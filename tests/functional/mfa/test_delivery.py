@@ -479,3 +479,57 @@ def test_a_rounds_record_and_the_next_claim_are_written_together(
     assert sorted(m.rcpt_tos[0] for m in smtp.wait_for(6)) == sorted(
         f"chain{i}@example.com" for i in range(6)
     )
+
+
+def test_a_long_running_worker_spaces_rounds_that_were_not_full(
+    http: TestClient, tenant: Tenant, registry: Registry, smtp: SmtpSink
+) -> None:
+    """A round that took fewer messages than it could is followed by the next no sooner than
+    `round_spacing` after it began, so that under a steady load each round takes what came meanwhile
+    instead of a few messages; a full round goes on at once, and a one-off round never waits."""
+    import asyncio
+    import time
+
+    dispatcher = registry.dispatcher
+    emails = iter(range(100))
+
+    def challenges(n: int) -> None:
+        for _ in range(n):
+            challenge(
+                http, tenant, "email-link", person={"emailAddress": f"spaced{next(emails)}@example.com"}
+            )
+
+    async def timed(limit: int) -> tuple[int, float]:
+        started = time.monotonic()
+        sent = await dispatcher.run_once(limit=limit)
+        if dispatcher.has_claimed:
+            sent += await dispatcher.run_once(limit=limit, chain=False)
+        return sent, time.monotonic() - started
+
+    async def scenario() -> list[tuple[int, float]]:
+        dispatcher.keep_connections = True
+        dispatcher.round_spacing = 1.0
+        try:
+            challenges(1)
+            not_full = await timed(limit=5)
+            challenges(2)
+            full = await timed(limit=2)
+        finally:
+            dispatcher.keep_connections = False
+            dispatcher.round_spacing = 0.0
+            await dispatcher.release()
+        return [not_full, full]
+
+    (one, waited), (two, at_once) = asyncio.run(scenario())
+    assert one == 1 and waited >= 1.0
+    assert two == 2 and at_once < 1.0
+    # One-off rounds (a script, a test) do not wait, whatever the spacing says.
+    dispatcher.round_spacing = 1.0
+    try:
+        challenges(1)
+        started = time.monotonic()
+        assert asyncio.run(dispatcher.run_once(limit=5)) == 1
+        assert time.monotonic() - started < 1.0
+    finally:
+        dispatcher.round_spacing = 0.0
+    assert len(smtp.wait_for(4)) == 4

@@ -83,6 +83,28 @@ def test_an_overlong_log_is_started_over(tmp_path, monkeypatch: pytest.MonkeyPat
     engine.dispose()
 
 
+def test_without_an_interval_no_thread_runs_and_the_connections_still_leave_checkpoints_to_it(tmp_path):
+    """The delivery workers of `passgate serve` (its child) leave checkpoints to serve's thread: theirs
+    starts no thread, and their connections still never checkpoint below the backstop."""
+    path = tmp_path / "c.db"
+    engine = make_engine(f"sqlite:///{path}")
+    checkpointer = WalCheckpointer(engine, interval=0)
+    checkpointer.start()
+    try:
+        assert checkpointer._thread is None
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_CHECKPOINT_PAGES
+        _write(engine, 2000)
+        # Nothing copied back by anyone: the log holds all of it, past SQLite's own 1,000-page threshold.
+        with engine.connect() as conn:
+            page = conn.exec_driver_sql("PRAGMA page_size").scalar()
+        assert (tmp_path / "c.db-wal").stat().st_size > 1300 * page  # SQLite alone stops near 1,000
+        assert checkpointer.checkpoints == 0
+    finally:
+        checkpointer.stop()
+    engine.dispose()
+
+
 def test_nothing_runs_for_an_in_memory_database_or_postgresql():
     from sqlalchemy import create_engine
 

@@ -4,12 +4,17 @@ are reused, replaced when the server dropped them, and closed on release. Agains
 from __future__ import annotations
 
 import asyncio
+import copy
 import email
 import email.policy
+import random
+import time
 from email.message import EmailMessage
+from email.utils import formatdate
 
 import pytest
 
+from passgate.messaging.senders import smtp
 from passgate.messaging.senders.base import (
     OutgoingEmail,
     PermanentSendError,
@@ -84,6 +89,90 @@ def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[s
     assert envelope.sender == str(theirs["From"].addresses[0].addr_spec)
     assert envelope.message_id == str(theirs["Message-ID"])
     assert envelope.message_id.startswith("<0b7c5d8e-1111-4222-8333-944455556666@")
+
+
+def _generated_text(rng: random.Random) -> str:
+    pieces = [
+        "a",
+        "Z",
+        " ",
+        "\t",
+        ".",
+        "=",
+        "<p>",
+        "é",
+        "ü",
+        "—",
+        "ваш",
+        "😀",
+        "\n",
+        "\r\n",
+        "\r",
+        "--",
+        "=_",
+    ]
+    words = [rng.choice(pieces) * rng.choice((1, 1, 2, 40, 90)) for _ in range(rng.randrange(0, 60))]
+    return "".join(words)
+
+
+def _lf(text: str) -> str:
+    return text.replace("\r\n", "\n")
+
+
+def test_composed_messages_read_as_the_email_package_builds_them_for_generated_bodies() -> None:
+    """The composing shortcut (`compose`) against `EmailMessage` (`build`) on many generated bodies and
+    subjects: the same headers and the same text and HTML once decoded, whatever their characters, line
+    lengths and line ends; and every boundary absent from the parts it separates."""
+    rng = random.Random(20261207)
+    sender = SmtpEmailSender("smtp://127.0.0.1:25")
+    boundaries = set()
+    for _ in range(300):
+        subject = _generated_text(rng).replace("\r", " ").replace("\n", " ")[:200] or "Hi"
+        message = outgoing(text=_generated_text(rng), html=_generated_text(rng), subject=subject)
+        envelope = sender.compose(message)
+        assert envelope.data is not None and envelope.data.isascii()
+        assert all(len(line) <= 998 for line in envelope.data.split(b"\r\n"))
+        ours, theirs = parsed(envelope.data), reference(sender, message)
+        for header in ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "MIME-Version"):
+            assert str(ours[header]) == str(theirs[header]), header
+        for kind in ("plain", "html"):
+            mine, ref = ours.get_body((kind,)), theirs.get_body((kind,))
+            assert mine is not None and ref is not None
+            # The same text, its line breaks in either form: a part one side encodes quoted-printable and
+            # the other base64 (EmailMessage picks the shorter) decodes to CRLF on one side, LF on the other.
+            assert _lf(mine.get_content()) == _lf(ref.get_content()), kind
+        boundary = ours.get_boundary()
+        assert boundary is not None and boundary not in boundaries
+        boundaries.add(boundary)
+        assert envelope.data.count(f"--{boundary}".encode()) == 3
+
+
+def test_a_boundary_found_in_a_part_is_never_used() -> None:
+    """Boundaries are a per-process prefix and a counter: a part written to contain the next ones (7bit,
+    so as it is) makes `compose` take a later one, absent from both parts."""
+    sender = SmtpEmailSender("smtp://127.0.0.1:25")
+    upcoming = [smtp._BOUNDARY_PREFIX + b"%016x" % (n + next(copy.copy(smtp._boundaries))) for n in range(3)]
+    text = "\n".join(b.decode() for b in upcoming) + "\n"
+    envelope = sender.compose(outgoing(text=text, html="<p>" + upcoming[0].decode() + "</p>\n"))
+    assert envelope.data is not None
+    boundary = parsed(envelope.data).get_boundary()
+    assert boundary is not None and boundary.encode() not in upcoming
+    assert _lf(parsed(envelope.data).get_body(("plain",)).get_content()) == text  # type: ignore[union-attr]
+
+
+def test_the_date_header_is_formatdate_of_its_second() -> None:
+    """`DateHeader` (made once per second) against `formatdate` at many generated times, fractions of a
+    second included, in order and out of it."""
+    rng = random.Random(7)
+    header = smtp.DateHeader()
+    times = sorted(rng.uniform(0, 4_102_444_800) for _ in range(500))
+    times += [t + rng.random() for t in times[:200]] + [rng.uniform(0, 4_102_444_800) for _ in range(300)]
+    for t in times:
+        assert header.at(int(t)) == b"Date: " + formatdate(t, localtime=False).encode() + b"\r\n"
+    now = time.time()
+    assert header().startswith(b"Date: ") and header() in {
+        b"Date: " + formatdate(x, localtime=False).encode() + b"\r\n" for x in (now, now + 1, now + 2)
+    }
 
 
 def test_addresses_out_of_the_ordinary_go_through_the_email_package() -> None:
