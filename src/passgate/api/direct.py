@@ -9,8 +9,8 @@ themselves, `api.decisions`), so a `DirectRoute` calls them the way Starlette ca
 (`starlette.routing.request_response`: the request, the endpoint, its response, with the app's exception
 handlers), while the route stays an `APIRoute` for everything else: matching, its name, and its part of
 the OpenAPI document, which is built from the same attributes and so is unchanged. Only endpoints of
-exactly that shape are accepted. The differential test (tests/functional/test_decision_route.py) sends the same
-generated requests to both kinds of route and compares status, headers and body.
+exactly that shape are accepted. The differential test (tests/functional/test_decision_route.py) sends
+the same generated requests to both kinds of route and compares status, headers and body.
 """
 
 from __future__ import annotations
