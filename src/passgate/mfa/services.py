@@ -269,9 +269,9 @@ class MfaService:
         """The session, its first send and its timeline row written (at commit unless `at_commit` is
         False); the listeners told."""
         now = ctx.now
-        # The send (`_queue_send`) moves counters on the object it is given: a transient one (never added
-        # to the ORM session), made without the mapped constructor, which costs more than the rest.
-        mfa = queries.transient_session(row)
+        # The send (`_queue_send`) and the listeners move counters on the object they are given: a plain
+        # one holding the row's columns (`queries.NewSession`), never an ORM object.
+        mfa = queries.NewSession(row)
         if at_commit:
             # Inserted at commit before the rows that reference it (secret, message, events): deferred rows
             # go in in foreign-key order.
@@ -299,7 +299,7 @@ class MfaService:
         )
 
     def _queue_send(
-        self, session: Session, mfa: MfaSession, now: datetime, event: bool = True
+        self, session: Session, mfa: MfaSession | queries.NewSession, now: datetime, event: bool = True
     ) -> dict[str, Any]:
         """The outbox row of a send, inserted at commit (nothing in the transaction reads it back; the
         worker claims it after). Its code or link token is made by the worker that first claims it
@@ -541,7 +541,9 @@ class MfaService:
         mfa.termination_reason = reason.value
         self._move(session, mfa, Status.TERMINATED, now, source)
 
-    def _notify(self, session: Session, mfa: _Working, old: str | None, new: str, now: datetime) -> None:
+    def _notify(
+        self, session: Session, mfa: _Working | queries.NewSession, old: str | None, new: str, now: datetime
+    ) -> None:
         mfa.sequence += 1
         if self.listeners:
             snapshot = mfa.snapshot() if isinstance(mfa, SessionChanges) else SessionSnapshot.of(mfa)
@@ -549,7 +551,12 @@ class MfaService:
                 listener(session, snapshot, old, str(new), now)
 
     def _event(
-        self, session: Session, mfa: _Working | SessionRow, kind: str, source: str, data: dict[str, Any]
+        self,
+        session: Session,
+        mfa: _Working | SessionRow | queries.NewSession,
+        kind: str,
+        source: str,
+        data: dict[str, Any],
     ) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
         DeferredWrites.of(session).insert(
