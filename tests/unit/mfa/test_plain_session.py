@@ -1,7 +1,8 @@
-"""`queries.NewSession` (the plain object a challenge's creation works on) against the plain path it
+"""`queries.PlainSession` (the plain object a challenge's creation works on) against the plain path it
 replaces, `queries.transient_session` (an ORM object built without the mapper): a differential test on
 generated rows. Both are given the same row and the same changes a creation makes (the listeners'
-`sequence`, the first send's `send_attempts` and `delivery_status`); every column and the listeners'
+`sequence`, the first send's `send_attempts` and `delivery_status`) and a worker's record of a sent
+message makes (the status, the delivery status, the expiry); every column and the listeners'
 snapshot must read the same from both, before and after."""
 
 from __future__ import annotations
@@ -68,18 +69,27 @@ def _columns(mfa: Any, row: dict[str, Any]) -> dict[str, Any]:
     return {name: getattr(mfa, name) for name in row}
 
 
-def test_new_session_reads_and_moves_as_the_transient_session_on_generated_rows() -> None:
+def test_plain_session_reads_and_moves_as_the_transient_session_on_generated_rows() -> None:
     configure_mappers()  # as the app's first query would: the ORM object's attributes need the mapper
     rng = random.Random(20261207)
     for n in range(2_000):
         row = _row(rng, n)
         plain = queries.transient_session(dict(row))
-        fast = queries.NewSession(dict(row))
+        fast = queries.PlainSession(dict(row))
         assert _columns(fast, row) == _columns(plain, row)
         assert SessionSnapshot.of(fast) == SessionSnapshot.of(plain)
-        for mfa in (plain, fast):  # what `_create` does to it: the listeners, then the first send
+        later = row["created_at"] + timedelta(seconds=rng.randrange(1, 600))
+        for mfa in (plain, fast):  # what `MfaService._create` does to it: the listeners, the first send
             mfa.sequence += 1
             mfa.send_attempts += 1
             mfa.delivery_status = "QUEUED"
+        assert SessionSnapshot.of(fast) == SessionSnapshot.of(plain)
+        assert _columns(fast, row) == _columns(plain, row)
+        for mfa in (plain, fast):  # what a worker's `messages_sent` does: the delivery, expiry, status
+            mfa.delivery_status = "SENT"
+            mfa.updated_at = later
+            mfa.expires_at = max(mfa.expires_at, later)
+            mfa.status = "MESSAGE_SENT"
+            mfa.sequence += 1
         assert SessionSnapshot.of(fast) == SessionSnapshot.of(plain)
         assert _columns(fast, row) == _columns(plain, row)
