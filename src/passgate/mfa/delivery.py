@@ -200,14 +200,14 @@ class ChallengeDelivery:
         in another, and both written back at commit with one executemany each (`db.defer_update`), each
         session's only if its `sequence` is still the one read: a worker's record can be worked out on a
         read snapshot (SQLite), and a session that changed meanwhile makes it run again under the lock.
-        The listeners get a transient session object holding the `LISTENER_COLUMNS` (the rest are not
-        read)."""
+        The listeners get a plain object (`queries.PlainSession`) holding the `LISTENER_COLUMNS` (the
+        rest are not read)."""
         session_ids = sorted({m.session_id for m in sent if m.session_id})
         if not session_ids:
             return
         conn = session.connection()
         sessions = {
-            row.id: queries.transient_session(dict(row._mapping))
+            row.id: queries.PlainSession(dict(row._mapping))
             for row in conn.execute(queries.SENT_SESSIONS, {"ids": session_ids})
         }
         read_sequence = {mfa.id: mfa.sequence for mfa in sessions.values()}

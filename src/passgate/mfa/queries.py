@@ -212,12 +212,43 @@ _SESSION_CLASS = MfaSession.__mapper__.class_manager
 
 
 def transient_session(row: dict[str, Any]) -> MfaSession:
-    """An MfaSession never added to the ORM session, holding only the columns in `row`. Still used where a
-    worker callback mutates the session it is given (`MfaService.messages_sent`, `_queue_send`) until those
-    move to the delivery module; new code reads a `SessionRow` instead."""
+    """An MfaSession never added to the ORM session, holding only the columns in `row`: the plain path
+    `PlainSession` is checked against (it once stood where that does)."""
     mfa: MfaSession = _SESSION_CLASS.new_instance()
     mfa.__dict__.update(row)
     return mfa
+
+
+class PlainSession:
+    """A session's columns as plain attributes, worked on before they are written: a session being created
+    (`MfaService._create`, whose first send and listeners move `sequence`, `send_attempts` and
+    `delivery_status`) and a worker's record of sent messages (`ChallengeDelivery.messages_sent`, which moves the
+    status, the delivery status and the expiry). It stands in for `transient_session` there: an ORM
+    object, even one built without the mapper, reads and writes each attribute through SQLAlchemy's
+    instrumentation, which costs more than the rest of the work on it. Checked against
+    `transient_session` on generated rows (tests/unit/mfa/test_plain_session.py)."""
+
+    id: str
+    client_id: str
+    event_type: str
+    type: str
+    channel: str
+    status: str
+    termination_reason: str | None
+    delivery_status: str | None
+    destination: str
+    template_name: str
+    locale: str
+    send_attempts: int
+    verification_attempts: int
+    ttl_seconds: int
+    expires_at: datetime
+    updated_at: datetime
+    sequence: int
+    source: str
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.__dict__.update(row)
 
 
 # -- client settings -----------------------------------------------------------------------------------

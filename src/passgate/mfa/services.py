@@ -105,9 +105,10 @@ LINK_OPENS_UNLISTED = "LINK_OPENS_UNLISTED"
 _QUEUED = "queued"
 STATUS_CHANGED = "statusChanged"
 _FOLDED = {"CREATED": ("MESSAGE_QUEUED", _QUEUED), "MESSAGE_SENT": ("STATUS_CHANGED", STATUS_CHANGED)}
-# A session a unit of work changes: an ORM object (flushed at commit) or a read row with its changes
-# (`SessionChanges`, written back by `queries.write_back`).
-_Working = MfaSession | SessionChanges
+# A session a unit of work changes: an ORM object (flushed at commit), a read row with its changes
+# (`SessionChanges`, written back by `queries.write_back`) or the plain columns of a row being made or
+# written back by hand (`queries.PlainSession`).
+_Working = MfaSession | SessionChanges | queries.PlainSession
 # What a unit of work reads of a session: a frozen row, or the ORM object itself.
 _Read = SessionRow | MfaSession
 
@@ -269,9 +270,9 @@ class MfaService:
         """The session, its first send and its timeline row written (at commit unless `at_commit` is
         False); the listeners told."""
         now = ctx.now
-        # The send (`_queue_send`) moves counters on the object it is given: a transient one (never added
-        # to the ORM session), made without the mapped constructor, which costs more than the rest.
-        mfa = queries.transient_session(row)
+        # The send (`_queue_send`) and the listeners move counters on the object they are given: a plain
+        # one holding the row's columns (`queries.PlainSession`), never an ORM object.
+        mfa = queries.PlainSession(row)
         if at_commit:
             # Inserted at commit before the rows that reference it (secret, message, events): deferred rows
             # go in in foreign-key order.
@@ -299,7 +300,7 @@ class MfaService:
         )
 
     def _queue_send(
-        self, session: Session, mfa: MfaSession, now: datetime, event: bool = True
+        self, session: Session, mfa: MfaSession | queries.PlainSession, now: datetime, event: bool = True
     ) -> dict[str, Any]:
         """The outbox row of a send, inserted at commit (nothing in the transaction reads it back; the
         worker claims it after). Its code or link token is made by the worker that first claims it
@@ -549,7 +550,12 @@ class MfaService:
                 listener(session, snapshot, old, str(new), now)
 
     def _event(
-        self, session: Session, mfa: _Working | SessionRow, kind: str, source: str, data: dict[str, Any]
+        self,
+        session: Session,
+        mfa: _Working | SessionRow,
+        kind: str,
+        source: str,
+        data: dict[str, Any],
     ) -> None:
         # Append-only and never read back in the same transaction: one multi-row insert at commit.
         DeferredWrites.of(session).insert(
