@@ -137,6 +137,34 @@ async def _fallback_preview(
     return await _initial_preview(request, user, view, locale, _locale_parts(view, str(shown))), True
 
 
+async def _refused(
+    request: Request,
+    user: CurrentUser,
+    found: Problem,
+    *,
+    view: dict[str, Any],
+    locale: str,
+    parts: dict[str, str],
+    new: bool,
+    status: int | None = None,
+) -> Response:
+    """The editor after a refused save or preview: the refusal beside its fields, and the preview
+    `_fallback_preview` finds (marked out of date when it is not of the text as sent)."""
+    last, stale = await _fallback_preview(request, user, view, locale, parts)
+    return _editor(
+        request,
+        user,
+        view=view,
+        locale=locale,
+        parts=parts,
+        new=new,
+        problem_=found,
+        status=status or found.status,
+        preview=last,
+        stale=stale,
+    )
+
+
 async def _initial_preview(
     request: Request, user: CurrentUser, view: dict[str, Any], locale: str, parts: dict[str, str]
 ) -> dict[str, Any] | None:
@@ -277,19 +305,7 @@ async def preview_template(
 
     out = await attempt(registry, work)
     if isinstance(out, Problem):
-        last, stale = await _fallback_preview(request, act.user, view, locale, parts)
-        return _editor(
-            request,
-            act.user,
-            view=view,
-            locale=locale,
-            parts=parts,
-            new=new,
-            problem_=out,
-            status=out.status,
-            preview=last,
-            stale=stale,
-        )
+        return await _refused(request, act.user, out, view=view, locale=locale, parts=parts, new=new)
     return _editor(request, act.user, view=view, locale=locale, parts=parts, new=new, preview=out)
 
 
@@ -346,18 +362,8 @@ async def save_template(
         view["channel"] = channel
         view["kind"] = act.form.get("kind") if act.form.get("kind") in ("OTH", "OTP") else "OTH"
         sent = _form_parts(act, channel)
-        last, stale = await _fallback_preview(request, act.user, view, "en", sent)
-        return _editor(
-            request,
-            act.user,
-            view=view,
-            locale="en",
-            parts=sent,
-            new=True,
-            problem_=bad,
-            status=422,
-            preview=last,
-            stale=stale,
+        return await _refused(
+            request, act.user, bad, view=view, locale="en", parts=sent, new=True, status=422
         )
     registry = registry_of(request)
     catalog = _catalog(request)
@@ -405,19 +411,7 @@ async def save_template(
 
     saved = await attempt(registry, work)
     if isinstance(saved, Problem):
-        last, stale = await _fallback_preview(request, act.user, view, locale, parts)
-        return _editor(
-            request,
-            act.user,
-            view=view,
-            locale=locale,
-            parts=parts,
-            new=new,
-            problem_=saved,
-            status=saved.status,
-            preview=last,
-            stale=stale,
-        )
+        return await _refused(request, act.user, saved, view=view, locale=locale, parts=parts, new=new)
     if remove:
         return redirect(request, f"/console/templates/{name}", f"Locale {saved} removed from {name}.")
     return redirect(request, f"/console/templates/{name}?locale={saved}", f"Template {name} saved ({saved}).")
