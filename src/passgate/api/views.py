@@ -6,7 +6,6 @@ and nowhere else on the HTTP side.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from passgate.contacts import mask
@@ -20,6 +19,7 @@ from passgate.mfa.results import (
     UnlockResult,
 )
 from passgate.mfa.verify import channel_name
+from passgate.mfa.views import iso
 from passgate.policy.decisions import Decision
 
 # Where the answer carries a started challenge: a login's is MFA, an account opening's a verification.
@@ -45,10 +45,6 @@ def decision_view(decision: Decision) -> dict[str, Any]:
     return body
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def challenge_view(started: ChallengeStarted) -> dict[str, Any]:
     """The `mfa` / `verification` object of a decision that started a challenge."""
     out: dict[str, Any] = {
@@ -56,7 +52,7 @@ def challenge_view(started: ChallengeStarted) -> dict[str, Any]:
         "type": started.type,
         "channel": started.channel,
         "status": started.status,
-        "expiresAt": _iso(started.expires_at),
+        "expiresAt": iso(started.expires_at),
         "sendAttempts": started.send_attempts,
         "verificationAttempts": started.verification_attempts,
         "error": None,
@@ -116,7 +112,7 @@ def verification_view(row: SessionRow, result: AttemptResult | None = None) -> d
         "purpose": row.purpose,
         "templateName": row.template_name,
         "locale": row.locale,
-        "expiresAt": _iso(row.expires_at),
+        "expiresAt": iso(row.expires_at),
         "sendAttempts": row.send_attempts,
         "verificationAttempts": row.verification_attempts,
         "remainingAttempts": remaining,
@@ -125,9 +121,9 @@ def verification_view(row: SessionRow, result: AttemptResult | None = None) -> d
         "terminationReason": row.termination_reason,
         "redirectUrl": row.target_url,
         "sandbox": row.sandbox,
-        "createdAt": _iso(row.created_at),
-        "updatedAt": _iso(row.updated_at),
-        "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+        "verifiedAt": iso(row.verified_at) if row.verified_at else None,
     }
 
 
@@ -148,7 +144,7 @@ def timeline_view(session_id: str, entries: list[TimelineEntry]) -> dict[str, An
     """GET /mfa/v2/{id}/timeline."""
     return {
         "sessionId": session_id,
-        "items": [{"type": e.type, "at": _iso(e.at), "source": e.source, "data": e.data} for e in entries],
+        "items": [{"type": e.type, "at": iso(e.at), "source": e.source, "data": e.data} for e in entries],
     }
 
 
@@ -159,6 +155,6 @@ def unlock_view(result: UnlockResult) -> dict[str, Any]:
         "destination": result.masked,
         "failures": result.failures,
         "locked": result.locked,
-        "waitingUntil": _iso(result.waiting_until) if result.waiting_until else None,
+        "waitingUntil": iso(result.waiting_until) if result.waiting_until else None,
         "cleared": result.cleared,
     }

@@ -7,17 +7,12 @@ the ORM object, so it is copied into a read row first.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from passgate.mfa import views as mfa_views
 from passgate.mfa.models import MfaSession
 from passgate.mfa.queries import row_of
 from passgate.mfa.results import TimelineEntry
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def session_view(mfa: MfaSession) -> dict[str, Any]:
@@ -27,4 +22,4 @@ def session_view(mfa: MfaSession) -> dict[str, Any]:
 
 def timeline_view(entries: Iterable[TimelineEntry]) -> list[dict[str, Any]]:
     """`MfaService.timeline_entries` for the console's session page."""
-    return [{"type": e.type, "at": _iso(e.at), "source": e.source, "data": e.data} for e in entries]
+    return [{"type": e.type, "at": mfa_views.iso(e.at), "source": e.source, "data": e.data} for e in entries]

@@ -11,7 +11,8 @@ from passgate.contacts import mask
 from passgate.mfa.queries import SessionRow
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
+    """A stored UTC time as the API writes it (RFC 3339 with a `Z`)."""
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -22,7 +23,7 @@ def session_view(row: SessionRow) -> dict[str, Any]:
         "type": row.type,
         "channel": row.channel,
         "status": row.status,
-        "expiresAt": _iso(row.expires_at),
+        "expiresAt": iso(row.expires_at),
         "sendAttempts": row.send_attempts,
         "verificationAttempts": row.verification_attempts,
         "error": None,
@@ -41,9 +42,9 @@ def session_view(row: SessionRow) -> dict[str, Any]:
         "maxSends": row.max_sends,
         "accountId": row.account_id,
         "decisionId": row.decision_id,
-        "createdAt": _iso(row.created_at),
-        "updatedAt": _iso(row.updated_at),
-        "verifiedAt": _iso(row.verified_at) if row.verified_at else None,
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+        "verifiedAt": iso(row.verified_at) if row.verified_at else None,
         "sandbox": row.sandbox,
         "linkOpens": row.link_opens,
         # Who started it (a decision, or the Verify API) and, for the Verify API, why.
