@@ -465,14 +465,31 @@ class PurgeThread(threading.Thread):
     """Calls the purge until it reports nothing left (a falsy or zero result), `stop` is set, or
     `limit_s` has passed; notes how many rows its calls reported and when it ran."""
 
-    def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any], limit_s: float) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], kwargs: dict[str, Any], limit_s: float, stop: threading.Event
+    ) -> None:
         super().__init__(name="purge", daemon=True)
         self.fn, self.kwargs, self.limit_s = fn, kwargs, limit_s
-        self.stop = threading.Event()
+        self.stop = stop
         self.calls = 0
         self.purged = 0
+        # Rows removed so far, batch by batch (when the purge takes `on_batch`): a call can outlast the runs.
+        self.batches = 0
+        self.batch_rows = 0
         self.started_at = self.ended_at = 0.0
         self.error: BaseException | None = None
+
+    def on_batch(self, done: Any) -> None:
+        self.batches += 1
+        self.batch_rows += sum(done.counts.values())
+
+    @property
+    def removed(self) -> int:
+        """Rows removed so far: counted batch by batch, or from the calls' reports."""
+        return max(self.batch_rows, self.purged)
+
+    def lasted(self) -> float:
+        return (self.ended_at or time.monotonic()) - self.started_at
 
     def run(self) -> None:
         self.started_at = time.monotonic()
@@ -531,43 +548,77 @@ def purge_phase(args: argparse.Namespace, big: Installation, seeded: dict[str, i
         "before": lambda: cutoff,
         "older_than": lambda: now - cutoff,
     }
-    kwargs = purge_arguments(fn, available)
+    limit_s = 2 * (args.warmup + args.duration) + 60
+    kwargs = purge_arguments(fn, available)  # the names it takes; each run's stop and counter are its own
     progress(
         f"purge: {PURGE_FUNCTION}({', '.join(kwargs)}) in a thread, rows before {cutoff:%Y-%m-%d} "
-        f"(~{share * total:,.0f} of {total:,})"
+        f"(~{share * total:,.0f} of {total:,}); each kind without -> during -> without, {args.rounds} round(s)"
     )
-    limit_s = 2 * (args.warmup + args.duration) + 60
-    thread = PurgeThread(fn, kwargs, limit_s)
-    runs: dict[str, dict[str, Any]] = {}
-    try:
+    threads: list[PurgeThread] = []
+
+    def during(kind: str) -> dict[str, Any]:
+        """One run of `kind` while the purge works in a thread; the purge is stopped (after its batch) when
+        the run ends and goes on where it left off in the next one."""
+        stop = threading.Event()
+        thread = PurgeThread(fn, {}, limit_s, stop)
+        thread.kwargs = purge_arguments(
+            fn, {**available, "stop": lambda: stop, "on_batch": lambda: thread.on_batch}
+        )
+        threads.append(thread)
         thread.start()
-        for kind in ("allow", "challenge"):
-            runs[kind] = drive(args, big, kind)
-            runs[kind]["purgeStillRunning"] = thread.is_alive()
+        try:
+            run = drive(args, big, kind)
+            run["purgeStillRunning"] = thread.is_alive()
+            run["rowsPurgedMeanwhile"] = thread.removed
+        finally:
+            stop.set()
+            thread.join(60)
+        if thread.error is not None:
+            raise BenchError(f"{PURGE_FUNCTION} failed: {type(thread.error).__name__}: {thread.error}")
+        progress(f"    the purge removed {thread.removed:,} rows in {thread.batches:,} batches meanwhile")
+        return run
+
+    kinds = ("allow", "challenge")
+    without: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    with_purge: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    try:
+        for _ in range(args.rounds):
+            for kind in kinds:
+                without[kind].append(drive(args, big, kind))
+                with_purge[kind].append(during(kind))
+                without[kind].append(drive(args, big, kind))
     finally:
-        thread.stop.set()
-        thread.join(60)
         engine.dispose()
-    if thread.error is not None:
-        raise BenchError(f"{PURGE_FUNCTION} failed: {type(thread.error).__name__}: {thread.error}")
-    ratios = {k: round(runs[k]["rps"] / big.runs[k][-1]["rps"], 4) for k in runs}
-    lasted = thread.ended_at - thread.started_at
+    ratios = {k: ratio(with_purge[k], without[k]) for k in kinds}
+    removed = sum(t.removed for t in threads)
+    batches = sum(t.batches for t in threads)
+    lasted = sum(t.lasted() for t in threads)
     print(
-        f"\nduring a purge ({thread.purged:,} rows in {thread.calls} calls, {lasted:,.1f} s; "
-        f"still running at the end of: {', '.join(k for k, r in runs.items() if r['purgeStillRunning']) or 'none'})"
+        f"\nduring a purge ({removed:,} rows in {batches:,} batches over {lasted:,.1f} s of load; "
+        f"the ratios the median over {args.rounds} round(s) of during ÷ the mean of the runs either side)"
     )
     print(
         table(
-            ["", "without req/s", "during purge", "ratio", f">= {TARGET_PURGE}"],
+            [
+                "",
+                "without req/s",
+                "during purge",
+                "without again",
+                "rows purged meanwhile",
+                "ratio",
+                f">= {TARGET_PURGE}",
+            ],
             [
                 [
                     k.upper(),
-                    f"{big.runs[k][-1]['rps']:,.0f}",
-                    f"{runs[k]['rps']:,.0f}",
+                    f"{without[k][-2]['rps']:,.0f}",
+                    f"{with_purge[k][-1]['rps']:,.0f}",
+                    f"{without[k][-1]['rps']:,.0f}",
+                    f"{with_purge[k][-1]['rowsPurgedMeanwhile']:,}",
                     f"{ratios[k]:.3f}",
                     "PASS" if ratios[k] >= TARGET_PURGE else "BELOW",
                 ]
-                for k in runs
+                for k in kinds
             ],
         )
     )
@@ -575,9 +626,10 @@ def purge_phase(args: argparse.Namespace, big: Installation, seeded: dict[str, i
         "function": PURGE_FUNCTION,
         "arguments": sorted(kwargs),
         "cutoff": cutoff.isoformat(),
-        "purged": thread.purged,
+        "purged": removed,
+        "batches": batches,
         "seconds": round(lasted, 1),
-        "runs": runs,
+        "runs": {"without": without, "during": with_purge},
         "ratios": ratios,
         "summary": ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()) + f" (target {TARGET_PURGE})",
     }

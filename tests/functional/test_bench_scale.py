@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -218,10 +221,37 @@ def test_the_purge_phase_finds_its_function_by_name() -> None:
 
 def test_the_purge_thread_stops_when_nothing_is_left() -> None:
     left = [300, 200, 0]
-    thread = scale.PurgeThread(lambda: left.pop(0), {}, limit_s=30)
+    thread = scale.PurgeThread(lambda: left.pop(0), {}, limit_s=30, stop=threading.Event())
     thread.start()
     thread.join(10)
-    assert (thread.calls, thread.purged, thread.error) == (3, 500, None)
+    assert (thread.calls, thread.purged, thread.removed, thread.error) == (3, 500, 500, None)
+
+
+def test_the_purge_thread_counts_batches_and_ends_when_told() -> None:
+    """A call that would run on is stopped by the event the purge was given, and the rows its batches
+    removed are counted before the call returns."""
+    stop = threading.Event()
+    thread = scale.PurgeThread(lambda: None, {}, limit_s=30, stop=stop)
+
+    def purge() -> dict[str, int]:
+        n = 0
+        while not stop.is_set():
+            thread.on_batch(SimpleNamespace(counts={"decisions": 10, "mfa_sessions": 5}))
+            n += 15
+            time.sleep(0.001)
+        return {"decisions": n}
+
+    thread.fn = purge
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.batches < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert thread.is_alive() and thread.removed >= 45
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive() and thread.error is None
+    assert thread.calls == 1 and thread.removed == thread.purged == 15 * thread.batches
+    assert thread.lasted() > 0
 
 
 def test_the_ratio_is_the_median_of_the_rounds_against_the_empty_runs_either_side() -> None:

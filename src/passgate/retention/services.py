@@ -35,6 +35,10 @@ log = logging.getLogger("passgate.retention")
 
 JOB = "retention-purge"
 BATCH_SIZE = 1000
+# After a batch, the purge waits this many times as long as the batch took: it works at most a tenth of the
+# time, so that a purge of a million rows beside a busy API leaves it most of its throughput (on SQLite a
+# batch's write holds the lock every request's commit needs; docs/performance.md).
+PAUSE = 9.0
 
 
 @dataclass
@@ -89,7 +93,7 @@ def purge_once(
     *,
     defaults: Periods = DEFAULTS,
     dry_run: bool = False,
-    pause: float = 1.0,
+    pause: float = PAUSE,
     budget: float | None = None,
     stop: threading.Event | None = None,
     on_batch: Callable[[BatchDone], None] | None = None,
@@ -100,10 +104,10 @@ def purge_once(
     Each batch is about `batch_size` rows, deleted in one short transaction: that many decisions, audit
     entries or events, or fewer parents with their children (a session goes with about 7 other rows, so
     1,000 rows are 125 sessions; `queries.Target.weight`). After each batch the purge
-    sleeps `pause` times as long as the batch took, so others' writes get the lock in between (0: no
-    pause). It stops early, with `complete` False, once `budget` seconds have passed or `stop` is set.
-    With `dry_run` it only counts what would go. `client_ids` limits it to those clients. Takes no
-    lease: `RetentionJob` does, for the workers.
+    sleeps `pause` times as long as the batch took (its lookup and its write), so others' writes get the
+    lock in between (0: no pause). It stops early, with `complete` False, once `budget` seconds have
+    passed or `stop` is set. With `dry_run` it only counts what would go. `client_ids` limits it to those
+    clients. Takes no lease: `RetentionJob` does, for the workers.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -135,23 +139,25 @@ def purge_once(
                     report.seconds = time.monotonic() - started
                     return report
                 limit = t.parents_per_batch(batch_size)
+                began = time.monotonic()  # the lookup counts: on PostgreSQL it is work of the server too
                 with read_only(factory) as session:
                     ids = queries.due_ids(session, t, step, limit)
                 if not ids:
                     break
-                began = time.monotonic()
+                wrote = time.monotonic()
                 with transaction(factory) as session:
                     counts = queries.delete_batch(session, t, step, ids)
-                took = time.monotonic() - began
+                ended = time.monotonic()
+                took = ended - began
                 report.batches += 1
-                report.longest_batch_seconds = max(report.longest_batch_seconds, took)
+                report.longest_batch_seconds = max(report.longest_batch_seconds, ended - wrote)
                 report.add(counts)
                 if on_batch is not None:
                     on_batch(BatchDone(step, t.table, counts, report))
                 if len(ids) < limit:
                     break
                 if pause > 0:
-                    time.sleep(min(took * pause, 1.0))
+                    time.sleep(min(took * pause, 5.0))
     report.seconds = time.monotonic() - started
     return report
 
