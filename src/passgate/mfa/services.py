@@ -208,18 +208,24 @@ class MfaService:
         if isinstance(destination, ChallengeRefused):
             return destination, None
         dest_hash = self.keyring.keyed_hash("destination", destination)
-        if not sandbox:
-            refused = self._refuse_locked(session, ctx, picked, destination, dest_hash)
-            if refused is not None:
-                return refused, None
+        # A locked destination or account could never verify: no message is sent to it (to another address
+        # of the account neither), and no pending session is handed out for it. A sandbox client's are never
+        # locked. A session still pending for the same key is handed back instead of a new one, unless the
+        # request asks for a new one. Both read in one statement (`queries.challenge_reads`).
+        account_hash = None if sandbox else self._account_hash(ctx)
         strategy = ctx.body.get("strategy") or {}
-        if origin.reuse_pending and not strategy.get("forceNewChallenge"):
-            key = pending_key(ctx, picked, dest_hash, origin)
-            if origin.one_at_a_time:
-                queries.hold_pending_key(session.connection(), key)
-            pending = queries.pending_session(session.connection(), key, ctx.now)
-            if pending is not None:
-                return self._reused(session, ctx, picked, pending), pending
+        reuse = origin.reuse_pending and not strategy.get("forceNewChallenge")
+        conn = session.connection()
+        key = pending_key(ctx, picked, dest_hash, origin)
+        if reuse and origin.one_at_a_time:
+            queries.hold_pending_key(conn, key)
+        locked, pending = queries.challenge_reads(conn, key, account_hash, ctx.now, pending=reuse)
+        if locked:
+            reason = "DESTINATION_LOCKED" if "destination" in locked else "ACCOUNT_LOCKED"
+            log.info("challenge refused: %s", reason, extra={"channel": picked.channel})
+            return picked.refused("RATE_LIMITED", destination, reason), None
+        if pending is not None:
+            return self._reused(session, ctx, picked, pending), pending
         if not sandbox and not _send_allowed(self.limiter, picked.channel, destination, dest_hash):
             return picked.refused("RATE_LIMITED", destination, "TOO_MANY_SENDS"), None
         # The SMS pumping breaker (mfa.breaker) counts a send here, once the other limits let it go; a
@@ -230,20 +236,10 @@ class MfaService:
         row = new_session_row(ctx, picked, destination, dest_hash, sandbox, config, origin)
         return self._create(session, ctx, picked, row, at_commit), row
 
-    def _refuse_locked(
-        self, session: Session, ctx: ChallengeRequest, picked: Picked, destination: str, dest_hash: str
-    ) -> ChallengeRefused | None:
-        """RATE_LIMITED when the destination or the account is locked, else None. A locked destination or
-        account could never verify: no message is sent to it (to another address of the account neither),
-        and no pending session is handed out for it."""
+    def _account_hash(self, ctx: ChallengeRequest) -> str:
+        """The keyed hash of the request's account id, by which its failure counter is kept ("" without one)."""
         account_id = (ctx.body.get("account") or {}).get("id")
-        account_hash = self.keyring.keyed_hash("account", account_id) if account_id else ""
-        locked = queries.locked_scopes(session.connection(), ctx.client_id, dest_hash, account_hash)
-        if locked:
-            reason = "DESTINATION_LOCKED" if "destination" in locked else "ACCOUNT_LOCKED"
-            log.info("challenge refused: %s", reason, extra={"channel": picked.channel})
-            return picked.refused("RATE_LIMITED", destination, reason)
-        return None
+        return self.keyring.keyed_hash("account", account_id) if account_id else ""
 
     def _reused(
         self, session: Session, ctx: ChallengeRequest, picked: Picked, pending: SessionRow

@@ -507,3 +507,98 @@ def test_hold_pending_key_makes_a_start_of_the_same_key_wait_for_the_commit(engi
         first_tx.commit()
         with second.begin():
             assert second.execute(probe, {"k": number(key)}).scalar() is True
+
+
+def _plain_locked(s: Session, client_id: str, destination_hash: str, account_hash: str) -> set[str]:
+    """The locked counters of a challenge's destination and account, read plainly with the ORM."""
+    rows = s.scalars(select(FailureCounter).where(FailureCounter.client_id == client_id)).all()
+    return {
+        c.scope
+        for c in rows
+        if c.locked
+        and (c.scope, c.subject_hash) in (("destination", destination_hash), ("account", account_hash))
+    }
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_challenge_reads_read_what_the_two_reads_and_the_plain_path_read(
+    sessions: sessionmaker[Session], client_id: str, seed: int
+) -> None:
+    """The one statement of a new challenge's reads against `locked_scopes` and `pending_session`, and both
+    against the ORM, on generated sessions and counters: few destinations and accounts, so that keys meet
+    pending sessions (several for one destination, created at the same instant or not), expired ones,
+    closed ones and locked counters in every combination."""
+    import random
+
+    rng = random.Random(seed)
+    hashes = [c * 64 for c in "pqrs"]
+    accounts = [None, "acct-1", "acct-2"]
+    devices = [None, "dev-1", "dev-2"]
+    templates = ["sms-code", "email-link"]
+    statuses = ["UNKNOWN", "MESSAGE_SENT", "VERIFICATION_ATTEMPT_FAILED", "VERIFIED", "TERMINATED"]
+    made: list[dict[str, Any]] = []
+    with sessions.begin() as s:
+        for _ in range(60):
+            source = rng.choice(["decision", "verify"])
+            status = rng.choice(statuses)
+            row = _session_row(
+                client_id,
+                destination_hash=rng.choice(hashes),
+                account_id=rng.choice(accounts),
+                device_session_id=rng.choice(devices),
+                template_name=rng.choice(templates),
+                bind_to_device=rng.random() < 0.3,
+                status=status,
+                verified_at=NOW if status == "VERIFIED" else None,
+                termination_reason="EXPIRED" if status == "TERMINATED" else None,
+                source=source,
+                event_type="VERIFY" if source == "verify" else rng.choice(["LOGIN", "NEW_ACCOUNT_OPENING"]),
+                purpose=rng.choice([None, "signup"]) if source == "verify" else None,
+                created_at=NOW - timedelta(seconds=rng.choice([0, 0, 1, 2, 30])),
+                expires_at=NOW + timedelta(seconds=rng.choice([-5, 0, 1, 600])),
+            )
+            queries.insert_session(s.connection(), row)
+            made.append(row)
+        for scope, subjects in (("destination", hashes), ("account", [h.upper() for h in hashes])):
+            for subject in subjects:
+                if rng.random() < 0.4:
+                    queries.record_failure(s.connection(), client_id, scope, subject, NOW)
+                    if rng.random() < 0.5:
+                        queries.lock_counter(s.connection(), client_id, scope, subject)
+    found = {"locked": 0, "pending": 0, "neither": 0}
+    with sessions.begin() as s:
+        conn = s.connection()
+        for _ in range(150):
+            source = rng.choice(["decision", "verify"])
+            key = queries.PendingKey(
+                rng.choice([client_id, client_id, "c-other"]),
+                rng.choice([*hashes, "x" * 64]),
+                source,
+                "VERIFY" if source == "verify" else rng.choice(["LOGIN", "NEW_ACCOUNT_OPENING"]),
+                rng.choice(templates),
+                rng.choice(accounts),
+                rng.choice(devices),
+                rng.choice([None, "signup"]) if source == "verify" else None,
+                rng.random() < 0.3,
+            )
+            if rng.random() < 0.5:  # the key of a session made above
+                m = rng.choice(made)
+                key = queries.PendingKey(client_id, *(m[name] for name in queries.PendingKey._fields[1:]))
+            account_hash = rng.choice([None, "", *(h.upper() for h in hashes)])
+            pending = rng.random() < 0.8
+            locked, row = queries.challenge_reads(conn, key, account_hash, NOW, pending=pending)
+            # The two reads it stands for.
+            want_locked = (
+                set()
+                if account_hash is None
+                else queries.locked_scopes(conn, key.client_id, key.destination_hash, account_hash)
+            )
+            want_row = queries.pending_session(conn, key, NOW) if pending and not want_locked else None
+            assert (locked, row) == (want_locked, want_row), (key, account_hash, pending)
+            # And both against the ORM.
+            if account_hash is not None:
+                assert locked == _plain_locked(s, key.client_id, key.destination_hash, account_hash)
+            if pending and not locked:
+                assert (row.id if row else None) == _plain_pending(s, key, NOW)
+            found["locked" if locked else "pending" if row else "neither"] += 1
+    assert min(found.values()) >= 5, found  # the generated keys met each outcome
