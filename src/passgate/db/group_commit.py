@@ -45,9 +45,12 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.db import transaction
@@ -101,6 +104,101 @@ class Committer(Protocol):
         ...
 
 
+class BatchSessions(Protocol):
+    """Where a committer's batches get their Session, one batch at a time: `with batch_sessions() as
+    session:` gives a Session with no transaction begun and no objects, which the batch begins and ends
+    (commits or rolls back) inside the block. `close()` when the committer stops.
+
+    `SessionPerBatch` is the plain path (a Session of its own per batch) and the judge of `HeldSession`
+    (one Session on one connection, batch after batch): tests/unit/db/test_group_commit_sessions.py runs
+    the same generated mixes of units through both and compares every answer and every row."""
+
+    def __call__(self) -> AbstractContextManager[Session]: ...
+
+    def close(self) -> None: ...
+
+
+class SessionPerBatch:
+    """A new Session from the sessionmaker for every batch: a connection checked out of the pool (pinged
+    first on PostgreSQL) and returned, reset, at the end."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def __call__(self) -> AbstractContextManager[Session]:
+        return self._sessions()
+
+    def close(self) -> None:
+        pass
+
+
+class HeldSession:
+    """One Session, bound to one connection kept out of the pool, for batch after batch.
+
+    A Session of its own per batch costs more than an empty transaction: the Session and its
+    transaction object, the pool's checkout and check-in (with the reset's ROLLBACK, and on PostgreSQL a
+    ping), their events. Here a batch only begins and ends a transaction on the held Session; after it the
+    Session is emptied (objects expunged, `info` cleared), so the next batch finds it as a new one. Any
+    error that leaves the block (a failed batch, the write lock taken) closes both — the connection goes
+    back to the pool, which resets it — and the next batch takes a fresh connection, pinged as usual:
+    nothing of a failed batch can reach the next. Used by one batch at a time (the event loop's, or the
+    writer thread's); a nested use gets a Session of its own."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._session: Session | None = None
+        self._connection: Connection | None = None
+        self._in_use = False
+        self.connections = 0  # connections taken from the pool (tests: one per run of good batches)
+
+    def __call__(self) -> AbstractContextManager[Session]:
+        if self._in_use:
+            return self._sessions()
+        return self
+
+    def __enter__(self) -> Session:
+        session = self._session
+        if session is None:
+            self._connection = self._sessions.kw["bind"].connect()
+            session = self._session = self._sessions(bind=self._connection)
+            self.connections += 1
+        self._in_use = True
+        return session
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._in_use = False
+        session, connection = self._session, self._connection
+        if (
+            exc_type is not None
+            or session is None
+            or connection is None
+            or session.in_transaction()
+            or connection.in_transaction()
+            or connection.invalidated
+        ):
+            self.close()
+            return
+        session.expunge_all()
+        session.info.clear()
+
+    def close(self) -> None:
+        session, connection = self._session, self._connection
+        self._session = self._connection = None
+        try:
+            if session is not None:
+                session.close()
+        finally:
+            if connection is not None:
+                connection.close()
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether a batch failed because its connection was lost (the database restarted, the link broke)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 class _Busy(Exception):
     """The batch did not start: the write lock is another process's."""
 
@@ -117,8 +215,11 @@ class _Batches:
         sessions: sessionmaker[Session],
         max_batch: int = 64,
         checkpointer: WalCheckpointer | None = None,
+        batch_sessions: BatchSessions | None = None,
     ) -> None:
         self._sessions = sessions
+        # Where each batch gets its Session: HeldSession unless told otherwise (SessionPerBatch: the plain path).
+        self._batch_sessions: BatchSessions = batch_sessions or HeldSession(sessions)
         # SQLite: the WAL checkpointed by a thread of its own while this committer runs (db.sqlite).
         self.checkpointer = checkpointer
         self._max_batch = max_batch
@@ -143,7 +244,7 @@ class _Batches:
         # wait=False: raise _Busy, having run nothing, when SQLite's write lock is another process's.
         results: list[Any] = []
         try:
-            with self._sessions() as session, session.begin():
+            with self._batch_sessions() as session, session.begin():
                 if not wait:
                     _begin_or_busy(session)
                 for fn in units:
@@ -151,7 +252,9 @@ class _Batches:
         except _Busy:
             raise
         except Exception as exc:
-            if len(units) == 1:
+            # One unit alone gets its error; but not for a connection lost before it could run (what the
+            # pool's ping finds for a Session of its own): it runs again on a new one, as in a batch.
+            if len(units) == 1 and not _lost_connection(exc):
                 return [(None, exc)]
             log.info(
                 "a batch of %d units failed (%s); running them one by one", len(units), type(exc).__name__
@@ -184,8 +287,9 @@ class InlineCommitter(_Batches):
         sessions: sessionmaker[Session],
         max_batch: int = 64,
         checkpointer: WalCheckpointer | None = None,
+        batch_sessions: BatchSessions | None = None,
     ) -> None:
-        super().__init__(sessions, max_batch, checkpointer)
+        super().__init__(sessions, max_batch, checkpointer, batch_sessions)
         self._pending: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._deferring: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._computed = _Computed()
@@ -217,6 +321,7 @@ class InlineCommitter(_Batches):
         self._started = False
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        self._batch_sessions.close()
 
     def run(self, unit: Unit[T], writes_at_commit: bool = False) -> Coroutine[Any, Any, T]:
         return self._submit(unit, deferred=writes_at_commit)
@@ -240,6 +345,13 @@ class InlineCommitter(_Batches):
         return await waiter
 
     def _flush_inline(self) -> None:
+        try:
+            self._flush()
+        finally:
+            if not self._started:  # units handed in before a stop: no connection kept after them
+                self._batch_sessions.close()
+
+    def _flush(self) -> None:
         self._scheduled = False
         loop = asyncio.get_running_loop()
         # Decisions first: on their snapshots, whatever the lock is doing.
@@ -280,7 +392,7 @@ class InlineCommitter(_Batches):
         done: list[tuple[Unit[Any], asyncio.Future[Any], Any, dict[Any, Any]]] = []
         redo = live
         try:
-            with self._sessions() as session:
+            with self._batch_sessions() as session:
                 with session.begin():
                     with read_snapshot(session):
                         for i, (fn, waiter) in enumerate(live):
@@ -315,7 +427,7 @@ class InlineCommitter(_Batches):
         computed = self._computed
         patient = self._patient(loop)
         try:
-            with self._sessions() as session, session.begin():
+            with self._batch_sessions() as session, session.begin():
                 if not patient:
                     _begin_or_busy(session)
                 session.info.update(computed.info)
@@ -363,8 +475,9 @@ class ThreadCommitter(_Batches):
         sessions: sessionmaker[Session],
         max_batch: int = 64,
         checkpointer: WalCheckpointer | None = None,
+        batch_sessions: BatchSessions | None = None,
     ) -> None:
-        super().__init__(sessions, max_batch, checkpointer)
+        super().__init__(sessions, max_batch, checkpointer, batch_sessions)
         self._items: deque[tuple[Unit[Any], Future[Any]]] = deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -416,6 +529,7 @@ class ThreadCommitter(_Batches):
                 while not self._items and not self._stopping:
                     self._cv.wait()
                 if not self._items:
+                    self._batch_sessions.close()  # its connection back to the pool, from its own thread
                     return
                 batch = [self._items.popleft() for _ in range(min(len(self._items), self._max_batch))]
             live = [(fn, f) for fn, f in batch if f.set_running_or_notify_cancel()]
@@ -436,11 +550,12 @@ def make_committer(
     inline: bool,
     max_batch: int = 64,
     checkpointer: WalCheckpointer | None = None,
+    batch_sessions: BatchSessions | None = None,
 ) -> InlineCommitter | ThreadCommitter:
     """The committer for a database: inline on SQLite, a writer thread on PostgreSQL."""
     if inline:
-        return InlineCommitter(sessions, max_batch, checkpointer)
-    return ThreadCommitter(sessions, max_batch, checkpointer)
+        return InlineCommitter(sessions, max_batch, checkpointer, batch_sessions)
+    return ThreadCommitter(sessions, max_batch, checkpointer, batch_sessions)
 
 
 def _begin_or_busy(session: Session) -> None:
