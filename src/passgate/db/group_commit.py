@@ -43,9 +43,10 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -194,6 +195,70 @@ class HeldSession:
                 connection.close()
 
 
+class ReadAhead(Protocol):
+    """A read that each unit of a batch would make on its own — a row by its key — made once for all
+    the batch's units, at the start of its transaction.
+
+    `read(session, keys)` gives, for every key asked, what the unit's own read would give there (None for
+    no row). A unit handed in as `Ahead(unit, reader, key)` finds it with `read_ahead(reader, key)`;
+    `found` is False when it runs outside a batch that read ahead (alone, or again after its batch
+    failed), and the unit then reads on its own, which is the plain path and the judge.
+
+    Only for rows that no unit of the batch writes before the commit (deferred writes, or none): a unit's
+    own read would see the same snapshot (SQLite's snapshot, the write lock held) or a later moment of
+    the same committed data (PostgreSQL's read committed), where a row stored meanwhile by another
+    process still fails the commit on its key, as it does for a unit that read it missing itself."""
+
+    def read(self, session: Session, keys: Sequence[Any]) -> Mapping[Any, Any]: ...
+
+
+class Ahead(Generic[T]):
+    """A unit of work with the key of its batch's read-ahead (see `ReadAhead`); called, it is the unit."""
+
+    __slots__ = ("key", "reader", "unit")
+
+    def __init__(self, unit: Unit[T], reader: ReadAhead, key: Hashable) -> None:
+        self.unit = unit
+        self.reader = reader
+        self.key = key
+
+    def __call__(self, session: Session) -> T:
+        return self.unit(session)
+
+
+# What the running batch read ahead, by reader (set around its units only).
+_read_ahead: ContextVar[dict[ReadAhead, Mapping[Any, Any]] | None] = ContextVar("read_ahead", default=None)
+_MISSING = object()
+
+
+def read_ahead(reader: ReadAhead, key: Hashable) -> tuple[bool, Any]:
+    """(True, what `reader` read for `key` in this batch), or (False, None): nothing read ahead for it."""
+    batch = _read_ahead.get()
+    if batch is None:
+        return False, None
+    found = batch.get(reader)
+    value = _MISSING if found is None else found.get(key, _MISSING)
+    if value is _MISSING:
+        return False, None
+    return True, value
+
+
+def _read_ahead_for(
+    session: Session, units: Sequence[Unit[Any]]
+) -> dict[ReadAhead, Mapping[Any, Any]] | None:
+    """One read per reader for the keys of the batch's `Ahead` units (None: no unit asked)."""
+    wanted: dict[ReadAhead, list[Any]] = {}
+    for fn in units:
+        if type(fn) is Ahead:
+            keys = wanted.get(fn.reader)
+            if keys is None:
+                keys = wanted[fn.reader] = []
+            keys.append(fn.key)
+    if not wanted:
+        return None
+    return {reader: reader.read(session, keys) for reader, keys in wanted.items()}
+
+
 def _lost_connection(exc: BaseException) -> bool:
     """Whether a batch failed because its connection was lost (the database restarted, the link broke)."""
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -247,8 +312,12 @@ class _Batches:
             with self._batch_sessions() as session, session.begin():
                 if not wait:
                     _begin_or_busy(session)
-                for fn in units:
-                    results.append(fn(session))
+                token = _read_ahead.set(_read_ahead_for(session, units))
+                try:
+                    for fn in units:
+                        results.append(fn(session))
+                finally:
+                    _read_ahead.reset(token)
         except _Busy:
             raise
         except Exception as exc:
@@ -395,21 +464,25 @@ class InlineCommitter(_Batches):
             with self._batch_sessions() as session:
                 with session.begin():
                     with read_snapshot(session):
-                        for i, (fn, waiter) in enumerate(live):
-                            redo = live[i:]
-                            session.info.clear()
-                            try:
-                                result = fn(session)
-                            except SQLAlchemyError:
-                                raise
-                            except Exception as exc:  # the unit's own answer (a problem for its caller)
-                                if not waiter.cancelled():
-                                    waiter.set_exception(exc)
-                                continue
-                            if session.new or session.dirty or session.deleted:
-                                raise _NotDeferred()
-                            done.append((fn, waiter, result, dict(session.info)))
-                        redo = []
+                        token = _read_ahead.set(_read_ahead_for(session, [fn for fn, _ in live]))
+                        try:
+                            for i, (fn, waiter) in enumerate(live):
+                                redo = live[i:]
+                                session.info.clear()
+                                try:
+                                    result = fn(session)
+                                except SQLAlchemyError:
+                                    raise
+                                except Exception as exc:  # the unit's own answer (a problem for its caller)
+                                    if not waiter.cancelled():
+                                        waiter.set_exception(exc)
+                                    continue
+                                if session.new or session.dirty or session.deleted:
+                                    raise _NotDeferred()
+                                done.append((fn, waiter, result, dict(session.info)))
+                            redo = []
+                        finally:
+                            _read_ahead.reset(token)
                     session.info.clear()  # nothing to flush, and nothing for after-commit listeners
         except Exception as exc:
             log.info("%d units go the ordinary way (%s)", len(redo), type(exc).__name__)

@@ -4,6 +4,7 @@ management API's claim, completion, release and the purge through Core."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -59,6 +60,48 @@ def lookup(conn: Any, client_id: str, scope: str, key: str) -> StoredRow | None:
     """The record of (client, scope, key), or None."""
     rows = _LOOKUP.rows(conn, {"b_client_id": client_id, "b_scope": scope, "b_key": key})
     return StoredRow(*rows[0]) if rows else None
+
+
+# The look-up of many keys of one (client, scope) at once, by how many keys it takes (a power of two: the
+# keys of a batch are padded with repeats of its last key).
+_LOOKUP_MANY: dict[int, CursorStatement] = {}
+
+
+def _lookup_many_statement(size: int) -> CursorStatement:
+    statement = _LOOKUP_MANY.get(size)
+    if statement is None:
+        statement = _LOOKUP_MANY[size] = CursorStatement(
+            select(
+                _t.key, _t.request_hash, _t.status, _t.headers, _t.body, _t.correlation_id, _t.created_at
+            ).where(
+                (_t.client_id == bindparam("b_client_id"))
+                & (_t.scope == bindparam("b_scope"))
+                & _t.key.in_([bindparam(f"k{i}") for i in range(size)])
+            )
+        )
+    return statement
+
+
+def lookup_many(
+    conn: Any, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], StoredRow | None]:
+    """The records of these (client, scope, key)s, each as `lookup` gives it (None: no record), in one
+    statement per (client, scope)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for client_id, scope, key in keys:
+        groups.setdefault((client_id, scope), []).append(key)
+    found: dict[tuple[str, str, str], StoredRow | None] = {k: None for k in keys}
+    for (client_id, scope), names in groups.items():
+        names = list(dict.fromkeys(names))
+        size = 1
+        while size < len(names):
+            size *= 2
+        values: dict[str, Any] = {"b_client_id": client_id, "b_scope": scope}
+        for i in range(size):
+            values[f"k{i}"] = names[min(i, len(names) - 1)]
+        for key, *row in _lookup_many_statement(size).rows(conn, values):
+            found[(client_id, scope, key)] = StoredRow(*row)
+    return found
 
 
 def take_over_statement() -> CursorStatement:
