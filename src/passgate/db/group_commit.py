@@ -44,7 +44,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from types import TracebackType
@@ -100,8 +99,9 @@ class Committer(Protocol):
         chooses per unit, as the message dispatcher does)."""
         ...
 
-    def run_deferred(self, unit: Unit[T]) -> Coroutine[Any, Any, T]:
-        """`unit(session)`, a unit that only reads and defers every write to its commit."""
+    def run_deferred(self, unit: Unit[T]) -> Awaitable[T]:
+        """`unit(session)`, a unit that only reads and defers every write to its commit (awaited at once:
+        on the event loop it may be queued when called)."""
         ...
 
 
@@ -395,13 +395,19 @@ class InlineCommitter(_Batches):
     def run(self, unit: Unit[T], writes_at_commit: bool = False) -> Coroutine[Any, Any, T]:
         return self._submit(unit, deferred=writes_at_commit)
 
-    def run_deferred(self, unit: Unit[T]) -> Coroutine[Any, Any, T]:
-        return self._submit(unit, deferred=True)
+    def run_deferred(self, unit: Unit[T]) -> Awaitable[T]:
+        if not self._started:
+            return self._submit(unit, deferred=True)
+        # The waiter itself, not a coroutine awaiting it: one frame less to resume per decision.
+        return self._enqueue(unit, deferred=True)
 
     async def _submit(self, fn: Unit[T], deferred: bool) -> T:
         if not self._started:
             # Not started (a script, or after shutdown): an ordinary transaction of its own.
             return await asyncio.to_thread(self._alone, fn)
+        return await self._enqueue(fn, deferred)
+
+    def _enqueue(self, fn: Unit[T], deferred: bool) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         if self._event_loop is None:
             self._event_loop = loop
@@ -411,7 +417,7 @@ class InlineCommitter(_Batches):
             self._scheduled = True
             # After the callbacks already ready: requests parsed in the same turn join this batch.
             loop.call_soon(self._flush_inline)
-        return await waiter
+        return waiter
 
     def _flush_inline(self) -> None:
         try:
@@ -551,7 +557,7 @@ class ThreadCommitter(_Batches):
         batch_sessions: BatchSessions | None = None,
     ) -> None:
         super().__init__(sessions, max_batch, checkpointer, batch_sessions)
-        self._items: deque[tuple[Unit[Any], Future[Any]]] = deque()
+        self._items: deque[tuple[Unit[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -590,11 +596,14 @@ class ThreadCommitter(_Batches):
         if not self._started:
             # Not started (a script, or after shutdown): an ordinary transaction of its own.
             return await asyncio.to_thread(self._alone, fn)
-        future: Future[T] = Future()
+        # A future of the caller's own loop, resolved there with the rest of its batch (one hop per batch
+        # and loop, `_resolve`), rather than a thread's future wrapped for the loop and resolved one by one.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
         with self._cv:
-            self._items.append((fn, future))
+            self._items.append((fn, waiter, loop))
             self._cv.notify()
-        return await asyncio.wrap_future(future)
+        return await waiter
 
     def _loop(self) -> None:
         while True:
@@ -605,17 +614,34 @@ class ThreadCommitter(_Batches):
                     self._batch_sessions.close()  # its connection back to the pool, from its own thread
                     return
                 batch = [self._items.popleft() for _ in range(min(len(self._items), self._max_batch))]
-            live = [(fn, f) for fn, f in batch if f.set_running_or_notify_cancel()]
+            # A caller that gave up before its unit was taken (its task cancelled) has it dropped; one that
+            # gives up later finds its unit run, as before. (Reading a future's state from this thread is
+            # a read of one field; only its loop changes it.)
+            live = [(fn, w, loop) for fn, w, loop in batch if not w.cancelled()]
             try:
-                outcomes = self._execute([fn for fn, _ in live])
+                outcomes = self._execute([fn for fn, _, _ in live])
             except BaseException as exc:  # never let the writer thread die with callers waiting
                 log.exception("group commit failed")
                 outcomes = [(None, exc)] * len(live)
-            for (_, future), (result, error) in zip(live, outcomes, strict=True):
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+            for (_, waiter, loop), outcome in zip(live, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append((waiter, outcome))
+            for loop, resolved in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, resolved)
+                except RuntimeError:  # that loop is closed: nobody is waiting there any more
+                    pass
+
+
+def _resolve(resolved: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    """On the callers' loop: each waiter gets its unit's result or error (unless it gave up)."""
+    for waiter, (result, error) in resolved:
+        if waiter.cancelled():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
 
 
 def make_committer(
