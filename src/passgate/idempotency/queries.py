@@ -63,23 +63,25 @@ def lookup(conn: Any, client_id: str, scope: str, key: str) -> StoredRow | None:
 
 
 # The look-up of many keys of one (client, scope) at once, by how many keys it takes (a power of two: the
-# keys of a batch are padded with repeats of its last key).
-_LOOKUP_MANY: dict[int, CursorStatement] = {}
+# keys of a batch are padded with repeats of its last key), with the names of its key parameters.
+_LOOKUP_MANY: dict[int, tuple[CursorStatement, tuple[str, ...]]] = {}
 
 
-def _lookup_many_statement(size: int) -> CursorStatement:
-    statement = _LOOKUP_MANY.get(size)
-    if statement is None:
-        statement = _LOOKUP_MANY[size] = CursorStatement(
+def _lookup_many_statement(size: int) -> tuple[CursorStatement, tuple[str, ...]]:
+    found = _LOOKUP_MANY.get(size)
+    if found is None:
+        names = tuple(f"k{i}" for i in range(size))
+        statement = CursorStatement(
             select(
                 _t.key, _t.request_hash, _t.status, _t.headers, _t.body, _t.correlation_id, _t.created_at
             ).where(
                 (_t.client_id == bindparam("b_client_id"))
                 & (_t.scope == bindparam("b_scope"))
-                & _t.key.in_([bindparam(f"k{i}") for i in range(size)])
+                & _t.key.in_([bindparam(name) for name in names])
             )
         )
-    return statement
+        found = _LOOKUP_MANY[size] = (statement, names)
+    return found
 
 
 def lookup_many(
@@ -87,19 +89,24 @@ def lookup_many(
 ) -> dict[tuple[str, str, str], StoredRow | None]:
     """The records of these (client, scope, key)s, each as `lookup` gives it (None: no record), in one
     statement per (client, scope)."""
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str], dict[str, None]] = {}
     for client_id, scope, key in keys:
-        groups.setdefault((client_id, scope), []).append(key)
-    found: dict[tuple[str, str, str], StoredRow | None] = {k: None for k in keys}
-    for (client_id, scope), names in groups.items():
-        names = list(dict.fromkeys(names))
+        group = groups.get((client_id, scope))
+        if group is None:
+            group = groups[(client_id, scope)] = {}
+        group[key] = None
+    found: dict[tuple[str, str, str], StoredRow | None] = dict.fromkeys(keys)
+    for (client_id, scope), group in groups.items():
+        names = list(group)
         size = 1
         while size < len(names):
             size *= 2
-        values: dict[str, Any] = {"b_client_id": client_id, "b_scope": scope}
-        for i in range(size):
-            values[f"k{i}"] = names[min(i, len(names) - 1)]
-        for key, *row in _lookup_many_statement(size).rows(conn, values):
+        statement, params = _lookup_many_statement(size)
+        names += [names[-1]] * (size - len(names))
+        values: dict[str, Any] = dict(zip(params, names, strict=True))
+        values["b_client_id"] = client_id
+        values["b_scope"] = scope
+        for key, *row in statement.rows(conn, values):
             found[(client_id, scope, key)] = StoredRow(*row)
     return found
 
