@@ -65,6 +65,7 @@ def lookup(conn: Any, client_id: str, scope: str, key: str) -> StoredRow | None:
 # The look-up of many keys of one (client, scope) at once, by how many keys it takes (a power of two: the
 # keys of a batch are padded with repeats of its last key), with the names of its key parameters.
 _LOOKUP_MANY: dict[int, tuple[CursorStatement, tuple[str, ...]]] = {}
+MAX_KEYS_PER_LOOKUP = 256  # well under any database's limit of parameters per statement
 
 
 def _lookup_many_statement(size: int) -> tuple[CursorStatement, tuple[str, ...]]:
@@ -97,17 +98,19 @@ def lookup_many(
         group[key] = None
     found: dict[tuple[str, str, str], StoredRow | None] = dict.fromkeys(keys)
     for (client_id, scope), group in groups.items():
-        names = list(group)
-        size = 1
-        while size < len(names):
-            size *= 2
-        statement, params = _lookup_many_statement(size)
-        names += [names[-1]] * (size - len(names))
-        values: dict[str, Any] = dict(zip(params, names, strict=True))
-        values["b_client_id"] = client_id
-        values["b_scope"] = scope
-        for key, *row in statement.rows(conn, values):
-            found[(client_id, scope, key)] = StoredRow(*row)
+        every = list(group)
+        for start in range(0, len(every), MAX_KEYS_PER_LOOKUP):
+            names = every[start : start + MAX_KEYS_PER_LOOKUP]
+            size = 1
+            while size < len(names):
+                size *= 2
+            statement, params = _lookup_many_statement(size)
+            names += [names[-1]] * (size - len(names))
+            values: dict[str, Any] = dict(zip(params, names, strict=True))
+            values["b_client_id"] = client_id
+            values["b_scope"] = scope
+            for key, *row in statement.rows(conn, values):
+                found[(client_id, scope, key)] = StoredRow(*row)
     return found
 
 

@@ -187,12 +187,15 @@ async def test_the_read_ahead_answers_and_writes_as_each_units_own_lookup(
     assert own_lookups[True] < own_lookups[False] - units / 2
 
 
-def test_lookup_many_gives_what_lookup_gives(engine: Engine, clients: list[str]) -> None:
+def test_lookup_many_gives_what_lookup_gives(
+    engine: Engine, clients: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "MAX_KEYS_PER_LOOKUP", 16)  # several statements for one (client, scope)
     _reset(engine, clients)
     keys = [
         (cid, scope, key) for cid in clients for scope in SCOPES for key in ("old0", "old3", "none", "old0")
     ]
-    keys += [(clients[0], SCOPES[0], f"old{i % 4}") for i in range(37)]  # padded to 64
+    keys += [(clients[0], SCOPES[0], f"k{i}") for i in range(37)] + [(clients[0], SCOPES[0], "old1")]
     with transaction(make_sessionmaker(engine)) as session:
         conn = session.connection()
         many = services.queries.lookup_many(conn, keys)
