@@ -121,7 +121,7 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # hold the write lock only to write (db.group_commit).
     inflight: InFlight = request.app.state.decisions_in_flight
     key = (client_id, _SCOPES[event_type], payload["inquiryId"])
-    unit = claiming(decide, client_id, _SCOPES[event_type], payload["inquiryId"])
+    unit = claiming(decide, *key)  # the batch reads its decisions' stored answers in one statement
     answer, decision = await inflight.decide(key, hashed, lambda: registry.committer.run_deferred(unit))
     if decision is None:  # a retry: the first answer, under the first answer's correlation id
         request.scope["state"]["correlation_id"] = answer.correlation_id
