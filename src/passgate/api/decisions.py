@@ -20,7 +20,7 @@ from passgate.api.views import decision_view
 from passgate.auth.services import INTEGRATION_SCOPE
 from passgate.bootstrap import Registry
 from passgate.db import Session
-from passgate.idempotency.services import StoredAnswer, claim_decision, request_hash
+from passgate.idempotency.services import StoredAnswer, claim_decision, claiming, request_hash
 from passgate.policy.decisions import Decision
 from passgate.policy.requests import AccountOpeningRequest, LoginRequest
 
@@ -121,7 +121,8 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # hold the write lock only to write (db.group_commit).
     inflight: InFlight = request.app.state.decisions_in_flight
     key = (client_id, _SCOPES[event_type], payload["inquiryId"])
-    answer, decision = await inflight.decide(key, hashed, lambda: registry.committer.run_deferred(decide))
+    unit = claiming(decide, *key)  # the batch reads its decisions' stored answers in one statement
+    answer, decision = await inflight.decide(key, hashed, lambda: registry.committer.run_deferred(unit))
     if decision is None:  # a retry: the first answer, under the first answer's correlation id
         request.scope["state"]["correlation_id"] = answer.correlation_id
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -65,7 +65,7 @@ class InFlight:
         self,
         key: tuple[str, str, str],
         hashed: str,
-        run: Callable[[], Coroutine[Any, Any, tuple[StoredAnswer, T | None]]],
+        run: Callable[[], Awaitable[tuple[StoredAnswer, T | None]]],
     ) -> tuple[StoredAnswer, T | None]:
         """`run()` (through `decide_once`), or the answer of the same request already running."""
         found = self._running.get(key)
@@ -85,7 +85,13 @@ class InFlight:
         self._running[key] = (hashed, future)
         answer = None
         try:
-            result = await decide_once(run)
+            # decide_once's first try written out: one coroutine less to resume on every decision.
+            try:
+                result = await run()
+            except Exception as exc:
+                if not services.is_duplicate_record(exc):
+                    raise
+                result = await decide_once(run, DECISION_TRIES - 1)
             answer = result[0]
             return result
         finally:
@@ -107,9 +113,7 @@ class OneAtATime:
     def __init__(self) -> None:
         self._running: dict[Hashable, asyncio.Future[bool]] = {}
 
-    async def run(
-        self, key: Hashable, run: Callable[[], Coroutine[Any, Any, T]], settled: Callable[[T], bool]
-    ) -> T:
+    async def run(self, key: Hashable, run: Callable[[], Awaitable[T]], settled: Callable[[T], bool]) -> T:
         while (first := self._running.get(key)) is not None:
             if await asyncio.shield(first):
                 return await run()
@@ -125,12 +129,12 @@ class OneAtATime:
             future.set_result(done)
 
 
-async def decide_once(run: Callable[[], Coroutine[Any, Any, T]]) -> T:
+async def decide_once(run: Callable[[], Awaitable[T]], tries: int = DECISION_TRIES) -> T:
     """`await run()`, again when it failed because a concurrent duplicate (in another process, or one
     that arrived after the first was decided but before it committed) stored its inquiry's record first:
     the next run finds that record and replays its answer. RequestInProgress (409, Retry-After) if the
-    race is lost every time."""
-    for _ in range(DECISION_TRIES):
+    race is lost every time (`tries` runs in all)."""
+    for _ in range(tries):
         try:
             return await run()
         except Exception as exc:

@@ -43,11 +43,14 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from passgate.db import transaction
@@ -96,9 +99,169 @@ class Committer(Protocol):
         chooses per unit, as the message dispatcher does)."""
         ...
 
-    def run_deferred(self, unit: Unit[T]) -> Coroutine[Any, Any, T]:
-        """`unit(session)`, a unit that only reads and defers every write to its commit."""
+    def run_deferred(self, unit: Unit[T]) -> Awaitable[T]:
+        """`unit(session)`, a unit that only reads and defers every write to its commit (awaited at once:
+        on the event loop it may be queued when called)."""
         ...
+
+
+class BatchSessions(Protocol):
+    """Where a committer's batches get their Session, one batch at a time: `with batch_sessions() as
+    session:` gives a Session with no transaction begun and no objects, which the batch begins and ends
+    (commits or rolls back) inside the block. `close()` when the committer stops.
+
+    `SessionPerBatch` is the plain path (a Session of its own per batch) and the judge of `HeldSession`
+    (one Session on one connection, batch after batch): tests/unit/db/test_group_commit_sessions.py runs
+    the same generated mixes of units through both and compares every answer and every row."""
+
+    def __call__(self) -> AbstractContextManager[Session]: ...
+
+    def close(self) -> None: ...
+
+
+class SessionPerBatch:
+    """A new Session from the sessionmaker for every batch: a connection checked out of the pool (pinged
+    first on PostgreSQL) and returned, reset, at the end."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def __call__(self) -> AbstractContextManager[Session]:
+        return self._sessions()
+
+    def close(self) -> None:
+        pass
+
+
+class HeldSession:
+    """One Session, bound to one connection kept out of the pool, for batch after batch.
+
+    A Session of its own per batch costs more than an empty transaction: the Session and its
+    transaction object, the pool's checkout and check-in (with the reset's ROLLBACK, and on PostgreSQL a
+    ping), their events. Here a batch only begins and ends a transaction on the held Session; after it the
+    Session is emptied (objects expunged, `info` cleared), so the next batch finds it as a new one. Any
+    error that leaves the block (a failed batch, the write lock taken) closes both — the connection goes
+    back to the pool, which resets it — and the next batch takes a fresh connection, pinged as usual:
+    nothing of a failed batch can reach the next. Used by one batch at a time (the event loop's, or the
+    writer thread's); a nested use gets a Session of its own."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._session: Session | None = None
+        self._connection: Connection | None = None
+        self._in_use = False
+        self.connections = 0  # connections taken from the pool (tests: one per run of good batches)
+
+    def __call__(self) -> AbstractContextManager[Session]:
+        if self._in_use:
+            return self._sessions()
+        return self
+
+    def __enter__(self) -> Session:
+        session = self._session
+        if session is None:
+            self._connection = self._sessions.kw["bind"].connect()
+            session = self._session = self._sessions(bind=self._connection)
+            self.connections += 1
+        self._in_use = True
+        return session
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._in_use = False
+        session, connection = self._session, self._connection
+        if (
+            exc_type is not None
+            or session is None
+            or connection is None
+            or session.in_transaction()
+            or connection.in_transaction()
+            or connection.invalidated
+        ):
+            self.close()
+            return
+        session.expunge_all()
+        session.info.clear()
+
+    def close(self) -> None:
+        session, connection = self._session, self._connection
+        self._session = self._connection = None
+        try:
+            if session is not None:
+                session.close()
+        finally:
+            if connection is not None:
+                connection.close()
+
+
+class ReadAhead(Protocol):
+    """A read that each unit of a batch would make on its own — a row by its key — made once for all
+    the batch's units, at the start of its transaction.
+
+    `read(session, keys)` gives, for every key asked, what the unit's own read would give there (None for
+    no row). A unit handed in as `Ahead(unit, reader, key)` finds it with `read_ahead(reader, key)`;
+    `found` is False when it runs outside a batch that read ahead (alone, or again after its batch
+    failed), and the unit then reads on its own, which is the plain path and the judge.
+
+    Only for rows that no unit of the batch writes before the commit (deferred writes, or none): a unit's
+    own read would see the same snapshot (SQLite's snapshot, the write lock held) or a later moment of
+    the same committed data (PostgreSQL's read committed), where a row stored meanwhile by another
+    process still fails the commit on its key, as it does for a unit that read it missing itself."""
+
+    def read(self, session: Session, keys: Sequence[Any]) -> Mapping[Any, Any]: ...
+
+
+class Ahead(Generic[T]):
+    """A unit of work with the key of its batch's read-ahead (see `ReadAhead`); called, it is the unit."""
+
+    __slots__ = ("key", "reader", "unit")
+
+    def __init__(self, unit: Unit[T], reader: ReadAhead, key: Hashable) -> None:
+        self.unit = unit
+        self.reader = reader
+        self.key = key
+
+    def __call__(self, session: Session) -> T:
+        return self.unit(session)
+
+
+# What the running batch read ahead, by reader (set around its units only).
+_read_ahead: ContextVar[dict[ReadAhead, Mapping[Any, Any]] | None] = ContextVar("read_ahead", default=None)
+_MISSING = object()
+
+
+def read_ahead(reader: ReadAhead, key: Hashable) -> tuple[bool, Any]:
+    """(True, what `reader` read for `key` in this batch), or (False, None): nothing read ahead for it."""
+    batch = _read_ahead.get()
+    if batch is None:
+        return False, None
+    found = batch.get(reader)
+    value = _MISSING if found is None else found.get(key, _MISSING)
+    if value is _MISSING:
+        return False, None
+    return True, value
+
+
+def _read_ahead_for(
+    session: Session, units: Sequence[Unit[Any]]
+) -> dict[ReadAhead, Mapping[Any, Any]] | None:
+    """One read per reader for the keys of the batch's `Ahead` units (None: no unit asked)."""
+    wanted: dict[ReadAhead, list[Any]] = {}
+    for fn in units:
+        if type(fn) is Ahead:
+            keys = wanted.get(fn.reader)
+            if keys is None:
+                keys = wanted[fn.reader] = []
+            keys.append(fn.key)
+    if not wanted:
+        return None
+    return {reader: reader.read(session, keys) for reader, keys in wanted.items()}
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether a batch failed because its connection was lost (the database restarted, the link broke)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class _Busy(Exception):
@@ -117,8 +280,11 @@ class _Batches:
         sessions: sessionmaker[Session],
         max_batch: int = 64,
         checkpointer: WalCheckpointer | None = None,
+        batch_sessions: BatchSessions | None = None,
     ) -> None:
         self._sessions = sessions
+        # Where each batch gets its Session: HeldSession unless told otherwise (SessionPerBatch: the plain path).
+        self._batch_sessions: BatchSessions = batch_sessions or HeldSession(sessions)
         # SQLite: the WAL checkpointed by a thread of its own while this committer runs (db.sqlite).
         self.checkpointer = checkpointer
         self._max_batch = max_batch
@@ -143,15 +309,21 @@ class _Batches:
         # wait=False: raise _Busy, having run nothing, when SQLite's write lock is another process's.
         results: list[Any] = []
         try:
-            with self._sessions() as session, session.begin():
+            with self._batch_sessions() as session, session.begin():
                 if not wait:
                     _begin_or_busy(session)
-                for fn in units:
-                    results.append(fn(session))
+                token = _read_ahead.set(_read_ahead_for(session, units))
+                try:
+                    for fn in units:
+                        results.append(fn(session))
+                finally:
+                    _read_ahead.reset(token)
         except _Busy:
             raise
         except Exception as exc:
-            if len(units) == 1:
+            # One unit alone gets its error; but not for a connection lost before it could run (what the
+            # pool's ping finds for a Session of its own): it runs again on a new one, as in a batch.
+            if len(units) == 1 and not _lost_connection(exc):
                 return [(None, exc)]
             log.info(
                 "a batch of %d units failed (%s); running them one by one", len(units), type(exc).__name__
@@ -184,8 +356,9 @@ class InlineCommitter(_Batches):
         sessions: sessionmaker[Session],
         max_batch: int = 64,
         checkpointer: WalCheckpointer | None = None,
+        batch_sessions: BatchSessions | None = None,
     ) -> None:
-        super().__init__(sessions, max_batch, checkpointer)
+        super().__init__(sessions, max_batch, checkpointer, batch_sessions)
         self._pending: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._deferring: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
         self._computed = _Computed()
@@ -217,17 +390,24 @@ class InlineCommitter(_Batches):
         self._started = False
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        self._batch_sessions.close()
 
     def run(self, unit: Unit[T], writes_at_commit: bool = False) -> Coroutine[Any, Any, T]:
         return self._submit(unit, deferred=writes_at_commit)
 
-    def run_deferred(self, unit: Unit[T]) -> Coroutine[Any, Any, T]:
-        return self._submit(unit, deferred=True)
+    def run_deferred(self, unit: Unit[T]) -> Awaitable[T]:
+        if not self._started:
+            return self._submit(unit, deferred=True)
+        # The waiter itself, not a coroutine awaiting it: one frame less to resume per decision.
+        return self._enqueue(unit, deferred=True)
 
     async def _submit(self, fn: Unit[T], deferred: bool) -> T:
         if not self._started:
             # Not started (a script, or after shutdown): an ordinary transaction of its own.
             return await asyncio.to_thread(self._alone, fn)
+        return await self._enqueue(fn, deferred)
+
+    def _enqueue(self, fn: Unit[T], deferred: bool) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         if self._event_loop is None:
             self._event_loop = loop
@@ -237,9 +417,16 @@ class InlineCommitter(_Batches):
             self._scheduled = True
             # After the callbacks already ready: requests parsed in the same turn join this batch.
             loop.call_soon(self._flush_inline)
-        return await waiter
+        return waiter
 
     def _flush_inline(self) -> None:
+        try:
+            self._flush()
+        finally:
+            if not self._started:  # units handed in before a stop: no connection kept after them
+                self._batch_sessions.close()
+
+    def _flush(self) -> None:
         self._scheduled = False
         loop = asyncio.get_running_loop()
         # Decisions first: on their snapshots, whatever the lock is doing.
@@ -280,24 +467,28 @@ class InlineCommitter(_Batches):
         done: list[tuple[Unit[Any], asyncio.Future[Any], Any, dict[Any, Any]]] = []
         redo = live
         try:
-            with self._sessions() as session:
+            with self._batch_sessions() as session:
                 with session.begin():
                     with read_snapshot(session):
-                        for i, (fn, waiter) in enumerate(live):
-                            redo = live[i:]
-                            session.info.clear()
-                            try:
-                                result = fn(session)
-                            except SQLAlchemyError:
-                                raise
-                            except Exception as exc:  # the unit's own answer (a problem for its caller)
-                                if not waiter.cancelled():
-                                    waiter.set_exception(exc)
-                                continue
-                            if session.new or session.dirty or session.deleted:
-                                raise _NotDeferred()
-                            done.append((fn, waiter, result, dict(session.info)))
-                        redo = []
+                        token = _read_ahead.set(_read_ahead_for(session, [fn for fn, _ in live]))
+                        try:
+                            for i, (fn, waiter) in enumerate(live):
+                                redo = live[i:]
+                                session.info.clear()
+                                try:
+                                    result = fn(session)
+                                except SQLAlchemyError:
+                                    raise
+                                except Exception as exc:  # the unit's own answer (a problem for its caller)
+                                    if not waiter.cancelled():
+                                        waiter.set_exception(exc)
+                                    continue
+                                if session.new or session.dirty or session.deleted:
+                                    raise _NotDeferred()
+                                done.append((fn, waiter, result, dict(session.info)))
+                            redo = []
+                        finally:
+                            _read_ahead.reset(token)
                     session.info.clear()  # nothing to flush, and nothing for after-commit listeners
         except Exception as exc:
             log.info("%d units go the ordinary way (%s)", len(redo), type(exc).__name__)
@@ -315,7 +506,7 @@ class InlineCommitter(_Batches):
         computed = self._computed
         patient = self._patient(loop)
         try:
-            with self._sessions() as session, session.begin():
+            with self._batch_sessions() as session, session.begin():
                 if not patient:
                     _begin_or_busy(session)
                 session.info.update(computed.info)
@@ -363,9 +554,10 @@ class ThreadCommitter(_Batches):
         sessions: sessionmaker[Session],
         max_batch: int = 64,
         checkpointer: WalCheckpointer | None = None,
+        batch_sessions: BatchSessions | None = None,
     ) -> None:
-        super().__init__(sessions, max_batch, checkpointer)
-        self._items: deque[tuple[Unit[Any], Future[Any]]] = deque()
+        super().__init__(sessions, max_batch, checkpointer, batch_sessions)
+        self._items: deque[tuple[Unit[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -404,11 +596,14 @@ class ThreadCommitter(_Batches):
         if not self._started:
             # Not started (a script, or after shutdown): an ordinary transaction of its own.
             return await asyncio.to_thread(self._alone, fn)
-        future: Future[T] = Future()
+        # A future of the caller's own loop, resolved there with the rest of its batch (one hop per batch
+        # and loop, `_resolve`), rather than a thread's future wrapped for the loop and resolved one by one.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
         with self._cv:
-            self._items.append((fn, future))
+            self._items.append((fn, waiter, loop))
             self._cv.notify()
-        return await asyncio.wrap_future(future)
+        return await waiter
 
     def _loop(self) -> None:
         while True:
@@ -416,19 +611,37 @@ class ThreadCommitter(_Batches):
                 while not self._items and not self._stopping:
                     self._cv.wait()
                 if not self._items:
+                    self._batch_sessions.close()  # its connection back to the pool, from its own thread
                     return
                 batch = [self._items.popleft() for _ in range(min(len(self._items), self._max_batch))]
-            live = [(fn, f) for fn, f in batch if f.set_running_or_notify_cancel()]
+            # A caller that gave up before its unit was taken (its task cancelled) has it dropped; one that
+            # gives up later finds its unit run, as before. (Reading a future's state from this thread is
+            # a read of one field; only its loop changes it.)
+            live = [(fn, w, loop) for fn, w, loop in batch if not w.cancelled()]
             try:
-                outcomes = self._execute([fn for fn, _ in live])
+                outcomes = self._execute([fn for fn, _, _ in live])
             except BaseException as exc:  # never let the writer thread die with callers waiting
                 log.exception("group commit failed")
                 outcomes = [(None, exc)] * len(live)
-            for (_, future), (result, error) in zip(live, outcomes, strict=True):
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+            for (_, waiter, loop), outcome in zip(live, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append((waiter, outcome))
+            for loop, resolved in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, resolved)
+                except RuntimeError:  # that loop is closed: nobody is waiting there any more
+                    pass
+
+
+def _resolve(resolved: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    """On the callers' loop: each waiter gets its unit's result or error (unless it gave up)."""
+    for waiter, (result, error) in resolved:
+        if waiter.cancelled():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
 
 
 def make_committer(
@@ -436,11 +649,12 @@ def make_committer(
     inline: bool,
     max_batch: int = 64,
     checkpointer: WalCheckpointer | None = None,
+    batch_sessions: BatchSessions | None = None,
 ) -> InlineCommitter | ThreadCommitter:
     """The committer for a database: inline on SQLite, a writer thread on PostgreSQL."""
     if inline:
-        return InlineCommitter(sessions, max_batch, checkpointer)
-    return ThreadCommitter(sessions, max_batch, checkpointer)
+        return InlineCommitter(sessions, max_batch, checkpointer, batch_sessions)
+    return ThreadCommitter(sessions, max_batch, checkpointer, batch_sessions)
 
 
 def _begin_or_busy(session: Session) -> None:

@@ -4,6 +4,7 @@ management API's claim, completion, release and the purge through Core."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -59,6 +60,58 @@ def lookup(conn: Any, client_id: str, scope: str, key: str) -> StoredRow | None:
     """The record of (client, scope, key), or None."""
     rows = _LOOKUP.rows(conn, {"b_client_id": client_id, "b_scope": scope, "b_key": key})
     return StoredRow(*rows[0]) if rows else None
+
+
+# The look-up of many keys of one (client, scope) at once, by how many keys it takes (a power of two: the
+# keys of a batch are padded with repeats of its last key), with the names of its key parameters.
+_LOOKUP_MANY: dict[int, tuple[CursorStatement, tuple[str, ...]]] = {}
+MAX_KEYS_PER_LOOKUP = 256  # well under any database's limit of parameters per statement
+
+
+def _lookup_many_statement(size: int) -> tuple[CursorStatement, tuple[str, ...]]:
+    found = _LOOKUP_MANY.get(size)
+    if found is None:
+        names = tuple(f"k{i}" for i in range(size))
+        statement = CursorStatement(
+            select(
+                _t.key, _t.request_hash, _t.status, _t.headers, _t.body, _t.correlation_id, _t.created_at
+            ).where(
+                (_t.client_id == bindparam("b_client_id"))
+                & (_t.scope == bindparam("b_scope"))
+                & _t.key.in_([bindparam(name) for name in names])
+            )
+        )
+        found = _LOOKUP_MANY[size] = (statement, names)
+    return found
+
+
+def lookup_many(
+    conn: Any, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], StoredRow | None]:
+    """The records of these (client, scope, key)s, each as `lookup` gives it (None: no record), in one
+    statement per (client, scope)."""
+    groups: dict[tuple[str, str], dict[str, None]] = {}
+    for client_id, scope, key in keys:
+        group = groups.get((client_id, scope))
+        if group is None:
+            group = groups[(client_id, scope)] = {}
+        group[key] = None
+    found: dict[tuple[str, str, str], StoredRow | None] = dict.fromkeys(keys)
+    for (client_id, scope), group in groups.items():
+        every = list(group)
+        for start in range(0, len(every), MAX_KEYS_PER_LOOKUP):
+            names = every[start : start + MAX_KEYS_PER_LOOKUP]
+            size = 1
+            while size < len(names):
+                size *= 2
+            statement, params = _lookup_many_statement(size)
+            names += [names[-1]] * (size - len(names))
+            values: dict[str, Any] = dict(zip(params, names, strict=True))
+            values["b_client_id"] = client_id
+            values["b_scope"] = scope
+            for key, *row in statement.rows(conn, values):
+                found[(client_id, scope, key)] = StoredRow(*row)
+    return found
 
 
 def take_over_statement() -> CursorStatement:
