@@ -126,9 +126,14 @@ def test_a_retried_challenge_gets_the_same_answer_and_starts_nothing(
 
     # One mail at the SMTP server, whatever the retries.
     assert mails_to(registry, smtp, body) == 1
-    # The decision row's id is the answer's correlation id.
+    # The decision row's id is the answer's correlation id (the client's own: other tests' clients may
+    # have used the same inquiryId in this database).
     with transaction(registry.sessions) as session:
-        ids = session.scalars(select(Decision.id).where(Decision.inquiry_id == body["inquiryId"])).all()
+        ids = session.scalars(
+            select(Decision.id).where(
+                Decision.client_id == tenant.client_id, Decision.inquiry_id == body["inquiryId"]
+            )
+        ).all()
     assert ids == [first.headers["x-correlation-id"]]
 
 
