@@ -22,7 +22,7 @@ from passgate.bootstrap import Registry
 from passgate.db import Session
 from passgate.idempotency.services import StoredAnswer, claim_decision, request_hash
 from passgate.policy.decisions import Decision
-from passgate.policy.requests import AccountOpeningRequest, LoginRequest
+from passgate.policy.requests import AccountOpeningRequest, DirectReader, LoginRequest, RequestReader
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DecisionResponse},
@@ -42,6 +42,9 @@ _SCOPES = {"LOGIN": "/login/v2", "NEW_ACCOUNT_OPENING": "/newaccountopening/v2"}
 ROUTE_CLASS: type[APIRoute] = DirectRoute
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (LoginRequest, AccountOpeningRequest)
+# How a body becomes the payload: validated straight into dicts (policy.requests.DirectReader), with the
+# model validated and dumped (`PlainReader`) as its judge and its fallback.
+READERS: dict[type[BaseModel], RequestReader] = {model: DirectReader(model) for model in REQUEST_MODELS}
 
 
 def _body_spec(model: type[BaseModel]) -> dict[str, Any]:
@@ -73,15 +76,16 @@ def install_schemas(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
-    """The body as `model`, validated straight from the JSON bytes; errors as FastAPI's own."""
+async def _parse(request: Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The body validated as `model`, straight from the JSON bytes, as the payload of the decision (its
+    `model_dump(mode="json", exclude_none=True)`: `READERS`); errors as FastAPI's own."""
     content_type = request.headers.get("content-type", "")
     if content_type and "json" not in content_type.lower():
         raise RequestValidationError(
             [{"type": "json_type", "loc": ("body",), "msg": "the body must be JSON (application/json)"}]
         )
     try:
-        return model.model_validate_json(await request.body())
+        return READERS[model].read(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
@@ -94,9 +98,8 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # checked before the body is looked at (an unauthenticated caller gets 401, never a validation answer).
     registry: Registry = request.app.state.registry
     client_id = principal(request, registry, INTEGRATION_SCOPE).client_id
-    body = await _parse(request, model)
+    payload = await _parse(request, model)
     decision_id: str = request.scope["state"]["correlation_id"]
-    payload = body.model_dump(mode="json", exclude_none=True)
     # Retries are safe: the answer is stored with the decision, under (client, endpoint, inquiryId), and
     # given again to the same request within 24 hours (passgate.idempotency.services).
     hashed = request_hash(payload)
