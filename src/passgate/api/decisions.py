@@ -81,7 +81,7 @@ async def read_body(request: Request) -> bytes:
     """The body's bytes, as `await request.body()` gives them (and keeps them for a later call), read from
     the ASGI messages directly. Starlette reads through an async generator (`Request.stream`) in an
     `aclosing` block, which costs several times what reading a body in one message does, and the
-    middleware hands every body on in one message (api.middleware). tests/unit/api/test_read_body.py
+    middleware hands every body on in one message (api.middleware). tests/unit/api/test_decisions.py
     holds the two to the same bytes and the same refusals."""
     chunks: list[bytes] = []
     while True:

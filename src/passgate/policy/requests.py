@@ -459,7 +459,7 @@ class DirectReader:
     rewritten by `_as_dicts`. A body it does not accept, or one with a NUL character (`\\u0000` or a zero
     byte: the NUL check was left out), is read by the plain path, which gives the payload or the errors;
     so every error comes from the plain path, and the direct one only answers bodies that both accept.
-    tests/unit/policy/test_request_reader.py holds the two to the same answers on generated bodies."""
+    tests/unit/policy/test_requests.py holds the two to the same answers on generated bodies."""
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
