@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
-from passgate.api.deps import principal
+from passgate.api.deps import bearer_claims
 from passgate.api.direct import DirectRoute
 from passgate.api.errors import ApiProblem
 from passgate.api.idempotency import InFlight
@@ -22,7 +23,7 @@ from passgate.bootstrap import Registry
 from passgate.db import Session
 from passgate.idempotency.services import StoredAnswer, claim_decision, claiming, request_hash
 from passgate.policy.decisions import Decision
-from passgate.policy.requests import AccountOpeningRequest, LoginRequest
+from passgate.policy.requests import AccountOpeningRequest, DirectReader, LoginRequest, RequestReader
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DecisionResponse},
@@ -42,6 +43,9 @@ _SCOPES = {"LOGIN": "/login/v2", "NEW_ACCOUNT_OPENING": "/newaccountopening/v2"}
 ROUTE_CLASS: type[APIRoute] = DirectRoute
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (LoginRequest, AccountOpeningRequest)
+# How a body becomes the payload: validated straight into dicts (policy.requests.DirectReader), with the
+# model validated and dumped (`PlainReader`) as its judge and its fallback.
+READERS: dict[type[BaseModel], RequestReader] = {model: DirectReader(model) for model in REQUEST_MODELS}
 
 
 def _body_spec(model: type[BaseModel]) -> dict[str, Any]:
@@ -73,15 +77,37 @@ def install_schemas(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
-    """The body as `model`, validated straight from the JSON bytes; errors as FastAPI's own."""
+async def read_body(request: Request) -> bytes:
+    """The body's bytes, as `await request.body()` gives them (and keeps them for a later call), read from
+    the ASGI messages directly. Starlette reads through an async generator (`Request.stream`) in an
+    `aclosing` block, which costs several times what reading a body in one message does, and the
+    middleware hands every body on in one message (api.middleware). tests/unit/api/test_decisions.py
+    holds the two to the same bytes and the same refusals."""
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                request._body = body = b"".join(chunks)
+                return body
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The body validated as `model`, straight from the JSON bytes, as the payload of the decision (its
+    `model_dump(mode="json", exclude_none=True)`: `READERS`); errors as FastAPI's own."""
     content_type = request.headers.get("content-type", "")
     if content_type and "json" not in content_type.lower():
         raise RequestValidationError(
             [{"type": "json_type", "loc": ("body",), "msg": "the body must be JSON (application/json)"}]
         )
     try:
-        return model.model_validate_json(await request.body())
+        return READERS[model].read(await read_body(request))
     except ValidationError as exc:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
@@ -93,10 +119,9 @@ async def _handle(request: Request, event_type: str, model: type[BaseModel]) -> 
     # dependencies, whose resolution costs more per request than the token check itself, and the token is
     # checked before the body is looked at (an unauthenticated caller gets 401, never a validation answer).
     registry: Registry = request.app.state.registry
-    client_id = principal(request, registry, INTEGRATION_SCOPE).client_id
-    body = await _parse(request, model)
+    client_id = bearer_claims(request, registry, INTEGRATION_SCOPE).client_id
+    payload = await _parse(request, model)
     decision_id: str = request.scope["state"]["correlation_id"]
-    payload = body.model_dump(mode="json", exclude_none=True)
     # Retries are safe: the answer is stored with the decision, under (client, endpoint, inquiryId), and
     # given again to the same request within 24 hours (passgate.idempotency.services).
     hashed = request_hash(payload)

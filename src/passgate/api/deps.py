@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from passgate.auth.exceptions import InsufficientScope, InvalidToken
 from passgate.auth.services import ADMIN_SCOPE, INTEGRATION_SCOPE
+from passgate.auth.tokens import TokenClaims
 from passgate.bootstrap import Registry
 
 
@@ -28,16 +29,25 @@ class Principal:
     scopes: frozenset[str]
 
 
-def principal(request: Request, registry: Registry, needed: str) -> Principal:
+def bearer_claims(request: Request, registry: Registry, needed: str) -> TokenClaims:
+    """The claims of the request's bearer token: a valid token, of a live API key, with `needed` among its
+    scopes (else InvalidToken or InsufficientScope). `principal` is these claims as the routes take them;
+    the decision routes, which need only the client's id, read them here."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if not token or scheme.lower() != "bearer":
         raise InvalidToken("a bearer token is required (POST /oauth2/token)")
-    claims = registry.tokens.verify(token.strip(), registry.clock.now())
+    claims = registry.tokens.verify(token, registry.clock.now())
     if not registry.key_status.is_active(claims.key_id, claims.client_id):
         raise InvalidToken("the API key behind this token was revoked")
     if needed not in claims.scopes:
         raise InsufficientScope(needed)
+    return claims
+
+
+def principal(request: Request, registry: Registry, needed: str) -> Principal:
+    claims = bearer_claims(request, registry, needed)
     return Principal(claims.client_id, claims.key_id, claims.scopes)
 
 
