@@ -25,7 +25,8 @@ from passgate.messaging.models import Message
 from passgate.messaging.senders.base import SendError
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
-from passgate.messaging.templates import PersonName, RenderContext, RenderedMessage, render
+from passgate.messaging.templates import PersonName, RenderContext, RenderedMessage
+from passgate.messaging.templates.specialized import render_reusing
 from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.models import MfaSecret, MfaSession
@@ -187,7 +188,8 @@ class ChallengeDelivery:
             person=PersonName(**{k: person.get(k) for k in ("first", "last", "preferred")}),
             values=c.context.get("values") or {},
         )
-        return render(c.template, c.locale, context), link, code
+        # The parts that repeat from one message to the next are kept and reused (`render_reusing`).
+        return render_reusing(c.template, c.locale, context), link, code
 
     # -- worker-side changes ---------------------------------------------------------------------------
 
