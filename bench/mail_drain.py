@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sqlite3
 import statistics
@@ -123,7 +124,7 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
             env["PYTHONPATH"] = src
         log = open(ws.dir / f"worker-{n}.log", "wb")  # noqa: SIM115 (closed below)
         proc = subprocess.Popen(
-            [str(venv_bin("passgate")), "worker"],
+            [*shlex.split(args.wrap), str(venv_bin("passgate")), "worker"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -183,6 +184,12 @@ def main() -> int:
         help="PYTHONPATH for the worker (repeatable: versions alternated); default: this checkout's",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one drain may take at most")
+    p.add_argument(
+        "--wrap",
+        default="",
+        help="a command the worker runs under (a profiler: `py-spy record -o out.txt -f raw --`); the CPU "
+        "figures are then that command's",
+    )
     # Accepted for bench/run_all.py; the drain has no duration or concurrency of its own.
     p.add_argument("-d", "--duration", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("-c", "--concurrency", type=int, default=None, help=argparse.SUPPRESS)

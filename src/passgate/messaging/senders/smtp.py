@@ -18,6 +18,13 @@ the server announces SIZE); on this machine that made sending a mail cost about 
 writing `MAIL`, `RCPT` and `DATA` in one packet and the message, already CRLF, in the next. A server that
 does not announce PIPELINING gets the same commands one at a time.
 
+Messages wait in a queue per event loop; up to `pool_size` tasks each hold a connection and send from it
+(`SmtpEmailSender._drive`). With PIPELINING, the next waiting message's `MAIL`, `RCPT` and `DATA` go in
+the same write as the previous message's content, and their replies come with its final one
+(`_Wire.send_chained`): a write and a read per message instead of two of each. A message none of whose
+content went out (the connection died, or the server said 421) is sent on another connection in the
+same try; one whose content went out is never sent twice in a try.
+
 The MIME text is composed here directly (headers folded by the `email` package once per distinct value and
 remembered); building an `EmailMessage` and flattening it costs more CPU than the rest of a send together.
 Anything out of the ordinary (an address that is not plain ASCII) goes through `EmailMessage` as before.
@@ -249,48 +256,119 @@ class _Wire(asyncio.Protocol):
                 self._waiter = None
         return [self._replies.popleft() for _ in range(count)]
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> None:
-        """One mail transaction. `data` is the message with CRLF line ends and nothing else (compose's)."""
-        self.broken = True  # until the transaction has ended cleanly
+    def transaction(self, envelope: Envelope) -> tuple[bytes, bytes, bytes]:
+        """MAIL, RCPT and DATA of a mail transaction, and the message as it follows 354 (dot-stuffed, with
+        its final period). `envelope.data` is the message with CRLF line ends and nothing else."""
+        data = envelope.data
+        assert data is not None
         if data.startswith(b"."):
             data = b"." + data
         data = data.replace(b"\r\n.", b"\r\n..")  # RFC 5321 4.5.2: a line's leading period doubled
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
         size = b" SIZE=%d" % len(data) if self.size else b""
-        mail = b"MAIL FROM:<" + sender.encode("ascii") + b">" + size + b"\r\n"
-        rcpt = b"RCPT TO:<" + recipient.encode("ascii") + b">\r\n"
+        mail = b"MAIL FROM:<" + envelope.sender.encode("ascii") + b">" + size + b"\r\n"
+        rcpt = b"RCPT TO:<" + envelope.recipient.encode("ascii") + b">\r\n"
+        return mail, rcpt, data + b".\r\n"
+
+    async def send(self, envelope: Envelope) -> None:
+        """One mail transaction, its commands one at a time (a server without PIPELINING)."""
+        self.broken = True  # until the transaction has ended cleanly
+        sender, recipient = envelope.sender, envelope.recipient
+        mail, rcpt, payload = self.transaction(envelope)
         try:
-            if self.pipelining:
-                self._write(mail + rcpt + b"DATA\r\n")
-                replies = await self._read(3)
-            else:
-                self._write(mail)
-                replies = await self._read(1)
-                if replies[0][0] == 250:
-                    self._write(rcpt)
+            self._write(mail)
+            replies = await self._read(1)
+            if replies[0][0] == 250:
+                self._write(rcpt)
+                replies += await self._read(1)
+                if replies[1][0] in (250, 251):
+                    self._write(b"DATA\r\n")
                     replies += await self._read(1)
-                    if replies[1][0] in (250, 251):
-                        self._write(b"DATA\r\n")
-                        replies += await self._read(1)
         except aiosmtplib.SMTPServerDisconnected as exc:
             # Nothing of the message went out: a connection that died while idle, to be replaced.
             raise _NotSent() from exc
-        (code, text) = replies[0]
-        if code != 250:
-            raise aiosmtplib.SMTPSenderRefused(code, text, sender)
-        (code, text) = replies[1]
-        if code not in (250, 251):
-            refused = aiosmtplib.SMTPRecipientRefused(code, text, recipient)
-            raise aiosmtplib.SMTPRecipientsRefused([refused])
-        (code, text) = replies[2]
-        if code != 354:
-            raise aiosmtplib.SMTPDataError(code, text)
-        self._write(data + b".\r\n")
+        _check_envelope(replies, sender, recipient)
+        self._write(payload)
         [(code, text)] = await self._read(1)
         if code != 250:
             raise aiosmtplib.SMTPDataError(code, text)
         self.broken = False
+
+    async def send_chained(self, first: _Job, queue: deque[_Job]) -> None:
+        """Mail transactions with PIPELINING (RFC 2920), each message's MAIL, RCPT and DATA written with
+        the previous message's content: `first`, then as many of `queue`'s messages as are waiting when
+        the previous one's 354 has come. One write and one read per message instead of two of each.
+
+        Each message's outcome is set on its job as soon as its final reply comes. A message whose
+        commands went out but none of whose content did (the connection died, the server refused to
+        start it with a 421, or the previous message failed and the connection was closed before it)
+        goes back to the front of `queue` to be sent on another connection in the same try (`_Job.again`).
+        The connection is left broken (to be closed) by any failure."""
+        self.broken = True
+        job = first
+        try:
+            mail, rcpt, payload = self.transaction(job.envelope)
+        except Exception as exc:
+            job.fail(exc)
+            self.broken = False
+            return
+        try:
+            self._write(mail + rcpt + b"DATA\r\n")
+        except Exception as exc:
+            job.again(queue, exc)  # nothing of it went out
+            return
+        while True:
+            try:
+                replies = await self._read(3)
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                job.again(queue, exc)  # nothing of it went out
+                return
+            except Exception as exc:  # a timeout, a reply that is not SMTP
+                job.fail(exc)
+                return
+            except BaseException as exc:
+                job.fail(exc)
+                raise
+            if replies[0][0] == 421:  # the server will not take another message on this connection
+                job.again(queue, aiosmtplib.SMTPSenderRefused(*replies[0], job.envelope.sender))
+                return
+            try:
+                _check_envelope(replies, job.envelope.sender, job.envelope.recipient)
+            except aiosmtplib.SMTPException as exc:
+                job.fail(exc)
+                return
+            following = _next_job(queue)
+            if following is not None:
+                try:
+                    mail, rcpt, next_payload = self.transaction(following.envelope)
+                except BaseException as exc:
+                    following.fail(exc)
+                    following = None
+            try:
+                if following is None:
+                    self._write(payload)
+                else:
+                    self._write(payload + mail + rcpt + b"DATA\r\n")
+                [(code, text)] = await self._read(1)
+            except BaseException as exc:
+                # The message went out, and its fate is unknown: not sent again in this try.
+                job.fail(exc)
+                if following is not None:
+                    following.again(queue, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            if code != 250:
+                job.fail(aiosmtplib.SMTPDataError(code, text))
+                if following is not None:
+                    following.again(queue, aiosmtplib.SMTPDataError(code, text))
+                return
+            job.done()
+            if following is None:
+                self.broken = False
+                return
+            job, payload = following, next_payload
 
     async def quit(self) -> None:
         try:
@@ -314,12 +392,76 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"))
 
 
+def _check_envelope(replies: list[tuple[int, str]], sender: str, recipient: str) -> None:
+    """The replies to MAIL, RCPT and DATA (as many as came: a refused command ends the exchange)."""
+    (code, text) = replies[0]
+    if code != 250:
+        raise aiosmtplib.SMTPSenderRefused(code, text, sender)
+    (code, text) = replies[1]
+    if code not in (250, 251):
+        refused = aiosmtplib.SMTPRecipientRefused(code, text, recipient)
+        raise aiosmtplib.SMTPRecipientsRefused([refused])
+    (code, text) = replies[2]
+    if code != 354:
+        raise aiosmtplib.SMTPDataError(code, text)
+
+
+class _Job:
+    """A message waiting for a connection, and the future its sender waits on."""
+
+    __slots__ = ("envelope", "future", "tried_again")
+
+    def __init__(self, envelope: Envelope, future: asyncio.Future[None]) -> None:
+        self.envelope = envelope
+        self.future = future
+        self.tried_again = False
+
+    def done(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            if isinstance(exc, Exception):
+                self.future.set_exception(exc)
+            else:  # cancelled: its sender is too
+                self.future.cancel()
+
+    def again(self, queue: deque[_Job], exc: BaseException) -> None:
+        """Nothing of the message went out: first in line for another connection, once per try."""
+        if self.tried_again:
+            if isinstance(exc, aiosmtplib.SMTPException):
+                self.fail(exc)  # what the server said, or that it hung up
+            else:
+                lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
+                lost.__cause__ = exc
+                self.fail(lost)
+            return
+        self.tried_again = True
+        queue.appendleft(self)
+
+
+def _next_job(queue: deque[_Job]) -> _Job | None:
+    """The next message waiting whose sender still waits for it."""
+    while queue:
+        job = queue.popleft()
+        if not job.future.done():  # else its sender was cancelled
+            return job
+    return None
+
+
 class _Pool:
-    """The open connections of one event loop, and the slots that bound how many there are."""
+    """The open connections of one event loop, the messages waiting for one, and the tasks that send them
+    (one per connection in use, at most `size`)."""
 
     def __init__(self, size: int) -> None:
-        self.slots = asyncio.Semaphore(size)
+        self.size = size
         self.idle: list[tuple[_Wire, float]] = []
+        self.queue: deque[_Job] = deque()
+        self.drivers: set[asyncio.Task[None]] = set()
+        # Drivers that have not yet decided to stop: counted down in the same step as a driver finds the
+        # queue empty, so that a message queued after that step starts a driver of its own.
+        self.active = 0
 
     def take(self, max_idle: float) -> _Wire | None:
         now = time.monotonic()
@@ -461,34 +603,64 @@ class SmtpEmailSender:
         return pool
 
     async def _deliver(self, envelope: Envelope) -> None:
+        """Queues the message for the connections of this event loop and waits for its outcome. Up to
+        `pool_size` tasks each hold a connection and send what is queued (`_drive`)."""
         if envelope.data is None:
             await self._deliver_unusual(envelope)
             return
         pool = self._pool()
-        async with pool.slots:
-            wire = pool.take(self.max_idle_seconds)
-            if wire is not None:
-                try:
-                    await wire.send(envelope.sender, envelope.recipient, envelope.data)
-                except _NotSent:
-                    # Closed by the server while idle, before it took anything: a new connection, same try.
-                    wire.close()
-                except BaseException:
-                    wire.close()
-                    raise
+        loop = asyncio.get_running_loop()
+        job = _Job(envelope, loop.create_future())
+        pool.queue.append(job)
+        if pool.active < pool.size:
+            pool.active += 1
+            driver = loop.create_task(self._drive(pool))
+            pool.drivers.add(driver)
+            driver.add_done_callback(pool.drivers.discard)
+        await job.future
+
+    async def _drive(self, pool: _Pool) -> None:
+        """Sends queued messages on one connection (an idle one, else a new one) until none is left; a
+        connection that ended anything uncleanly is closed and the next message gets another."""
+        wire: _Wire | None = None
+        job: _Job | None = None
+        try:
+            while (job := _next_job(pool.queue)) is not None:
+                if wire is None and not job.tried_again:  # a second try goes on a new connection
+                    wire = pool.take(self.max_idle_seconds)
+                if wire is None:
+                    try:
+                        wire = await self._open()
+                    except Exception as exc:
+                        job.fail(exc)
+                        continue
+                if wire.pipelining:
+                    await wire.send_chained(job, pool.queue)
                 else:
-                    pool.give_back(wire)
-                    return
-            wire = await self._open()
-            try:
-                await wire.send(envelope.sender, envelope.recipient, envelope.data)
-            except _NotSent as exc:
+                    try:
+                        await wire.send(job.envelope)
+                    except _NotSent as exc:
+                        job.again(pool.queue, exc)
+                    except Exception as exc:
+                        job.fail(exc)
+                    else:
+                        job.done()
+                if not wire.usable:
+                    wire.close()
+                    wire = None
+            job = None
+        except BaseException as exc:  # cancelled (the loop is closing), or a bug: no sender waits forever
+            for waiting in [job, *pool.queue] if job is not None else list(pool.queue):
+                waiting.fail(exc)
+            pool.queue.clear()
+            if wire is not None:
                 wire.close()
-                raise aiosmtplib.SMTPServerDisconnected("Connection lost") from exc
-            except BaseException:
-                wire.close()
-                raise
-            pool.give_back(wire)
+                wire = None
+            raise
+        finally:
+            pool.active -= 1
+            if wire is not None:
+                pool.give_back(wire)
 
     async def _deliver_unusual(self, envelope: Envelope) -> None:
         """A message for the email package to write (an address that is not plain ASCII): aiosmtplib sends
@@ -554,6 +726,9 @@ class SmtpEmailSender:
         pool = self._pools.pop(asyncio.get_running_loop(), None)
         if pool is None:
             return
+        for driver in list(pool.drivers):  # none, unless a send is still going: it ends unsent
+            driver.cancel()
+        await asyncio.gather(*pool.drivers, return_exceptions=True)
         for wire, _ in pool.idle:
             await wire.quit()
         pool.idle.clear()
