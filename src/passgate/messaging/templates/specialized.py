@@ -17,8 +17,8 @@ which operand of an `or` is printed) and through the text each prints. So the pa
 distinct rest of the context with a sentinel in place of each non-empty changing value, split at the
 sentinels, and each later message is the pieces joined with its own values (HTML-escaped in the HTML
 part, as autoescaping would). Anything else, or a part that refers to those values any other way, is
-rendered by `rendering.render`'s own path, which is also the judge: tests/unit/messaging/
-test_specialized_render.py compares the two on generated templates and contexts.
+rendered by `rendering.render`'s own path, which is also the judge: tests/unit/messaging/templates/
+test_specialized.py compares the two on generated templates and contexts.
 
 The budgets (`messaging.sandbox`) are per part; a reused part spends nothing of them. A value of
 `_UNCOUNTED_OUTPUT` characters or more (whose printing a budget counts), or a result longer than the
