@@ -123,8 +123,14 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
         if src is not None:
             env["PYTHONPATH"] = src
         log = open(ws.dir / f"worker-{n}.log", "wb")  # noqa: SIM115 (closed below)
+        wrap = shlex.split(args.wrap)
+        out = ws.dir / f"callgrind-{n}.out"
+        if args.callgrind:
+            # Instrumented only from the first message on (`callgrind_control -i on` below): start-up runs
+            # at a few times its speed instead of fifty.
+            wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
         proc = subprocess.Popen(
-            [*shlex.split(args.wrap), str(venv_bin("passgate")), "worker"],
+            [*wrap, str(venv_bin("passgate")), "worker"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -137,6 +143,11 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise BenchError(f"the worker sent nothing (status {proc.poll()}); see its log")
                 time.sleep(0.002)
+            if args.callgrind:
+                for switch in (["-i", "on"], ["-z"]):
+                    subprocess.run(
+                        ["callgrind_control", *switch, str(proc.pid)], capture_output=True, check=True
+                    )
             cpu0, t0, sent0 = cpu_seconds(proc.pid), time.monotonic(), len(sink.snapshot())
             while len(sink.snapshot()) < args.count:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -151,6 +162,10 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
             cpu1 = cpu_seconds(proc.pid)
             if cpu0 is None or cpu1 is None:
                 raise BenchError("the worker exited during the drain")
+            instructions = None
+            if args.callgrind:
+                subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+                instructions = _callgrind_total(out)
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -162,12 +177,30 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
             log.close()
     db.unlink(missing_ok=True)
     count = args.count - sent0
+    if instructions is not None:
+        return {
+            "src": src or "(this checkout)",
+            "ms_per_message": round(instructions / count / 1e6, 4),  # millions of instructions, here
+            "messages_per_s": round(count / max(1e-6, t1 - t0), 1),
+            "load_average": round(os.getloadavg()[0], 2),
+        }
     return {
         "src": src or "(this checkout)",
         "ms_per_message": round((cpu1 - cpu0) * 1000 / count, 4),
         "messages_per_s": round(count / max(1e-6, t1 - t0), 1),
         "load_average": round(os.getloadavg()[0], 2),
     }
+
+
+def _callgrind_total(out: Path) -> int:
+    """The instructions counted in callgrind's dumps of the worker (`totals:` of each part file)."""
+    total = 0
+    for path in out.parent.glob(out.name + "*"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("totals:", "summary:")):
+                total += int(line.split()[1])
+                break
+    return total
 
 
 def main() -> int:
@@ -184,6 +217,13 @@ def main() -> int:
         help="PYTHONPATH for the worker (repeatable: versions alternated); default: this checkout's",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one drain may take at most")
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count the worker's instructions per message under valgrind's callgrind instead of its CPU "
+        "time (repeatable whatever the machine's load; slow: use a small --count). The figures printed "
+        "are then millions of instructions per message",
+    )
     p.add_argument(
         "--wrap",
         default="",
