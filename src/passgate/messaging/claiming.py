@@ -7,6 +7,7 @@ reads its messages and their owners' rows in one statement (`queries.RoundStatem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,8 +21,15 @@ from passgate.messaging import queries
 from passgate.messaging.interfaces import Claimed, DeliveryHooks, NewSecret
 from passgate.messaging.sources import TemplateSource
 
-# Codes and link tokens made before a claim (`Claimer.look_ahead`), by message id: each with its row.
-Premade = dict[str, tuple[NewSecret, dict[str, Any]]]
+
+class Premade(dict[str, tuple[NewSecret, dict[str, Any]]]):
+    """Codes and link tokens made before a claim (`Claimer.look_ahead`), by message id, each with its row;
+    and `rows`, the due rows the look ahead read, which a claim worked out on a read snapshot starts from
+    instead of reading them again (once: if that claim runs again, it reads)."""
+
+    rows: Sequence[Any] | None = None
+
+
 # A claimed round: each message's row, its owner's row (None for a test send) and the secret made for it.
 ClaimedRows = list[tuple[Any, Any, str | None]]
 # Messages of a purpose no hook is registered for are handled as challenges (as before purposes had hooks).
@@ -65,15 +73,16 @@ class Claimer:
         the hashing and sealing happen outside its transaction, which the API's decisions wait for."""
         with read_only(self.sessions) as session:
             params = {"now": self.clock.now(), "limit": limit}
-            due = session.connection().execute(self._round.look_ahead, params).all()
+            due = session.connection().execute(self._round.due_round, params).all()
         if not due:
             return None
-        premade: Premade = {}
+        premade = Premade()
+        premade.rows = due
         for r in due:
             hook = self.hook(r.purpose)
             owner = hook.owner_of(r)
             if r.secret_id is None and hook.needs_secret(owner):
-                premade[r.message_id] = hook.make_secret(r.message_id, owner, r.channel, r.destination)
+                premade[r.id] = hook.make_secret(r.id, owner, r.channel, r.destination)
         return premade
 
     def _secret_for(
@@ -150,9 +159,16 @@ class Claimer:
         are read, and each one's claim (with the code or link token made for it) is written at commit
         only if it is still due then (`db.defer_update`): if another worker took one meanwhile, nothing
         is written and the unit runs again with the write lock held. A round with a message whose owner
-        closed goes the ordinary way at once (`_claim`: its skip writes are refused on a snapshot)."""
+        closed goes the ordinary way at once (`_claim`: its skip writes are refused on a snapshot).
+
+        The rows the look ahead read (`premade.rows`) are the round, the first time: the claim of each
+        checks at the write that it is still due, as for rows read here."""
         now = self.clock.now()
-        due = session.connection().execute(self._round.due_round, {"now": now, "limit": limit}).all()
+        due = premade.rows if premade is not None else None
+        if premade is not None and due is not None:
+            premade.rows = None  # a unit that runs again reads what is due then
+        else:
+            due = session.connection().execute(self._round.due_round, {"now": now, "limit": limit}).all()
         if not due:
             return []
         owned = [(r, self.hook(r.purpose)) for r in due]

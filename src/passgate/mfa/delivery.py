@@ -35,14 +35,12 @@ from passgate.mfa.states import Status, TerminationReason, is_terminal
 
 PURPOSE = "challenge"
 _sessions = cast(Table, MfaSession.__table__)
-# What the claim reads of its sessions under the write lock: whether they are still open, and what a
-# code or link token is made from. Their render context (JSON) is read after the commit (`prepare`).
-_OWNER_COLUMNS = ("id", "status", "ttl_seconds", "type", "sandbox", "code_length")
+# What the claim reads of its sessions: whether they are still open, what a code or link token is made
+# from, and what the message renders with (read with the round's messages, in the look ahead's read on
+# SQLite, rather than in a read of its own after the claim).
+_OWNER_COLUMNS = ("id", "status", "ttl_seconds", "type", "sandbox", "code_length", "render_context")
 _PREFIX = "s_"
 _CLAIM_SESSIONS = select(*(_sessions.c[name] for name in _OWNER_COLUMNS)).where(
-    _sessions.c.id.in_(bindparam("ids", expanding=True))
-)
-_RENDER_CONTEXTS = select(_sessions.c.id, _sessions.c.render_context).where(
     _sessions.c.id.in_(bindparam("ids", expanding=True))
 )
 
@@ -56,6 +54,7 @@ class SessionOfClaim(NamedTuple):
     type: str
     sandbox: bool
     code_length: int
+    render_context: Any
 
 
 @dataclass
@@ -138,8 +137,7 @@ class ChallengeDelivery:
     # -- what sending needs ----------------------------------------------------------------------------
 
     def render_contexts(self, session: Session, owners: Sequence[Any]) -> Mapping[str, Any]:
-        ids = [owner.id for owner in owners]
-        return dict(session.connection().execute(_RENDER_CONTEXTS, {"ids": ids}).all()) if ids else {}
+        return {owner.id: owner.render_context for owner in owners}  # read with the claim
 
     def prepare(
         self,
