@@ -64,11 +64,14 @@ def reference(sender: SmtpEmailSender, message: OutgoingEmail) -> EmailMessage:
         {"text": "no line break at the end", "html": "<p>" + "y" * 300 + "</p>"},
     ],
 )
-def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[str, object]) -> None:
+@pytest.mark.parametrize("eight_bit", [False, True], ids=["7bit", "8bitmime"])
+def test_composed_message_reads_as_the_email_package_builds_it(
+    overrides: dict[str, object], eight_bit: bool
+) -> None:
     sender = SmtpEmailSender("smtp://127.0.0.1:25")
     message = outgoing(**overrides)
-    envelope = sender.compose(message)
-    assert envelope.data is not None and envelope.data.isascii()
+    envelope = sender.compose(message, eight_bit=eight_bit)
+    assert envelope.data is not None and envelope.data.isascii() is not envelope.eight_bit
     assert all(len(line) <= 998 for line in envelope.data.split(b"\r\n"))
     assert b"\n" not in envelope.data.replace(b"\r\n", b"")
     ours, theirs = parsed(envelope.data), reference(sender, message)
@@ -80,12 +83,20 @@ def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[s
         assert mine is not None and ref is not None
         assert mine.get_content() == ref.get_content(), kind
         assert mine.get_content_charset() == "utf-8"
-    # Short-lined ASCII goes as it is; else the text part is quoted-printable, the HTML part base64.
+    # Short-lined ASCII goes as it is; so does the rest for a server that takes 8bit, or else the text part
+    # is quoted-printable and the HTML part base64.
     for kind, encoded in (("plain", "quoted-printable"), ("html", "base64")):
         part = ours.get_body((kind,))
         assert part is not None
         plain = part.get_content().isascii() and all(len(x) <= 78 for x in part.get_content().split("\n"))
-        assert part["Content-Transfer-Encoding"] == ("7bit" if plain else encoded), kind
+        if eight_bit:  # as it is, unless a line is longer than SMTP allows
+            ascii_ = part.get_content().isascii()
+            assert part["Content-Transfer-Encoding"] == ("7bit" if plain or ascii_ else "8bit"), kind
+        else:
+            assert part["Content-Transfer-Encoding"] == ("7bit" if plain else encoded), kind
+    assert envelope.eight_bit is (
+        eight_bit and "8bit" in (p["Content-Transfer-Encoding"] for p in ours.iter_parts())
+    )
     assert envelope.sender == str(theirs["From"].addresses[0].addr_spec)
     assert envelope.message_id == str(theirs["Message-ID"])
     assert envelope.message_id.startswith("<0b7c5d8e-1111-4222-8333-944455556666@")
@@ -126,12 +137,13 @@ def test_composed_messages_read_as_the_email_package_builds_them_for_generated_b
     rng = random.Random(20261207)
     sender = SmtpEmailSender("smtp://127.0.0.1:25")
     boundaries = set()
-    for _ in range(300):
+    for i in range(600):
         subject = _generated_text(rng).replace("\r", " ").replace("\n", " ")[:200] or "Hi"
         message = outgoing(text=_generated_text(rng), html=_generated_text(rng), subject=subject)
-        envelope = sender.compose(message)
-        assert envelope.data is not None and envelope.data.isascii()
+        envelope = sender.compose(message, eight_bit=i % 2 == 1)  # and with 8bit parts (8BITMIME)
+        assert envelope.data is not None and envelope.data.isascii() is not envelope.eight_bit
         assert all(len(line) <= 998 for line in envelope.data.split(b"\r\n"))
+        assert b"\x00" not in envelope.data
         ours, theirs = parsed(envelope.data), reference(sender, message)
         for header in ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "MIME-Version"):
             assert str(ours[header]) == str(theirs[header]), header
@@ -691,3 +703,55 @@ def test_a_message_whose_sender_gave_up_before_it_went_out_is_not_sent() -> None
 
     asyncio.run(scenario())
     assert server.accepted == ["<kept@acme.example>", "<after@acme.example>"]
+
+
+# -- 8bit parts for a server that announced 8BITMIME (RFC 6152) -------------------------------------------
+
+
+def test_parts_go_8bit_once_the_server_has_announced_8bitmime(sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(sink.url, pool_size=1)
+    text, html = "Grüße — “Jo”\n", "<p>Grüße — “Jo”</p>\n"
+
+    async def scenario() -> None:
+        for i in range(2):
+            await sender.send_email(
+                outgoing(message_id=f"e{i}", to=f"e{i}@example.com", text=text, html=html)
+            )
+        await sender.release()
+
+    asyncio.run(scenario())
+    first, second = sink.wait_for(2)
+    # The first was composed before any connection had said what the server takes.
+    assert b"Content-Transfer-Encoding: 8bit" not in first.raw and first.raw.isascii()
+    assert second.raw.count(b"Content-Transfer-Encoding: 8bit") == 2 and "Grüße".encode() in second.raw
+    for mail in (first, second):
+        assert mail.part("text/plain").replace("\r\n", "\n") == text
+        assert mail.part("text/html").replace("\r\n", "\n") == html
+
+
+def test_a_part_with_a_nul_or_a_line_too_long_for_smtp_is_never_8bit() -> None:
+    sender = SmtpEmailSender("smtp://127.0.0.1:25")
+    for text in ("é\x00\n", "é" + "x" * 998 + "\n"):
+        envelope = sender.compose(outgoing(text=text, html="<p>é</p>"), eight_bit=True)
+        assert envelope.data is not None
+        plain = parsed(envelope.data).get_body(("plain",))
+        assert plain is not None and plain["Content-Transfer-Encoding"] == "quoted-printable"
+        assert _lf(plain.get_content()) == text
+
+
+def test_a_server_without_8bitmime_gets_the_message_composed_again_without_8bit_parts() -> None:
+    raw = RawServer()  # announces PIPELINING and SIZE only
+
+    async def scenario() -> None:
+        server = await raw.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{raw.port}", pool_size=1, timeout=2.0)
+        sender.eight_bit_seen = True  # as if another server behind the same name had announced it
+        await sender.send_email(outgoing(message_id="n1", text="Grüße\n", html="<p>Grüße</p>"))
+        await sender.release()
+        server.close()
+
+    asyncio.run(scenario())
+    [message] = raw.messages
+    assert message.isascii() and b"8bit" not in message
+    assert not [line for line in raw.lines if b"BODY=8BITMIME" in line]
+    assert _lf(parsed(message[:-3]).get_body(("plain",)).get_content()) == "Grüße\n"  # type: ignore[union-attr]
