@@ -299,10 +299,10 @@ def _reused(
     else:
         PIECES.hits += 1
     pieces, gaps = kept
-    html = part == "html"
-    printed = [(str(escape(value)) if html else value) if isinstance(value, str) else "" for value in values]
     if len(pieces) == 1:
         return pieces[0]
+    # Only a non-empty changing value was a sentinel, so only those fill gaps.
+    printed = {i: str(escape(values[i])) for i in set(gaps)} if part == "html" else values
     chunks = [pieces[0]]
     for gap, piece in zip(gaps, pieces[1:], strict=True):
         chunks.append(printed[gap])
