@@ -177,6 +177,10 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
             log.close()
     db.unlink(missing_ok=True)
     count = args.count - sent0
+    if count < args.count // 2:
+        raise BenchError(
+            f"{sent0} of {args.count} messages went before the first reading: use a larger --count"
+        )
     if instructions is not None:
         return {
             "src": src or "(this checkout)",
