@@ -74,6 +74,10 @@ _BASE64_LINES = re.compile(b".{1,%d}" % _BASE64_LINE)
 # What the envelope may carry as it is: printable ASCII without spaces or angle brackets (no command injection).
 _ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]+")
 _MAX_REPLY = 64 * 1024  # a reply (with its continuation lines) longer than this is refused
+# Messages a connection is given to send one after the other before another connection is used: each
+# message after the first on a connection costs one exchange instead of two (`_Wire.send_chained`), so a
+# round of 70 on 9 connections costs fewer than on 32. Up to `pool_size` connections still open at once.
+CHAINED = 8
 
 
 @lru_cache(maxsize=4096)
@@ -547,6 +551,7 @@ class SmtpEmailSender:
         self.connections_opened = 0
         # Whether the last connection opened announced 8BITMIME (then messages are composed with 8bit parts).
         self.eight_bit_seen = False
+        self.pipelining_seen = False  # and PIPELINING (then each connection is given several messages)
 
     # -- the message -------------------------------------------------------------------------------
 
@@ -655,7 +660,10 @@ class SmtpEmailSender:
         loop = asyncio.get_running_loop()
         job = _Job(envelope, loop.create_future(), message, self.compose)
         pool.queue.append(job)
-        if pool.active < pool.size:
+        # Another connection when there are more messages waiting than the ones in use would send
+        # `CHAINED` each (see `CHAINED`).
+        chained = CHAINED if self.pipelining_seen else 1  # without PIPELINING nothing is chained
+        if pool.active < pool.size and len(pool.queue) > pool.active * chained:
             pool.active += 1
             driver = loop.create_task(self._drive(pool))
             pool.drivers.add(driver)
@@ -764,6 +772,7 @@ class SmtpEmailSender:
             raise
         wire = _Wire(transport, dict(smtp.esmtp_extensions), self.timeout)
         self.eight_bit_seen = wire.eight_bit
+        self.pipelining_seen = wire.pipelining
         return wire
 
     async def release(self) -> None:
