@@ -24,6 +24,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -190,9 +191,11 @@ def drain(args: argparse.Namespace, ws: Workspace, backlog: Path, src: str | Non
                 instructions = _callgrind_total(out)
         finally:
             if proc.poll() is None:
-                proc.terminate()
+                # Ctrl-C to its process group (a session of its own): the worker stops, and a profiler
+                # it runs under writes what it recorded.
+                os.killpg(proc.pid, signal.SIGINT)
                 try:
-                    proc.wait(10)
+                    proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)

@@ -20,6 +20,7 @@ from passgate.keyring import KeyRing
 from passgate.messaging import queries
 from passgate.messaging.interfaces import Claimed, DeliveryHooks, NewSecret
 from passgate.messaging.sources import TemplateSource
+from passgate.messaging.templates import Brand, MessageTemplate
 
 
 class Premade(dict[str, tuple[NewSecret, dict[str, Any]]]):
@@ -216,13 +217,20 @@ class Claimer:
             for purpose in {m.purpose for m, owner, _ in rows if owner is not None}:
                 owners = [owner for m, owner, _ in rows if owner is not None and m.purpose == purpose]
                 contexts[purpose] = self.hook(purpose).render_contexts(session, owners)
+            templates = RoundTemplates(self.templates)
             return [
-                self._prepare(session, m, owner, fresh, contexts.get(m.purpose, {}))
+                self._prepare(session, templates, m, owner, fresh, contexts.get(m.purpose, {}))
                 for m, owner, fresh in rows
             ]
 
     def _prepare(
-        self, session: Session, m: Any, owner: Any | None, fresh: str | None, contexts: Any
+        self,
+        session: Session,
+        templates: TemplateSource,
+        m: Any,
+        owner: Any | None,
+        fresh: str | None,
+        contexts: Any,
     ) -> Claimed:
         """What sending needs, from the claimed message's row and its owner's, the secret made at this
         claim (`fresh`), if one was, and the owners' render contexts."""
@@ -232,4 +240,32 @@ class Claimer:
                 secret = self.keyring.unseal(m.sealed_secret, m.id)
             except ValueError:
                 secret = None  # the key is gone: the send fails permanently below
-        return self.hook(m.purpose).prepare(session, self.templates, m, owner, secret, contexts)
+        return self.hook(m.purpose).prepare(session, templates, m, owner, secret, contexts)
+
+
+class RoundTemplates:
+    """A `TemplateSource` for one round's `prepare`: each client's template, brand and sender asked of
+    the source once per round rather than once per message (the source's cache answers the same within
+    a round; asking it costs a lookup, a clock read and a lock per call)."""
+
+    def __init__(self, source: TemplateSource) -> None:
+        self.source = source
+        self._templates: dict[tuple[str, str], MessageTemplate | None] = {}
+        self._brands: dict[str, Brand] = {}
+        self._senders: dict[str, str | None] = {}
+
+    def get(self, session: Session, client_id: str, name: str) -> MessageTemplate | None:
+        key = (client_id, name)
+        if key not in self._templates:
+            self._templates[key] = self.source.get(session, client_id, name)
+        return self._templates[key]
+
+    def brand(self, session: Session, client_id: str) -> Brand:
+        if client_id not in self._brands:
+            self._brands[client_id] = self.source.brand(session, client_id)
+        return self._brands[client_id]
+
+    def from_address(self, session: Session, client_id: str) -> str | None:
+        if client_id not in self._senders:
+            self._senders[client_id] = self.source.from_address(session, client_id)
+        return self._senders[client_id]

@@ -8,6 +8,7 @@ reported on by the provider. The dispatcher never imports `mfa`; `bootstrap` reg
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +46,10 @@ _CLAIM_SESSIONS = select(*(_sessions.c[name] for name in _OWNER_COLUMNS)).where(
 )
 
 
+# The joined session's columns of a claimed row, in `_OWNER_COLUMNS` order.
+_owner_values = operator.attrgetter(*(f"{_PREFIX}{name}" for name in _OWNER_COLUMNS))
+
+
 class SessionOfClaim(NamedTuple):
     """A claimed message's session, as the claim reads it (`_OWNER_COLUMNS`)."""
 
@@ -71,7 +76,7 @@ class ChallengeDelivery:
     # -- the claim -------------------------------------------------------------------------------------
 
     def owner_of(self, row: Any) -> SessionOfClaim | None:
-        values = tuple(getattr(row, f"{_PREFIX}{name}") for name in _OWNER_COLUMNS)
+        values = _owner_values(row)
         return SessionOfClaim(*values) if values[0] is not None else None
 
     def load_owners(self, session: Session, owner_ids: Sequence[str]) -> Mapping[str, SessionOfClaim]:
