@@ -7,6 +7,7 @@ reads its messages and their owners' rows in one statement (`queries.RoundStatem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,9 +20,17 @@ from passgate.keyring import KeyRing
 from passgate.messaging import queries
 from passgate.messaging.interfaces import Claimed, DeliveryHooks, NewSecret
 from passgate.messaging.sources import TemplateSource
+from passgate.messaging.templates import Brand, MessageTemplate
 
-# Codes and link tokens made before a claim (`Claimer.look_ahead`), by message id: each with its row.
-Premade = dict[str, tuple[NewSecret, dict[str, Any]]]
+
+class Premade(dict[str, tuple[NewSecret, dict[str, Any]]]):
+    """Codes and link tokens made before a claim (`Claimer.look_ahead`), by message id, each with its row;
+    and `rows`, the due rows the look ahead read, which a claim worked out on a read snapshot starts from
+    instead of reading them again (once: if that claim runs again, it reads)."""
+
+    rows: Sequence[Any] | None = None
+
+
 # A claimed round: each message's row, its owner's row (None for a test send) and the secret made for it.
 ClaimedRows = list[tuple[Any, Any, str | None]]
 # Messages of a purpose no hook is registered for are handled as challenges (as before purposes had hooks).
@@ -65,15 +74,16 @@ class Claimer:
         the hashing and sealing happen outside its transaction, which the API's decisions wait for."""
         with read_only(self.sessions) as session:
             params = {"now": self.clock.now(), "limit": limit}
-            due = session.connection().execute(self._round.look_ahead, params).all()
+            due = session.connection().execute(self._round.due_round, params).all()
         if not due:
             return None
-        premade: Premade = {}
+        premade = Premade()
+        premade.rows = due
         for r in due:
             hook = self.hook(r.purpose)
             owner = hook.owner_of(r)
             if r.secret_id is None and hook.needs_secret(owner):
-                premade[r.message_id] = hook.make_secret(r.message_id, owner, r.channel, r.destination)
+                premade[r.id] = hook.make_secret(r.id, owner, r.channel, r.destination)
         return premade
 
     def _secret_for(
@@ -150,9 +160,16 @@ class Claimer:
         are read, and each one's claim (with the code or link token made for it) is written at commit
         only if it is still due then (`db.defer_update`): if another worker took one meanwhile, nothing
         is written and the unit runs again with the write lock held. A round with a message whose owner
-        closed goes the ordinary way at once (`_claim`: its skip writes are refused on a snapshot)."""
+        closed goes the ordinary way at once (`_claim`: its skip writes are refused on a snapshot).
+
+        The rows the look ahead read (`premade.rows`) are the round, the first time: the claim of each
+        checks at the write that it is still due, as for rows read here."""
         now = self.clock.now()
-        due = session.connection().execute(self._round.due_round, {"now": now, "limit": limit}).all()
+        due = premade.rows if premade is not None else None
+        if premade is not None and due is not None:
+            premade.rows = None  # a unit that runs again reads what is due then
+        else:
+            due = session.connection().execute(self._round.due_round, {"now": now, "limit": limit}).all()
         if not due:
             return []
         owned = [(r, self.hook(r.purpose)) for r in due]
@@ -200,13 +217,20 @@ class Claimer:
             for purpose in {m.purpose for m, owner, _ in rows if owner is not None}:
                 owners = [owner for m, owner, _ in rows if owner is not None and m.purpose == purpose]
                 contexts[purpose] = self.hook(purpose).render_contexts(session, owners)
+            templates = RoundTemplates(self.templates)
             return [
-                self._prepare(session, m, owner, fresh, contexts.get(m.purpose, {}))
+                self._prepare(session, templates, m, owner, fresh, contexts.get(m.purpose, {}))
                 for m, owner, fresh in rows
             ]
 
     def _prepare(
-        self, session: Session, m: Any, owner: Any | None, fresh: str | None, contexts: Any
+        self,
+        session: Session,
+        templates: TemplateSource,
+        m: Any,
+        owner: Any | None,
+        fresh: str | None,
+        contexts: Any,
     ) -> Claimed:
         """What sending needs, from the claimed message's row and its owner's, the secret made at this
         claim (`fresh`), if one was, and the owners' render contexts."""
@@ -216,4 +240,32 @@ class Claimer:
                 secret = self.keyring.unseal(m.sealed_secret, m.id)
             except ValueError:
                 secret = None  # the key is gone: the send fails permanently below
-        return self.hook(m.purpose).prepare(session, self.templates, m, owner, secret, contexts)
+        return self.hook(m.purpose).prepare(session, templates, m, owner, secret, contexts)
+
+
+class RoundTemplates:
+    """A `TemplateSource` for one round's `prepare`: each client's template, brand and sender asked of
+    the source once per round rather than once per message (the source's cache answers the same within
+    a round; asking it costs a lookup, a clock read and a lock per call)."""
+
+    def __init__(self, source: TemplateSource) -> None:
+        self.source = source
+        self._templates: dict[tuple[str, str], MessageTemplate | None] = {}
+        self._brands: dict[str, Brand] = {}
+        self._senders: dict[str, str | None] = {}
+
+    def get(self, session: Session, client_id: str, name: str) -> MessageTemplate | None:
+        key = (client_id, name)
+        if key not in self._templates:
+            self._templates[key] = self.source.get(session, client_id, name)
+        return self._templates[key]
+
+    def brand(self, session: Session, client_id: str) -> Brand:
+        if client_id not in self._brands:
+            self._brands[client_id] = self.source.brand(session, client_id)
+        return self._brands[client_id]
+
+    def from_address(self, session: Session, client_id: str) -> str | None:
+        if client_id not in self._senders:
+            self._senders[client_id] = self.source.from_address(session, client_id)
+        return self._senders[client_id]

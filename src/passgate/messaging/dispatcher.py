@@ -131,6 +131,7 @@ class Dispatcher:
         # The wait comes before the next claim: with `chain`, before this round's record, which goes with
         # that claim. Set by the long-running worker (`passgate.worker.Worker`); a one-off round never waits.
         self.round_spacing = 0.0
+        self._sent_counters: dict[str, Any] = {}
         self.claims = Claimer(sessions, clock, keyring, templates, worker_id, lock_seconds)
         for hook in hooks:
             self.register(hook)
@@ -436,7 +437,10 @@ class Dispatcher:
             log.exception("sender raised unexpectedly", extra={"messageId": c.message_id})
             failure = TemporarySendError(type(exc).__name__)
             return partial(self._record_failure, c=c, provider=provider, exc=failure, started=started)
-        self.metrics.messages.labels(c.channel, "sent").inc()
+        sent = self._sent_counters.get(c.channel)
+        if sent is None:  # the labelled child looked up once per channel (a lock and a validation each time)
+            sent = self._sent_counters[c.channel] = self.metrics.messages.labels(c.channel, "sent")
+        sent.inc()
         return Sent(c, provider, provider_id[:128], started)
 
     def _record_deferred(self, session: Session, *, c: Claimed) -> None:

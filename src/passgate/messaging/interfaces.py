@@ -151,7 +151,8 @@ class DeliveryHooks(Protocol):
         ...
 
     def render_contexts(self, session: Session, owners: Sequence[Any]) -> Mapping[str, Any]:
-        """The owners' render contexts by owner id, in one read per round (after the claim's commit)."""
+        """The owners' render contexts by owner id (after the claim's commit): from the owners as the
+        claim read them where its join has them, else in one read per round."""
         ...
 
     def render(

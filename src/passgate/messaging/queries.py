@@ -198,36 +198,20 @@ def _hook_columns(joins: Sequence[ClaimJoin]) -> list[Any]:
 
 @dataclass(frozen=True)
 class RoundStatements:
-    """The statements of a round that read the hooks' rows with the messages, composed once per dispatcher.
+    """The statement of a round that reads the hooks' rows with the messages, composed once per dispatcher.
 
-    `due_round`: the round a claim worked out on a read snapshot takes (`Dispatcher._claim_on_snapshot`),
-    the due messages as the claim's RETURNING gives them, each with the hooks' columns.
-    `look_ahead`: the look before a claim, in a transaction that only reads: the messages the claim would
-    take, with what their secrets are made from."""
+    `due_round`: the due messages as the claim's RETURNING gives them, each with the hooks' columns. The
+    look before a claim reads it in a transaction that only reads (`Claimer.look_ahead`), and a claim worked
+    out on a read snapshot starts from those rows (`Claimer.claim_on_snapshot`)."""
 
     due_round: Any
-    look_ahead: Any
 
     @classmethod
     def compose(cls, joins: Sequence[ClaimJoin]) -> RoundStatements:
         extra = _hook_columns(joins)
-        due_round = _first_due(
-            (*CLAIMED_COLUMNS, *extra), (_messages.c.next_attempt_at, _messages.c.id), joins
+        return cls(
+            _first_due((*CLAIMED_COLUMNS, *extra), (_messages.c.next_attempt_at, _messages.c.id), joins)
         )
-        look_ahead = _first_due(
-            (
-                _messages.c.id.label("message_id"),
-                _messages.c.channel,
-                _messages.c.destination,
-                _messages.c.secret_id,
-                _messages.c.purpose,
-                _messages.c.next_attempt_at,
-                *extra,
-            ),
-            (_messages.c.next_attempt_at,),
-            joins,
-        )
-        return cls(due_round, look_ahead)
 
 
 def report_target(session: Session, by: Literal["provider", "id"], ident: str) -> Message | None:

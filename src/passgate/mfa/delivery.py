@@ -8,6 +8,7 @@ reported on by the provider. The dispatcher never imports `mfa`; `bootstrap` reg
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,8 @@ from passgate.messaging.models import Message
 from passgate.messaging.senders.base import SendError
 from passgate.messaging.sources import TemplateSource
 from passgate.messaging.states import DeliveryStatus
-from passgate.messaging.templates import PersonName, RenderContext, RenderedMessage, render
+from passgate.messaging.templates import PersonName, RenderContext, RenderedMessage
+from passgate.messaging.templates.specialized import render_reusing
 from passgate.mfa import queries
 from passgate.mfa import secrets as mfa_secrets
 from passgate.mfa.models import MfaSecret, MfaSession
@@ -34,16 +36,18 @@ from passgate.mfa.states import Status, TerminationReason, is_terminal
 
 PURPOSE = "challenge"
 _sessions = cast(Table, MfaSession.__table__)
-# What the claim reads of its sessions under the write lock: whether they are still open, and what a
-# code or link token is made from. Their render context (JSON) is read after the commit (`prepare`).
-_OWNER_COLUMNS = ("id", "status", "ttl_seconds", "type", "sandbox", "code_length")
+# What the claim reads of its sessions: whether they are still open, what a code or link token is made
+# from, and what the message renders with (read with the round's messages, in the look ahead's read on
+# SQLite, rather than in a read of its own after the claim).
+_OWNER_COLUMNS = ("id", "status", "ttl_seconds", "type", "sandbox", "code_length", "render_context")
 _PREFIX = "s_"
 _CLAIM_SESSIONS = select(*(_sessions.c[name] for name in _OWNER_COLUMNS)).where(
     _sessions.c.id.in_(bindparam("ids", expanding=True))
 )
-_RENDER_CONTEXTS = select(_sessions.c.id, _sessions.c.render_context).where(
-    _sessions.c.id.in_(bindparam("ids", expanding=True))
-)
+
+
+# The joined session's columns of a claimed row, in `_OWNER_COLUMNS` order.
+_owner_values = operator.attrgetter(*(f"{_PREFIX}{name}" for name in _OWNER_COLUMNS))
 
 
 class SessionOfClaim(NamedTuple):
@@ -55,6 +59,7 @@ class SessionOfClaim(NamedTuple):
     type: str
     sandbox: bool
     code_length: int
+    render_context: Any
 
 
 @dataclass
@@ -71,7 +76,7 @@ class ChallengeDelivery:
     # -- the claim -------------------------------------------------------------------------------------
 
     def owner_of(self, row: Any) -> SessionOfClaim | None:
-        values = tuple(getattr(row, f"{_PREFIX}{name}") for name in _OWNER_COLUMNS)
+        values = _owner_values(row)
         return SessionOfClaim(*values) if values[0] is not None else None
 
     def load_owners(self, session: Session, owner_ids: Sequence[str]) -> Mapping[str, SessionOfClaim]:
@@ -137,8 +142,7 @@ class ChallengeDelivery:
     # -- what sending needs ----------------------------------------------------------------------------
 
     def render_contexts(self, session: Session, owners: Sequence[Any]) -> Mapping[str, Any]:
-        ids = [owner.id for owner in owners]
-        return dict(session.connection().execute(_RENDER_CONTEXTS, {"ids": ids}).all()) if ids else {}
+        return {owner.id: owner.render_context for owner in owners}  # read with the claim
 
     def prepare(
         self,
@@ -187,7 +191,8 @@ class ChallengeDelivery:
             person=PersonName(**{k: person.get(k) for k in ("first", "last", "preferred")}),
             values=c.context.get("values") or {},
         )
-        return render(c.template, c.locale, context), link, code
+        # The parts that repeat from one message to the next are kept and reused (`render_reusing`).
+        return render_reusing(c.template, c.locale, context), link, code
 
     # -- worker-side changes ---------------------------------------------------------------------------
 

@@ -34,7 +34,13 @@ def hooks() -> ChallengeDelivery:
 
 def session(**fields: object) -> SessionOfClaim:
     values: dict[str, object] = dict(
-        id="s1", status="UNKNOWN", ttl_seconds=600, type="OTP", sandbox=False, code_length=6
+        id="s1",
+        status="UNKNOWN",
+        ttl_seconds=600,
+        type="OTP",
+        sandbox=False,
+        code_length=6,
+        render_context={"person": {"first": "Jo"}},
     )
     values.update(fields)
     return SessionOfClaim(**values)  # type: ignore[arg-type]
@@ -65,7 +71,13 @@ def test_a_sandbox_session_to_a_sandbox_destination_gets_the_fixed_code(hooks: C
 
 def test_the_claim_reads_the_session_from_its_labelled_columns(hooks: ChallengeDelivery) -> None:
     row = SimpleNamespace(
-        s_id="s1", s_status="TERMINATED", s_ttl_seconds=60, s_type="OTP", s_sandbox=False, s_code_length=6
+        s_id="s1",
+        s_status="TERMINATED",
+        s_ttl_seconds=60,
+        s_type="OTP",
+        s_sandbox=False,
+        s_code_length=6,
+        s_render_context={"person": {"first": "Jo"}},
     )
     owner = hooks.owner_of(row)
     assert owner == session(status="TERMINATED", ttl_seconds=60)

@@ -64,11 +64,14 @@ def reference(sender: SmtpEmailSender, message: OutgoingEmail) -> EmailMessage:
         {"text": "no line break at the end", "html": "<p>" + "y" * 300 + "</p>"},
     ],
 )
-def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[str, object]) -> None:
+@pytest.mark.parametrize("eight_bit", [False, True], ids=["7bit", "8bitmime"])
+def test_composed_message_reads_as_the_email_package_builds_it(
+    overrides: dict[str, object], eight_bit: bool
+) -> None:
     sender = SmtpEmailSender("smtp://127.0.0.1:25")
     message = outgoing(**overrides)
-    envelope = sender.compose(message)
-    assert envelope.data is not None and envelope.data.isascii()
+    envelope = sender.compose(message, eight_bit=eight_bit)
+    assert envelope.data is not None and envelope.data.isascii() is not envelope.eight_bit
     assert all(len(line) <= 998 for line in envelope.data.split(b"\r\n"))
     assert b"\n" not in envelope.data.replace(b"\r\n", b"")
     ours, theirs = parsed(envelope.data), reference(sender, message)
@@ -80,12 +83,20 @@ def test_composed_message_reads_as_the_email_package_builds_it(overrides: dict[s
         assert mine is not None and ref is not None
         assert mine.get_content() == ref.get_content(), kind
         assert mine.get_content_charset() == "utf-8"
-    # Short-lined ASCII goes as it is; else the text part is quoted-printable, the HTML part base64.
+    # Short-lined ASCII goes as it is; so does the rest for a server that takes 8bit, or else the text part
+    # is quoted-printable and the HTML part base64.
     for kind, encoded in (("plain", "quoted-printable"), ("html", "base64")):
         part = ours.get_body((kind,))
         assert part is not None
         plain = part.get_content().isascii() and all(len(x) <= 78 for x in part.get_content().split("\n"))
-        assert part["Content-Transfer-Encoding"] == ("7bit" if plain else encoded), kind
+        if eight_bit:  # as it is, unless a line is longer than SMTP allows
+            ascii_ = part.get_content().isascii()
+            assert part["Content-Transfer-Encoding"] == ("7bit" if plain or ascii_ else "8bit"), kind
+        else:
+            assert part["Content-Transfer-Encoding"] == ("7bit" if plain else encoded), kind
+    assert envelope.eight_bit is (
+        eight_bit and "8bit" in (p["Content-Transfer-Encoding"] for p in ours.iter_parts())
+    )
     assert envelope.sender == str(theirs["From"].addresses[0].addr_spec)
     assert envelope.message_id == str(theirs["Message-ID"])
     assert envelope.message_id.startswith("<0b7c5d8e-1111-4222-8333-944455556666@")
@@ -126,12 +137,13 @@ def test_composed_messages_read_as_the_email_package_builds_them_for_generated_b
     rng = random.Random(20261207)
     sender = SmtpEmailSender("smtp://127.0.0.1:25")
     boundaries = set()
-    for _ in range(300):
+    for i in range(600):
         subject = _generated_text(rng).replace("\r", " ").replace("\n", " ")[:200] or "Hi"
         message = outgoing(text=_generated_text(rng), html=_generated_text(rng), subject=subject)
-        envelope = sender.compose(message)
-        assert envelope.data is not None and envelope.data.isascii()
+        envelope = sender.compose(message, eight_bit=i % 2 == 1)  # and with 8bit parts (8BITMIME)
+        assert envelope.data is not None and envelope.data.isascii() is not envelope.eight_bit
         assert all(len(line) <= 998 for line in envelope.data.split(b"\r\n"))
+        assert b"\x00" not in envelope.data
         ours, theirs = parsed(envelope.data), reference(sender, message)
         for header in ("From", "To", "Subject", "Message-ID", "Auto-Submitted", "MIME-Version"):
             assert str(ours[header]) == str(theirs[header]), header
@@ -535,3 +547,211 @@ def test_the_envelope_sender_is_the_bounce_address_on_both_paths(sink: SmtpSink)
     assert {parsed(m.raw)["From"] for m in received} == {"Acme <no-reply@acme.example>"}
     # An envelope sender that could inject a command is not used.
     assert sender.compose(outgoing(envelope_from="a@b> SIZE=1")).sender == "no-reply@acme.example"
+
+
+# -- messages chained on a connection (PIPELINING across mail transactions) ------------------------------
+
+
+class ChainServer:
+    """A pipelining SMTP peer that notes whether each message's MAIL came before the previous message's
+    final reply was given (`chained`), and can refuse a message's content, hang up after one, or refuse
+    (421) any MAIL past the `per_connection`-th on a connection."""
+
+    def __init__(
+        self,
+        *,
+        refuse_data: tuple[int, ...] = (),
+        hang_up_after: tuple[int, ...] = (),
+        per_connection: int | None = None,
+        wait_for_next: bool = False,
+    ) -> None:
+        self.refuse_data = refuse_data
+        self.hang_up_after = hang_up_after
+        self.per_connection = per_connection
+        self.wait_for_next = wait_for_next
+        self.messages: list[bytes] = []  # every message whose content arrived, refused ones included
+        self.accepted: list[str] = []  # the Message-IDs answered 250
+        self.connections = 0
+        self.chained = 0
+        self.port = 0
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"220 chain ESMTP\r\n")
+        taken = 0
+        pending: bytes | None = None
+        try:
+            while True:
+                line = pending if pending is not None else await reader.readline()
+                pending = None
+                if not line:
+                    break
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-chain\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                elif verb == b"MAIL":
+                    if self.per_connection is not None and taken >= self.per_connection:
+                        writer.write(b"421 4.7.0 too many messages on this connection\r\n")
+                        await writer.drain()
+                        break
+                    writer.write(b"250 ok\r\n")
+                elif verb == b"RCPT":
+                    writer.write(b"250 ok\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go\r\n")
+                    await writer.drain()
+                    data = await reader.readuntil(b"\r\n.\r\n")
+                    index = len(self.messages)
+                    self.messages.append(data)
+                    taken += 1
+                    if index in self.hang_up_after:
+                        break
+                    if self.wait_for_next:
+                        try:  # the next message's MAIL, sent before this reply: the transactions are chained
+                            pending = await asyncio.wait_for(reader.readline(), 0.5)
+                            self.chained += bool(pending)
+                        except TimeoutError:
+                            pass
+                    if index in self.refuse_data:
+                        writer.write(b"554 5.6.0 refused\r\n")
+                    else:
+                        self.accepted.append(str(parsed(data[:-3])["Message-ID"]))
+                        writer.write(b"250 queued\r\n")
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+                else:
+                    writer.write(b"500 what\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+def _send_together(server: ChainServer, count: int, pool_size: int = 1) -> list[object]:
+    """`count` messages sent at once on `pool_size` connections; each one's id, or what it raised."""
+
+    async def scenario() -> list[object]:
+        listening = await server.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{server.port}", pool_size=pool_size, timeout=3.0)
+        sends = [
+            sender.send_email(outgoing(message_id=f"c{i}", to=f"c{i}@example.com")) for i in range(count)
+        ]
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        await sender.release()
+        listening.close()
+        return list(outcomes)
+
+    return asyncio.run(scenario())
+
+
+def test_messages_waiting_for_a_connection_go_with_the_previous_message() -> None:
+    server = ChainServer(wait_for_next=True)
+    outcomes = _send_together(server, 6)
+    assert outcomes == [f"<c{i}@acme.example>" for i in range(6)]
+    assert server.accepted == outcomes and server.connections == 1
+    # Each message after the first was begun before the previous one's final reply.
+    assert server.chained == 5
+
+
+def test_a_refused_message_retires_the_connection_and_the_one_chained_to_it_goes_on_another() -> None:
+    server = ChainServer(refuse_data=(1,))
+    outcomes = _send_together(server, 4)
+    assert outcomes[0] == "<c0@acme.example>" and outcomes[2:] == ["<c2@acme.example>", "<c3@acme.example>"]
+    assert isinstance(outcomes[1], PermanentSendError) and "554" in str(outcomes[1])
+    assert server.accepted == ["<c0@acme.example>", "<c2@acme.example>", "<c3@acme.example>"]
+    assert server.connections == 2  # none of c2 went out on the first: sent once, on the second
+
+
+def test_a_hang_up_after_a_message_leaves_it_unresent_and_sends_the_next_on_a_new_connection() -> None:
+    server = ChainServer(hang_up_after=(1,))
+    outcomes = _send_together(server, 4)
+    assert outcomes[0] == "<c0@acme.example>" and outcomes[2:] == ["<c2@acme.example>", "<c3@acme.example>"]
+    # The server may have kept c1: its fate is unknown, and it is not sent again in this try.
+    assert isinstance(outcomes[1], TemporarySendError)
+    assert [parsed(m[:-3])["Message-ID"] for m in server.messages].count("<c1@acme.example>") == 1
+    assert server.connections == 2
+
+
+def test_a_server_that_takes_no_more_on_a_connection_gets_the_rest_on_new_ones() -> None:
+    server = ChainServer(per_connection=2)
+    outcomes = _send_together(server, 5)
+    assert outcomes == [f"<c{i}@acme.example>" for i in range(5)]
+    assert server.accepted == outcomes and server.connections == 3
+
+
+def test_a_message_whose_sender_gave_up_before_it_went_out_is_not_sent() -> None:
+    server = ChainServer()
+
+    async def scenario() -> None:
+        listening = await server.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{server.port}", pool_size=1, timeout=3.0)
+        first = asyncio.ensure_future(sender.send_email(outgoing(message_id="kept", to="k@example.com")))
+        gone = asyncio.ensure_future(sender.send_email(outgoing(message_id="gone", to="g@example.com")))
+        await asyncio.sleep(0)  # both queued
+        gone.cancel()
+        assert await first == "<kept@acme.example>"
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await sender.send_email(outgoing(message_id="after", to="a@example.com"))
+        await sender.release()
+        listening.close()
+
+    asyncio.run(scenario())
+    assert server.accepted == ["<kept@acme.example>", "<after@acme.example>"]
+
+
+# -- 8bit parts for a server that announced 8BITMIME (RFC 6152) -------------------------------------------
+
+
+def test_parts_go_8bit_once_the_server_has_announced_8bitmime(sink: SmtpSink) -> None:
+    sender = SmtpEmailSender(sink.url, pool_size=1)
+    text, html = "Grüße — “Jo”\n", "<p>Grüße — “Jo”</p>\n"
+
+    async def scenario() -> None:
+        for i in range(2):
+            await sender.send_email(
+                outgoing(message_id=f"e{i}", to=f"e{i}@example.com", text=text, html=html)
+            )
+        await sender.release()
+
+    asyncio.run(scenario())
+    first, second = sink.wait_for(2)
+    # The first was composed before any connection had said what the server takes.
+    assert b"Content-Transfer-Encoding: 8bit" not in first.raw and first.raw.isascii()
+    assert second.raw.count(b"Content-Transfer-Encoding: 8bit") == 2 and "Grüße".encode() in second.raw
+    for mail in (first, second):
+        assert mail.part("text/plain").replace("\r\n", "\n") == text
+        assert mail.part("text/html").replace("\r\n", "\n") == html
+
+
+def test_a_part_with_a_nul_or_a_line_too_long_for_smtp_is_never_8bit() -> None:
+    sender = SmtpEmailSender("smtp://127.0.0.1:25")
+    for text in ("é\x00\n", "é" + "x" * 998 + "\n"):
+        envelope = sender.compose(outgoing(text=text, html="<p>é</p>"), eight_bit=True)
+        assert envelope.data is not None
+        plain = parsed(envelope.data).get_body(("plain",))
+        assert plain is not None and plain["Content-Transfer-Encoding"] == "quoted-printable"
+        assert _lf(plain.get_content()) == text
+
+
+def test_a_server_without_8bitmime_gets_the_message_composed_again_without_8bit_parts() -> None:
+    raw = RawServer()  # announces PIPELINING and SIZE only
+
+    async def scenario() -> None:
+        server = await raw.start()
+        sender = SmtpEmailSender(f"smtp://127.0.0.1:{raw.port}", pool_size=1, timeout=2.0)
+        sender.eight_bit_seen = True  # as if another server behind the same name had announced it
+        await sender.send_email(outgoing(message_id="n1", text="Grüße\n", html="<p>Grüße</p>"))
+        await sender.release()
+        server.close()
+
+    asyncio.run(scenario())
+    [message] = raw.messages
+    assert message.isascii() and b"8bit" not in message
+    assert not [line for line in raw.lines if b"BODY=8BITMIME" in line]
+    assert _lf(parsed(message[:-3]).get_body(("plain",)).get_content()) == "Grüße\n"  # type: ignore[union-attr]
