@@ -703,7 +703,6 @@ def hot_statements() -> list[HotStatement]:
         found.append(HotStatement(f"webhooks.queries._statements().{attr}", getattr(claims, attr)))
     rounds = RoundStatements.compose([_challenge_join()])
     found.append(HotStatement("messaging.queries.RoundStatements.due_round", rounds.due_round))
-    found.append(HotStatement("messaging.queries.RoundStatements.look_ahead", rounds.look_ahead))
     return found
 
 

@@ -174,6 +174,10 @@ def _walk_through(settings: Settings, base: str, say: Callable[[str], None]) -> 
         mail = _wait_for_mail(http, client_id, "jo@example.com")
         say(f'5. The worker sent the email; dev inbox shows: "{mail["subject"]}" to {mail["destination"]}')
         link = mail["link"]
+        # The dev inbox has the mail as soon as it is handed over; the send is recorded (MESSAGE_SENT) in
+        # the worker's next commit, a few milliseconds later. A person opens the link after that; so does
+        # the demo.
+        _wait_for_status(http, f"/mfa/v2/{mfa['ID']}", auth, "UNKNOWN")
         say(f"   link: {link[: len(base) + 8]}… (opening it changes nothing)")
         page = http.get(link.removeprefix(base), headers=BROWSER)
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -201,6 +205,15 @@ def _wait_healthy(http: httpx.Client) -> None:
             pass
         time.sleep(0.05)
     raise DemoFailed("the demo's own server did not start within 15 s")
+
+
+def _wait_for_status(http: httpx.Client, path: str, auth: dict[str, str], leaving: str) -> None:
+    """Until the session's status is no longer `leaving` (at most 15 s: the next step says what it found)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if http.get(path, headers=auth).json().get("status") != leaving:
+            return
+        time.sleep(0.02)
 
 
 def _wait_for_mail(http: httpx.Client, client_id: str, to: str) -> dict[str, Any]:
