@@ -263,6 +263,49 @@ def pg_schema(database_url: str, prefix: str = "bench") -> Iterator[str]:
 # HTTP for setup (low volume; the load itself comes from loadgen.py)
 
 
+def in_process_site(
+    ws: Workspace, allow_all: dict[str, Any], first_login: dict[str, Any]
+) -> tuple[Any, str, str, str]:
+    """For the benchmarks that drive Passgate in their own process: a registry on `ws`'s database (workers
+    off), a client with the default LOGIN set and the bench device known to it (published allow-all, one
+    login, the default set again). Returns (registry, clientId, its API key, a bearer token); the caller
+    closes the registry."""
+    from fastapi.testclient import TestClient
+
+    from passgate.bootstrap import build_registry
+    from passgate.config import Settings
+    from passgate.main import create_app
+    from passgate.policy.schemas import default_document
+
+    client_id, api_key = ws.create_client("Live")  # also migrates the database
+    settings = Settings(
+        database_url=ws.env["PASSGATE_DATABASE_URL"],
+        secret_keys=ws.env["PASSGATE_SECRET_KEYS"],
+        data_dir=ws.env["PASSGATE_DATA_DIR"],
+        workers_in_process="off",
+        log_level="WARNING",
+    )
+    registry = build_registry(settings)
+    with TestClient(create_app(registry=registry)) as http:
+        token = http.post(
+            "/oauth2/token",
+            data={"grant_type": "client_credentials", "scope": "k1_integration_api admin"},
+            auth=(client_id, api_key),
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        sets = "/manage/v1/policy-sets/LOGIN"
+        for step in (
+            http.put(f"{sets}/draft", json=allow_all, headers=headers),
+            http.post(f"{sets}/publish", headers=headers),
+            http.post("/login/v2", json=first_login, headers=headers),
+            http.put(f"{sets}/draft", json=default_document("LOGIN"), headers=headers),
+            http.post(f"{sets}/publish", headers=headers),
+        ):
+            if step.status_code >= 300:
+                raise SystemExit(f"setup failed: {step.status_code} {step.text[:300]}")
+    return registry, client_id, api_key, token
+
+
 def http_client(base_url: str, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=base_url, headers=headers, timeout=30.0, trust_env=False)

@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Any
 
-from _common import HelpFormatter, Workspace, interrupt_guard, progress, table, write_result
+from _common import HelpFormatter, Workspace, in_process_site, interrupt_guard, progress, table, write_result
 from challenge import login
 
 NAME = "decide_cost"
@@ -37,42 +37,13 @@ BLOCK_S = 0.5  # seconds of one kind before the other
 
 
 def measure(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
-    from fastapi.testclient import TestClient
-
-    from passgate.bootstrap import build_registry
-    from passgate.config import Settings
     from passgate.db import deferred
     from passgate.ids import new_uuid
-    from passgate.main import create_app
     from passgate.policy.requests import LoginRequest
-    from passgate.policy.schemas import default_document
 
-    client_id, api_key = ws.create_client("Live")  # also migrates the database
-    settings = Settings(
-        database_url=ws.env["PASSGATE_DATABASE_URL"],
-        secret_keys=ws.env["PASSGATE_SECRET_KEYS"],
-        data_dir=ws.env["PASSGATE_DATA_DIR"],
-        workers_in_process="off",
-        log_level="WARNING",
-    )
-    registry = build_registry(settings)
-    with TestClient(create_app(registry=registry)) as http:
-        token = http.post(
-            "/oauth2/token",
-            data={"grant_type": "client_credentials", "scope": "k1_integration_api admin"},
-            auth=(client_id, api_key),
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        sets = "/manage/v1/policy-sets/LOGIN"
-        for step in (
-            http.put(f"{sets}/draft", json={"name": "all", "segments": [{"name": "d"}]}, headers=headers),
-            http.post(f"{sets}/publish", headers=headers),
-            http.post("/login/v2", json=login("setup1", "benchdev1", "jo@acme.example"), headers=headers),
-            http.put(f"{sets}/draft", json=default_document("LOGIN"), headers=headers),
-            http.post(f"{sets}/publish", headers=headers),
-        ):
-            if step.status_code >= 300:
-                raise SystemExit(f"setup failed: {step.status_code} {step.text[:300]}")
+    allow_all = {"name": "all", "segments": [{"name": "d"}]}
+    first = login("setup1", "benchdev1", "jo@acme.example")
+    registry, client_id, _, _ = in_process_site(ws, allow_all, first)
 
     counter = 0
 

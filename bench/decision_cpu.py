@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import Workspace, progress
+from _common import Workspace, in_process_site, progress
 from decisions import ACCOUNT_ID, ALLOW_ALL, login_body  # noqa: F401  (ACCOUNT_ID: the device's account)
 
 META = "meta.json"
@@ -39,41 +39,9 @@ _COUNTER = itertools.count(1)  # every login its own inquiryId
 
 
 def prepare(directory: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from passgate.bootstrap import build_registry
-    from passgate.config import Settings
-    from passgate.main import create_app
-    from passgate.policy.schemas import default_document
-
     directory.mkdir(parents=True, exist_ok=True)
     with Workspace("decision_cpu") as ws:
-        client_id, api_key = ws.create_client("Live")
-        settings = Settings(
-            database_url=ws.env["PASSGATE_DATABASE_URL"],
-            secret_keys=ws.env["PASSGATE_SECRET_KEYS"],
-            data_dir=ws.env["PASSGATE_DATA_DIR"],
-            workers_in_process="off",
-            log_level="WARNING",
-        )
-        registry = build_registry(settings)
-        with TestClient(create_app(registry=registry)) as http:
-            token = http.post(
-                "/oauth2/token",
-                data={"grant_type": "client_credentials", "scope": "k1_integration_api admin"},
-                auth=(client_id, api_key),
-            ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            sets = "/manage/v1/policy-sets/LOGIN"
-            for step in (
-                http.put(f"{sets}/draft", json=ALLOW_ALL, headers=headers),
-                http.post(f"{sets}/publish", headers=headers),
-                http.post("/login/v2", json=login_body("setup1"), headers=headers),
-                http.put(f"{sets}/draft", json=default_document("LOGIN"), headers=headers),
-                http.post(f"{sets}/publish", headers=headers),
-            ):
-                if step.status_code >= 300:
-                    raise SystemExit(f"setup failed: {step.status_code} {step.text[:300]}")
+        registry, client_id, api_key, _ = in_process_site(ws, ALLOW_ALL, login_body("setup1"))
         registry.close()
         shutil.copy(ws.dir / "bench.db", directory / "bench.db")
         (directory / META).write_text(
